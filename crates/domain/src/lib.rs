@@ -1,0 +1,8 @@
+//! Slipway's domain model: what a workflow says, which pushes trigger it, how
+//! tasks and steps move between states, and how secrets are kept out of logs.
+//! Pure code: no I/O, no wire or database types.
+
+pub mod mask;
+pub mod push;
+pub mod state;
+pub mod workflow;

@@ -1,0 +1,213 @@
+//! Workflow definitions (workflow.md, YAML version 1): the typed form every
+//! service works with, and [`parse`], which builds it from the user's YAML or
+//! explains, with key path, line and column, why it cannot.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+mod parse;
+mod patterns;
+mod repo;
+mod template;
+mod values;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+pub use parse::{SpecError, parse};
+pub use patterns::{PatternError, Patterns};
+pub use repo::RepoUrl;
+pub use template::{Template, TemplateVars};
+pub use values::{
+    AlertEvent, EnvName, EventKind, RollbackMode, SecretName, StepName, ValueError, WorkflowName,
+    parse_duration,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workflow {
+    pub name: WorkflowName,
+    pub repo: RepoUrl,
+    pub on: Triggers,
+    /// Variables for every step, below the step's own `env`.
+    pub env: BTreeMap<String, String>,
+    /// Server-side secrets exposed to steps as variables of the same name.
+    pub secrets: Vec<SecretName>,
+    /// Budget of clone, steps and image build together.
+    pub timeout: Duration,
+    pub steps: Vec<Step>,
+    pub image: Option<ImageSpec>,
+    /// Environments in promotion order.
+    pub deploy: Vec<DeploySpec>,
+    /// Empty: the server's default rules apply (alerts.md).
+    pub notify: Vec<NotifyRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Triggers {
+    /// `None`: pushes do not trigger. Without an `on` key this is
+    /// `Some(PushTrigger::default())`, every branch push.
+    pub push: Option<PushTrigger>,
+    pub workflow_run: Option<WorkflowRunTrigger>,
+}
+
+/// Filters of `on.push`; see [`Workflow::match_push`] for how they combine.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PushTrigger {
+    pub branches: Option<Patterns>,
+    pub tags: Option<Patterns>,
+    pub paths: Option<Patterns>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowRunTrigger {
+    /// GitHub Actions workflow names; a successful run of one triggers.
+    pub workflows: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub name: StepName,
+    /// Script for `sh -e`.
+    pub run: String,
+    /// Container to run in; `None` runs on the runner's host.
+    pub image: Option<String>,
+    /// `None`: whatever remains of the task's budget.
+    pub timeout: Option<Duration>,
+    pub env: BTreeMap<String, String>,
+    pub continue_on_error: bool,
+    pub when: Option<When>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct When {
+    pub branch: Option<Patterns>,
+    pub event: Option<Vec<EventKind>>,
+}
+
+impl When {
+    /// Whether a step with this filter runs for a task started by `event` on
+    /// `branch` (`None` for tag pushes and anything without a branch).
+    pub fn allows(&self, branch: Option<&str>, event: EventKind) -> bool {
+        let branch_ok = match &self.branch {
+            None => true,
+            Some(patterns) => branch.is_some_and(|b| patterns.matches(b)),
+        };
+        let event_ok = match &self.event {
+            None => true,
+            Some(events) => events.contains(&event),
+        };
+        branch_ok && event_ok
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    /// Repository name under the configured registry: lowercase `[a-z0-9._/-]`.
+    pub name: String,
+    /// Build context, relative to the repository root.
+    pub context: String,
+    pub dockerfile: String,
+    pub tags: Vec<Template>,
+    pub build_args: BTreeMap<String, Template>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploySpec {
+    pub environment: EnvName,
+    /// False: the environment waits for approval.
+    pub auto: bool,
+    pub branches: Option<Patterns>,
+    pub target: Target,
+    pub health: Option<HealthCheck>,
+    pub rollback: RollbackMode,
+    pub timeout: Duration,
+}
+
+impl DeploySpec {
+    /// Whether commits of `branch` go to this environment (`None`: the task
+    /// has no branch, e.g. a tag push, which passes only without a filter).
+    pub fn allows_branch(&self, branch: Option<&str>) -> bool {
+        match &self.branches {
+            None => true,
+            Some(patterns) => branch.is_some_and(|b| patterns.matches(b)),
+        }
+    }
+}
+
+/// Values may hold `${{ secrets.NAME }}` placeholders, kept verbatim here and
+/// resolved when the deploy runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Container(ContainerTarget),
+    Compose(ComposeTarget),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerTarget {
+    pub name: String,
+    /// Docker `-p` specs, e.g. `18081:8080`.
+    pub ports: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Docker `-v` specs, e.g. `hello-data-dev:/data`.
+    pub volumes: Vec<String>,
+    pub network: Option<String>,
+    /// Docker restart policy: `no`, `always`, `unless-stopped`, `on-failure[:N]`.
+    pub restart: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComposeTarget {
+    /// Path inside the repository.
+    pub file: String,
+    pub project: String,
+    /// The service whose image is replaced.
+    pub service: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub url: String,
+    pub expect_status: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub watch: Duration,
+}
+
+/// Which events go to which channels. Channel values may hold
+/// `${{ secrets.NAME }}` placeholders, kept verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyRule {
+    pub on: Vec<AlertEvent>,
+    pub slack: Option<SlackChannel>,
+    pub email: Option<EmailChannel>,
+    pub dingtalk: Option<DingTalkChannel>,
+    pub webhook: Option<WebhookChannel>,
+}
+
+/// Either `webhook_url`, or `token` and `channel` (checked by the parser).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackChannel {
+    pub webhook_url: Option<String>,
+    pub token: Option<String>,
+    pub channel: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChannel {
+    pub to: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DingTalkChannel {
+    pub webhook_url: String,
+    /// Signing secret; with it, requests are signed (alerts.md).
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookChannel {
+    pub url: String,
+    /// HMAC key for `X-Slipway-Signature`.
+    pub secret: Option<String>,
+}

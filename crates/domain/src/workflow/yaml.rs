@@ -1,0 +1,433 @@
+//! A YAML document as a tree of nodes that remember where they were written,
+//! so that every validation error can name a line and a column.
+//!
+//! The tree is built from the events of granit-parser (the parser under
+//! serde-saphyr, re-exported by it) instead of going through serde: serde
+//! loses the location of keys and the literal text of scalars (`1.10` would
+//! come back as `1.1`), and the workflow contract needs both.
+
+use std::collections::HashMap;
+
+use serde_saphyr::granit_parser::{Event, Marker, Parser, ScalarStyle, ScanError, Span};
+
+/// Deeper than any workflow needs; bounds recursion when the tree is walked,
+/// cloned or dropped.
+const MAX_DEPTH: usize = 64;
+
+/// Bounds the work an input can cause, aliases included: `&a [*b, *b, ...]`
+/// chains otherwise expand exponentially ("billion laughs").
+const MAX_NODES: usize = 100_000;
+
+/// A 1-based line and column (columns count characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Pos {
+    pub const START: Pos = Pos { line: 1, column: 1 };
+
+    fn from_marker(marker: &Marker) -> Pos {
+        Pos {
+            line: marker.line().max(1),
+            column: marker.col() + 1,
+        }
+    }
+
+    fn from_span(span: &Span) -> Pos {
+        Pos::from_marker(&span.start)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub pos: Pos,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    /// `plain` is false for quoted and block scalars: `"null"` and `"true"`
+    /// are strings, `null` and `true` are not.
+    Scalar {
+        text: String,
+        plain: bool,
+    },
+    Seq(Vec<Node>),
+    Map(Vec<Entry>),
+}
+
+/// A mapping entry; duplicates are kept so that the walker, which knows the
+/// key path, can report them.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub key: String,
+    pub key_pos: Pos,
+    pub value: Node,
+}
+
+impl Node {
+    pub fn is_null(&self) -> bool {
+        matches!(&self.value, Value::Scalar { text, plain: true }
+            if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+    }
+
+    /// What the node is, for "expected X, found Y" messages.
+    pub fn describe(&self) -> &'static str {
+        match &self.value {
+            _ if self.is_null() => "null",
+            Value::Scalar { text, plain: true } if matches!(text.as_str(), "true" | "false") => {
+                "a boolean"
+            }
+            Value::Scalar { text, plain: true } if text.parse::<f64>().is_ok() => "a number",
+            Value::Scalar { .. } => "a string",
+            Value::Seq(_) => "a sequence",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    /// Number of nodes and nesting depth, for the budgets when an alias is copied.
+    fn measure(&self) -> (usize, usize) {
+        let children: Box<dyn Iterator<Item = &Node>> = match &self.value {
+            Value::Scalar { .. } => return (1, 1),
+            Value::Seq(items) => Box::new(items.iter()),
+            Value::Map(entries) => Box::new(entries.iter().map(|e| &e.value)),
+        };
+        children.fold((1, 1), |(size, height), child| {
+            let (s, h) = child.measure();
+            (size + s, height.max(h + 1))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LoadError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl LoadError {
+    fn new(pos: Pos, message: impl Into<String>) -> LoadError {
+        LoadError {
+            pos,
+            message: message.into(),
+        }
+    }
+
+    fn scan(error: &ScanError) -> LoadError {
+        LoadError::new(
+            Pos::from_marker(error.marker()),
+            format!("invalid YAML: {}", error.info()),
+        )
+    }
+}
+
+/// Parses one YAML document; `Ok(None)` when the input holds no document at
+/// all (empty, or only comments).
+pub(crate) fn load(src: &str) -> Result<Option<Node>, LoadError> {
+    let options = serde_saphyr::granit_parser::options! { emit_comments: false };
+    let mut builder = Builder::default();
+    for event in Parser::new_from_str_with_options(src, options) {
+        let (event, span) = event.map_err(|e| LoadError::scan(&e))?;
+        if builder.event(event, &span)? {
+            break;
+        }
+    }
+    Ok(builder.root)
+}
+
+enum Frame {
+    Seq {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        pos: Pos,
+        anchor: usize,
+        entries: Vec<Entry>,
+        /// Values of `<<` keys, merged when the mapping closes.
+        merges: Vec<Node>,
+        /// A key waiting for its value: text, position, written plain.
+        key: Option<(String, Pos, bool)>,
+    },
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    root: Option<Node>,
+    documents: usize,
+    nodes: usize,
+    /// Finished anchored nodes with their size and height.
+    anchors: HashMap<usize, (Node, usize, usize)>,
+}
+
+impl Builder {
+    /// Feeds one event; `Ok(true)` at the end of the stream.
+    fn event(&mut self, event: Event<'_>, span: &Span) -> Result<bool, LoadError> {
+        let pos = Pos::from_span(span);
+        match event {
+            Event::StreamEnd => return Ok(true),
+            Event::DocumentStart(..) => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    return Err(LoadError::new(
+                        pos,
+                        "expected a single YAML document, found several",
+                    ));
+                }
+            }
+            Event::Scalar(text, style, anchor, _tag) => {
+                self.count(pos, 1)?;
+                let node = Node {
+                    pos,
+                    value: Value::Scalar {
+                        text: text.into_owned(),
+                        plain: style == ScalarStyle::Plain,
+                    },
+                };
+                if anchor != 0 {
+                    self.anchors.insert(anchor, (node.clone(), 1, 1));
+                }
+                self.push(node)?;
+            }
+            Event::SequenceStart(_, anchor, _tag) => {
+                self.open(pos)?;
+                self.stack.push(Frame::Seq {
+                    pos,
+                    anchor,
+                    items: Vec::new(),
+                });
+            }
+            Event::MappingStart(_, anchor, _tag) => {
+                self.open(pos)?;
+                self.stack.push(Frame::Map {
+                    pos,
+                    anchor,
+                    entries: Vec::new(),
+                    merges: Vec::new(),
+                    key: None,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => self.close(pos)?,
+            Event::Alias(id) => {
+                let Some(&(_, size, height)) = self.anchors.get(&id) else {
+                    // The parser resolves names; an id without a finished
+                    // node is an alias inside its own anchor.
+                    return Err(LoadError::new(pos, "recursive alias"));
+                };
+                if self.stack.len() + height > MAX_DEPTH {
+                    return Err(LoadError::new(pos, "nesting too deep"));
+                }
+                // Budget first, copy second.
+                self.count(pos, size)?;
+                if let Some((node, ..)) = self.anchors.get(&id) {
+                    let node = node.clone();
+                    self.push(node)?;
+                }
+            }
+            // Stream start, document end, comments and anchor metadata carry
+            // nothing the tree needs.
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    fn count(&mut self, pos: Pos, nodes: usize) -> Result<(), LoadError> {
+        self.nodes = self.nodes.saturating_add(nodes);
+        if self.nodes > MAX_NODES {
+            return Err(LoadError::new(
+                pos,
+                format!("document too large (more than {MAX_NODES} nodes, aliases expanded)"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, pos: Pos) -> Result<(), LoadError> {
+        self.count(pos, 1)?;
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(LoadError::new(pos, "nesting too deep"));
+        }
+        if let Some(Frame::Map { key: None, .. }) = self.stack.last() {
+            return Err(LoadError::new(pos, "mapping keys must be strings"));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, end: Pos) -> Result<(), LoadError> {
+        let (node, anchor) = match self.stack.pop() {
+            Some(Frame::Seq { pos, anchor, items }) => (
+                Node {
+                    pos,
+                    value: Value::Seq(items),
+                },
+                anchor,
+            ),
+            Some(Frame::Map {
+                pos,
+                anchor,
+                entries,
+                merges,
+                ..
+            }) => (
+                Node {
+                    pos,
+                    value: Value::Map(merge(entries, merges)?),
+                },
+                anchor,
+            ),
+            None => {
+                return Err(LoadError::new(
+                    end,
+                    "invalid YAML: unexpected end of collection",
+                ));
+            }
+        };
+        if anchor != 0 {
+            let (size, height) = node.measure();
+            self.anchors.insert(anchor, (node.clone(), size, height));
+        }
+        self.push(node)
+    }
+
+    fn push(&mut self, node: Node) -> Result<(), LoadError> {
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                merges,
+                key,
+                ..
+            }) => match key.take() {
+                Some((key, _, true)) if key == "<<" => merges.push(node),
+                Some((key, key_pos, _)) => entries.push(Entry {
+                    key,
+                    key_pos,
+                    value: node,
+                }),
+                None => match node.value {
+                    Value::Scalar { text, plain } => *key = Some((text, node.pos, plain)),
+                    _ => return Err(LoadError::new(node.pos, "mapping keys must be strings")),
+                },
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Applies YAML merge keys (`<<: *defaults`, `<<: [*a, *b]`): explicit keys
+/// win, then earlier merged mappings over later ones.
+fn merge(mut entries: Vec<Entry>, merges: Vec<Node>) -> Result<Vec<Entry>, LoadError> {
+    for source in merges {
+        let mappings = match source.value {
+            Value::Map(merged) => vec![merged],
+            Value::Seq(items) => items
+                .into_iter()
+                .map(|item| match item.value {
+                    Value::Map(merged) => Ok(merged),
+                    _ => Err(LoadError::new(
+                        item.pos,
+                        "a merge key (<<) takes a mapping or a list of mappings",
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Value::Scalar { .. } => {
+                return Err(LoadError::new(
+                    source.pos,
+                    "a merge key (<<) takes a mapping or a list of mappings",
+                ));
+            }
+        };
+        for entry in mappings.into_iter().flatten() {
+            if !entries.iter().any(|e| e.key == entry.key) {
+                entries.push(entry);
+            }
+        }
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map_keys(node: &Node) -> Vec<(&str, Pos)> {
+        match &node.value {
+            Value::Map(entries) => entries
+                .iter()
+                .map(|e| (e.key.as_str(), e.key_pos))
+                .collect(),
+            _ => panic!("not a mapping: {node:?}"),
+        }
+    }
+
+    #[test]
+    fn positions_are_one_based() {
+        let root = load("a: 1\nbb:\n  - x\n").unwrap().unwrap();
+        assert_eq!(root.pos, Pos { line: 1, column: 1 });
+        assert_eq!(
+            map_keys(&root),
+            [
+                ("a", Pos { line: 1, column: 1 }),
+                ("bb", Pos { line: 2, column: 1 })
+            ]
+        );
+        let Value::Map(entries) = &root.value else {
+            unreachable!()
+        };
+        assert_eq!(entries[0].value.pos, Pos { line: 1, column: 4 });
+        let Value::Seq(items) = &entries[1].value.value else {
+            unreachable!()
+        };
+        assert_eq!(items[0].pos, Pos { line: 3, column: 5 });
+    }
+
+    #[test]
+    fn aliases_and_merge_keys_expand() {
+        let root = load("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n")
+            .unwrap()
+            .unwrap();
+        let Value::Map(entries) = &root.value else {
+            unreachable!()
+        };
+        let keys: Vec<_> = map_keys(&entries[1].value)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["y", "x"]);
+    }
+
+    #[test]
+    fn empty_input_has_no_document() {
+        assert!(load("").unwrap().is_none());
+        assert!(load("# only a comment\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn hostile_inputs_are_bounded() {
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert_eq!(load(&deep).unwrap_err().message, "nesting too deep");
+
+        let mut laughs = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            laughs += &format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", "));
+        }
+        let err = load(&laughs).unwrap_err();
+        assert!(err.message.starts_with("document too large"), "{err:?}");
+
+        assert_eq!(load("a: &a [*a]\n").unwrap_err().message, "recursive alias");
+        assert_eq!(
+            load("? [a]\n: b\n").unwrap_err().message,
+            "mapping keys must be strings"
+        );
+        assert_eq!(
+            load("a: 1\n---\nb: 2\n").unwrap_err().pos,
+            Pos { line: 2, column: 1 }
+        );
+    }
+}

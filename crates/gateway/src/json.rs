@@ -1,0 +1,116 @@
+//! The REST API's JSON shapes (api.md), converted from proto messages. Only
+//! this module decides field names and formats on the HTTP side.
+
+use chrono::SecondsFormat;
+use serde::Serialize;
+
+fn time(ts: Option<proto::Timestamp>) -> Option<String> {
+    ts.as_ref()
+        .and_then(proto::datetime)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Workflow {
+    pub id: i64,
+    pub name: String,
+    pub repo: String,
+    pub version: i32,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
+}
+
+impl From<proto::Workflow> for Workflow {
+    fn from(w: proto::Workflow) -> Self {
+        Self {
+            id: w.id,
+            name: w.name,
+            repo: w.repo,
+            version: w.version,
+            created_at: time(w.created_at),
+            updated_at: time(w.updated_at),
+            definition: w.definition,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Task {
+    pub id: i64,
+    pub workflow_id: i64,
+    pub workflow: String,
+    pub workflow_version: i32,
+    pub status: String,
+    pub trigger: String,
+    pub attempt: i32,
+    pub retry_of: Option<i64>,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub commit: Option<String>,
+    pub message: Option<String>,
+    pub author: Option<String>,
+    pub delivery_id: Option<String>,
+    pub created_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    pub steps: Vec<Step>,
+    /// The packaged image, once the image stage exists for this task.
+    pub image: Option<serde_json::Value>,
+    pub deployments: Vec<serde_json::Value>,
+}
+
+impl From<proto::Task> for Task {
+    fn from(t: proto::Task) -> Self {
+        Self {
+            id: t.id,
+            workflow_id: t.workflow_id,
+            workflow: t.workflow,
+            workflow_version: t.workflow_version,
+            status: t.status,
+            trigger: t.trigger,
+            attempt: t.attempt,
+            retry_of: t.retry_of,
+            branch: t.branch,
+            tag: t.tag,
+            commit: t.commit,
+            message: t.message,
+            author: t.author,
+            delivery_id: t.delivery_id,
+            created_at: time(t.created_at),
+            started_at: time(t.started_at),
+            finished_at: time(t.finished_at),
+            error: t.error,
+            steps: t
+                .steps
+                .into_iter()
+                .map(|s| Step {
+                    name: s.name,
+                    status: s.status,
+                    exit_code: s.exit_code,
+                    started_at: time(s.started_at),
+                    finished_at: time(s.finished_at),
+                    error: s.error,
+                })
+                .collect(),
+            image: None,
+            deployments: Vec::new(),
+        }
+    }
+}

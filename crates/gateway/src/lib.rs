@@ -1,0 +1,234 @@
+//! Slipway's gateway: the one service that speaks HTTP to users. It verifies
+//! webhooks, serves the REST API and the dashboard, and forwards everything
+//! to the orchestrator over gRPC; it holds no state of its own.
+//!
+//! [`Gateway::build`] binds its listener (port 0 works, for tests);
+//! [`Gateway::run`] serves until `shutdown` resolves.
+
+pub mod api;
+pub mod body;
+pub mod error;
+pub mod json;
+pub mod settings;
+pub mod webhooks;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpResponse, HttpServer};
+use proto::auth::Bearer;
+use proto::slipway_client::SlipwayClient;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+pub use settings::Settings;
+
+use crate::error::{HttpError, not_found, unauthorized};
+
+/// Why the gateway could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Settings(String),
+    #[error("invalid SLIPWAY_ORCHESTRATOR_URL {url:?}: {source}")]
+    OrchestratorUrl {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub type Client = SlipwayClient<InterceptedService<Channel, Bearer>>;
+
+/// What every handler shares.
+pub struct State {
+    pub settings: Settings,
+    client: Client,
+}
+
+impl State {
+    /// A handle on the orchestrator connection (cheap: channels are shared).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+}
+
+pub struct Gateway {
+    listener: TcpListener,
+    state: Data<State>,
+}
+
+impl Gateway {
+    pub fn build(settings: Settings) -> Result<Self, Error> {
+        settings.check().map_err(Error::Settings)?;
+        let token = Bearer::new(&settings.api_token).ok_or_else(|| {
+            Error::Settings("SLIPWAY_API_TOKEN must be printable ASCII".to_owned())
+        })?;
+        // Connect lazily: the gateway starts (and answers 503) while the
+        // orchestrator is still down.
+        let channel = Endpoint::from_shared(settings.orchestrator_url.clone())
+            .map_err(|source| Error::OrchestratorUrl {
+                url: settings.orchestrator_url.clone(),
+                source,
+            })?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let client = SlipwayClient::with_interceptor(channel, token)
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let listener = TcpListener::bind(settings.http_addr).map_err(|source| Error::Bind {
+            addr: settings.http_addr,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            state: Data::new(State { settings, client }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        tracing::info!(addr = ?self.listener.local_addr(), "gateway listening");
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::QueryConfig::default().error_handler(api::tasks::query_error))
+                .configure(routes)
+        })
+        .workers(2)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(self.listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(async move {
+            shutdown.await;
+            handle.stop(true).await;
+        });
+        server.await
+    }
+}
+
+/// Every route of the gateway.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(dashboard))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/api/webhooks/github", web::post().to(webhooks::github))
+        .route("/api/webhooks/gitlab", web::post().to(webhooks::gitlab))
+        .service(
+            web::scope("/api")
+                .wrap(from_fn(require_token))
+                .route("/workflows", web::post().to(api::workflows::create))
+                .route("/workflows", web::get().to(api::workflows::list))
+                .route("/workflows/{id}", web::get().to(api::workflows::get))
+                .route("/workflows/{id}", web::put().to(api::workflows::update))
+                .route("/workflows/{id}", web::delete().to(api::workflows::delete))
+                .route("/workflows/{id}/run", web::post().to(api::workflows::run))
+                .route(
+                    "/workflows/{id}/secrets",
+                    web::get().to(api::workflows::list_secrets),
+                )
+                .route(
+                    "/workflows/{id}/secrets/{name}",
+                    web::put().to(api::workflows::put_secret),
+                )
+                .route("/tasks", web::get().to(api::tasks::list))
+                .route("/tasks/{id}", web::get().to(api::tasks::get))
+                .route("/tasks/{id}/logs", web::get().to(api::tasks::logs))
+                .route("/tasks/{id}/logs/stream", web::get().to(api::tasks::stream))
+                .route("/tasks/{id}/retry", web::post().to(api::tasks::retry))
+                .route("/tasks/{id}/cancel", web::post().to(api::tasks::cancel))
+                .default_service(web::to(unknown_route)),
+        )
+        .default_service(web::to(unknown_route));
+}
+
+/// `/api/*` (webhooks aside) needs `Authorization: Bearer <token>`.
+async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    let expected = req
+        .app_data::<Data<State>>()
+        .map(|s| s.settings.api_token.clone())
+        .unwrap_or_default();
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if expected.is_empty() || !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        let err = unauthorized("missing or wrong bearer token");
+        let response = actix_web::ResponseError::error_response(&err);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, HttpError> {
+    Err(not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready when the orchestrator answers and its database and broker do.
+async fn readyz(state: Data<State>) -> HttpResponse {
+    let mut client = state.client();
+    match tokio::time::timeout(Duration::from_secs(3), client.ready(proto::Empty {})).await {
+        Ok(Ok(r)) => {
+            let r = r.into_inner();
+            let body = json!({"orchestrator": true, "database": r.database, "broker": r.broker});
+            if r.database && r.broker {
+                HttpResponse::Ok().json(body)
+            } else {
+                HttpResponse::ServiceUnavailable().json(body)
+            }
+        }
+        _ => HttpResponse::ServiceUnavailable()
+            .json(json!({"orchestrator": false, "database": false, "broker": false})),
+    }
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body("# HELP slipway_gateway_up Whether the gateway is serving.\n# TYPE slipway_gateway_up gauge\nslipway_gateway_up 1\n")
+}
+
+async fn dashboard(state: Data<State>) -> HttpResponse {
+    let base = &state.settings.public_url;
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(format!(
+            "<!doctype html><title>Slipway</title><h1>Slipway</h1>\
+         <p>REST API at <code>{base}/api</code> (bearer token required): \
+         <a href=\"/api/workflows\">workflows</a>, <a href=\"/api/tasks\">tasks</a>.</p>"
+        ))
+}

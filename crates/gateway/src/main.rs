@@ -1,0 +1,33 @@
+//! `slipway-gateway [--config FILE]`
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use gateway::{Gateway, Settings};
+
+#[derive(Parser)]
+#[command(version, about = "Slipway gateway: webhooks, REST API, dashboard")]
+struct Cli {
+    /// TOML file with settings; SLIPWAY_* variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("slipway-gateway: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = telemetry::load_settings(Settings::default(), cli.config.as_deref())?;
+    telemetry::init_tracing(&settings.log, settings.log_json);
+    let gateway = Gateway::build(settings)?;
+    gateway.run(telemetry::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! The gateway's settings (runtime.md).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Where the HTTP server listens (`SLIPWAY_HTTP_ADDR`); port 0 picks one.
+    pub http_addr: SocketAddr,
+    pub orchestrator_url: String,
+    /// Bearer token for `/api/*` (and what the gateway presents to the
+    /// orchestrator). Required.
+    pub api_token: String,
+    /// Key of GitHub's `X-Hub-Signature-256`; unset disables that endpoint.
+    pub github_secret: String,
+    /// Expected `X-Gitlab-Token`; unset disables that endpoint.
+    pub gitlab_token: String,
+    /// Largest webhook body accepted.
+    pub webhook_max_bytes: usize,
+    /// Largest API request body accepted.
+    pub api_max_bytes: usize,
+    pub public_url: String,
+    pub log: String,
+    pub log_json: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            orchestrator_url: "http://127.0.0.1:50051".to_owned(),
+            api_token: String::new(),
+            github_secret: String::new(),
+            gitlab_token: String::new(),
+            webhook_max_bytes: 25 * 1024 * 1024,
+            api_max_bytes: 4 * 1024 * 1024,
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            log: "info".to_owned(),
+            log_json: false,
+        }
+    }
+}
+
+impl Settings {
+    pub fn check(&self) -> Result<(), String> {
+        if self.api_token.is_empty() {
+            return Err("SLIPWAY_API_TOKEN is required".to_owned());
+        }
+        Ok(())
+    }
+}

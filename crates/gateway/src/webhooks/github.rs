@@ -1,0 +1,92 @@
+//! GitHub's `push` payload, read into the fields Slipway needs. Only this
+//! module knows GitHub's wire format.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct Push {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    after: String,
+    #[serde(default)]
+    repository: Repository,
+    #[serde(default)]
+    commits: Vec<Commit>,
+    head_commit: Option<Commit>,
+    pusher: Option<Person>,
+    sender: Option<Login>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Repository {
+    clone_url: Option<String>,
+    ssh_url: Option<String>,
+    git_url: Option<String>,
+    html_url: Option<String>,
+    url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Commit {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    author: Option<Person>,
+    #[serde(default)]
+    added: Vec<String>,
+    #[serde(default)]
+    removed: Vec<String>,
+    #[serde(default)]
+    modified: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Person {
+    name: Option<String>,
+    username: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Login {
+    login: Option<String>,
+}
+
+/// GitHub lists at most this many commits in a push; past it the list of
+/// changed files is incomplete.
+const MAX_LISTED_COMMITS: usize = 2048;
+
+impl Push {
+    pub fn into_event(self) -> proto::PushEvent {
+        let r = self.repository;
+        let repo_urls = [r.clone_url, r.ssh_url, r.git_url, r.html_url, r.url]
+            .into_iter()
+            .flatten()
+            .filter(|u| !u.is_empty())
+            .collect();
+        let paths_known = !self.commits.is_empty() && self.commits.len() < MAX_LISTED_COMMITS;
+        let mut changed_paths: Vec<String> = self
+            .commits
+            .iter()
+            .flat_map(|c| c.added.iter().chain(&c.removed).chain(&c.modified))
+            .cloned()
+            .collect();
+        changed_paths.sort();
+        changed_paths.dedup();
+        let head = self.head_commit.or_else(|| self.commits.into_iter().last());
+        let author = head
+            .as_ref()
+            .and_then(|c| c.author.as_ref())
+            .and_then(|a| a.username.clone().or_else(|| a.name.clone()))
+            .or_else(|| self.sender.and_then(|s| s.login))
+            .or_else(|| self.pusher.and_then(|p| p.name));
+        proto::PushEvent {
+            repo_urls,
+            git_ref: self.git_ref,
+            after: self.after,
+            changed_paths,
+            paths_known,
+            message: head.and_then(|c| c.message),
+            author,
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `POST /api/webhooks/github` and `/api/webhooks/gitlab`: authenticate the
+//! delivery, parse it, and have the orchestrator record it and create its
+//! tasks before answering. Nothing is stored for a delivery that fails
+//! authentication or does not parse.
+
+mod github;
+mod gitlab;
+pub mod signature;
+
+use actix_web::http::StatusCode;
+use actix_web::web::{Data, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::State;
+use crate::body;
+use crate::error::{HttpError, bad_request, unauthorized};
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// A delivery as the orchestrator should record it.
+struct Delivery {
+    provider: &'static str,
+    delivery_id: String,
+    event: String,
+    body_sha256: String,
+    push: Option<proto::PushEvent>,
+    ignored: Option<String>,
+}
+
+async fn record(state: &State, d: Delivery) -> Result<HttpResponse, HttpError> {
+    let outcome = state
+        .client()
+        .ingest_webhook(proto::IngestWebhookRequest {
+            provider: d.provider.to_owned(),
+            delivery_id: d.delivery_id,
+            event: d.event,
+            body_sha256: d.body_sha256,
+            push: d.push,
+            ignored: d.ignored,
+        })
+        .await?
+        .into_inner();
+    let mut body = json!({
+        "delivery_id": outcome.delivery_id,
+        "task_ids": outcome.task_ids,
+    });
+    if let Some(ignored) = outcome.ignored {
+        body["ignored"] = json!(ignored);
+    }
+    let status = if outcome.duplicate {
+        body["duplicate"] = json!(true);
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok(HttpResponse::build(status).json(body))
+}
+
+fn sha256_hex(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, HttpError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed json: {e}")))?;
+    serde_json::from_value(value).map_err(|e| bad_request(format!("malformed {what} event: {e}")))
+}
+
+#[tracing::instrument(skip_all, fields(delivery = header(&req, "x-github-delivery")))]
+pub async fn github(
+    state: Data<State>,
+    req: HttpRequest,
+    payload: Payload,
+) -> Result<HttpResponse, HttpError> {
+    let body = body::read(&req, payload, state.settings.webhook_max_bytes).await?;
+    if state.settings.github_secret.is_empty() {
+        return Err(unauthorized(
+            "github webhooks are disabled: SLIPWAY_GITHUB_SECRET is not set",
+        ));
+    }
+    if !signature::github_valid(
+        state.settings.github_secret.as_bytes(),
+        &body,
+        header(&req, "x-hub-signature-256"),
+    ) {
+        return Err(unauthorized("missing or wrong X-Hub-Signature-256"));
+    }
+    let event = header(&req, "x-github-event")
+        .ok_or_else(|| bad_request("missing X-GitHub-Event header"))?
+        .to_owned();
+    let body_sha256 = sha256_hex(&body);
+    let delivery_id = header(&req, "x-github-delivery")
+        .map_or_else(|| format!("sha256:{body_sha256}"), str::to_owned);
+    let mut delivery = Delivery {
+        provider: "github",
+        delivery_id,
+        event: event.clone(),
+        body_sha256,
+        push: None,
+        ignored: None,
+    };
+    match event.as_str() {
+        "ping" => {
+            // Validate the JSON like any delivery, then record it.
+            let _: serde_json::Value = parse(&body, "ping")?;
+            delivery.ignored = Some("ping".to_owned());
+            record(&state, delivery).await?;
+            Ok(HttpResponse::Ok().json(json!({"pong": true})))
+        }
+        "push" => {
+            let push: github::Push = parse(&body, "push")?;
+            delivery.push = Some(push.into_event());
+            record(&state, delivery).await
+        }
+        other => {
+            let _: serde_json::Value = parse(&body, other)?;
+            delivery.ignored = Some(format!("event {other} not handled"));
+            record(&state, delivery).await
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(delivery = header(&req, "x-gitlab-event-uuid")))]
+pub async fn gitlab(
+    state: Data<State>,
+    req: HttpRequest,
+    payload: Payload,
+) -> Result<HttpResponse, HttpError> {
+    let body = body::read(&req, payload, state.settings.webhook_max_bytes).await?;
+    if state.settings.gitlab_token.is_empty() {
+        return Err(unauthorized(
+            "gitlab webhooks are disabled: SLIPWAY_GITLAB_TOKEN is not set",
+        ));
+    }
+    if !signature::gitlab_valid(
+        state.settings.gitlab_token.as_bytes(),
+        header(&req, "x-gitlab-token"),
+    ) {
+        return Err(unauthorized("missing or wrong X-Gitlab-Token"));
+    }
+    let event = header(&req, "x-gitlab-event")
+        .ok_or_else(|| bad_request("missing X-Gitlab-Event header"))?
+        .to_owned();
+    let body_sha256 = sha256_hex(&body);
+    let delivery_id = header(&req, "x-gitlab-event-uuid")
+        .or_else(|| header(&req, "idempotency-key"))
+        .map_or_else(|| format!("sha256:{body_sha256}"), str::to_owned);
+    let mut delivery = Delivery {
+        provider: "gitlab",
+        delivery_id,
+        event: event.clone(),
+        body_sha256,
+        push: None,
+        ignored: None,
+    };
+    match event.as_str() {
+        "Push Hook" | "Tag Push Hook" => {
+            let push: gitlab::Push = parse(&body, "push")?;
+            delivery.push = Some(push.into_event());
+        }
+        other => {
+            let _: serde_json::Value = parse(&body, other)?;
+            delivery.ignored = Some(format!("event {other} not handled"));
+        }
+    }
+    record(&state, delivery).await
+}

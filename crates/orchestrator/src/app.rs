@@ -1,0 +1,672 @@
+//! The orchestrator's operations, independent of the wire: both gRPC
+//! services call into [`App`]. Database work runs on the blocking pool; every
+//! error leaves here as an [`ApiError`] with the code the caller will see.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::push::{GitRef, PushEvent};
+use domain::state::{StepEvent, TaskEvent, TaskStatus};
+use domain::workflow::{self, Workflow};
+use proto::{ApiError, ErrorCode};
+use store::PgConnection;
+use store::tasks::{NewTask, StepChange, TaskDetail, TaskFilter};
+use store::webhooks::{DeliveryRow, NewDelivery};
+use store::workflows::WorkflowRow;
+use tokio::sync::{Notify, broadcast};
+
+use crate::crypto::SecretBox;
+
+/// Largest secret value accepted.
+const MAX_SECRET_BYTES: usize = 64 * 1024;
+
+/// Shared state of the orchestrator.
+pub struct App {
+    pool: store::Pool,
+    secrets: SecretBox,
+    /// Wakes the outbox relay when a task was queued.
+    pub(crate) outbox: Arc<Notify>,
+    /// Carries the id of a task whose log or status changed, for log streams.
+    changes: broadcast::Sender<i64>,
+    /// Parsed definitions by (workflow id, version): versions never change,
+    /// so a webhook need not parse every workflow again.
+    specs: Mutex<HashMap<(i64, i32), Arc<Workflow>>>,
+    pub(crate) lease: Duration,
+    pub(crate) max_requeues: i32,
+    /// Whether the outbox relay holds a working broker connection.
+    pub(crate) broker_up: AtomicBool,
+}
+
+/// Where a manual run or a push comes from, for a new task.
+pub struct Trigger {
+    pub kind: &'static str,
+    pub git_ref: GitRef,
+    pub commit: Option<String>,
+    pub message: Option<String>,
+    pub author: Option<String>,
+    pub delivery_id: Option<String>,
+}
+
+/// What a webhook delivery came to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub delivery_id: String,
+    pub task_ids: Vec<i64>,
+    pub ignored: Option<String>,
+    pub duplicate: bool,
+}
+
+/// A webhook the gateway verified.
+pub struct Webhook {
+    pub provider: String,
+    pub delivery_id: String,
+    pub event: String,
+    pub body_sha256: String,
+    pub push: Option<PushEvent>,
+    pub ignored: Option<String>,
+}
+
+/// What a runner receives when it claims a task.
+pub struct Claim {
+    pub token: String,
+    pub detail: TaskDetail,
+    pub definition: String,
+    pub repo: String,
+    pub secrets: HashMap<String, String>,
+}
+
+pub(crate) fn internal(err: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %err, "internal error");
+    ApiError::new(ErrorCode::Internal, "internal error")
+}
+
+/// Maps a store error; `what` names the thing for a "not found".
+fn db_error(err: store::Error, what: &str) -> ApiError {
+    match err {
+        store::Error::NotFound => ApiError::new(ErrorCode::NotFound, format!("{what} not found")),
+        store::Error::Conflict(msg) => ApiError::new(ErrorCode::Conflict, msg),
+        store::Error::Transition(t) => ApiError::new(ErrorCode::Conflict, t.to_string()),
+        store::Error::LeaseLost => {
+            ApiError::new(ErrorCode::Conflict, "the task's lease is no longer held")
+        }
+        store::Error::Pool(e) => {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::new(ErrorCode::Unavailable, "database unavailable")
+        }
+        store::Error::Database(diesel_err) if diesel_err.to_string().contains("connection") => {
+            tracing::warn!(error = %diesel_err, "database connection lost");
+            ApiError::new(ErrorCode::Unavailable, "database unavailable")
+        }
+        other => internal(other),
+    }
+}
+
+fn invalid_workflow(err: &workflow::SpecError) -> ApiError {
+    ApiError::new(ErrorCode::InvalidWorkflow, err.to_string())
+        .with_field("path", err.path.clone())
+        .with_field("line", err.line)
+        .with_field("column", err.column)
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, msg)
+}
+
+/// The steps of a task of this workflow, in the order they run.
+pub fn step_names(spec: &Workflow) -> Vec<String> {
+    let mut names = vec!["clone".to_owned()];
+    names.extend(spec.steps.iter().map(|s| s.name.to_string()));
+    if spec.image.is_some() {
+        names.push("image".to_owned());
+    }
+    names.extend(
+        spec.deploy
+            .iter()
+            .map(|d| format!("deploy:{}", d.environment)),
+    );
+    names
+}
+
+impl App {
+    pub fn new(pool: store::Pool, secret_key: &str, lease: Duration, max_requeues: i32) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        Self {
+            pool,
+            secrets: SecretBox::new(secret_key),
+            outbox: Arc::new(Notify::new()),
+            changes,
+            specs: Mutex::new(HashMap::new()),
+            lease,
+            max_requeues,
+            broker_up: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    pub(crate) async fn db<T, F>(&self, what: &str, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut PgConnection) -> store::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(internal)?;
+        result.map_err(|e| db_error(e, what))
+    }
+
+    /// Subscribes to task changes (log chunks, status).
+    pub fn subscribe(&self) -> broadcast::Receiver<i64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, task_id: i64) {
+        // No subscriber is fine.
+        let _ = self.changes.send(task_id);
+    }
+
+    fn queued(&self) {
+        self.outbox.notify_one();
+    }
+
+    pub fn broker_up(&self) -> bool {
+        self.broker_up.load(Ordering::Relaxed)
+    }
+
+    pub async fn database_up(&self) -> bool {
+        self.db("database", store::ping).await.is_ok()
+    }
+
+    fn spec(
+        &self,
+        workflow_id: i64,
+        version: i32,
+        definition: &str,
+    ) -> Result<Arc<Workflow>, ApiError> {
+        let key = (workflow_id, version);
+        if let Some(spec) = self.specs.lock().map_err(internal)?.get(&key) {
+            return Ok(spec.clone());
+        }
+        let spec = Arc::new(workflow::parse(definition).map_err(|e| invalid_workflow(&e))?);
+        self.specs
+            .lock()
+            .map_err(internal)?
+            .insert(key, spec.clone());
+        Ok(spec)
+    }
+
+    // ---- workflows ----
+
+    pub async fn create_workflow(&self, definition: String) -> Result<WorkflowRow, ApiError> {
+        let spec = workflow::parse(&definition).map_err(|e| invalid_workflow(&e))?;
+        let name = spec.name.to_string();
+        let repo = spec.repo.to_string();
+        self.db("workflow", move |conn| {
+            store::workflows::create(conn, &name, &repo, &definition)
+        })
+        .await
+    }
+
+    pub async fn update_workflow(
+        &self,
+        id: i64,
+        definition: String,
+    ) -> Result<WorkflowRow, ApiError> {
+        let spec = workflow::parse(&definition).map_err(|e| invalid_workflow(&e))?;
+        let name = spec.name.to_string();
+        let repo = spec.repo.to_string();
+        self.db(&format!("workflow {id}"), move |conn| {
+            store::workflows::update(conn, id, &name, &repo, &definition)
+        })
+        .await
+    }
+
+    pub async fn get_workflow(&self, id: i64) -> Result<(WorkflowRow, String), ApiError> {
+        self.db(&format!("workflow {id}"), move |conn| {
+            let row = store::workflows::live(conn, id)?;
+            let definition = store::workflows::definition(conn, id, row.version)?;
+            Ok((row, definition))
+        })
+        .await
+    }
+
+    pub async fn list_workflows(&self) -> Result<Vec<WorkflowRow>, ApiError> {
+        self.db("workflows", store::workflows::list).await
+    }
+
+    pub async fn delete_workflow(&self, id: i64) -> Result<(), ApiError> {
+        self.db(&format!("workflow {id}"), move |conn| {
+            store::workflows::delete(conn, id)
+        })
+        .await
+    }
+
+    pub async fn set_secret(
+        &self,
+        workflow_id: i64,
+        name: String,
+        value: String,
+    ) -> Result<(), ApiError> {
+        let valid_name = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(bad_request(format!(
+                "invalid secret name {name:?}: letters, digits and _, not starting with a digit"
+            )));
+        }
+        if value.len() > MAX_SECRET_BYTES {
+            return Err(bad_request("secret value is larger than 64 KiB"));
+        }
+        let (nonce, sealed) = self.secrets.seal(workflow_id, &name, &value);
+        self.db(&format!("workflow {workflow_id}"), move |conn| {
+            store::workflows::live(conn, workflow_id)?;
+            store::secrets::put(conn, workflow_id, &name, &nonce, &sealed)
+        })
+        .await
+    }
+
+    pub async fn list_secrets(&self, workflow_id: i64) -> Result<Vec<String>, ApiError> {
+        self.db(&format!("workflow {workflow_id}"), move |conn| {
+            store::workflows::live(conn, workflow_id)?;
+            store::secrets::names(conn, workflow_id)
+        })
+        .await
+    }
+
+    // ---- triggering ----
+
+    fn new_task(row: &WorkflowRow, trigger: &Trigger) -> NewTask {
+        let (branch, tag) = match &trigger.git_ref {
+            GitRef::Branch(b) => (Some(b.clone()), None),
+            GitRef::Tag(t) => (None, Some(t.clone())),
+        };
+        NewTask {
+            workflow_id: row.id,
+            workflow_version: row.version,
+            status: TaskStatus::Pending.as_str().to_owned(),
+            trigger: trigger.kind.to_owned(),
+            attempt: 1,
+            retry_of: None,
+            branch,
+            tag,
+            commit_sha: trigger.commit.clone(),
+            message: trigger.message.clone(),
+            author: trigger.author.clone(),
+            delivery_id: trigger.delivery_id.clone(),
+        }
+    }
+
+    pub async fn run_workflow(
+        &self,
+        workflow_id: i64,
+        branch: String,
+        commit: Option<String>,
+    ) -> Result<i64, ApiError> {
+        if branch.trim().is_empty() {
+            return Err(bad_request("branch is required"));
+        }
+        let commit = match commit {
+            Some(c) => Some(
+                domain::push::CommitSha::parse(&c)
+                    .map_err(|_| {
+                        bad_request(format!("invalid commit {c:?}: expected 40 hex digits"))
+                    })?
+                    .as_str()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let (row, definition) = self.get_workflow(workflow_id).await?;
+        let spec = self.spec(row.id, row.version, &definition)?;
+        let steps = step_names(&spec);
+        let trigger = Trigger {
+            kind: "manual",
+            git_ref: GitRef::Branch(branch),
+            commit,
+            message: None,
+            author: None,
+            delivery_id: None,
+        };
+        let new = Self::new_task(&row, &trigger);
+        let id = self
+            .db("workflow", move |conn| {
+                store::tasks::create(conn, &new, &steps)
+            })
+            .await?;
+        self.queued();
+        Ok(id)
+    }
+
+    fn outcome(row: DeliveryRow, duplicate: bool) -> Outcome {
+        Outcome {
+            delivery_id: row.delivery_id,
+            task_ids: row.task_ids,
+            ignored: row.ignored,
+            duplicate,
+        }
+    }
+
+    /// Records a verified webhook and creates the tasks it triggers, in one
+    /// transaction; a delivery seen before gets its first outcome back.
+    pub async fn ingest_webhook(&self, hook: Webhook) -> Result<Outcome, ApiError> {
+        let (provider, delivery_id) = (hook.provider.clone(), hook.delivery_id.clone());
+        let (p, d) = (provider.clone(), delivery_id.clone());
+        if let Some(seen) = self
+            .db("delivery", move |conn| store::webhooks::find(conn, &p, &d))
+            .await?
+        {
+            return Ok(Self::outcome(seen, true));
+        }
+
+        let mut planned: Vec<(NewTask, Vec<String>)> = Vec::new();
+        let mut ignored = hook.ignored.clone();
+        if let Some(push) = &hook.push {
+            let workflows = self
+                .db("workflows", store::workflows::live_with_definitions)
+                .await?;
+            let mut reasons = Vec::new();
+            for (row, definition) in workflows {
+                let spec = match self.spec(row.id, row.version, &definition) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        tracing::warn!(workflow = %row.name, error = %e, "stored definition no longer parses");
+                        continue;
+                    }
+                };
+                match spec.match_push(push) {
+                    Ok(()) => {
+                        let trigger = Trigger {
+                            kind: "push",
+                            git_ref: push.git_ref.clone(),
+                            commit: Some(push.after.as_str().to_owned()),
+                            message: push.message.clone(),
+                            author: push.author.clone(),
+                            delivery_id: Some(delivery_id.clone()),
+                        };
+                        planned.push((Self::new_task(&row, &trigger), step_names(&spec)));
+                    }
+                    Err(domain::push::Ignored::RepositoryMismatch) => {}
+                    Err(reason) => reasons.push(format!("{}: {reason}", row.name)),
+                }
+            }
+            if planned.is_empty() && ignored.is_none() {
+                ignored = Some(if reasons.is_empty() {
+                    let repo = push.repo_urls.first().map(String::as_str).unwrap_or("?");
+                    format!("no workflow for repository {repo}")
+                } else {
+                    reasons.join("; ")
+                });
+            }
+        }
+
+        let (p, d) = (provider.clone(), delivery_id.clone());
+        let stored = self
+            .db("delivery", move |conn| {
+                store::transaction(conn, |conn| {
+                    let mut task_ids = Vec::with_capacity(planned.len());
+                    for (new, steps) in &planned {
+                        task_ids.push(store::tasks::create(conn, new, steps)?);
+                    }
+                    store::webhooks::insert(
+                        conn,
+                        &NewDelivery {
+                            provider: &p,
+                            delivery_id: &d,
+                            event: &hook.event,
+                            body_sha256: &hook.body_sha256,
+                            task_ids,
+                            ignored: ignored.as_deref(),
+                        },
+                    )
+                })
+            })
+            .await;
+        match stored {
+            Ok(row) => {
+                if !row.task_ids.is_empty() {
+                    self.queued();
+                }
+                Ok(Self::outcome(row, false))
+            }
+            // The same delivery was recorded concurrently: answer as a duplicate.
+            Err(e) if e.code == ErrorCode::Conflict => {
+                let seen = self
+                    .db("delivery", move |conn| {
+                        store::webhooks::find(conn, &provider, &delivery_id)
+                    })
+                    .await?
+                    .ok_or_else(|| internal("delivery vanished after a conflict"))?;
+                Ok(Self::outcome(seen, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    // ---- tasks ----
+
+    pub async fn get_task(&self, id: i64) -> Result<TaskDetail, ApiError> {
+        self.db(&format!("task {id}"), move |conn| {
+            store::tasks::get(conn, id)
+        })
+        .await
+    }
+
+    pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskDetail>, ApiError> {
+        self.db("tasks", move |conn| store::tasks::list(conn, &filter))
+            .await
+    }
+
+    pub async fn retry_task(&self, id: i64) -> Result<i64, ApiError> {
+        let new_id = self
+            .db(&format!("task {id}"), move |conn| {
+                store::tasks::retry(conn, id)
+            })
+            .await?;
+        self.queued();
+        Ok(new_id)
+    }
+
+    pub async fn cancel_task(&self, id: i64) -> Result<(), ApiError> {
+        let outcome = self
+            .db(&format!("task {id}"), move |conn| {
+                store::tasks::cancel(conn, id)
+            })
+            .await?;
+        if outcome == store::tasks::Cancelled::Now {
+            self.changed(id);
+        }
+        Ok(())
+    }
+
+    // ---- runners ----
+
+    pub async fn claim(&self, task_id: i64, runner_id: String) -> Result<Claim, ApiError> {
+        let detail = self.get_task(task_id).await?;
+        let status = detail.task.status().map_err(internal)?;
+        if status != TaskStatus::Pending {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("task {task_id} is {status}, not pending"),
+            ));
+        }
+        let (wf_id, version) = (detail.task.workflow_id, detail.task.workflow_version);
+        let (definition, sealed) = self
+            .db("workflow", move |conn| {
+                Ok((
+                    store::workflows::definition(conn, wf_id, version)?,
+                    store::secrets::sealed(conn, wf_id)?,
+                ))
+            })
+            .await?;
+        let spec = match self.spec(wf_id, version, &definition) {
+            Ok(spec) => spec,
+            Err(e) => return Err(self.fail_before_start(task_id, e.message).await),
+        };
+        let mut secrets = HashMap::new();
+        for wanted in &spec.secrets {
+            let name = wanted.to_string();
+            let Some(s) = sealed.iter().find(|s| s.name == name) else {
+                let msg = format!("secret {name} is not set for workflow {}", spec.name);
+                return Err(self.fail_before_start(task_id, msg).await);
+            };
+            match self.secrets.open(wf_id, &s.name, &s.nonce, &s.ciphertext) {
+                Ok(value) => {
+                    secrets.insert(name, value);
+                }
+                Err(e) => return Err(self.fail_before_start(task_id, e.to_string()).await),
+            }
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        let lease_until = Utc::now() + self.lease;
+        let t = token.clone();
+        self.db(&format!("task {task_id}"), move |conn| {
+            store::tasks::claim(conn, task_id, &runner_id, &t, lease_until)
+        })
+        .await?;
+        let detail = self.get_task(task_id).await?;
+        self.changed(task_id);
+        let repo = spec.repo.to_string();
+        Ok(Claim {
+            token,
+            detail,
+            definition,
+            repo,
+            secrets,
+        })
+    }
+
+    /// Fails a task that cannot start, and returns the error for the runner.
+    async fn fail_before_start(&self, task_id: i64, error: String) -> ApiError {
+        let e = error.clone();
+        if let Err(db) = self
+            .db("task", move |conn| {
+                store::tasks::fail_pending(conn, task_id, &e)
+            })
+            .await
+        {
+            tracing::warn!(task_id, error = %db, "could not fail the task");
+        }
+        self.changed(task_id);
+        ApiError::new(
+            ErrorCode::Conflict,
+            format!("task {task_id} cannot start: {error}"),
+        )
+    }
+
+    pub async fn heartbeat(&self, task_id: i64, token: String) -> Result<bool, ApiError> {
+        let lease_until = Utc::now() + self.lease;
+        self.db("task", move |conn| {
+            store::tasks::heartbeat(conn, task_id, &token, lease_until)
+        })
+        .await
+    }
+
+    pub async fn report_commit(
+        &self,
+        task_id: i64,
+        token: String,
+        commit: String,
+    ) -> Result<(), ApiError> {
+        let sha = domain::push::CommitSha::parse(&commit)
+            .map_err(|_| bad_request(format!("invalid commit {commit:?}")))?;
+        self.db("task", move |conn| {
+            store::tasks::set_commit(conn, task_id, &token, sha.as_str())
+        })
+        .await
+    }
+
+    pub async fn update_step(
+        &self,
+        task_id: i64,
+        token: String,
+        change: StepChange,
+    ) -> Result<(), ApiError> {
+        self.db("step", move |conn| {
+            store::tasks::update_step(conn, task_id, &token, &change)
+        })
+        .await?;
+        self.changed(task_id);
+        Ok(())
+    }
+
+    pub async fn append_log(
+        &self,
+        task_id: i64,
+        token: String,
+        position: i32,
+        data: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        self.db("task", move |conn| {
+            store::tasks::append_log(conn, task_id, &token, position, &data)
+        })
+        .await?;
+        self.changed(task_id);
+        Ok(())
+    }
+
+    pub async fn finish(
+        &self,
+        task_id: i64,
+        token: String,
+        event: TaskEvent,
+        error: Option<String>,
+    ) -> Result<(), ApiError> {
+        self.db("task", move |conn| {
+            store::tasks::finish(conn, task_id, &token, event, error.as_deref())
+        })
+        .await?;
+        self.changed(task_id);
+        Ok(())
+    }
+
+    /// Re-queues or fails the tasks whose runner stopped heartbeating.
+    pub async fn expire_leases(&self) -> Result<(), ApiError> {
+        let max = self.max_requeues;
+        let expired = self
+            .db("tasks", move |conn| {
+                store::tasks::expire_leases(conn, Utc::now(), max)
+            })
+            .await?;
+        for (task_id, outcome) in expired {
+            tracing::warn!(task_id, ?outcome, "runner lost");
+            if outcome == store::tasks::Expired::Requeued {
+                self.queued();
+            }
+            self.changed(task_id);
+        }
+        Ok(())
+    }
+}
+
+/// Parses a step status a runner reports into the event that leads there.
+pub fn step_event(status: &str) -> Result<StepEvent, ApiError> {
+    Ok(match status {
+        "running" => StepEvent::Started,
+        "success" => StepEvent::Succeeded,
+        "failed" => StepEvent::Failed,
+        "skipped" => StepEvent::Skipped,
+        "cancelled" => StepEvent::Cancelled,
+        other => return Err(bad_request(format!("unknown step status {other:?}"))),
+    })
+}
+
+/// Parses a task's final status a runner reports.
+pub fn task_event(status: &str) -> Result<TaskEvent, ApiError> {
+    Ok(match status {
+        "success" => TaskEvent::Succeeded,
+        "failed" => TaskEvent::Failed,
+        "cancelled" => TaskEvent::Cancelled,
+        other => return Err(bad_request(format!("unknown final status {other:?}"))),
+    })
+}

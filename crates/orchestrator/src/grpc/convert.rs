@@ -1,0 +1,81 @@
+//! Conversions between proto messages and the orchestrator's types.
+
+use domain::push::{CommitSha, GitRef, PushEvent};
+use proto::{ApiError, ErrorCode};
+use store::tasks::TaskDetail;
+use store::workflows::WorkflowRow;
+
+pub fn workflow(row: WorkflowRow, definition: Option<String>) -> proto::Workflow {
+    proto::Workflow {
+        id: row.id,
+        name: row.name,
+        repo: row.repo,
+        version: row.version,
+        created_at: Some(proto::timestamp(row.created_at)),
+        updated_at: Some(proto::timestamp(row.updated_at)),
+        definition,
+    }
+}
+
+pub fn task(detail: TaskDetail) -> proto::Task {
+    let t = detail.task;
+    proto::Task {
+        id: t.id,
+        workflow_id: t.workflow_id,
+        workflow: detail.workflow,
+        workflow_version: t.workflow_version,
+        status: t.status,
+        trigger: t.trigger,
+        attempt: t.attempt,
+        retry_of: t.retry_of,
+        branch: t.branch,
+        tag: t.tag,
+        commit: t.commit_sha,
+        message: t.message,
+        author: t.author,
+        delivery_id: t.delivery_id,
+        created_at: Some(proto::timestamp(t.created_at)),
+        started_at: t.started_at.map(proto::timestamp),
+        finished_at: t.finished_at.map(proto::timestamp),
+        error: t.error,
+        steps: detail
+            .steps
+            .into_iter()
+            .map(|s| proto::Step {
+                name: s.name,
+                status: s.status,
+                exit_code: s.exit_code,
+                started_at: s.started_at.map(proto::timestamp),
+                finished_at: s.finished_at.map(proto::timestamp),
+                error: s.error,
+            })
+            .collect(),
+    }
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, msg)
+}
+
+/// The push event the gateway parsed, checked field by field.
+pub fn push_event(p: proto::PushEvent) -> Result<PushEvent, ApiError> {
+    let git_ref = GitRef::parse(&p.git_ref)
+        .ok_or_else(|| bad(format!("ref {:?} is neither a branch nor a tag", p.git_ref)))?;
+    let after = CommitSha::parse(&p.after).map_err(|_| {
+        bad(format!(
+            "invalid commit {:?}: expected 40 hex digits",
+            p.after
+        ))
+    })?;
+    if p.repo_urls.is_empty() {
+        return Err(bad("the push names no repository".to_owned()));
+    }
+    Ok(PushEvent {
+        repo_urls: p.repo_urls,
+        git_ref,
+        after,
+        changed_paths: p.paths_known.then_some(p.changed_paths),
+        message: p.message,
+        author: p.author,
+    })
+}

@@ -1,0 +1,232 @@
+//! The public API (`slipway.v1.Slipway`): what the gateway and the CLI call.
+
+use std::sync::Arc;
+
+use domain::state::TaskStatus;
+use futures_util::StreamExt;
+use proto::slipway_server::Slipway;
+use proto::{ApiError, ErrorCode};
+use store::tasks::TaskFilter;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::app::{App, Webhook};
+use crate::logs::{self, Piece};
+
+/// Default and largest page of the task list.
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+pub struct PublicApi {
+    app: Arc<App>,
+}
+
+impl PublicApi {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+fn ok<T>(value: T) -> Answer<T> {
+    Ok(Response::new(value))
+}
+
+#[tonic::async_trait]
+impl Slipway for PublicApi {
+    async fn create_workflow(
+        &self,
+        req: Request<proto::CreateWorkflowRequest>,
+    ) -> Answer<proto::Workflow> {
+        let row = self
+            .app
+            .create_workflow(req.into_inner().definition)
+            .await?;
+        ok(convert::workflow(row, None))
+    }
+
+    async fn list_workflows(
+        &self,
+        _: Request<proto::ListWorkflowsRequest>,
+    ) -> Answer<proto::ListWorkflowsResponse> {
+        let rows = self.app.list_workflows().await?;
+        ok(proto::ListWorkflowsResponse {
+            workflows: rows
+                .into_iter()
+                .map(|r| convert::workflow(r, None))
+                .collect(),
+        })
+    }
+
+    async fn get_workflow(
+        &self,
+        req: Request<proto::GetWorkflowRequest>,
+    ) -> Answer<proto::Workflow> {
+        let (row, definition) = self.app.get_workflow(req.into_inner().id).await?;
+        ok(convert::workflow(row, Some(definition)))
+    }
+
+    async fn update_workflow(
+        &self,
+        req: Request<proto::UpdateWorkflowRequest>,
+    ) -> Answer<proto::Workflow> {
+        let req = req.into_inner();
+        let row = self.app.update_workflow(req.id, req.definition).await?;
+        ok(convert::workflow(row, None))
+    }
+
+    async fn delete_workflow(
+        &self,
+        req: Request<proto::DeleteWorkflowRequest>,
+    ) -> Answer<proto::Empty> {
+        self.app.delete_workflow(req.into_inner().id).await?;
+        ok(proto::Empty {})
+    }
+
+    async fn run_workflow(
+        &self,
+        req: Request<proto::RunWorkflowRequest>,
+    ) -> Answer<proto::TaskIdResponse> {
+        let req = req.into_inner();
+        let task_id = self
+            .app
+            .run_workflow(req.workflow_id, req.branch, req.commit)
+            .await?;
+        ok(proto::TaskIdResponse { task_id })
+    }
+
+    async fn set_secret(&self, req: Request<proto::SetSecretRequest>) -> Answer<proto::Empty> {
+        let req = req.into_inner();
+        self.app
+            .set_secret(req.workflow_id, req.name, req.value)
+            .await?;
+        ok(proto::Empty {})
+    }
+
+    async fn list_secrets(
+        &self,
+        req: Request<proto::ListSecretsRequest>,
+    ) -> Answer<proto::ListSecretsResponse> {
+        let names = self.app.list_secrets(req.into_inner().workflow_id).await?;
+        ok(proto::ListSecretsResponse { names })
+    }
+
+    async fn ingest_webhook(
+        &self,
+        req: Request<proto::IngestWebhookRequest>,
+    ) -> Answer<proto::WebhookOutcome> {
+        let req = req.into_inner();
+        if req.delivery_id.is_empty() {
+            return Err(ApiError::new(ErrorCode::BadRequest, "missing delivery id").into());
+        }
+        let push = req.push.map(convert::push_event).transpose()?;
+        let outcome = self
+            .app
+            .ingest_webhook(Webhook {
+                provider: req.provider,
+                delivery_id: req.delivery_id,
+                event: req.event,
+                body_sha256: req.body_sha256,
+                push,
+                ignored: req.ignored,
+            })
+            .await?;
+        ok(proto::WebhookOutcome {
+            delivery_id: outcome.delivery_id,
+            task_ids: outcome.task_ids,
+            ignored: outcome.ignored,
+            duplicate: outcome.duplicate,
+        })
+    }
+
+    async fn list_tasks(
+        &self,
+        req: Request<proto::ListTasksRequest>,
+    ) -> Answer<proto::ListTasksResponse> {
+        let req = req.into_inner();
+        let status = match req.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(
+                s.parse::<TaskStatus>()
+                    .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?,
+            ),
+        };
+        let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("limit must be between 1 and {MAX_LIMIT}"),
+            )
+            .into());
+        }
+        let tasks = self
+            .app
+            .list_tasks(TaskFilter {
+                workflow_id: req.workflow_id,
+                status,
+                before: req.before,
+                limit,
+            })
+            .await?;
+        ok(proto::ListTasksResponse {
+            tasks: tasks.into_iter().map(convert::task).collect(),
+        })
+    }
+
+    async fn get_task(&self, req: Request<proto::GetTaskRequest>) -> Answer<proto::Task> {
+        let detail = self.app.get_task(req.into_inner().id).await?;
+        ok(convert::task(detail))
+    }
+
+    async fn get_logs(
+        &self,
+        req: Request<proto::GetLogsRequest>,
+    ) -> Answer<proto::GetLogsResponse> {
+        let req = req.into_inner();
+        let text = logs::read(&self.app, req.task_id, req.step).await?;
+        ok(proto::GetLogsResponse { text })
+    }
+
+    type StreamLogsStream =
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<proto::LogPiece, Status>> + Send>>;
+
+    async fn stream_logs(
+        &self,
+        req: Request<proto::StreamLogsRequest>,
+    ) -> Answer<Self::StreamLogsStream> {
+        let pieces = logs::follow(self.app.clone(), req.into_inner().task_id).await?;
+        let stream = pieces.map(|piece| match piece {
+            Ok(Piece::Text(text)) => Ok(proto::LogPiece {
+                text,
+                finished: None,
+            }),
+            Ok(Piece::Finished(status)) => Ok(proto::LogPiece {
+                text: Vec::new(),
+                finished: Some(status),
+            }),
+            Err(e) => Err(Status::from(e)),
+        });
+        ok(Box::pin(stream))
+    }
+
+    async fn retry_task(
+        &self,
+        req: Request<proto::RetryTaskRequest>,
+    ) -> Answer<proto::TaskIdResponse> {
+        let task_id = self.app.retry_task(req.into_inner().id).await?;
+        ok(proto::TaskIdResponse { task_id })
+    }
+
+    async fn cancel_task(&self, req: Request<proto::CancelTaskRequest>) -> Answer<proto::Empty> {
+        self.app.cancel_task(req.into_inner().id).await?;
+        ok(proto::Empty {})
+    }
+
+    async fn ready(&self, _: Request<proto::Empty>) -> Answer<proto::ReadyResponse> {
+        ok(proto::ReadyResponse {
+            database: self.app.database_up().await,
+            broker: self.app.broker_up(),
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! The runner API (`slipway.v1.RunnerApi`): what a runner calls while it
+//! holds a task's lease. Every call but the claim names the lease token; a
+//! runner whose lease was lost is refused and stops the task.
+
+use std::sync::Arc;
+
+use proto::runner_api_server::RunnerApi;
+use proto::{ApiError, ErrorCode};
+use store::tasks::StepChange;
+use tonic::{Request, Response, Status};
+
+use crate::app::{self, App};
+
+pub struct RunnerService {
+    app: Arc<App>,
+}
+
+impl RunnerService {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+fn lease(lease: Option<proto::LeaseRef>) -> Result<(i64, String), ApiError> {
+    let lease = lease.ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "missing lease"))?;
+    Ok((lease.task_id, lease.lease_token))
+}
+
+#[tonic::async_trait]
+impl RunnerApi for RunnerService {
+    async fn claim_task(
+        &self,
+        req: Request<proto::ClaimTaskRequest>,
+    ) -> Answer<proto::ClaimTaskResponse> {
+        let req = req.into_inner();
+        let claim = self.app.claim(req.task_id, req.runner_id).await?;
+        let t = claim.detail.task;
+        Ok(Response::new(proto::ClaimTaskResponse {
+            lease: Some(proto::LeaseRef {
+                task_id: t.id,
+                lease_token: claim.token,
+            }),
+            definition: claim.definition,
+            workflow: claim.detail.workflow,
+            repo: claim.repo,
+            trigger: t.trigger,
+            branch: t.branch,
+            tag: t.tag,
+            commit: t.commit_sha,
+            secrets: claim.secrets.into_iter().collect(),
+            attempt: t.attempt,
+            lease_seconds: i64::try_from(self.app.lease.as_secs()).unwrap_or(i64::MAX),
+        }))
+    }
+
+    async fn heartbeat(&self, req: Request<proto::LeaseRef>) -> Answer<proto::HeartbeatResponse> {
+        let req = req.into_inner();
+        let cancel_requested = self.app.heartbeat(req.task_id, req.lease_token).await?;
+        Ok(Response::new(proto::HeartbeatResponse { cancel_requested }))
+    }
+
+    async fn report_commit(
+        &self,
+        req: Request<proto::ReportCommitRequest>,
+    ) -> Answer<proto::Empty> {
+        let req = req.into_inner();
+        let (task_id, token) = lease(req.lease)?;
+        self.app.report_commit(task_id, token, req.commit).await?;
+        Ok(Response::new(proto::Empty {}))
+    }
+
+    async fn update_step(&self, req: Request<proto::UpdateStepRequest>) -> Answer<proto::Empty> {
+        let req = req.into_inner();
+        let (task_id, token) = lease(req.lease)?;
+        let change = StepChange {
+            position: req.position,
+            event: app::step_event(&req.status)?,
+            exit_code: req.exit_code,
+            error: req.error,
+        };
+        self.app.update_step(task_id, token, change).await?;
+        Ok(Response::new(proto::Empty {}))
+    }
+
+    async fn append_log(&self, req: Request<proto::AppendLogRequest>) -> Answer<proto::Empty> {
+        let req = req.into_inner();
+        let (task_id, token) = lease(req.lease)?;
+        self.app
+            .append_log(task_id, token, req.position, req.data)
+            .await?;
+        Ok(Response::new(proto::Empty {}))
+    }
+
+    async fn finish_task(&self, req: Request<proto::FinishTaskRequest>) -> Answer<proto::Empty> {
+        let req = req.into_inner();
+        let (task_id, token) = lease(req.lease)?;
+        let event = app::task_event(&req.status)?;
+        self.app.finish(task_id, token, event, req.error).await?;
+        Ok(Response::new(proto::Empty {}))
+    }
+}

@@ -1,0 +1,171 @@
+//! Slipway's orchestrator: the one service with a database connection. It
+//! stores workflows, turns webhooks into tasks, hands tasks to runners through
+//! the queue (via the outbox), tracks their leases, and serves the public and
+//! runner gRPC APIs.
+//!
+//! [`Orchestrator::build`] connects, migrates and binds (port 0 works, for
+//! tests); [`Orchestrator::run`] serves until `shutdown` resolves.
+
+pub mod app;
+pub mod crypto;
+pub mod grpc;
+pub mod logs;
+pub mod relay;
+pub mod settings;
+pub mod watchdog;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::runner_api_server::RunnerApiServer;
+use proto::slipway_server::SlipwayServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use settings::Settings;
+
+use crate::app::App;
+use crate::grpc::{Auth, PublicApi, RunnerService};
+
+/// Why the orchestrator could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Settings(String),
+    #[error("cannot reach the database at {url}: {source}")]
+    Database { url: String, source: store::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("grpc server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Connects to the database and applies pending migrations.
+pub async fn migrate(database_url: &str) -> Result<Vec<String>, Error> {
+    let url = database_url.to_owned();
+    let db_err = |source| Error::Database {
+        url: redact(database_url),
+        source,
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        let pool = store::pool(&url, 1, Duration::from_secs(5))?;
+        let mut conn = pool.get()?;
+        store::migrate(&mut conn)
+    })
+    .await
+    .map_err(|e| Error::Settings(format!("migration task failed: {e}")))?;
+    result.map_err(db_err)
+}
+
+pub struct Orchestrator {
+    settings: Settings,
+    listener: TcpListener,
+    app: Arc<App>,
+}
+
+impl Orchestrator {
+    /// Checks the settings, connects to the database, migrates it and binds
+    /// the gRPC listener.
+    pub async fn build(settings: Settings) -> Result<Self, Error> {
+        settings.check().map_err(Error::Settings)?;
+        let applied = migrate(&settings.database_url).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied migrations");
+        }
+        let url = settings.database_url.clone();
+        let size = settings.database_pool_size.max(2);
+        let pool =
+            tokio::task::spawn_blocking(move || store::pool(&url, size, Duration::from_secs(5)))
+                .await
+                .map_err(|e| Error::Settings(e.to_string()))?
+                .map_err(|source| Error::Database {
+                    url: redact(&settings.database_url),
+                    source,
+                })?;
+        let listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: settings.grpc_addr,
+                source,
+            })?;
+        let app = Arc::new(App::new(
+            pool,
+            &settings.secret_key,
+            Duration::from_secs(settings.lease_seconds),
+            settings.max_requeues,
+        ));
+        Ok(Self {
+            settings,
+            listener,
+            app,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves both gRPC services and runs the outbox relay and the lease
+    /// watchdog until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let topology = queue::Topology::new(self.settings.queue_prefix.clone());
+        let relay = tokio::spawn(relay::run(
+            self.app.clone(),
+            self.settings.amqp_url.clone(),
+            topology,
+        ));
+        let watchdog = tokio::spawn(watchdog::run(self.app.clone()));
+
+        let auth = Auth::new(&self.settings.api_token);
+        let (a, b) = (auth.clone(), auth);
+        let public =
+            SlipwayServer::with_interceptor(PublicApi::new(self.app.clone()), move |r| a.check(r));
+        let runner =
+            RunnerApiServer::with_interceptor(RunnerService::new(self.app.clone()), move |r| {
+                b.check(r)
+            });
+        tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, "orchestrator listening");
+        let served = tonic::transport::Server::builder()
+            .add_service(public)
+            .add_service(runner)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        relay.abort();
+        watchdog.abort();
+        Ok(served?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://slipway:pw@127.0.0.1:5432/slipway"),
+            "postgres://slipway:***@127.0.0.1:5432/slipway"
+        );
+        assert_eq!(
+            redact("amqp://127.0.0.1:5672/%2f"),
+            "amqp://127.0.0.1:5672/%2f"
+        );
+    }
+}

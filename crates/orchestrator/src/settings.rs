@@ -1,0 +1,63 @@
+//! The orchestrator's settings (runtime.md): defaults here, then the TOML
+//! file, then `SLIPWAY_*` variables.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Where the gRPC API listens (`SLIPWAY_GRPC_ADDR`); port 0 picks one.
+    pub grpc_addr: SocketAddr,
+    pub database_url: String,
+    pub amqp_url: String,
+    /// Bearer token every gRPC caller presents. Required.
+    pub api_token: String,
+    /// Key that seals stored secrets. Required.
+    pub secret_key: String,
+    /// Prefix of queue names, to share a broker between installations.
+    pub queue_prefix: String,
+    /// How long a runner's lease lasts without a heartbeat.
+    pub lease_seconds: u64,
+    /// How often a task whose runner vanished goes back to the queue before
+    /// it fails with "runner lost".
+    pub max_requeues: i32,
+    /// Database connections in the pool.
+    pub database_pool_size: u32,
+    pub log: String,
+    pub log_json: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database_url: "postgres://slipway@127.0.0.1:5432/slipway".to_owned(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            api_token: String::new(),
+            secret_key: String::new(),
+            queue_prefix: String::new(),
+            lease_seconds: 20,
+            max_requeues: 1,
+            database_pool_size: 8,
+            log: "info".to_owned(),
+            log_json: false,
+        }
+    }
+}
+
+impl Settings {
+    /// Rejects settings the orchestrator cannot start with, naming the variable.
+    pub fn check(&self) -> Result<(), String> {
+        if self.api_token.is_empty() {
+            return Err("SLIPWAY_API_TOKEN is required".to_owned());
+        }
+        if self.secret_key.is_empty() {
+            return Err("SLIPWAY_SECRET_KEY is required".to_owned());
+        }
+        if self.lease_seconds < 2 {
+            return Err("SLIPWAY_LEASE_SECONDS must be at least 2".to_owned());
+        }
+        Ok(())
+    }
+}

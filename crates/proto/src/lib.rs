@@ -1,0 +1,31 @@
+//! The wire format between Slipway's services: the code generated from
+//! `proto/slipway.proto`, time conversions, and [`ErrorCode`], the one table
+//! that maps an error to both a gRPC and an HTTP status.
+
+pub mod auth;
+pub mod error;
+
+#[allow(clippy::all, clippy::pedantic)]
+mod generated {
+    tonic::include_proto!("slipway.v1");
+}
+
+pub use error::{ApiError, ErrorCode};
+pub use generated::*;
+pub use prost_types::Timestamp;
+
+use chrono::{DateTime, Utc};
+
+/// A protobuf timestamp from a UTC time.
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A UTC time from a protobuf timestamp; `None` when it is out of range.
+pub fn datetime(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    let nanos = u32::try_from(ts.nanos).ok()?;
+    DateTime::from_timestamp(ts.seconds, nanos)
+}

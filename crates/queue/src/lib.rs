@@ -1,0 +1,149 @@
+//! Slipway's RabbitMQ topology. Tasks travel from the orchestrator to runners
+//! on one durable queue, as persistent messages published with confirms. A
+//! message only names a task: the task itself lives in Postgres, and a runner
+//! claims it there before running it, so a message delivered twice runs the
+//! task once.
+
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use serde::{Deserialize, Serialize};
+
+pub use lapin;
+
+/// What can go wrong talking to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("broker error: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker refused the message")]
+    Nacked,
+    #[error("malformed task message: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Names of the queues. The prefix isolates several Slipway installations
+/// (or test runs) on one broker.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    prefix: String,
+}
+
+impl Topology {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The queue runners take tasks from.
+    pub fn tasks_queue(&self) -> String {
+        format!("{}slipway.tasks", self.prefix)
+    }
+}
+
+/// The body of a task message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMessage {
+    pub task_id: i64,
+}
+
+impl TaskMessage {
+    pub fn decode(body: &[u8]) -> Result<Self> {
+        Ok(serde_json::from_slice(body)?)
+    }
+}
+
+/// Opens a connection to the broker.
+pub async fn connect(url: &str) -> Result<Connection> {
+    Ok(Connection::connect(url, ConnectionProperties::default()).await?)
+}
+
+async fn declare_tasks(channel: &Channel, topology: &Topology) -> Result<()> {
+    channel
+        .queue_declare(
+            topology.tasks_queue().as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Publishes task messages and waits for the broker's confirm of each.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    queue: String,
+}
+
+impl Publisher {
+    /// Declares the topology on a new confirm-mode channel.
+    pub async fn open(connection: &Connection, topology: &Topology) -> Result<Self> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        declare_tasks(&channel, topology).await?;
+        Ok(Self {
+            channel,
+            queue: topology.tasks_queue(),
+        })
+    }
+
+    /// Publishes one task; returns once the broker has stored it.
+    pub async fn publish(&self, message: TaskMessage) -> Result<()> {
+        let body = serde_json::to_vec(&message)?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        let confirmation = self
+            .channel
+            .basic_publish(
+                "".into(),
+                self.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await?
+            .await?;
+        if confirmation.is_nack() {
+            return Err(Error::Nacked);
+        }
+        Ok(())
+    }
+
+    /// False once the channel or its connection closed.
+    pub fn is_open(&self) -> bool {
+        self.channel.status().connected()
+    }
+}
+
+/// Starts consuming tasks with at most `prefetch` unacknowledged messages.
+pub async fn consume(
+    connection: &Connection,
+    topology: &Topology,
+    prefetch: u16,
+    consumer_tag: &str,
+) -> Result<(Channel, Consumer)> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    declare_tasks(&channel, topology).await?;
+    let consumer = channel
+        .basic_consume(
+            topology.tasks_queue().as_str().into(),
+            consumer_tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((channel, consumer))
+}

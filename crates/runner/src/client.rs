@@ -1,0 +1,153 @@
+//! The runner's side of the runner API: typed calls with the lease attached,
+//! and errors sorted into transient (retry) and final (the lease is gone or
+//! the request is wrong).
+
+use std::time::Duration;
+
+use proto::auth::Bearer;
+use proto::runner_api_client::RunnerApiClient;
+use proto::{ApiError, ErrorCode};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+/// A held lease.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub task_id: i64,
+    pub token: String,
+}
+
+impl Lease {
+    fn proto(&self) -> proto::LeaseRef {
+        proto::LeaseRef {
+            task_id: self.task_id,
+            lease_token: self.token.clone(),
+        }
+    }
+}
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CallError(pub ApiError);
+
+impl CallError {
+    /// The orchestrator or its database is unreachable: worth retrying.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.0.code, ErrorCode::Unavailable | ErrorCode::Internal)
+    }
+}
+
+impl From<tonic::Status> for CallError {
+    fn from(status: tonic::Status) -> Self {
+        Self(ApiError::from(status))
+    }
+}
+
+#[derive(Clone)]
+pub struct RunnerClient {
+    inner: RunnerApiClient<InterceptedService<Channel, Bearer>>,
+}
+
+impl RunnerClient {
+    pub fn new(url: &str, token: &str) -> Result<Self, String> {
+        let bearer = Bearer::new(token).ok_or("SLIPWAY_API_TOKEN must be printable ASCII")?;
+        let channel = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| format!("invalid SLIPWAY_ORCHESTRATOR_URL {url:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self {
+            inner: RunnerApiClient::with_interceptor(channel, bearer)
+                .max_decoding_message_size(64 * 1024 * 1024),
+        })
+    }
+
+    pub async fn claim(
+        &mut self,
+        task_id: i64,
+        runner_id: &str,
+    ) -> Result<proto::ClaimTaskResponse, CallError> {
+        Ok(self
+            .inner
+            .claim_task(proto::ClaimTaskRequest {
+                task_id,
+                runner_id: runner_id.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Renews the lease; true when a cancel was requested.
+    pub async fn heartbeat(&mut self, lease: &Lease) -> Result<bool, CallError> {
+        Ok(self
+            .inner
+            .heartbeat(lease.proto())
+            .await?
+            .into_inner()
+            .cancel_requested)
+    }
+
+    pub async fn report_commit(&mut self, lease: &Lease, commit: &str) -> Result<(), CallError> {
+        self.inner
+            .report_commit(proto::ReportCommitRequest {
+                lease: Some(lease.proto()),
+                commit: commit.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn update_step(
+        &mut self,
+        lease: &Lease,
+        position: i32,
+        status: &str,
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> Result<(), CallError> {
+        self.inner
+            .update_step(proto::UpdateStepRequest {
+                lease: Some(lease.proto()),
+                position,
+                status: status.to_owned(),
+                exit_code,
+                error,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn append_log(
+        &mut self,
+        lease: &Lease,
+        position: i32,
+        data: Vec<u8>,
+    ) -> Result<(), CallError> {
+        self.inner
+            .append_log(proto::AppendLogRequest {
+                lease: Some(lease.proto()),
+                position,
+                data,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish(
+        &mut self,
+        lease: &Lease,
+        status: &str,
+        error: Option<String>,
+    ) -> Result<(), CallError> {
+        self.inner
+            .finish_task(proto::FinishTaskRequest {
+                lease: Some(lease.proto()),
+                status: status.to_owned(),
+                error,
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,499 @@
+//! Runs one claimed task: heartbeats the lease, clones the commit into a
+//! fresh workspace, runs the steps in order with their environment, masks
+//! secrets in the output, and reports every step and the end. Stops a
+//! running step at once on cancel; abandons the task silently when the lease
+//! is lost or the runner shuts down (the orchestrator re-queues it).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use domain::mask::{Masker, MaskingStream};
+use domain::workflow::{self, EventKind, Workflow};
+use tokio::sync::watch;
+
+use crate::client::{CallError, Lease, RunnerClient};
+use crate::git;
+use crate::process::{self, Ending, Script, Stop};
+use crate::ship::LogSink;
+
+/// What the executor needs from its runner.
+pub struct Context {
+    pub client: RunnerClient,
+    pub workspaces: PathBuf,
+    pub heartbeat: Duration,
+    pub grace: Duration,
+}
+
+/// How a task ended, as far as the runner reports it.
+#[derive(Debug)]
+enum End {
+    Success,
+    Failed(String),
+    Cancelled,
+    /// The lease is gone or the runner stops: say nothing.
+    Abandoned,
+}
+
+/// A claimed task.
+pub struct Job {
+    pub lease: Lease,
+    pub claim: proto::ClaimTaskResponse,
+}
+
+pub async fn execute(ctx: Arc<Context>, job: Job, mut shutdown: watch::Receiver<bool>) {
+    let lease = job.lease.clone();
+    let task_id = lease.task_id;
+    let (stop_tx, stop_rx) = watch::channel(Stop::No);
+    let stop_tx = Arc::new(stop_tx);
+
+    let heartbeat = tokio::spawn(heartbeat(
+        ctx.client.clone(),
+        lease.clone(),
+        ctx.heartbeat,
+        stop_tx.clone(),
+    ));
+    let stopper = {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            while shutdown.changed().await.is_ok() {
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+            stop_tx.send_replace(Stop::Abort);
+        })
+    };
+
+    let workspace = ctx.workspaces.join(format!(
+        "task-{task_id}-{}",
+        lease.token.get(..8).unwrap_or(&lease.token)
+    ));
+    tracing::info!(task_id, workflow = %job.claim.workflow, "running task");
+    let end = run(&ctx, &job, &workspace, stop_rx).await;
+    heartbeat.abort();
+    stopper.abort();
+
+    let report = match &end {
+        End::Success => Some(("success", None)),
+        End::Failed(e) => Some(("failed", Some(e.clone()))),
+        End::Cancelled => Some(("cancelled", None)),
+        End::Abandoned => None,
+    };
+    if let Some((status, error)) = report {
+        let result = persist(&ctx.client, |mut c| {
+            let (lease, error) = (lease.clone(), error.clone());
+            async move { c.finish(&lease, status, error).await }
+        })
+        .await;
+        match result {
+            Ok(()) => tracing::info!(task_id, status, "task finished"),
+            Err(e) => tracing::warn!(task_id, error = %e, "could not report the end of the task"),
+        }
+    } else {
+        tracing::warn!(task_id, "task abandoned");
+    }
+    if let Err(e) = tokio::fs::remove_dir_all(&workspace).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(task_id, error = %e, "cannot remove the workspace");
+        }
+    }
+}
+
+/// Renews the lease until aborted; turns a requested cancel or a lost lease
+/// into a stop.
+async fn heartbeat(
+    mut client: RunnerClient,
+    lease: Lease,
+    every: Duration,
+    stop: Arc<watch::Sender<Stop>>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match client.heartbeat(&lease).await {
+            Ok(true) => {
+                stop.send_if_modified(|s| {
+                    let changed = *s == Stop::No;
+                    if changed {
+                        *s = Stop::Cancel;
+                    }
+                    changed
+                });
+            }
+            Ok(false) => {}
+            Err(e) if e.is_transient() => {
+                tracing::warn!(task_id = lease.task_id, error = %e, "heartbeat failed; retrying");
+            }
+            Err(e) => {
+                tracing::warn!(task_id = lease.task_id, error = %e, "lease lost");
+                stop.send_replace(Stop::Abort);
+                return;
+            }
+        }
+    }
+}
+
+/// Retries a report while the orchestrator is unreachable, for up to a minute.
+async fn persist<T, F, Fut>(client: &RunnerClient, mut call: F) -> Result<T, CallError>
+where
+    F: FnMut(RunnerClient) -> Fut,
+    Fut: Future<Output = Result<T, CallError>>,
+{
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match call(client.clone()).await {
+            Err(e) if e.is_transient() && Instant::now() < give_up => {
+                tracing::warn!(error = %e, "orchestrator unavailable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Reports a step's status; false when the lease is gone.
+async fn step(
+    ctx: &Context,
+    lease: &Lease,
+    position: i32,
+    status: &'static str,
+    exit_code: Option<i32>,
+    error: Option<String>,
+) -> bool {
+    let result = persist(&ctx.client, |mut c| {
+        let (lease, error) = (lease.clone(), error.clone());
+        async move {
+            c.update_step(&lease, position, status, exit_code, error)
+                .await
+        }
+    })
+    .await;
+    if let Err(e) = &result {
+        tracing::warn!(task_id = lease.task_id, position, error = %e, "step report refused");
+    }
+    result.is_ok()
+}
+
+/// `10m`, `90s`, `300ms`: durations as workflows write them.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        format!("{ms}ms")
+    } else if ms % 3_600_000 == 0 && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+/// A URL without credentials, for the log.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}{}", &url[..s + 3], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn event_kind(trigger: &str, tag: Option<&str>) -> EventKind {
+    match trigger {
+        "manual" => EventKind::Manual,
+        "workflow_run" => EventKind::WorkflowRun,
+        _ if tag.is_some() => EventKind::Tag,
+        _ => EventKind::Push,
+    }
+}
+
+/// The variables every step sees (workflow.md), then the workflow's `env`.
+fn base_env(
+    job: &Job,
+    spec: &Workflow,
+    commit: &str,
+    workspace: &std::path::Path,
+) -> BTreeMap<String, String> {
+    // The runner's own environment passes through, except its settings:
+    // a step must never see the runner's token.
+    let mut env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("SLIPWAY_") && !k.starts_with("OTEL_"))
+        .collect();
+    let c = &job.claim;
+    let fixed = [
+        ("CI", "true".to_owned()),
+        ("SLIPWAY", "true".to_owned()),
+        ("SLIPWAY_TASK_ID", job.lease.task_id.to_string()),
+        ("SLIPWAY_WORKFLOW", c.workflow.clone()),
+        ("SLIPWAY_REPO", c.repo.clone()),
+        ("SLIPWAY_BRANCH", c.branch.clone().unwrap_or_default()),
+        ("SLIPWAY_COMMIT", commit.to_owned()),
+        (
+            "SLIPWAY_COMMIT_SHORT",
+            commit.get(..12).unwrap_or(commit).to_owned(),
+        ),
+        ("SLIPWAY_WORKSPACE", workspace.display().to_string()),
+    ];
+    for (k, v) in fixed {
+        env.insert(k.to_owned(), v);
+    }
+    if let Some(tag) = &c.tag {
+        env.insert("SLIPWAY_TAG".to_owned(), tag.clone());
+    }
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+async fn run(
+    ctx: &Context,
+    job: &Job,
+    workspace: &std::path::Path,
+    stop: watch::Receiver<Stop>,
+) -> End {
+    let lease = &job.lease;
+    let c = &job.claim;
+    let spec = match workflow::parse(&c.definition) {
+        Ok(spec) => spec,
+        Err(e) => return End::Failed(format!("invalid workflow definition: {e}")),
+    };
+    let sink = LogSink::start(ctx.client.clone(), lease.clone());
+    let masker = Masker::new(c.secrets.values());
+
+    // ---- clone ----
+    if !step(ctx, lease, 0, "running", None, None).await {
+        return End::Abandoned;
+    }
+    let git_ref = match (&c.tag, &c.branch) {
+        (Some(tag), _) => format!("refs/tags/{tag}"),
+        (None, Some(branch)) => format!("refs/heads/{branch}"),
+        (None, None) => "HEAD".to_owned(),
+    };
+    sink.line(0, &format!("cloning {} ({git_ref})", redact(&c.repo)));
+    if let Some(parent) = workspace.parent() {
+        if let Err(e) = tokio::fs::create_dir_all(parent).await {
+            return fail_step(
+                ctx,
+                &sink,
+                lease,
+                0,
+                format!("cannot create the workspace: {e}"),
+            )
+            .await;
+        }
+    }
+    let _ = tokio::fs::remove_dir_all(workspace).await;
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (interrupt, mut stop) = (interrupt.clone(), stop.clone());
+        tokio::spawn(async move {
+            while stop.changed().await.is_ok() {
+                if *stop.borrow() != Stop::No {
+                    break;
+                }
+            }
+            interrupt.store(true, Ordering::Relaxed);
+        })
+    };
+    let cloned = {
+        let (url, dir, r, commit, flag) = (
+            c.repo.clone(),
+            workspace.to_path_buf(),
+            git_ref.clone(),
+            c.commit.clone(),
+            interrupt.clone(),
+        );
+        tokio::task::spawn_blocking(move || git::checkout(&url, &dir, &r, commit.as_deref(), &flag))
+            .await
+    };
+    watcher.abort();
+    let stopped = *stop.borrow();
+    let commit = match cloned {
+        _ if stopped == Stop::Abort => return End::Abandoned,
+        _ if stopped == Stop::Cancel => {
+            sink.line(0, "cancelled");
+            sink.flush().await;
+            step(ctx, lease, 0, "cancelled", None, None).await;
+            return End::Cancelled;
+        }
+        Ok(Ok(sha)) => sha,
+        Ok(Err(e)) => return fail_step(ctx, &sink, lease, 0, format!("clone failed: {e}")).await,
+        Err(e) => return fail_step(ctx, &sink, lease, 0, format!("clone failed: {e}")).await,
+    };
+    if c.commit.is_none() {
+        let reported = persist(&ctx.client, |mut cl| {
+            let (lease, commit) = (lease.clone(), commit.clone());
+            async move { cl.report_commit(&lease, &commit).await }
+        })
+        .await;
+        if reported.is_err() {
+            return End::Abandoned;
+        }
+    }
+    sink.line(0, &format!("checked out {commit}"));
+    sink.flush().await;
+    if !step(ctx, lease, 0, "success", Some(0), None).await {
+        return End::Abandoned;
+    }
+
+    // ---- steps ----
+    let env = base_env(job, &spec, &commit, workspace);
+    let event = event_kind(&c.trigger, c.tag.as_deref());
+    let deadline = Instant::now() + spec.timeout;
+    let mut failure: Option<String> = None;
+    for (i, s) in spec.steps.iter().enumerate() {
+        let position = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        match *stop.borrow() {
+            Stop::Abort => return End::Abandoned,
+            Stop::Cancel => return End::Cancelled,
+            Stop::No => {}
+        }
+        if let Some(when) = &s.when {
+            if !when.allows(c.branch.as_deref(), event) {
+                sink.line(position, "skipped: its `when` does not match this task");
+                sink.flush().await;
+                if !step(ctx, lease, position, "skipped", None, None).await {
+                    return End::Abandoned;
+                }
+                continue;
+            }
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            failure = Some(format!("task timed out after {}", human(spec.timeout)));
+            break;
+        }
+        let (timeout, timeout_msg) = match s.timeout {
+            Some(t) if t <= remaining => {
+                (t, format!("step {} timed out after {}", s.name, human(t)))
+            }
+            _ => (
+                remaining,
+                format!("task timed out after {}", human(spec.timeout)),
+            ),
+        };
+        if !step(ctx, lease, position, "running", None, None).await {
+            return End::Abandoned;
+        }
+        let mut step_env = env.clone();
+        step_env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        step_env.extend(c.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let step_env: Vec<(String, String)> = step_env.into_iter().collect();
+        let mut masking = MaskingStream::new(masker.clone());
+        let ending = process::run(
+            Script {
+                script: &s.run,
+                cwd: workspace,
+                env: &step_env,
+                timeout,
+                grace: ctx.grace,
+            },
+            stop.clone(),
+            |chunk| sink.write(position, masking.push(chunk)),
+        )
+        .await;
+        sink.write(position, masking.finish());
+        let (status, exit_code, error) = match ending {
+            Ending::Exited(0) => ("success", Some(0), None),
+            Ending::Exited(code) => (
+                "failed",
+                Some(code),
+                Some(format!("step {} exited with status {code}", s.name)),
+            ),
+            Ending::Signaled(sig) => (
+                "failed",
+                None,
+                Some(format!("step {} was killed by signal {sig}", s.name)),
+            ),
+            Ending::TimedOut => ("failed", None, Some(timeout_msg)),
+            Ending::SpawnFailed(e) => (
+                "failed",
+                None,
+                Some(format!("step {} could not start: {e}", s.name)),
+            ),
+            Ending::Stopped(Stop::Cancel) => {
+                sink.line(position, "cancelled");
+                sink.flush().await;
+                step(ctx, lease, position, "cancelled", None, None).await;
+                return End::Cancelled;
+            }
+            Ending::Stopped(_) => return End::Abandoned,
+        };
+        if let Some(e) = &error {
+            sink.line(position, e);
+        }
+        sink.flush().await;
+        if !step(ctx, lease, position, status, exit_code, error.clone()).await {
+            return End::Abandoned;
+        }
+        if let Some(e) = error {
+            if s.continue_on_error {
+                sink.line(position, "continuing: continue_on_error is set");
+            } else {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+
+    // ---- image and deploys: not run by this runner yet ----
+    if failure.is_none() {
+        let first = i32::try_from(spec.steps.len() + 1).unwrap_or(i32::MAX);
+        let stages = usize::from(spec.image.is_some()) + spec.deploy.len();
+        for offset in 0..stages {
+            let position = first + i32::try_from(offset).unwrap_or(0);
+            sink.line(
+                position,
+                "skipped: image builds and deploys are not enabled on this runner",
+            );
+            sink.flush().await;
+            if !step(ctx, lease, position, "skipped", None, None).await {
+                return End::Abandoned;
+            }
+        }
+    }
+    sink.flush().await;
+    match failure {
+        Some(e) => End::Failed(e),
+        None => End::Success,
+    }
+}
+
+/// Logs and reports a failed system step (clone, set-up).
+async fn fail_step(
+    ctx: &Context,
+    sink: &LogSink,
+    lease: &Lease,
+    position: i32,
+    error: String,
+) -> End {
+    sink.line(position, &error);
+    sink.flush().await;
+    if !step(ctx, lease, position, "failed", None, Some(error.clone())).await {
+        return End::Abandoned;
+    }
+    End::Failed(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_written() {
+        assert_eq!(human(Duration::from_secs(600)), "10m");
+        assert_eq!(human(Duration::from_secs(90)), "90s");
+        assert_eq!(human(Duration::from_secs(7200)), "2h");
+        assert_eq!(human(Duration::from_millis(300)), "300ms");
+    }
+
+    #[test]
+    fn credentials_stay_out_of_the_log() {
+        assert_eq!(redact("https://u:p@host/x.git"), "https://host/x.git");
+        assert_eq!(redact("file:///srv/x.git"), "file:///srv/x.git");
+    }
+}

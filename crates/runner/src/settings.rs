@@ -1,0 +1,65 @@
+//! The runner's settings (runtime.md).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub orchestrator_url: String,
+    pub amqp_url: String,
+    /// Token the runner presents to the orchestrator. Required.
+    pub api_token: String,
+    pub queue_prefix: String,
+    /// Workspaces live under `<data_dir>/workspaces`.
+    pub data_dir: PathBuf,
+    /// Tasks this runner runs at once (`SLIPWAY_RUNNER_CONCURRENCY`); 0 means
+    /// the number of CPUs.
+    pub runner_concurrency: usize,
+    /// How the runner names itself in leases; empty: host name and a random suffix.
+    pub runner_id: String,
+    /// Time between SIGTERM and SIGKILL when a step is stopped.
+    pub kill_grace_ms: u64,
+    /// Time between heartbeats; a cancel reaches a step within about this.
+    pub heartbeat_ms: u64,
+    pub log: String,
+    pub log_json: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            orchestrator_url: "http://127.0.0.1:50051".to_owned(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            api_token: String::new(),
+            queue_prefix: String::new(),
+            data_dir: PathBuf::from("./.slipway/data"),
+            runner_concurrency: 0,
+            runner_id: String::new(),
+            kill_grace_ms: 5000,
+            heartbeat_ms: 1000,
+            log: "info".to_owned(),
+            log_json: false,
+        }
+    }
+}
+
+impl Settings {
+    pub fn check(&self) -> Result<(), String> {
+        if self.api_token.is_empty() {
+            return Err("SLIPWAY_API_TOKEN is required".to_owned());
+        }
+        if self.heartbeat_ms == 0 {
+            return Err("SLIPWAY_HEARTBEAT_MS must be positive".to_owned());
+        }
+        Ok(())
+    }
+
+    pub fn concurrency(&self) -> usize {
+        if self.runner_concurrency > 0 {
+            self.runner_concurrency
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        }
+    }
+}

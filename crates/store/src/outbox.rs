@@ -1,0 +1,33 @@
+//! The outbox: task ids waiting to be published to the task queue. A row is
+//! written in the same transaction as the task (or its re-queue) and deleted
+//! once the broker confirmed the message, so a task is never lost between the
+//! database and the queue, only possibly published twice (claims are
+//! idempotent).
+
+use diesel::prelude::*;
+
+use crate::Result;
+use crate::schema::outbox;
+
+/// Queues `task_id` for publishing.
+pub fn push(conn: &mut PgConnection, task_id: i64) -> Result<()> {
+    diesel::insert_into(outbox::table)
+        .values(outbox::task_id.eq(task_id))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The oldest waiting entries: `(entry id, task id)`.
+pub fn oldest(conn: &mut PgConnection, limit: i64) -> Result<Vec<(i64, i64)>> {
+    Ok(outbox::table
+        .order(outbox::id.asc())
+        .limit(limit)
+        .select((outbox::id, outbox::task_id))
+        .load(conn)?)
+}
+
+/// Removes entries the broker confirmed.
+pub fn remove(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
+    diesel::delete(outbox::table.filter(outbox::id.eq_any(ids))).execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The diesel view of `migrations/`. Kept by hand: each table mirrors its
+//! `CREATE TABLE`.
+
+diesel::table! {
+    workflows (id) {
+        id -> Int8,
+        name -> Text,
+        repo -> Text,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    workflow_versions (workflow_id, version) {
+        workflow_id -> Int8,
+        version -> Int4,
+        definition -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    secrets (workflow_id, name) {
+        workflow_id -> Int8,
+        name -> Text,
+        nonce -> Bytea,
+        ciphertext -> Bytea,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Int8,
+        provider -> Text,
+        delivery_id -> Text,
+        event -> Text,
+        body_sha256 -> Text,
+        task_ids -> Array<Int8>,
+        ignored -> Nullable<Text>,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Int8,
+        workflow_id -> Int8,
+        workflow_version -> Int4,
+        status -> Text,
+        trigger -> Text,
+        attempt -> Int4,
+        retry_of -> Nullable<Int8>,
+        branch -> Nullable<Text>,
+        tag -> Nullable<Text>,
+        commit_sha -> Nullable<Text>,
+        message -> Nullable<Text>,
+        author -> Nullable<Text>,
+        delivery_id -> Nullable<Text>,
+        error -> Nullable<Text>,
+        requeues -> Int4,
+        runner_id -> Nullable<Text>,
+        lease_token -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        cancel_requested -> Bool,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    steps (task_id, position) {
+        task_id -> Int8,
+        position -> Int4,
+        name -> Text,
+        status -> Text,
+        exit_code -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    log_chunks (id) {
+        id -> Int8,
+        task_id -> Int8,
+        position -> Int4,
+        data -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Int8,
+        task_id -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(workflow_versions -> workflows (workflow_id));
+diesel::joinable!(secrets -> workflows (workflow_id));
+diesel::joinable!(tasks -> workflows (workflow_id));
+diesel::joinable!(steps -> tasks (task_id));
+diesel::joinable!(log_chunks -> tasks (task_id));
+diesel::joinable!(outbox -> tasks (task_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    workflows,
+    workflow_versions,
+    secrets,
+    webhook_deliveries,
+    tasks,
+    steps,
+    log_chunks,
+    outbox,
+);

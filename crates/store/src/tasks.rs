@@ -1,0 +1,556 @@
+//! Tasks and their steps: creation (with the outbox entry), the runner's
+//! lease (claim, heartbeat, expiry), step updates, cancel and retry. Every
+//! status change goes through `domain::state`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use domain::state::{StepEvent, StepStatus, TaskEvent, TaskStatus};
+
+use crate::schema::{steps, tasks, workflows};
+use crate::{Error, Result, logs, outbox};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tasks)]
+pub struct TaskRow {
+    pub id: i64,
+    pub workflow_id: i64,
+    pub workflow_version: i32,
+    pub status: String,
+    pub trigger: String,
+    pub attempt: i32,
+    pub retry_of: Option<i64>,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub commit_sha: Option<String>,
+    pub message: Option<String>,
+    pub author: Option<String>,
+    pub delivery_id: Option<String>,
+    pub error: Option<String>,
+    pub requeues: i32,
+    pub runner_id: Option<String>,
+    pub lease_token: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl TaskRow {
+    pub fn status(&self) -> Result<TaskStatus> {
+        self.status
+            .parse()
+            .map_err(|e: domain::state::UnknownStatus| Error::Corrupt(e.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = steps)]
+pub struct StepRow {
+    pub task_id: i64,
+    pub position: i32,
+    pub name: String,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl StepRow {
+    pub fn status(&self) -> Result<StepStatus> {
+        self.status
+            .parse()
+            .map_err(|e: domain::state::UnknownStatus| Error::Corrupt(e.to_string()))
+    }
+}
+
+/// A task with the name of its workflow and its steps in order.
+#[derive(Debug, Clone)]
+pub struct TaskDetail {
+    pub task: TaskRow,
+    pub workflow: String,
+    pub steps: Vec<StepRow>,
+}
+
+/// What a new task is made of.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = tasks)]
+pub struct NewTask {
+    pub workflow_id: i64,
+    pub workflow_version: i32,
+    pub status: String,
+    pub trigger: String,
+    pub attempt: i32,
+    pub retry_of: Option<i64>,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub commit_sha: Option<String>,
+    pub message: Option<String>,
+    pub author: Option<String>,
+    pub delivery_id: Option<String>,
+}
+
+/// Creates a pending task with its steps and its outbox entry, atomically
+/// (a savepoint when the caller already holds a transaction).
+pub fn create(conn: &mut PgConnection, new: &NewTask, step_names: &[String]) -> Result<i64> {
+    conn.transaction(|conn| {
+        let id: i64 = diesel::insert_into(tasks::table)
+            .values(new)
+            .returning(tasks::id)
+            .get_result(conn)?;
+        insert_steps(conn, id, step_names)?;
+        outbox::push(conn, id)?;
+        Ok(id)
+    })
+}
+
+fn insert_steps(conn: &mut PgConnection, task_id: i64, names: &[String]) -> Result<()> {
+    let rows: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(position, name)| {
+            (
+                steps::task_id.eq(task_id),
+                steps::position.eq(i32::try_from(position).unwrap_or(i32::MAX)),
+                steps::name.eq(name),
+                steps::status.eq(StepStatus::Pending.as_str()),
+            )
+        })
+        .collect();
+    diesel::insert_into(steps::table)
+        .values(rows)
+        .execute(conn)?;
+    Ok(())
+}
+
+fn step_rows(conn: &mut PgConnection, task_id: i64) -> Result<Vec<StepRow>> {
+    Ok(steps::table
+        .filter(steps::task_id.eq(task_id))
+        .order(steps::position.asc())
+        .select(StepRow::as_select())
+        .load(conn)?)
+}
+
+/// One task with its workflow's name and its steps.
+pub fn get(conn: &mut PgConnection, id: i64) -> Result<TaskDetail> {
+    let (task, workflow) = tasks::table
+        .inner_join(workflows::table)
+        .filter(tasks::id.eq(id))
+        .select((TaskRow::as_select(), workflows::name))
+        .first::<(TaskRow, String)>(conn)
+        .optional()?
+        .ok_or(Error::NotFound)?;
+    let steps = step_rows(conn, id)?;
+    Ok(TaskDetail {
+        task,
+        workflow,
+        steps,
+    })
+}
+
+/// Filters of the task list.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub workflow_id: Option<i64>,
+    pub status: Option<TaskStatus>,
+    /// Only tasks with a smaller id (the previous page's last id).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// Tasks, newest first, with their steps.
+pub fn list(conn: &mut PgConnection, filter: &TaskFilter) -> Result<Vec<TaskDetail>> {
+    let mut query = tasks::table
+        .inner_join(workflows::table)
+        .select((TaskRow::as_select(), workflows::name))
+        .order(tasks::id.desc())
+        .limit(filter.limit)
+        .into_boxed();
+    if let Some(workflow_id) = filter.workflow_id {
+        query = query.filter(tasks::workflow_id.eq(workflow_id));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(tasks::status.eq(status.as_str()));
+    }
+    if let Some(before) = filter.before {
+        query = query.filter(tasks::id.lt(before));
+    }
+    let rows: Vec<(TaskRow, String)> = query.load(conn)?;
+    let ids: Vec<i64> = rows.iter().map(|(t, _)| t.id).collect();
+    let mut all_steps: Vec<StepRow> = steps::table
+        .filter(steps::task_id.eq_any(&ids))
+        .order((steps::task_id.asc(), steps::position.asc()))
+        .select(StepRow::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(task, workflow)| {
+            let (mine, rest): (Vec<StepRow>, Vec<StepRow>) = std::mem::take(&mut all_steps)
+                .into_iter()
+                .partition(|s| s.task_id == task.id);
+            all_steps = rest;
+            TaskDetail {
+                task,
+                workflow,
+                steps: mine,
+            }
+        })
+        .collect())
+}
+
+fn lock(conn: &mut PgConnection, id: i64) -> Result<TaskRow> {
+    tasks::table
+        .find(id)
+        .for_update()
+        .select(TaskRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound)
+}
+
+/// Locks a task whose lease `token` is still held (status running).
+fn lock_leased(conn: &mut PgConnection, id: i64, token: &str) -> Result<TaskRow> {
+    let task = lock(conn, id).map_err(|e| match e {
+        Error::NotFound => Error::LeaseLost,
+        other => other,
+    })?;
+    if task.lease_token.as_deref() != Some(token) || task.status()? != TaskStatus::Running {
+        return Err(Error::LeaseLost);
+    }
+    Ok(task)
+}
+
+/// Gives the lease on a pending task to a runner.
+pub fn claim(
+    conn: &mut PgConnection,
+    id: i64,
+    runner_id: &str,
+    token: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<TaskRow> {
+    conn.transaction(|conn| {
+        let task = lock(conn, id)?;
+        let next = task.status()?.apply(TaskEvent::Claimed)?;
+        let now = Utc::now();
+        Ok(diesel::update(tasks::table.find(id))
+            .set((
+                tasks::status.eq(next.as_str()),
+                tasks::runner_id.eq(runner_id),
+                tasks::lease_token.eq(token),
+                tasks::lease_expires_at.eq(lease_until),
+                tasks::started_at.eq(now),
+            ))
+            .returning(TaskRow::as_returning())
+            .get_result(conn)?)
+    })
+}
+
+/// Extends a held lease; returns whether a cancel was requested.
+pub fn heartbeat(
+    conn: &mut PgConnection,
+    id: i64,
+    token: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<bool> {
+    let cancel: Option<bool> = diesel::update(
+        tasks::table
+            .find(id)
+            .filter(tasks::lease_token.eq(token))
+            .filter(tasks::status.eq(TaskStatus::Running.as_str())),
+    )
+    .set(tasks::lease_expires_at.eq(lease_until))
+    .returning(tasks::cancel_requested)
+    .get_result(conn)
+    .optional()?;
+    cancel.ok_or(Error::LeaseLost)
+}
+
+/// Records the commit a runner resolved (manual runs name only a branch).
+pub fn set_commit(conn: &mut PgConnection, id: i64, token: &str, sha: &str) -> Result<()> {
+    conn.transaction(|conn| {
+        lock_leased(conn, id, token)?;
+        diesel::update(tasks::table.find(id))
+            .set(tasks::commit_sha.eq(sha))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// How a step changed, as a runner reports it.
+#[derive(Debug, Clone)]
+pub struct StepChange {
+    pub position: i32,
+    pub event: StepEvent,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// Applies a runner's step change under its lease.
+pub fn update_step(
+    conn: &mut PgConnection,
+    id: i64,
+    token: &str,
+    change: &StepChange,
+) -> Result<()> {
+    conn.transaction(|conn| {
+        lock_leased(conn, id, token)?;
+        let step: StepRow = steps::table
+            .find((id, change.position))
+            .select(StepRow::as_select())
+            .first(conn)
+            .optional()?
+            .ok_or(Error::NotFound)?;
+        let next = step.status()?.apply(change.event)?;
+        let now = Utc::now();
+        let started_at = match change.event {
+            StepEvent::Started => Some(now),
+            _ => step.started_at,
+        };
+        let finished_at = next.is_finished().then_some(now);
+        diesel::update(steps::table.find((id, change.position)))
+            .set((
+                steps::status.eq(next.as_str()),
+                steps::exit_code.eq(change.exit_code),
+                steps::error.eq(&change.error),
+                steps::started_at.eq(started_at),
+                steps::finished_at.eq(finished_at),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Appends to a step's log under the task's lease.
+pub fn append_log(
+    conn: &mut PgConnection,
+    id: i64,
+    token: &str,
+    position: i32,
+    data: &[u8],
+) -> Result<()> {
+    // The lease check and the insert need not be one transaction: a chunk
+    // racing a lost lease is harmless, it is cleared on re-queue.
+    let held: Option<i64> = tasks::table
+        .find(id)
+        .filter(tasks::lease_token.eq(token))
+        .filter(tasks::status.eq(TaskStatus::Running.as_str()))
+        .select(tasks::id)
+        .first(conn)
+        .optional()?;
+    if held.is_none() {
+        return Err(Error::LeaseLost);
+    }
+    logs::append(conn, id, position, data)
+}
+
+/// Ends a task: its status, its error, and every step that never ran marked
+/// skipped (a running one cancelled), so nothing stays pending or running.
+fn end(
+    conn: &mut PgConnection,
+    task: &TaskRow,
+    event: TaskEvent,
+    error: Option<&str>,
+) -> Result<TaskStatus> {
+    let next = task.status()?.apply(event)?;
+    let now = Utc::now();
+    diesel::update(tasks::table.find(task.id))
+        .set((
+            tasks::status.eq(next.as_str()),
+            tasks::error.eq(error),
+            tasks::finished_at.eq(now),
+            tasks::lease_token.eq(None::<String>),
+            tasks::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)?;
+    for step in step_rows(conn, task.id)? {
+        let event = match step.status()? {
+            StepStatus::Pending => StepEvent::Skipped,
+            StepStatus::Running => StepEvent::Cancelled,
+            _ => continue,
+        };
+        let status = step.status()?.apply(event)?;
+        diesel::update(steps::table.find((task.id, step.position)))
+            .set((
+                steps::status.eq(status.as_str()),
+                steps::finished_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(next)
+}
+
+/// A runner's final word on a task it holds.
+pub fn finish(
+    conn: &mut PgConnection,
+    id: i64,
+    token: &str,
+    event: TaskEvent,
+    error: Option<&str>,
+) -> Result<TaskStatus> {
+    conn.transaction(|conn| {
+        let task = lock_leased(conn, id, token)?;
+        end(conn, &task, event, error)
+    })
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The task had not started: it is cancelled now.
+    Now,
+    /// The task is running: its runner is told at its next heartbeat.
+    Requested,
+}
+
+/// Cancels a pending task, or asks the runner of a running one to stop.
+pub fn cancel(conn: &mut PgConnection, id: i64) -> Result<Cancelled> {
+    conn.transaction(|conn| {
+        let task = lock(conn, id)?;
+        match task.status()? {
+            TaskStatus::Pending => {
+                end(conn, &task, TaskEvent::Cancelled, None)?;
+                Ok(Cancelled::Now)
+            }
+            TaskStatus::Running => {
+                diesel::update(tasks::table.find(id))
+                    .set(tasks::cancel_requested.eq(true))
+                    .execute(conn)?;
+                Ok(Cancelled::Requested)
+            }
+            finished => Err(Error::Conflict(format!("task {id} is already {finished}"))),
+        }
+    })
+}
+
+/// A new task for the same commit and workflow version, one attempt later.
+pub fn retry(conn: &mut PgConnection, id: i64) -> Result<i64> {
+    conn.transaction(|conn| {
+        let task = lock(conn, id)?;
+        let status = task.status()?;
+        if !matches!(status, TaskStatus::Failed | TaskStatus::Cancelled) {
+            return Err(Error::Conflict(format!(
+                "only a failed or cancelled task can be retried; task {id} is {status}"
+            )));
+        }
+        let names: Vec<String> = step_rows(conn, id)?.into_iter().map(|s| s.name).collect();
+        let new = NewTask {
+            workflow_id: task.workflow_id,
+            workflow_version: task.workflow_version,
+            status: TaskStatus::Pending.as_str().to_owned(),
+            trigger: task.trigger,
+            attempt: task.attempt + 1,
+            retry_of: Some(id),
+            branch: task.branch,
+            tag: task.tag,
+            commit_sha: task.commit_sha,
+            message: task.message,
+            author: task.author,
+            delivery_id: task.delivery_id,
+        };
+        create(conn, &new, &names)
+    })
+}
+
+/// What happened to a task whose runner stopped heartbeating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// Back in the queue, to run again from the start.
+    Requeued,
+    /// Failed with "runner lost": it had been re-queued before.
+    Failed,
+    /// A cancel had been requested: the task is cancelled.
+    Cancelled,
+}
+
+/// The error of a task whose runner was lost for good.
+pub const RUNNER_LOST: &str = "runner lost";
+
+/// Deals with every running task whose lease ran out before `now`: re-queued
+/// while it has re-queues left, failed with "runner lost" after that.
+pub fn expire_leases(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    max_requeues: i32,
+) -> Result<Vec<(i64, Expired)>> {
+    conn.transaction(|conn| {
+        let expired: Vec<TaskRow> = tasks::table
+            .filter(tasks::status.eq(TaskStatus::Running.as_str()))
+            .filter(tasks::lease_expires_at.lt(now))
+            .for_update()
+            .skip_locked()
+            .select(TaskRow::as_select())
+            .load(conn)?;
+        let mut outcomes = Vec::with_capacity(expired.len());
+        for task in expired {
+            let outcome = if task.cancel_requested {
+                end(conn, &task, TaskEvent::Cancelled, None)?;
+                Expired::Cancelled
+            } else if task.requeues < max_requeues {
+                requeue(conn, &task)?;
+                Expired::Requeued
+            } else {
+                end(conn, &task, TaskEvent::Failed, Some(RUNNER_LOST))?;
+                Expired::Failed
+            };
+            outcomes.push((task.id, outcome));
+        }
+        Ok(outcomes)
+    })
+}
+
+fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<()> {
+    let next = task.status()?.apply(TaskEvent::Requeued)?;
+    diesel::update(tasks::table.find(task.id))
+        .set((
+            tasks::status.eq(next.as_str()),
+            tasks::requeues.eq(task.requeues + 1),
+            tasks::runner_id.eq(None::<String>),
+            tasks::lease_token.eq(None::<String>),
+            tasks::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)?;
+    for step in step_rows(conn, task.id)? {
+        let status = step.status()?.apply(StepEvent::Reset)?;
+        diesel::update(steps::table.find((task.id, step.position)))
+            .set((
+                steps::status.eq(status.as_str()),
+                steps::exit_code.eq(None::<i32>),
+                steps::error.eq(None::<String>),
+                steps::started_at.eq(None::<DateTime<Utc>>),
+                steps::finished_at.eq(None::<DateTime<Utc>>),
+            ))
+            .execute(conn)?;
+    }
+    logs::clear(conn, task.id)?;
+    logs::append(
+        conn,
+        task.id,
+        0,
+        b"runner lost: the task was re-queued and runs again from the start\n",
+    )?;
+    outbox::push(conn, task.id)
+}
+
+/// Marks a pending task failed before it ran (its definition or secrets
+/// could not be loaded).
+pub fn fail_pending(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
+    conn.transaction(|conn| {
+        let task = lock(conn, id)?;
+        end(conn, &task, TaskEvent::Failed, Some(error))?;
+        Ok(())
+    })
+}
+
+/// Whether a task has finished, and how.
+pub fn status(conn: &mut PgConnection, id: i64) -> Result<TaskStatus> {
+    let status: String = tasks::table
+        .find(id)
+        .select(tasks::status)
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound)?;
+    status
+        .parse()
+        .map_err(|e: domain::state::UnknownStatus| Error::Corrupt(e.to_string()))
+}

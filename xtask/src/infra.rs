@@ -1,0 +1,360 @@
+//! Private Postgres and RabbitMQ instances for `up` and `test`, or the ones
+//! `SLIPWAY_DATABASE_URL` / `SLIPWAY_AMQP_URL` name. Postgres refuses to run
+//! as root, so as root its cluster runs as the `postgres` system user, in a
+//! directory that user can reach.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use sha2::{Digest, Sha256};
+
+use crate::sys::{self, Need};
+
+/// Which set of instances: `up` and `test` keep separate data and ports, so
+/// the tests can run while the system is up.
+#[derive(Clone, Copy)]
+pub struct Profile {
+    pub name: &'static str,
+    pub pg_port: u16,
+    pub amqp_port: u16,
+    /// Trade durability for speed (test data is thrown away).
+    pub fast: bool,
+}
+
+pub const DEV: Profile = Profile {
+    name: "dev",
+    pg_port: 55432,
+    amqp_port: 55672,
+    fast: false,
+};
+
+pub const TEST: Profile = Profile {
+    name: "test",
+    pg_port: 55433,
+    amqp_port: 55673,
+    fast: true,
+};
+
+fn pg_bin() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// What building and testing Slipway needs on the machine.
+pub fn build_needs() -> Vec<Need> {
+    vec![
+        Need {
+            package: "protobuf-compiler",
+            present: || sys::has("protoc"),
+        },
+        Need {
+            package: "pkg-config",
+            present: || sys::has("pkg-config"),
+        },
+        Need {
+            package: "libpq-dev",
+            present: || Path::new("/usr/include/postgresql/libpq-fe.h").is_file(),
+        },
+        Need {
+            package: "git",
+            present: || sys::has("git"),
+        },
+    ]
+}
+
+/// What the private instances need.
+pub fn infra_needs() -> Vec<Need> {
+    let mut needs = Vec::new();
+    if std::env::var_os("SLIPWAY_DATABASE_URL").is_none() {
+        needs.push(Need {
+            package: "postgresql",
+            present: || pg_bin().is_some() && sys::has("psql"),
+        });
+    }
+    if std::env::var_os("SLIPWAY_AMQP_URL").is_none() {
+        needs.push(Need {
+            package: "rabbitmq-server",
+            present: || Path::new(RABBITMQ_SERVER).is_file(),
+        });
+    }
+    needs
+}
+
+/// Where a profile keeps its data: in the checkout, or, as root, under
+/// /var/tmp, since the `postgres` user may not be able to enter the checkout.
+pub fn base_dir(profile: Profile) -> PathBuf {
+    let root = sys::root();
+    if sys::is_root() {
+        let hash = hex::encode(Sha256::digest(root.to_string_lossy().as_bytes()));
+        PathBuf::from(format!("/var/tmp/slipway-{}", &hash[..10])).join(profile.name)
+    } else {
+        root.join(".slipway").join(profile.name)
+    }
+}
+
+/// Running infrastructure; stops what it started when dropped.
+pub struct Infra {
+    pub database_url: String,
+    pub amqp_url: String,
+    postgres: Option<Postgres>,
+    rabbit: Option<Rabbit>,
+}
+
+struct Postgres {
+    bin: PathBuf,
+    data: PathBuf,
+}
+
+struct Rabbit {
+    child: Child,
+    /// epmd was started by this broker and goes with it.
+    stop_epmd: bool,
+}
+
+impl Infra {
+    pub fn start(profile: Profile) -> Result<Self> {
+        let base = base_dir(profile);
+        fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+        let mut infra = Self {
+            database_url: String::new(),
+            amqp_url: String::new(),
+            postgres: None,
+            rabbit: None,
+        };
+        match std::env::var("SLIPWAY_DATABASE_URL") {
+            Ok(url) => infra.database_url = url,
+            Err(_) => {
+                let (url, pg) = start_postgres(profile, &base.join("postgres"))?;
+                infra.database_url = url;
+                infra.postgres = pg;
+            }
+        }
+        match std::env::var("SLIPWAY_AMQP_URL") {
+            Ok(url) => infra.amqp_url = url,
+            Err(_) => {
+                let (url, rabbit) = start_rabbit(profile, &base.join("rabbitmq"))?;
+                infra.amqp_url = url;
+                infra.rabbit = rabbit;
+            }
+        }
+        Ok(infra)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut rabbit) = self.rabbit.take() {
+            eprintln!("xtask: stopping RabbitMQ");
+            stop_child(&mut rabbit.child, Duration::from_secs(30));
+            if rabbit.stop_epmd {
+                let _ = Command::new("epmd")
+                    .arg("-kill")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        if let Some(pg) = self.postgres.take() {
+            eprintln!("xtask: stopping Postgres");
+            let mut cmd = as_postgres(&pg.bin.join("pg_ctl"));
+            cmd.arg("-D")
+                .arg(&pg.data)
+                .args(["-m", "fast", "-w", "stop"]);
+            let _ = cmd.stdout(Stdio::null()).status();
+        }
+    }
+}
+
+impl Drop for Infra {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// SIGTERM to the child's process group, SIGKILL after `grace`.
+pub fn stop_child(child: &mut Child, grace: Duration) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+        let _ = sys::wait_for("process exit", grace, || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+/// A command run as the `postgres` user when we are root.
+fn as_postgres(program: &Path) -> Command {
+    if sys::is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn psql(port: u16, sql: &str) -> Result<String> {
+    sys::output(
+        Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-c")
+            .arg(sql),
+    )
+}
+
+fn start_postgres(profile: Profile, dir: &Path) -> Result<(String, Option<Postgres>)> {
+    let url = format!("postgres://slipway@127.0.0.1:{}/slipway", profile.pg_port);
+    let bin = pg_bin().context("postgres is not installed")?;
+    let data = dir.join("data");
+    fs::create_dir_all(dir)?;
+    if sys::is_root() {
+        sys::run(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir),
+        )?;
+    }
+    if !data.join("PG_VERSION").is_file() {
+        eprintln!("xtask: creating a Postgres cluster in {}", data.display());
+        let mut cmd = as_postgres(&bin.join("initdb"));
+        cmd.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        sys::output(&mut cmd)?;
+    }
+    let started = if sys::port_open(profile.pg_port) {
+        if !data.join("postmaster.pid").is_file() {
+            bail!(
+                "port {} is taken by another program; set SLIPWAY_DATABASE_URL to use an existing Postgres",
+                profile.pg_port
+            );
+        }
+        eprintln!(
+            "xtask: reusing the Postgres already running on port {}",
+            profile.pg_port
+        );
+        None
+    } else {
+        let mut options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            profile.pg_port,
+            dir.display()
+        );
+        if profile.fast {
+            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        let mut cmd = as_postgres(&bin.join("pg_ctl"));
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-w", "-t", "60", "-l"])
+            .arg(dir.join("server.log"))
+            .arg("-o")
+            .arg(options)
+            .arg("start")
+            .stdout(Stdio::null());
+        sys::run(&mut cmd).with_context(|| format!("see {}", dir.join("server.log").display()))?;
+        Some(Postgres { bin, data })
+    };
+    let exists = psql(
+        profile.pg_port,
+        "SELECT 1 FROM pg_roles WHERE rolname = 'slipway'",
+    )?;
+    if exists.trim().is_empty() {
+        psql(profile.pg_port, "CREATE ROLE slipway LOGIN CREATEDB")?;
+    }
+    let exists = psql(
+        profile.pg_port,
+        "SELECT 1 FROM pg_database WHERE datname = 'slipway'",
+    )?;
+    if exists.trim().is_empty() {
+        psql(profile.pg_port, "CREATE DATABASE slipway OWNER slipway")?;
+    }
+    Ok((url, started))
+}
+
+fn start_rabbit(profile: Profile, dir: &Path) -> Result<(String, Option<Rabbit>)> {
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", profile.amqp_port);
+    if sys::port_open(profile.amqp_port) {
+        eprintln!(
+            "xtask: reusing the RabbitMQ already running on port {}",
+            profile.amqp_port
+        );
+        return Ok((url, None));
+    }
+    fs::create_dir_all(dir)?;
+    fs::write(
+        dir.join("rabbitmq.conf"),
+        format!("listeners.tcp.default = 127.0.0.1:{}\n", profile.amqp_port),
+    )?;
+    fs::write(dir.join("enabled_plugins"), "[].\n")?;
+    let epmd_was_running = sys::port_open(4369);
+    let log = fs::File::create(dir.join("server.out"))?;
+    eprintln!("xtask: starting RabbitMQ on port {}", profile.amqp_port);
+    let child = Command::new(RABBITMQ_SERVER)
+        .env("HOME", dir)
+        .env(
+            "RABBITMQ_NODENAME",
+            format!("slipway-{}@localhost", profile.name),
+        )
+        .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+        .env("RABBITMQ_NODE_PORT", profile.amqp_port.to_string())
+        .env("RABBITMQ_DIST_PORT", (profile.amqp_port + 1000).to_string())
+        .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+        .env("RABBITMQ_LOG_BASE", dir.join("log"))
+        .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+        .env("RABBITMQ_PID_FILE", dir.join("pid"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("cannot start rabbitmq-server")?;
+    let mut rabbit = Rabbit {
+        child,
+        stop_epmd: !epmd_was_running,
+    };
+    let ready = sys::wait_for("RabbitMQ", Duration::from_secs(90), || {
+        sys::port_open(profile.amqp_port) || matches!(rabbit.child.try_wait(), Ok(Some(_)))
+    });
+    if ready.is_err() || matches!(rabbit.child.try_wait(), Ok(Some(_))) {
+        stop_child(&mut rabbit.child, Duration::from_secs(5));
+        bail!(
+            "RabbitMQ did not start; see {}",
+            dir.join("server.out").display()
+        );
+    }
+    Ok((url, Some(rabbit)))
+}

@@ -1,0 +1,35 @@
+//! `cargo xtask`: the one entry point for working on Slipway.
+//!
+//! - `cargo xtask up`: install what is missing, start private Postgres and
+//!   RabbitMQ (or use `SLIPWAY_DATABASE_URL` / `SLIPWAY_AMQP_URL`), build and
+//!   start the services, register the bundled example, stay in the
+//!   foreground until Ctrl-C.
+//! - `cargo xtask test`: the same infrastructure, then fmt, clippy and every
+//!   test.
+
+mod http;
+mod infra;
+mod sys;
+mod test;
+mod up;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("up") => up::run(),
+        Some("test") => test::run(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <up|test [test filters...]>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

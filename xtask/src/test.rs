@@ -1,0 +1,54 @@
+//! `cargo xtask test`: infrastructure, then fmt, clippy with warnings
+//! denied, and every test against the real Postgres and RabbitMQ.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::infra::{self, Infra, TEST};
+use crate::sys;
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.current_dir(sys::root());
+    cmd
+}
+
+pub fn run(filters: &[String]) -> Result<()> {
+    let mut needs = infra::build_needs();
+    needs.extend(infra::infra_needs());
+    sys::ensure(&needs)?;
+    let mut infra = Infra::start(TEST)?;
+    let result = checks(&infra, filters);
+    infra.stop();
+    result
+}
+
+fn checks(infra: &Infra, filters: &[String]) -> Result<()> {
+    eprintln!("xtask: cargo fmt --check");
+    sys::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    eprintln!("xtask: cargo clippy");
+    sys::run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let nextest = cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut cmd = cargo();
+    if nextest {
+        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        eprintln!("xtask: cargo-nextest not found; using cargo test");
+        cmd.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    cmd.args(filters)
+        .env("SLIPWAY_TEST_DATABASE_URL", &infra.database_url)
+        .env("SLIPWAY_TEST_AMQP_URL", &infra.amqp_url);
+    sys::run(&mut cmd)
+}
