@@ -6,6 +6,8 @@
 //!   foreground until Ctrl-C.
 //! - `cargo xtask test`: the same infrastructure, then fmt, clippy and every
 //!   test.
+//! - `cargo xtask infra`: only the test profile's Postgres and RabbitMQ, in
+//!   the foreground, for running single tests with `cargo nextest`.
 
 mod http;
 mod infra;
@@ -20,8 +22,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("up") => up::run(),
         Some("test") => test::run(&args[1..]),
+        Some("infra") => test::infra_foreground(),
         _ => {
-            eprintln!("usage: cargo xtask <up|test [test filters...]>");
+            eprintln!("usage: cargo xtask <up|test [test filters...]|infra>");
             return ExitCode::from(2);
         }
     };

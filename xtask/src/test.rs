@@ -52,3 +52,20 @@ fn checks(infra: &Infra, filters: &[String]) -> Result<()> {
         .env("SLIPWAY_TEST_AMQP_URL", &infra.amqp_url);
     sys::run(&mut cmd)
 }
+
+/// Starts the test infrastructure and waits for Ctrl-C.
+pub fn infra_foreground() -> Result<()> {
+    sys::ensure(&infra::infra_needs())?;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })?;
+    let mut infra = Infra::start(TEST)?;
+    eprintln!(
+        "xtask: infrastructure up; Ctrl-C stops it\n  export SLIPWAY_TEST_DATABASE_URL={}\n  export SLIPWAY_TEST_AMQP_URL={}",
+        infra.database_url, infra.amqp_url
+    );
+    let _ = rx.recv();
+    infra.stop();
+    Ok(())
+}

@@ -77,20 +77,34 @@ impl Masker {
         }
     }
 
-    /// Length of the longest suffix of `text` that is a proper prefix of a
-    /// pattern: those bytes may become a secret once more output arrives.
-    fn pending_suffix(&self, text: &[u8]) -> usize {
+    /// Where `text` must be cut so that everything before it can be masked
+    /// and released now: before any tail that may still grow into a
+    /// secret, and never inside a match that reaches past that point.
+    fn release_point(&self, text: &[u8]) -> usize {
+        let Some(ac) = &self.matcher else {
+            return text.len();
+        };
         let longest = self.patterns.iter().map(Vec::len).max().unwrap_or(0);
-        let max = longest.saturating_sub(1).min(text.len());
-        (1..=max)
-            .rev()
-            .find(|&k| {
-                let tail = &text[text.len() - k..];
+        let first = text.len().saturating_sub(longest.saturating_sub(1));
+        let mut cut = (first..text.len())
+            .find(|&start| {
+                let tail = &text[start..];
                 self.patterns
                     .iter()
-                    .any(|p| p.len() > k && p.starts_with(tail))
+                    .any(|p| p.len() > tail.len() && p.starts_with(tail))
             })
-            .unwrap_or(0)
+            .unwrap_or(text.len());
+        // A complete match that straddles the cut moves it back to its start.
+        loop {
+            let straddling = ac
+                .find_iter(text)
+                .find(|m| m.start() < cut && m.end() > cut)
+                .map(|m| m.start());
+            match straddling {
+                Some(start) => cut = start,
+                None => return cut,
+            }
+        }
     }
 }
 
@@ -116,12 +130,9 @@ impl MaskingStream {
             return chunk.to_vec();
         }
         self.held.extend_from_slice(chunk);
-        let masked = self.masker.mask(&self.held);
-        let keep = self.masker.pending_suffix(&masked);
-        let release = masked.len() - keep;
-        self.held = masked[release..].to_vec();
-        let mut out = masked;
-        out.truncate(release);
+        let cut = self.masker.release_point(&self.held);
+        let out = self.masker.mask(&self.held[..cut]);
+        self.held.drain(..cut);
         out
     }
 
@@ -160,9 +171,11 @@ mod tests {
             (&["s3cr3t"], &["value: s3c", "r3t\n"], "value: ***\n"),
             (&["s3cr3t"], &["s", "3", "c", "r", "3", "t"], "***"),
             (&["s3cr3t"], &["s3cr", "3t", "s3", "cr3t"], "******"),
-            (&["abc"], &["xxab", "yab", "c"], "xxabyab***"),
+            (&["abc"], &["xxab", "yab", "c"], "xxaby***"),
             (&["abc"], &["xxab"], "xxab"),
             (&["abc", "abcdef"], &["abcd", "ef"], "***"),
+            (&["abc", "abcdef"], &["abcd", "xy"], "***dxy"),
+            (&["abc", "bcdz"], &["abcd", "x"], "***dx"),
             (&["token-1"], &["plain output\n"], "plain output\n"),
             (&[], &["nothing", " to hide"], "nothing to hide"),
         ];

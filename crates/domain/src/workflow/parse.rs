@@ -93,7 +93,10 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
     };
     let env = r.field("env").map(|f| env_vars(&f, false)).transpose()?;
     let secrets = r.field("secrets").map(|f| secrets(&f)).transpose()?;
-    let timeout = r.field("timeout").map(|f| f.positive_duration());
+    let timeout = r
+        .field("timeout")
+        .map(|f| f.positive_duration())
+        .transpose()?;
 
     let mut steps = Vec::new();
     let mut step_names = HashSet::new();
@@ -147,7 +150,7 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
         on,
         env: env.unwrap_or_default(),
         secrets: secrets.unwrap_or_default(),
-        timeout: timeout.transpose()?.unwrap_or(DEFAULT_TASK_TIMEOUT),
+        timeout: timeout.unwrap_or(DEFAULT_TASK_TIMEOUT),
         steps,
         image,
         deploy,
@@ -443,6 +446,7 @@ fn container(f: &Field<'_>) -> Result<ContainerTarget> {
 
 fn compose(f: &Field<'_>) -> Result<ComposeTarget> {
     let r = f.record(&["file", "project", "service"])?;
+    let file = r.required("file")?.repo_path()?;
     let project_field = r.required("project")?;
     let project = project_field.text_with_secrets()?;
     // Compose's own rule for project names.
@@ -457,7 +461,7 @@ fn compose(f: &Field<'_>) -> Result<ComposeTarget> {
     }
     let service = r.required("service")?;
     Ok(ComposeTarget {
-        file: r.required("file")?.repo_path()?,
+        file,
         project,
         service: service
             .text_with_secrets()
@@ -554,33 +558,33 @@ fn notify_rule(f: &Field<'_>) -> Result<NotifyRule> {
             }
         })
         .transpose()?;
-    let email =
-        r.field("email")
-            .map(|f| {
-                let r = f.record(&["to"])?;
-                let to_field = r.required("to")?;
-                let to: Vec<String> = to_field
-                    .seq()?
-                    .iter()
-                    .map(|item| {
-                        let address = item.secret_or_text()?;
-                        let valid = address.contains("${{")
-                            || address.split_once('@').is_some_and(|(local, domain)| {
-                                !local.is_empty() && !domain.is_empty()
-                            }) && !address.contains(char::is_whitespace);
-                        if valid {
-                            Ok(address)
-                        } else {
-                            Err(item.error(format!("invalid email address \"{address}\"")))
-                        }
-                    })
-                    .collect::<Result<_>>()?;
-                if to.is_empty() {
-                    return Err(to_field.error("list at least one address"));
-                }
-                Ok(EmailChannel { to })
-            })
-            .transpose()?;
+    let email = r
+        .field("email")
+        .map(|f| {
+            let r = f.record(&["to"])?;
+            let to_field = r.required("to")?;
+            let to: Vec<String> = to_field
+                .seq()?
+                .iter()
+                .map(|item| {
+                    let address = item.secret_or_text()?;
+                    let valid = address.contains("${{")
+                        || (address.split_once('@').is_some_and(|(local, domain)| {
+                            !local.is_empty() && !domain.is_empty()
+                        }) && !address.contains(char::is_whitespace));
+                    if valid {
+                        Ok(address)
+                    } else {
+                        Err(item.error(format!("invalid email address \"{address}\"")))
+                    }
+                })
+                .collect::<Result<_>>()?;
+            if to.is_empty() {
+                return Err(to_field.error("list at least one address"));
+            }
+            Ok(EmailChannel { to })
+        })
+        .transpose()?;
     let dingtalk = r
         .field("dingtalk")
         .map(|f| {
@@ -641,8 +645,8 @@ fn is_http_url(s: &str) -> bool {
     }) && !s.contains(char::is_whitespace)
 }
 
-/// Finds `${{ secrets.NAME }}`-style placeholders: the text between `${{`
-/// and `}}` (or to the end, if unclosed), with its byte range.
+/// Finds `${{ ... }}` placeholders: each as written, with its trimmed
+/// inside (`None` when unclosed; the placeholder then runs to the end).
 fn placeholders(s: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
     let mut rest = s;
     std::iter::from_fn(move || {
@@ -719,8 +723,8 @@ impl<'a> Field<'a> {
         }
     }
 
-    /// A field for errors about a key that has no node of its own here (the
-    /// `name` of a step found to be a duplicate, say): same node, child path.
+    /// The field of `key` in this mapping, for errors found after its value
+    /// was read (a duplicate step name, say); this node if `key` is absent.
     fn child(&self, key: &str) -> Field<'a> {
         let entry = match &self.node.value {
             Value::Map(entries) => entries.iter().find(|e| e.key == key),
@@ -803,9 +807,11 @@ impl<'a> Field<'a> {
     fn text(&self) -> Result<String> {
         let s = self.scalar()?;
         // `whole` starts with `${{`; an unclosed one counts too.
-        if let Some((whole, _)) =
-            placeholders(s).find(|(whole, _)| whole[3..].trim_start().starts_with("secrets"))
-        {
+        if let Some((whole, _)) = placeholders(s).find(|(whole, _)| {
+            whole
+                .strip_prefix("${{")
+                .is_some_and(|rest| rest.trim_start().starts_with("secrets"))
+        }) {
             return Err(self.error(format!(
                 "\"{whole}\": secrets placeholders are only allowed in notify and deploy target values; steps get the secrets listed under \"secrets\" as environment variables"
             )));
@@ -943,13 +949,14 @@ fn check_keys(f: &Field<'_>, entries: &[yaml::Entry], allowed: Option<&[&str]>) 
     Ok(())
 }
 
-/// The allowed key a misspelt one most likely meant: within two edits, or a
-/// third of its length for long keys.
+/// The allowed key a misspelt one most likely meant: one edit for every
+/// three characters, rounded up, so `nme` finds `name` and `contiue_on_error`
+/// finds `continue_on_error`, while `x` suggests nothing.
 fn closest<'k>(key: &str, allowed: &[&'k str]) -> Option<&'k str> {
     allowed
         .iter()
         .map(|candidate| (edit_distance(key, candidate), *candidate))
-        .filter(|(d, candidate)| *d <= 2.max(candidate.len() / 3))
+        .filter(|(d, candidate)| *d < key.len() && *d <= candidate.len().div_ceil(3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, candidate)| candidate)
 }

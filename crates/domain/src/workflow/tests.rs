@@ -531,6 +531,26 @@ fn invalid_workflows() {
             "+steps: []\nsteps: []\n",
             "steps: duplicate key at line 4, column 1",
         ),
+        (
+            "+nme: x\n",
+            r#"nme: unknown key (did you mean "name"?) at line 3, column 1"#,
+        ),
+        (
+            "+steps:\n  - {name: t, run: make, imgae: x}\n",
+            r#"steps[0].imgae: unknown key (did you mean "image"?) at line 4, column 26"#,
+        ),
+        (
+            "+steps: [{name: t, run: make}]\nx: 1\n",
+            "x: unknown key (expected one of: name, repo, on, env, secrets, timeout, steps, image, deploy, notify) at line 4, column 1",
+        ),
+        (
+            "+steps:\n  - {name: t, run: make, continue_on_error: [true]}\n",
+            "steps[0].continue_on_error: expected true or false, found a sequence at line 4, column 45",
+        ),
+        (
+            "+steps: 5\n",
+            "steps: expected a sequence, found a number at line 3, column 8",
+        ),
         // Names.
         (
             "name: Hello\n",

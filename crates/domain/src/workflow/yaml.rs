@@ -89,15 +89,18 @@ impl Node {
 
     /// Number of nodes and nesting depth, for the budgets when an alias is copied.
     fn measure(&self) -> (usize, usize) {
-        let children: Box<dyn Iterator<Item = &Node>> = match &self.value {
-            Value::Scalar { .. } => return (1, 1),
-            Value::Seq(items) => Box::new(items.iter()),
-            Value::Map(entries) => Box::new(entries.iter().map(|e| &e.value)),
-        };
-        children.fold((1, 1), |(size, height), child| {
+        let (mut size, mut height) = (1, 0);
+        let mut visit = |child: &Node| {
             let (s, h) = child.measure();
-            (size + s, height.max(h + 1))
-        })
+            size += s;
+            height = height.max(h);
+        };
+        match &self.value {
+            Value::Scalar { .. } => {}
+            Value::Seq(items) => items.iter().for_each(&mut visit),
+            Value::Map(entries) => entries.iter().for_each(|e| visit(&e.value)),
+        }
+        (size, height + 1)
     }
 }
 

@@ -1,0 +1,373 @@
+//! Integration-test support: a real Slipway stack (orchestrator, gateway,
+//! runners) on port 0, against the Postgres and RabbitMQ that `cargo xtask
+//! test` starts (`SLIPWAY_TEST_DATABASE_URL`, `SLIPWAY_TEST_AMQP_URL`). Each
+//! stack gets its own database, cloned from a migrated template, and its own
+//! queue prefix, so tests run in parallel without seeing each other.
+
+pub mod db;
+pub mod git;
+pub mod hooks;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use db::TestDb;
+pub use git::GitRepo;
+
+/// How long a test waits for something that should happen.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+fn amqp_url() -> String {
+    std::env::var("SLIPWAY_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:55673/%2f".to_owned())
+}
+
+/// Knobs of a test stack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Runners started in this process.
+    pub runners: usize,
+    pub lease_seconds: u64,
+    pub heartbeat_ms: u64,
+    pub kill_grace_ms: u64,
+    pub webhook_max_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            runners: 1,
+            lease_seconds: 20,
+            heartbeat_ms: 300,
+            kill_grace_ms: 1000,
+            webhook_max_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+/// A running stack. Dropping it stops the services.
+pub struct Stack {
+    pub http: String,
+    pub grpc_url: String,
+    pub token: String,
+    pub github_secret: String,
+    pub gitlab_token: String,
+    pub amqp_url: String,
+    pub queue_prefix: String,
+    pub data_dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    options: Options,
+    shutdown: watch::Sender<bool>,
+    processes: Vec<Child>,
+    // Last: the database is dropped after the services stopped using it.
+    pub db: TestDb,
+}
+
+fn shutdown_signal(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> Self {
+        let db = TestDb::create();
+        let token = format!("token-{}", uuid::Uuid::new_v4().simple());
+        let queue_prefix = format!("test-{}.", uuid::Uuid::new_v4().simple());
+        let (shutdown, rx) = watch::channel(false);
+
+        let orchestrator = orchestrator::Orchestrator::build(orchestrator::Settings {
+            grpc_addr: "127.0.0.1:0".parse().expect("address"),
+            database_url: db.url.clone(),
+            amqp_url: amqp_url(),
+            api_token: token.clone(),
+            secret_key: "test-secret-key".to_owned(),
+            queue_prefix: queue_prefix.clone(),
+            lease_seconds: options.lease_seconds,
+            max_requeues: 1,
+            database_pool_size: 4,
+            log: "warn".to_owned(),
+            log_json: false,
+        })
+        .await
+        .expect("orchestrator starts");
+        let grpc_url = format!("http://{}", orchestrator.local_addr().expect("bound"));
+        tokio::spawn(orchestrator.run(shutdown_signal(rx.clone())));
+
+        let github_secret = "github-secret".to_owned();
+        let gitlab_token = "gitlab-token".to_owned();
+        let gateway = gateway::Gateway::build(gateway::Settings {
+            http_addr: "127.0.0.1:0".parse().expect("address"),
+            orchestrator_url: grpc_url.clone(),
+            api_token: token.clone(),
+            github_secret: github_secret.clone(),
+            gitlab_token: gitlab_token.clone(),
+            webhook_max_bytes: options.webhook_max_bytes,
+            ..gateway::Settings::default()
+        })
+        .expect("gateway starts");
+        let http = format!("http://{}", gateway.local_addr().expect("bound"));
+        tokio::spawn(gateway.run(shutdown_signal(rx.clone())));
+
+        let stack = Self {
+            http,
+            grpc_url,
+            token,
+            github_secret,
+            gitlab_token,
+            amqp_url: amqp_url(),
+            queue_prefix,
+            data_dir: tempfile::tempdir().expect("tempdir"),
+            client: reqwest::Client::new(),
+            options,
+            shutdown,
+            processes: Vec::new(),
+            db,
+        };
+        for _ in 0..stack.options.runners {
+            stack.spawn_runner().await;
+        }
+        stack
+    }
+
+    /// Settings for one more runner of this stack.
+    pub fn runner_settings(&self) -> runner::Settings {
+        runner::Settings {
+            orchestrator_url: self.grpc_url.clone(),
+            amqp_url: self.amqp_url.clone(),
+            api_token: self.token.clone(),
+            queue_prefix: self.queue_prefix.clone(),
+            data_dir: self.data_dir.path().to_path_buf(),
+            runner_concurrency: 2,
+            runner_id: String::new(),
+            kill_grace_ms: self.options.kill_grace_ms,
+            heartbeat_ms: self.options.heartbeat_ms,
+            log: "warn".to_owned(),
+            log_json: false,
+        }
+    }
+
+    /// Starts a runner in this process.
+    pub async fn spawn_runner(&self) {
+        let runner = runner::Runner::build(self.runner_settings())
+            .await
+            .expect("runner starts");
+        tokio::spawn(runner.run(shutdown_signal(self.shutdown.subscribe())));
+    }
+
+    /// Starts a runner as a separate process (so a test can kill it).
+    pub fn spawn_runner_process(&mut self, binary: &Path) -> u32 {
+        let s = self.runner_settings();
+        let child = Command::new(binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "HOME",
+                std::env::var("HOME").unwrap_or_else(|_| "/tmp".to_owned()),
+            )
+            .env("SLIPWAY_ORCHESTRATOR_URL", &s.orchestrator_url)
+            .env("SLIPWAY_AMQP_URL", &s.amqp_url)
+            .env("SLIPWAY_API_TOKEN", &s.api_token)
+            .env("SLIPWAY_QUEUE_PREFIX", &s.queue_prefix)
+            .env("SLIPWAY_DATA_DIR", &s.data_dir)
+            .env("SLIPWAY_HEARTBEAT_MS", s.heartbeat_ms.to_string())
+            .env("SLIPWAY_KILL_GRACE_MS", s.kill_grace_ms.to_string())
+            .env("SLIPWAY_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("runner process starts");
+        let pid = child.id();
+        self.processes.push(child);
+        pid
+    }
+
+    /// Kills a runner process with SIGKILL, as a crash would.
+    pub fn kill_runner_process(&mut self, pid: u32) {
+        if let Some(child) = self.processes.iter_mut().find(|c| c.id() == pid) {
+            child.kill().expect("kill -9");
+            child.wait().expect("reaped");
+        }
+    }
+
+    /// An API call with the bearer token; returns the status and the JSON
+    /// body (`Value::Null` when the body is not JSON).
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.http))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body read");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.api(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.api(Method::POST, path, Some(body)).await
+    }
+
+    /// Creates a workflow from YAML; returns its id.
+    pub async fn create_workflow(&self, yaml: &str) -> i64 {
+        let resp = self
+            .client
+            .post(format!("{}/api/workflows", self.http))
+            .bearer_auth(&self.token)
+            .header("Content-Type", "application/yaml")
+            .body(yaml.to_owned())
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, StatusCode::CREATED, "create workflow: {body}");
+        body["id"].as_i64().expect("workflow id")
+    }
+
+    pub async fn set_secret(&self, workflow_id: i64, name: &str, value: &str) {
+        let (status, body) = self
+            .api(
+                Method::PUT,
+                &format!("/api/workflows/{workflow_id}/secrets/{name}"),
+                Some(serde_json::json!({ "value": value })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "set secret: {body}");
+    }
+
+    /// Delivers a GitHub webhook, signed with this stack's secret.
+    pub async fn github(&self, event: &str, delivery: &str, body: &Value) -> (StatusCode, Value) {
+        let raw = serde_json::to_vec(body).expect("json");
+        let signature = hooks::github_signature(self.github_secret.as_bytes(), &raw);
+        self.github_raw(event, delivery, raw, Some(&signature))
+            .await
+    }
+
+    pub async fn github_raw(
+        &self,
+        event: &str,
+        delivery: &str,
+        raw: Vec<u8>,
+        signature: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}/api/webhooks/github", self.http))
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", delivery)
+            .header("Content-Type", "application/json")
+            .body(raw);
+        if let Some(sig) = signature {
+            req = req.header("X-Hub-Signature-256", sig);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body read");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Delivers a GitLab webhook with this stack's token.
+    pub async fn gitlab(&self, event: &str, uuid: &str, body: &Value) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .post(format!("{}/api/webhooks/gitlab", self.http))
+            .header("X-Gitlab-Event", event)
+            .header("X-Gitlab-Event-UUID", uuid)
+            .header("X-Gitlab-Token", &self.gitlab_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body read");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn task(&self, id: i64) -> Value {
+        let (status, body) = self.get(&format!("/api/tasks/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "get task {id}: {body}");
+        body
+    }
+
+    /// Polls the task until `done` holds, failing the test after `deadline`.
+    pub async fn wait_task(
+        &self,
+        id: i64,
+        deadline: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let until = Instant::now() + deadline;
+        loop {
+            let task = self.task(id).await;
+            if done(&task) {
+                return task;
+            }
+            assert!(
+                Instant::now() < until,
+                "task {id} did not get there in {deadline:?}: {task:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the task has finished; returns it.
+    pub async fn wait_finished(&self, id: i64) -> Value {
+        self.wait_task(id, DEADLINE, |t| {
+            matches!(
+                t["status"].as_str(),
+                Some("success" | "failed" | "cancelled")
+            )
+        })
+        .await
+    }
+
+    pub async fn logs(&self, id: i64) -> String {
+        self.client
+            .get(format!("{}/api/tasks/{id}/logs", self.http))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("body read")
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for child in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The named step of a task JSON.
+pub fn step<'a>(task: &'a Value, name: &str) -> &'a Value {
+    task["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+        .unwrap_or(&Value::Null)
+}
