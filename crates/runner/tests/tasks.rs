@@ -281,3 +281,40 @@ async fn the_live_log_streams_until_the_task_ends() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_share_the_queue_and_each_task_runs_once() {
+    let stack = Stack::with(test_support::Options {
+        runners: 2,
+        ..test_support::Options::default()
+    })
+    .await;
+    let marks = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepo::new();
+    let id = stack
+        .create_workflow(&format!(
+            "name: shared\nrepo: {}\nenv:\n  MARKS: {}\nsteps:\n  - name: mark\n    run: |\n      echo \"$SLIPWAY_TASK_ID\" >> \"$MARKS/ran\"\n      sleep 0.3\n",
+            repo.url,
+            marks.path().display()
+        ))
+        .await;
+    repo.commit("main", &[("a.txt", "a")], "m");
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let (status, body) = stack
+            .post(
+                &format!("/api/workflows/{id}/run"),
+                json!({"branch": "main"}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["task_id"].as_i64().expect("task id"));
+    }
+    for task_id in &ids {
+        assert_eq!(stack.wait_finished(*task_id).await["status"], "success");
+    }
+    let ran = std::fs::read_to_string(marks.path().join("ran")).expect("marks");
+    let mut seen: Vec<i64> = ran.lines().filter_map(|l| l.parse().ok()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, ids, "each task ran exactly once");
+}

@@ -36,6 +36,9 @@ pub struct Options {
     pub heartbeat_ms: u64,
     pub kill_grace_ms: u64,
     pub webhook_max_bytes: usize,
+    /// The broker the orchestrator publishes to, when not the test broker
+    /// (a dead address plays a broker that is down).
+    pub orchestrator_amqp_url: Option<String>,
 }
 
 impl Default for Options {
@@ -46,6 +49,7 @@ impl Default for Options {
             heartbeat_ms: 300,
             kill_grace_ms: 1000,
             webhook_max_bytes: 25 * 1024 * 1024,
+            orchestrator_amqp_url: None,
         }
     }
 }
@@ -63,6 +67,7 @@ pub struct Stack {
     pub client: reqwest::Client,
     options: Options,
     shutdown: watch::Sender<bool>,
+    orchestrator: Running,
     processes: Vec<Child>,
     // Last: the database is dropped after the services stopped using it.
     pub db: TestDb,
@@ -85,10 +90,13 @@ impl Stack {
         let queue_prefix = format!("test-{}.", uuid::Uuid::new_v4().simple());
         let (shutdown, rx) = watch::channel(false);
 
-        let orchestrator = orchestrator::Orchestrator::build(orchestrator::Settings {
+        let orchestrator_settings = orchestrator::Settings {
             grpc_addr: "127.0.0.1:0".parse().expect("address"),
             database_url: db.url.clone(),
-            amqp_url: amqp_url(),
+            amqp_url: options
+                .orchestrator_amqp_url
+                .clone()
+                .unwrap_or_else(amqp_url),
             api_token: token.clone(),
             secret_key: "test-secret-key".to_owned(),
             queue_prefix: queue_prefix.clone(),
@@ -97,11 +105,9 @@ impl Stack {
             database_pool_size: 4,
             log: "warn".to_owned(),
             log_json: false,
-        })
-        .await
-        .expect("orchestrator starts");
-        let grpc_url = format!("http://{}", orchestrator.local_addr().expect("bound"));
-        tokio::spawn(orchestrator.run(shutdown_signal(rx.clone())));
+        };
+        let orchestrator = Running::orchestrator(orchestrator_settings).await;
+        let grpc_url = format!("http://{}", orchestrator.settings.grpc_addr);
 
         let github_secret = "github-secret".to_owned();
         let gitlab_token = "gitlab-token".to_owned();
@@ -130,6 +136,7 @@ impl Stack {
             client: reqwest::Client::new(),
             options,
             shutdown,
+            orchestrator,
             processes: Vec::new(),
             db,
         };
@@ -137,6 +144,16 @@ impl Stack {
             stack.spawn_runner().await;
         }
         stack
+    }
+
+    /// Stops the orchestrator and starts a new one on the same address and
+    /// database, optionally with another broker URL.
+    pub async fn restart_orchestrator(&mut self, amqp_url: Option<String>) {
+        let mut settings = self.orchestrator.stop().await;
+        if let Some(url) = amqp_url {
+            settings.amqp_url = url;
+        }
+        self.orchestrator = Running::orchestrator(settings).await;
     }
 
     /// Settings for one more runner of this stack.
@@ -351,6 +368,45 @@ impl Stack {
             .text()
             .await
             .expect("body read")
+    }
+}
+
+/// The stack's orchestrator, which tests may restart.
+struct Running {
+    settings: orchestrator::Settings,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), orchestrator::Error>>,
+}
+
+impl Running {
+    async fn orchestrator(mut settings: orchestrator::Settings) -> Self {
+        let built = orchestrator::Orchestrator::build(settings.clone())
+            .await
+            .expect("orchestrator starts");
+        settings.grpc_addr = built.local_addr().expect("bound");
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(built.run(shutdown_signal(rx)));
+        Self {
+            settings,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the orchestrator; returns its settings with the bound address.
+    async fn stop(&mut self) -> orchestrator::Settings {
+        let _ = self.stop.send(true);
+        let task = &mut self.task;
+        if tokio::time::timeout(DEADLINE, &mut *task).await.is_err() {
+            task.abort();
+        }
+        self.settings.clone()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
     }
 }
 

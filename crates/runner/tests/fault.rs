@@ -1,0 +1,102 @@
+//! A runner killed with SIGKILL mid-step: its lease runs out, the task goes
+//! back to the queue once and another runner finishes it; lost a second
+//! time, it fails with "runner lost". Nothing stays `running`.
+
+use std::time::Duration;
+
+use test_support::{GitRepo, Options, Stack, step};
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_slipway-runner");
+const WITHIN: Duration = Duration::from_secs(90);
+
+fn options() -> Options {
+    Options {
+        runners: 0,
+        lease_seconds: 3,
+        heartbeat_ms: 300,
+        ..Options::default()
+    }
+}
+
+async fn start_task(stack: &Stack, repo: &GitRepo) -> i64 {
+    let id = stack
+        .create_workflow(&format!(
+            "name: crashy\nrepo: {}\nsteps:\n  - name: work\n    run: |\n      echo started\n      sleep 4\n      echo finished\n",
+            repo.url
+        ))
+        .await;
+    repo.commit("main", &[("a.txt", "a")], "m");
+    let (status, body) = stack
+        .post(
+            &format!("/api/workflows/{id}/run"),
+            serde_json::json!({"branch": "main"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    body["task_id"].as_i64().expect("task id")
+}
+
+async fn wait_running(stack: &Stack, task_id: i64, after_requeue: bool) {
+    stack
+        .wait_task(task_id, WITHIN, |t| {
+            step(t, "work")["status"] == "running" && t["status"] == "running"
+        })
+        .await;
+    if after_requeue {
+        let log = stack.logs(task_id).await;
+        assert!(log.contains("runner lost"), "{log}");
+    }
+}
+
+async fn nothing_running(stack: &Stack) {
+    let (status, running) = stack.get("/api/tasks?status=running").await;
+    assert_eq!(status, 200);
+    assert_eq!(running, serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_runner_finishes_the_task_of_a_killed_one() {
+    let mut stack = Stack::with(options()).await;
+    let repo = GitRepo::new();
+    let first = stack.spawn_runner_process(RUNNER.as_ref());
+    let task_id = start_task(&stack, &repo).await;
+    wait_running(&stack, task_id, false).await;
+    stack.kill_runner_process(first);
+
+    stack.spawn_runner_process(RUNNER.as_ref());
+    let task = stack
+        .wait_task(task_id, WITHIN, |t| t["status"] == "success")
+        .await;
+    assert_eq!(step(&task, "work")["status"], "success", "{task:#}");
+    let log = stack.logs(task_id).await;
+    assert!(log.contains("runner lost: the task was re-queued"), "{log}");
+    assert!(log.contains("finished"), "{log}");
+    nothing_running(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_lost_twice_fails_with_runner_lost() {
+    let mut stack = Stack::with(options()).await;
+    let repo = GitRepo::new();
+    let first = stack.spawn_runner_process(RUNNER.as_ref());
+    let task_id = start_task(&stack, &repo).await;
+    wait_running(&stack, task_id, false).await;
+    stack.kill_runner_process(first);
+    // The lease runs out and the task is back in the queue, its steps reset.
+    stack
+        .wait_task(task_id, WITHIN, |t| {
+            t["status"] == "pending" && step(t, "work")["status"] == "pending"
+        })
+        .await;
+
+    let second = stack.spawn_runner_process(RUNNER.as_ref());
+    wait_running(&stack, task_id, true).await;
+    stack.kill_runner_process(second);
+
+    let task = stack
+        .wait_task(task_id, WITHIN, |t| t["status"] == "failed")
+        .await;
+    assert_eq!(task["error"], "runner lost", "{task:#}");
+    assert_eq!(step(&task, "work")["status"], "cancelled", "{task:#}");
+    nothing_running(&stack).await;
+}
