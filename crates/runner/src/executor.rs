@@ -95,10 +95,10 @@ pub async fn execute(ctx: Arc<Context>, job: Job, mut shutdown: watch::Receiver<
     } else {
         tracing::warn!(task_id, "task abandoned");
     }
-    if let Err(e) = tokio::fs::remove_dir_all(&workspace).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(task_id, error = %e, "cannot remove the workspace");
-        }
+    if let Err(e) = tokio::fs::remove_dir_all(&workspace).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(task_id, error = %e, "cannot remove the workspace");
     }
 }
 
@@ -184,11 +184,11 @@ async fn step(
 /// `10m`, `90s`, `300ms`: durations as workflows write them.
 pub fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
-    } else if ms % 3_600_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
     } else {
         format!("{}s", ms / 1000)
@@ -274,17 +274,17 @@ async fn run(
         (None, None) => "HEAD".to_owned(),
     };
     sink.line(0, &format!("cloning {} ({git_ref})", redact(&c.repo)));
-    if let Some(parent) = workspace.parent() {
-        if let Err(e) = tokio::fs::create_dir_all(parent).await {
-            return fail_step(
-                ctx,
-                &sink,
-                lease,
-                0,
-                format!("cannot create the workspace: {e}"),
-            )
-            .await;
-        }
+    if let Some(parent) = workspace.parent()
+        && let Err(e) = tokio::fs::create_dir_all(parent).await
+    {
+        return fail_step(
+            ctx,
+            &sink,
+            lease,
+            0,
+            format!("cannot create the workspace: {e}"),
+        )
+        .await;
     }
     let _ = tokio::fs::remove_dir_all(workspace).await;
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -352,15 +352,15 @@ async fn run(
             Stop::Cancel => return End::Cancelled,
             Stop::No => {}
         }
-        if let Some(when) = &s.when {
-            if !when.allows(c.branch.as_deref(), event) {
-                sink.line(position, "skipped: its `when` does not match this task");
-                sink.flush().await;
-                if !step(ctx, lease, position, "skipped", None, None).await {
-                    return End::Abandoned;
-                }
-                continue;
+        if let Some(when) = &s.when
+            && !when.allows(c.branch.as_deref(), event)
+        {
+            sink.line(position, "skipped: its `when` does not match this task");
+            sink.flush().await;
+            if !step(ctx, lease, position, "skipped", None, None).await {
+                return End::Abandoned;
             }
+            continue;
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {

@@ -71,6 +71,21 @@ pub fn init_tracing(filter: &str, json: bool) {
     };
 }
 
+/// Resolves on Ctrl-C or SIGTERM: the shutdown every service's `main` waits on.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +97,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the error type
     fn environment_overrides_defaults_and_digits_stay_strings() {
         // Names unique to this test: the environment is shared by the process.
         figment::Jail::expect_with(|jail| {
@@ -109,20 +125,5 @@ mod tests {
             assert!(err.to_string().contains("SLIPWAY_DEMO_PORT"), "{err}");
             Ok(())
         });
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM: the shutdown every service's `main` waits on.
-pub async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
