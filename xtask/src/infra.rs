@@ -255,7 +255,9 @@ fn start_postgres(profile: Profile, dir: &Path) -> Result<(String, Option<Postgr
         sys::output(&mut cmd)?;
     }
     let started = if sys::port_open(profile.pg_port) {
-        if !data.join("postmaster.pid").is_file() {
+        // Ours from an earlier run (perhaps of another checkout): usable as
+        // long as it lets us in as `postgres`.
+        if psql(profile.pg_port, "SELECT 1").is_err() {
             bail!(
                 "port {} is taken by another program; set SLIPWAY_DATABASE_URL to use an existing Postgres",
                 profile.pg_port

@@ -324,32 +324,31 @@ fn find_workflow_id(list: &str, name: &str) -> Option<String> {
 fn print_banner(addr: &str, env: &BTreeMap<String, String>, example: &Example) {
     let get = |k: &str| env.get(k).cloned().unwrap_or_default();
     let token = get("SLIPWAY_API_TOKEN");
-    eprintln!(
-        "\n\
-         ================================================================\n\
-         Slipway is up.\n\
-         \n\
-           dashboard and API:  http://{addr}/\n\
-           API token:          {token}\n\
-           GitHub secret:      {}\n\
-           GitLab token:       {}\n\
-         \n\
-         The example workflow hello-go (id {}) builds {} ;\n\
-         its first task is {}:\n\
-         \n\
-           curl -H 'Authorization: Bearer {token}' http://{addr}/api/tasks/{}\n\
-           curl -H 'Authorization: Bearer {token}' http://{addr}/api/tasks/{}/logs\n\
-         \n\
-         Push to that repository and deliver a webhook to\n\
-         http://{addr}/api/webhooks/github or /api/webhooks/gitlab.\n\
-         Ctrl-C stops everything.\n\
-         ================================================================\n",
-        get("SLIPWAY_GITHUB_SECRET"),
-        get("SLIPWAY_GITLAB_TOKEN"),
-        example.workflow_id,
-        example.repo.display(),
-        example.task_id,
-        example.task_id,
-        example.task_id,
-    );
+    let task = &example.task_id;
+    let lines = [
+        String::new(),
+        "=".repeat(64),
+        "Slipway is up.".to_owned(),
+        String::new(),
+        format!("  dashboard and API:  http://{addr}/"),
+        format!("  API token:          {token}"),
+        format!("  GitHub secret:      {}", get("SLIPWAY_GITHUB_SECRET")),
+        format!("  GitLab token:       {}", get("SLIPWAY_GITLAB_TOKEN")),
+        String::new(),
+        format!(
+            "The example workflow hello-go (id {}) builds {};",
+            example.workflow_id,
+            example.repo.display()
+        ),
+        format!("its first task is {task}:"),
+        String::new(),
+        format!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/tasks/{task}"),
+        format!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/tasks/{task}/logs"),
+        String::new(),
+        "Push to that repository and deliver a webhook to".to_owned(),
+        format!("http://{addr}/api/webhooks/github or /api/webhooks/gitlab."),
+        "Ctrl-C stops everything.".to_owned(),
+        "=".repeat(64),
+    ];
+    eprintln!("{}", lines.join("\n"));
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use proto::runner_api_server::RunnerApiServer;
 use proto::slipway_server::SlipwayServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 pub use settings::Settings;
 
@@ -142,10 +142,12 @@ impl Orchestrator {
                 b.check(r)
             });
         tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, "orchestrator listening");
+        // Without TCP_NODELAY, small HTTP/2 frames wait on delayed ACKs (40 ms).
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let served = tonic::transport::Server::builder()
             .add_service(public)
             .add_service(runner)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         relay.abort();
         watchdog.abort();
