@@ -18,7 +18,7 @@ async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("slipway-gateway: {e}");
+            eprintln!("slipway-gateway: {}", telemetry::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }

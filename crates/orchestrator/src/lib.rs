@@ -50,8 +50,10 @@ pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
         }
         _ => url.to_owned(),
     }
@@ -125,7 +127,8 @@ impl Orchestrator {
     /// Serves both gRPC services and runs the outbox relay and the lease
     /// watchdog until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
-        let topology = queue::Topology::new(self.settings.queue_prefix.clone());
+        let topology = queue::Topology::new(self.settings.queue_prefix.clone())
+            .expiring(self.settings.queue_expires_ms);
         let relay = tokio::spawn(relay::run(
             self.app.clone(),
             self.settings.amqp_url.clone(),

@@ -32,7 +32,7 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("slipway-orchestrator: {e}");
+            eprintln!("slipway-orchestrator: {}", telemetry::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -17,6 +17,9 @@ pub struct Settings {
     pub secret_key: String,
     /// Prefix of queue names, to share a broker between installations.
     pub queue_prefix: String,
+    /// Delete the task queue after this long unused (0: never); for
+    /// throwaway installations such as test runs.
+    pub queue_expires_ms: u32,
     /// How long a runner's lease lasts without a heartbeat.
     pub lease_seconds: u64,
     /// How often a task whose runner vanished goes back to the queue before
@@ -37,6 +40,7 @@ impl Default for Settings {
             api_token: String::new(),
             secret_key: String::new(),
             queue_prefix: String::new(),
+            queue_expires_ms: 0,
             lease_seconds: 20,
             max_requeues: 1,
             database_pool_size: 8,

@@ -32,13 +32,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
     prefix: String,
+    /// `x-expires` of the queue: a broker deletes it after this long without
+    /// consumers. Only for throwaway installations (tests); every
+    /// declaration of one queue must agree on it.
+    expires_ms: Option<u32>,
 }
 
 impl Topology {
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
+            expires_ms: None,
         }
+    }
+
+    /// Queues that disappear once unused for `ms` milliseconds (0: never).
+    pub fn expiring(mut self, ms: u32) -> Self {
+        self.expires_ms = (ms > 0).then_some(ms);
+        self
     }
 
     /// The queue runners take tasks from.
@@ -65,11 +76,15 @@ pub async fn connect(url: &str) -> Result<Connection> {
 }
 
 async fn declare_tasks(channel: &Channel, topology: &Topology) -> Result<()> {
+    let mut arguments = FieldTable::default();
+    if let Some(ms) = topology.expires_ms {
+        arguments.insert("x-expires".into(), lapin::types::AMQPValue::LongUInt(ms));
+    }
     channel
         .queue_declare(
             topology.tasks_queue().as_str().into(),
             QueueDeclareOptions::durable(),
-            FieldTable::default(),
+            arguments,
         )
         .await?;
     Ok(())

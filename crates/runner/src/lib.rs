@@ -97,7 +97,8 @@ impl Runner {
         let slots = Arc::new(Semaphore::new(concurrency));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut running = JoinSet::new();
-        let topology = Topology::new(self.settings.queue_prefix.clone());
+        let topology = Topology::new(self.settings.queue_prefix.clone())
+            .expiring(self.settings.queue_expires_ms);
         tracing::info!(runner = %self.runner_id, concurrency, "runner started");
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(200);

@@ -21,7 +21,7 @@ async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("slipway-runner: {e}");
+            eprintln!("slipway-runner: {}", telemetry::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }

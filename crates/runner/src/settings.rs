@@ -11,6 +11,9 @@ pub struct Settings {
     /// Token the runner presents to the orchestrator. Required.
     pub api_token: String,
     pub queue_prefix: String,
+    /// Delete the task queue after this long unused (0: never); for
+    /// throwaway installations such as test runs.
+    pub queue_expires_ms: u32,
     /// Workspaces live under `<data_dir>/workspaces`.
     pub data_dir: PathBuf,
     /// Tasks this runner runs at once (`SLIPWAY_RUNNER_CONCURRENCY`); 0 means
@@ -33,6 +36,7 @@ impl Default for Settings {
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             api_token: String::new(),
             queue_prefix: String::new(),
+            queue_expires_ms: 0,
             data_dir: PathBuf::from("./.slipway/data"),
             runner_concurrency: 0,
             runner_id: String::new(),

@@ -60,6 +60,8 @@ pub fn pool(url: &str, max_size: u32, connect_timeout: Duration) -> Result<Pool>
         .max_size(max_size)
         .min_idle(Some(1))
         .connection_timeout(connect_timeout)
+        // Callers see and log every failure themselves, once and briefly.
+        .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
         .build(manager)?;
     Ok(pool)
 }

@@ -56,6 +56,15 @@ fn describe(err: &figment::Error) -> String {
     out
 }
 
+/// An error as one line: the start-up failure a service prints before it
+/// exits (libpq, for one, puts hints on lines of their own).
+pub fn one_line(err: &dyn std::fmt::Display) -> String {
+    err.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Sets up tracing for a service: `filter` is `SLIPWAY_LOG` (e.g. `info`,
 /// `slipway=debug`); JSON lines when `json` is set, else human-readable.
 pub fn init_tracing(filter: &str, json: bool) {

@@ -19,6 +19,9 @@ use tokio::sync::watch;
 pub use db::TestDb;
 pub use git::GitRepo;
 
+/// A test's queue goes away ten minutes after its last consumer.
+const QUEUE_EXPIRES_MS: u32 = 600_000;
+
 /// How long a test waits for something that should happen.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -98,6 +101,7 @@ impl Stack {
             api_token: token.clone(),
             secret_key: "test-secret-key".to_owned(),
             queue_prefix: queue_prefix.clone(),
+            queue_expires_ms: QUEUE_EXPIRES_MS,
             lease_seconds: options.lease_seconds,
             max_requeues: 1,
             database_pool_size: 4,
@@ -161,6 +165,7 @@ impl Stack {
             amqp_url: self.amqp_url.clone(),
             api_token: self.token.clone(),
             queue_prefix: self.queue_prefix.clone(),
+            queue_expires_ms: QUEUE_EXPIRES_MS,
             data_dir: self.data_dir.path().to_path_buf(),
             runner_concurrency: 2,
             runner_id: String::new(),
@@ -193,6 +198,7 @@ impl Stack {
             .env("SLIPWAY_AMQP_URL", &s.amqp_url)
             .env("SLIPWAY_API_TOKEN", &s.api_token)
             .env("SLIPWAY_QUEUE_PREFIX", &s.queue_prefix)
+            .env("SLIPWAY_QUEUE_EXPIRES_MS", s.queue_expires_ms.to_string())
             .env("SLIPWAY_DATA_DIR", &s.data_dir)
             .env("SLIPWAY_HEARTBEAT_MS", s.heartbeat_ms.to_string())
             .env("SLIPWAY_KILL_GRACE_MS", s.kill_grace_ms.to_string())
