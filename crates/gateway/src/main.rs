@@ -15,13 +15,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("slipway-gateway: {}", telemetry::one_line(&e));
-            std::process::ExitCode::FAILURE
-        }
-    }
+    telemetry::exit_code("slipway-gateway", run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -29,13 +29,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("slipway-orchestrator: {}", telemetry::one_line(&e));
-            std::process::ExitCode::FAILURE
-        }
-    }
+    telemetry::exit_code("slipway-orchestrator", run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

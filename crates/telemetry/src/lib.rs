@@ -65,6 +65,21 @@ pub fn one_line(err: &dyn std::fmt::Display) -> String {
         .join(" ")
 }
 
+/// How a service's `main` ends: success, or its error on one line on stderr
+/// and exit status 1.
+pub fn exit_code<E: std::fmt::Display>(
+    service: &str,
+    result: Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{service}: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Sets up tracing for a service: `filter` is `SLIPWAY_LOG` (e.g. `info`,
 /// `slipway=debug`); JSON lines when `json` is set, else human-readable.
 pub fn init_tracing(filter: &str, json: bool) {

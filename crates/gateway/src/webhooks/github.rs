@@ -64,14 +64,11 @@ impl Push {
             .filter(|u| !u.is_empty())
             .collect();
         let paths_known = !self.commits.is_empty() && self.commits.len() < MAX_LISTED_COMMITS;
-        let mut changed_paths: Vec<String> = self
-            .commits
-            .iter()
-            .flat_map(|c| c.added.iter().chain(&c.removed).chain(&c.modified))
-            .cloned()
-            .collect();
-        changed_paths.sort();
-        changed_paths.dedup();
+        let changed_paths = super::changed_paths(
+            self.commits
+                .iter()
+                .flat_map(|c| c.added.iter().chain(&c.removed).chain(&c.modified)),
+        );
         let head = self.head_commit.or_else(|| self.commits.into_iter().last());
         let author = head
             .as_ref()

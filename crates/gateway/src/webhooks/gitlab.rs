@@ -57,14 +57,11 @@ impl Push {
             .total_commits_count
             .is_none_or(|total| total <= self.commits.len());
         let paths_known = !self.commits.is_empty() && listed_all;
-        let mut changed_paths: Vec<String> = self
-            .commits
-            .iter()
-            .flat_map(|c| c.added.iter().chain(&c.removed).chain(&c.modified))
-            .cloned()
-            .collect();
-        changed_paths.sort();
-        changed_paths.dedup();
+        let changed_paths = super::changed_paths(
+            self.commits
+                .iter()
+                .flat_map(|c| c.added.iter().chain(&c.removed).chain(&c.modified)),
+        );
         let after = self.after;
         let message = self
             .commits

@@ -64,6 +64,14 @@ async fn record(state: &State, d: Delivery) -> Result<HttpResponse, HttpError> {
     Ok(HttpResponse::build(status).json(body))
 }
 
+/// Every path the listed commits touched, sorted and without repeats.
+pub(crate) fn changed_paths<'a>(paths: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut paths: Vec<String> = paths.cloned().collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
 fn sha256_hex(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
