@@ -4,6 +4,7 @@
 //! directory that user can reach.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -128,6 +129,13 @@ impl Infra {
     pub fn start(profile: Profile) -> Result<Self> {
         let base = base_dir(profile);
         fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+        if sys::is_root() {
+            // The `postgres` user must be able to walk down to its cluster,
+            // whatever root's umask is.
+            for dir in [base.parent(), Some(base.as_path())].into_iter().flatten() {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+            }
+        }
         let mut infra = Self {
             database_url: String::new(),
             amqp_url: String::new(),

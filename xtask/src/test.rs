@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::infra::{self, Infra, TEST};
 use crate::sys;
@@ -18,6 +18,9 @@ pub fn run(filters: &[String]) -> Result<()> {
     let mut needs = infra::build_needs();
     needs.extend(infra::infra_needs());
     sys::ensure(&needs)?;
+    // Ctrl-C reaches the test run too (same process group); xtask itself
+    // stays to stop the infrastructure it started.
+    ctrlc::set_handler(|| {}).context("cannot install the Ctrl-C handler")?;
     let mut infra = Infra::start(TEST)?;
     let result = checks(&infra, filters);
     infra.stop();

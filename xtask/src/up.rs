@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,7 +42,9 @@ fn dev_env(base: &Path) -> Result<BTreeMap<String, String>> {
             .or_insert_with(|| sys::random_hex(24));
     }
     let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    // Tokens and the secret key: for the owner's eyes only.
     fs::write(&file, text)?;
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600))?;
     Ok(env)
 }
 

@@ -630,6 +630,35 @@ impl App {
         Ok(())
     }
 
+    /// A full lease for every running task (see the watchdog).
+    pub async fn extend_running_leases(&self) -> Result<(), ApiError> {
+        let until = Utc::now() + self.lease;
+        let n = self
+            .db("tasks", move |conn| {
+                store::tasks::extend_running_leases(conn, until)
+            })
+            .await?;
+        if n > 0 {
+            tracing::info!(tasks = n, "extended the leases of running tasks");
+        }
+        Ok(())
+    }
+
+    /// Publishes again the tasks pending since before `since` whose message
+    /// is not in the outbox.
+    pub async fn republish_stale(&self, since: chrono::DateTime<Utc>) -> Result<(), ApiError> {
+        let ids = self
+            .db("tasks", move |conn| {
+                store::tasks::republish_stale(conn, since)
+            })
+            .await?;
+        if !ids.is_empty() {
+            tracing::warn!(?ids, "publishing long-pending tasks again");
+            self.queued();
+        }
+        Ok(())
+    }
+
     /// Re-queues or fails the tasks whose runner stopped heartbeating.
     pub async fn expire_leases(&self) -> Result<(), ApiError> {
         let max = self.max_requeues;

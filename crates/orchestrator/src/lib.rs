@@ -22,9 +22,16 @@ use std::time::Duration;
 use proto::runner_api_server::RunnerApiServer;
 use proto::slipway_server::SlipwayServer;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
 pub use settings::Settings;
+
+/// How long a stop waits for open calls (log streams) to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Largest gRPC message accepted: above the gateway's largest webhook body.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 use crate::app::App;
 use crate::grpc::{Auth, PublicApi, RunnerService};
@@ -136,25 +143,45 @@ impl Orchestrator {
         ));
         let watchdog = tokio::spawn(watchdog::run(self.app.clone()));
 
-        let auth = Auth::new(&self.settings.api_token);
-        let (a, b) = (auth.clone(), auth);
-        let public =
-            SlipwayServer::with_interceptor(PublicApi::new(self.app.clone()), move |r| a.check(r));
-        let runner =
-            RunnerApiServer::with_interceptor(RunnerService::new(self.app.clone()), move |r| {
-                b.check(r)
-            });
+        let public_auth = Auth::new(&self.settings.api_token);
+        let runner_auth = Auth::new(self.settings.runner_token());
+        let public = SlipwayServer::new(PublicApi::new(self.app.clone()))
+            .max_decoding_message_size(MAX_MESSAGE);
+        let public = InterceptedService::new(public, move |r| public_auth.check(r));
+        let runner = RunnerApiServer::new(RunnerService::new(self.app.clone()))
+            .max_decoding_message_size(MAX_MESSAGE);
+        let runner = InterceptedService::new(runner, move |r| runner_auth.check(r));
         tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, "orchestrator listening");
         // Without TCP_NODELAY, small HTTP/2 frames wait on delayed ACKs (40 ms).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        // A graceful stop waits for open calls; a followed log would hold it
+        // until its task ends, so the wait is bounded.
+        let (stopping, stopped) = tokio::sync::oneshot::channel();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
         let served = tonic::transport::Server::builder()
             .add_service(public)
             .add_service(runner)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .serve_with_incoming_shutdown(incoming, signal);
+        let deadline = async move {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            served = served => served.map_err(Error::from),
+            () = deadline => {
+                tracing::warn!("open calls did not end in time; stopping anyway");
+                Ok(())
+            }
+        };
         relay.abort();
         watchdog.abort();
-        Ok(served?)
+        result
     }
 }
 

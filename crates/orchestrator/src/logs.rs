@@ -167,7 +167,11 @@ pub async fn follow(app: Arc<App>, task_id: i64) -> Result<PieceStream, ApiError
                     }
                 }
             };
-            let _ = tokio::time::timeout(POLL, wait).await;
+            // A client that left ends the stream at once, not at the next send.
+            tokio::select! {
+                _ = tokio::time::timeout(POLL, wait) => {}
+                () = tx.closed() => return,
+            }
         }
     });
     Ok(stream)

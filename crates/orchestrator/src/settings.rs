@@ -13,6 +13,10 @@ pub struct Settings {
     pub amqp_url: String,
     /// Bearer token every gRPC caller presents. Required.
     pub api_token: String,
+    /// Token runners present (`SLIPWAY_RUNNER_TOKEN`); empty: the API token.
+    /// A separate one keeps API clients from claiming tasks and reading
+    /// their secrets.
+    pub runner_token: String,
     /// Key that seals stored secrets. Required.
     pub secret_key: String,
     /// Prefix of queue names, to share a broker between installations.
@@ -38,6 +42,7 @@ impl Default for Settings {
             database_url: "postgres://slipway@127.0.0.1:5432/slipway".to_owned(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             api_token: String::new(),
+            runner_token: String::new(),
             secret_key: String::new(),
             queue_prefix: String::new(),
             queue_expires_ms: 0,
@@ -51,6 +56,15 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The token of the runner API.
+    pub fn runner_token(&self) -> &str {
+        if self.runner_token.is_empty() {
+            &self.api_token
+        } else {
+            &self.runner_token
+        }
+    }
+
     /// Rejects settings the orchestrator cannot start with, naming the variable.
     pub fn check(&self) -> Result<(), String> {
         if self.api_token.is_empty() {

@@ -140,25 +140,44 @@ impl Publisher {
     }
 }
 
-/// Starts consuming tasks with at most `prefetch` unacknowledged messages.
-pub async fn consume(
+/// Opens a channel for consuming tasks, with at most `prefetch`
+/// unacknowledged messages.
+pub async fn consumer_channel(
     connection: &Connection,
     topology: &Topology,
     prefetch: u16,
-    consumer_tag: &str,
-) -> Result<(Channel, Consumer)> {
+) -> Result<Channel> {
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
     declare_tasks(&channel, topology).await?;
-    let consumer = channel
+    Ok(channel)
+}
+
+/// Starts (or restarts) consuming the task queue on `channel`.
+pub async fn start_consuming(
+    channel: &Channel,
+    topology: &Topology,
+    consumer_tag: &str,
+) -> Result<Consumer> {
+    Ok(channel
         .basic_consume(
             topology.tasks_queue().as_str().into(),
             consumer_tag.into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
+        .await?)
+}
+
+/// Stops consuming: the broker sends nothing more to this consumer.
+pub async fn stop_consuming(channel: &Channel, consumer_tag: &str) -> Result<()> {
+    channel
+        .basic_cancel(
+            consumer_tag.into(),
+            lapin::options::BasicCancelOptions::default(),
+        )
         .await?;
-    Ok((channel, consumer))
+    Ok(())
 }

@@ -49,13 +49,15 @@ pub async fn execute(ctx: Arc<Context>, job: Job, mut shutdown: watch::Receiver<
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
     let stop_tx = Arc::new(stop_tx);
 
-    let heartbeat = tokio::spawn(heartbeat(
+    let lease_time = Duration::from_secs(u64::try_from(job.claim.lease_seconds).unwrap_or(0));
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
         ctx.client.clone(),
         lease.clone(),
         ctx.heartbeat,
+        lease_time,
         stop_tx.clone(),
-    ));
-    let stopper = {
+    )));
+    let stopper = AbortOnDrop({
         let stop_tx = stop_tx.clone();
         tokio::spawn(async move {
             while shutdown.changed().await.is_ok() {
@@ -65,7 +67,7 @@ pub async fn execute(ctx: Arc<Context>, job: Job, mut shutdown: watch::Receiver<
             }
             stop_tx.send_replace(Stop::Abort);
         })
-    };
+    });
 
     let workspace = ctx.workspaces.join(format!(
         "task-{task_id}-{}",
@@ -73,8 +75,8 @@ pub async fn execute(ctx: Arc<Context>, job: Job, mut shutdown: watch::Receiver<
     ));
     tracing::info!(task_id, workflow = %job.claim.workflow, "running task");
     let end = run(&ctx, &job, &workspace, stop_rx).await;
-    heartbeat.abort();
-    stopper.abort();
+    drop(heartbeat);
+    drop(stopper);
 
     let report = match &end {
         End::Success => Some(("success", None)),
@@ -102,20 +104,39 @@ pub async fn execute(ctx: Arc<Context>, job: Job, mut shutdown: watch::Receiver<
     }
 }
 
+/// Aborts a background task when dropped, so a panicking executor does not
+/// leave its heartbeat renewing the lease forever.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Renews the lease until aborted; turns a requested cancel or a lost lease
-/// into a stop.
+/// into a stop. When no heartbeat got through for almost a whole lease, the
+/// orchestrator may already have given the task to another runner: stop.
 async fn heartbeat(
     mut client: RunnerClient,
     lease: Lease,
     every: Duration,
+    lease_time: Duration,
     stop: Arc<watch::Sender<Stop>>,
 ) {
+    let margin = (lease_time / 4).max(Duration::from_millis(500));
+    let fence = lease_time.saturating_sub(margin);
+    let mut last_ok = Instant::now();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        match client.heartbeat(&lease).await {
+        let answer = client.heartbeat(&lease).await;
+        if answer.is_ok() {
+            last_ok = Instant::now();
+        }
+        match answer {
             Ok(true) => {
                 stop.send_if_modified(|s| {
                     let changed = *s == Stop::No;
@@ -127,6 +148,11 @@ async fn heartbeat(
             }
             Ok(false) => {}
             Err(e) if e.is_transient() => {
+                if !fence.is_zero() && last_ok.elapsed() >= fence {
+                    tracing::warn!(task_id = lease.task_id, error = %e, "no heartbeat for most of the lease; stopping");
+                    stop.send_replace(Stop::Abort);
+                    return;
+                }
                 tracing::warn!(task_id = lease.task_id, error = %e, "heartbeat failed; retrying");
             }
             Err(e) => {
@@ -201,6 +227,13 @@ fn redact(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}{}", &url[..s + 3], &url[at + 1..]),
         _ => url.to_owned(),
     }
+}
+
+/// An error text as it may be shown: the repository URL without
+/// credentials, secrets masked.
+fn scrub(text: &str, repo: &str, masker: &Masker) -> String {
+    let text = text.replace(repo, &redact(repo));
+    String::from_utf8_lossy(&masker.mask(text.as_bytes())).into_owned()
 }
 
 fn event_kind(trigger: &str, tag: Option<&str>) -> EventKind {
@@ -287,19 +320,12 @@ async fn run(
         .await;
     }
     let _ = tokio::fs::remove_dir_all(workspace).await;
+    // The task's budget starts now and covers the clone too.
+    let deadline = Instant::now()
+        .checked_add(spec.timeout)
+        .unwrap_or_else(|| Instant::now() + workflow::MAX_DURATION);
     let interrupt = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (interrupt, mut stop) = (interrupt.clone(), stop.clone());
-        tokio::spawn(async move {
-            while stop.changed().await.is_ok() {
-                if *stop.borrow() != Stop::No {
-                    break;
-                }
-            }
-            interrupt.store(true, Ordering::Relaxed);
-        })
-    };
-    let cloned = {
+    let cloning = {
         let (url, dir, r, commit, flag) = (
             c.repo.clone(),
             workspace.to_path_buf(),
@@ -308,21 +334,47 @@ async fn run(
             interrupt.clone(),
         );
         tokio::task::spawn_blocking(move || git::checkout(&url, &dir, &r, commit.as_deref(), &flag))
-            .await
     };
-    watcher.abort();
-    let stopped = *stop.borrow();
-    let commit = match cloned {
-        _ if stopped == Stop::Abort => return End::Abandoned,
-        _ if stopped == Stop::Cancel => {
+    let mut stop_watch = stop.clone();
+    let stopped = async {
+        loop {
+            if *stop_watch.borrow_and_update() != Stop::No {
+                return;
+            }
+            if stop_watch.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let cloned = tokio::select! {
+        joined = cloning => Some(joined),
+        () = tokio::time::sleep_until(deadline.into()) => None,
+        // The stop itself is read below.
+        () = stopped => None,
+    };
+    // Whatever ended the wait, a fetch still going must stop.
+    interrupt.store(true, Ordering::Relaxed);
+    let stop_now = *stop.borrow();
+    let commit = match (stop_now, cloned) {
+        (Stop::Abort, _) => return End::Abandoned,
+        (Stop::Cancel, _) => {
             sink.line(0, "cancelled");
             sink.flush().await;
             step(ctx, lease, 0, "cancelled", None, None).await;
             return End::Cancelled;
         }
-        Ok(Ok(sha)) => sha,
-        Ok(Err(e)) => return fail_step(ctx, &sink, lease, 0, format!("clone failed: {e}")).await,
-        Err(e) => return fail_step(ctx, &sink, lease, 0, format!("clone failed: {e}")).await,
+        (Stop::No, None) => {
+            let e = format!("task timed out after {} while cloning", human(spec.timeout));
+            return fail_step(ctx, &sink, lease, 0, e).await;
+        }
+        (Stop::No, Some(Ok(Ok(sha)))) => sha,
+        (Stop::No, Some(Ok(Err(e)))) => {
+            let e = scrub(&format!("clone failed: {e}"), &c.repo, &masker);
+            return fail_step(ctx, &sink, lease, 0, e).await;
+        }
+        (Stop::No, Some(Err(e))) => {
+            return fail_step(ctx, &sink, lease, 0, format!("clone failed: {e}")).await;
+        }
     };
     if c.commit.is_none() {
         let reported = persist(&ctx.client, |mut cl| {
@@ -343,7 +395,6 @@ async fn run(
     // ---- steps ----
     let env = base_env(job, &spec, &commit, workspace);
     let event = event_kind(&c.trigger, c.tag.as_deref());
-    let deadline = Instant::now() + spec.timeout;
     let mut failure: Option<String> = None;
     for (i, s) in spec.steps.iter().enumerate() {
         let position = i32::try_from(i + 1).unwrap_or(i32::MAX);

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use proto::ErrorCode;
 use queue::lapin::options::{BasicAckOptions, BasicNackOptions};
 use queue::{TaskMessage, Topology};
 use tokio::sync::{Semaphore, watch};
@@ -54,6 +55,19 @@ impl Runner {
         settings.check().map_err(Error::Settings)?;
         let client = RunnerClient::new(&settings.orchestrator_url, &settings.api_token)
             .map_err(Error::Settings)?;
+        // Fail at start when the orchestrator refuses the token; an
+        // orchestrator that is not up yet is fine, runners wait for it.
+        let probe = Lease {
+            task_id: 0,
+            token: String::new(),
+        };
+        if let Err(e) = client.clone().heartbeat(&probe).await
+            && e.0.code == ErrorCode::Unauthenticated
+        {
+            return Err(Error::Settings(format!(
+                "the orchestrator refuses this runner's token: {e}"
+            )));
+        }
         // Fail at start, in one line, when the broker is not there.
         let probe = queue::connect(&settings.amqp_url).await?;
         let _ = probe.close(200, "probe".into()).await;
@@ -92,7 +106,8 @@ impl Runner {
 
     /// Takes and runs tasks until `shutdown` resolves; then stops the running
     /// steps and returns (their leases lapse and the tasks are re-queued).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+    /// Fails when the orchestrator refuses the runner's token.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let concurrency = self.settings.concurrency();
         let slots = Arc::new(Semaphore::new(concurrency));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -102,16 +117,16 @@ impl Runner {
         tracing::info!(runner = %self.runner_id, concurrency, "runner started");
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(200);
+        let mut outcome = Ok(());
         'connect: loop {
-            let consumed = async {
+            let opened = async {
                 let conn = queue::connect(&self.settings.amqp_url).await?;
-                let (channel, consumer) =
-                    queue::consume(&conn, &topology, 1, &self.runner_id).await?;
-                Ok::<_, queue::Error>((conn, channel, consumer))
+                let channel = queue::consumer_channel(&conn, &topology, 1).await?;
+                Ok::<_, queue::Error>((conn, channel))
             };
-            let (conn, _channel, mut consumer) = tokio::select! {
+            let (conn, channel) = tokio::select! {
                 () = &mut shutdown => break 'connect,
-                c = consumed => match c {
+                c = opened => match c {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in = ?backoff, "broker unreachable");
@@ -125,16 +140,44 @@ impl Runner {
                 },
             };
             backoff = Duration::from_millis(200);
+            let mut consumer: Option<queue::lapin::Consumer> = None;
             loop {
                 // Reap finished tasks so the set does not grow.
                 while running.try_join_next().is_some() {}
+                // A free slot first: no delivery waits unacknowledged here
+                // while every slot is busy (the broker closes a channel whose
+                // delivery stays unacknowledged past its consumer_timeout).
+                let permit = tokio::select! {
+                    () = &mut shutdown => {
+                        let _ = conn.close(200, "shutting down".into()).await;
+                        break 'connect;
+                    }
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break 'connect,
+                    },
+                };
+                let active = match consumer.take() {
+                    Some(c) => c,
+                    None => {
+                        match queue::start_consuming(&channel, &topology, &self.runner_id).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot consume");
+                                continue 'connect;
+                            }
+                        }
+                    }
+                };
+                let mut active = active;
                 let delivery = tokio::select! {
                     () = &mut shutdown => {
                         let _ = conn.close(200, "shutting down".into()).await;
                         break 'connect;
                     }
-                    d = consumer.next() => d,
+                    d = active.next() => d,
                 };
+                consumer = Some(active);
                 let delivery = match delivery {
                     Some(Ok(d)) => d,
                     Some(Err(e)) => {
@@ -146,58 +189,22 @@ impl Runner {
                         continue 'connect;
                     }
                 };
-                let Ok(message) = TaskMessage::decode(&delivery.data) else {
-                    tracing::warn!("dropping a malformed task message");
-                    let _ = delivery.ack(BasicAckOptions::default()).await;
-                    continue;
-                };
-                // Wait for a free slot before claiming: the lease starts now.
-                let permit = tokio::select! {
-                    () = &mut shutdown => {
-                        let _ = conn.close(200, "shutting down".into()).await;
-                        break 'connect;
-                    }
-                    p = slots.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => break 'connect,
-                    },
-                };
-                let mut client = self.context.client.clone();
-                match client.claim(message.task_id, &self.runner_id).await {
-                    Ok(claim) => {
-                        let _ = delivery.ack(BasicAckOptions::default()).await;
-                        let Some(lease) = claim.lease.clone() else {
-                            tracing::warn!(task_id = message.task_id, "claim without a lease");
-                            continue;
-                        };
-                        let job = Job {
-                            lease: Lease {
-                                task_id: lease.task_id,
-                                token: lease.lease_token,
-                            },
-                            claim,
-                        };
-                        let (ctx, stop) = (self.context.clone(), stop_rx.clone());
-                        running.spawn(async move {
-                            executor::execute(ctx, job, stop).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(e) if e.is_transient() => {
-                        tracing::warn!(task_id = message.task_id, error = %e, "cannot claim; the task goes back to the queue");
-                        let _ = delivery
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..BasicNackOptions::default()
-                            })
-                            .await;
+                match self.take(&delivery, permit, &mut running, &stop_rx).await {
+                    Taken::Yes | Taken::Dropped => {}
+                    Taken::Later => {
                         // Back off so an unreachable orchestrator is not hammered.
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                    Err(e) => {
-                        tracing::info!(task_id = message.task_id, reason = %e, "task not claimable; dropping the message");
-                        let _ = delivery.ack(BasicAckOptions::default()).await;
+                    Taken::Refused(e) => {
+                        outcome = Err(e);
+                        let _ = conn.close(200, "refused".into()).await;
+                        break 'connect;
                     }
+                }
+                if slots.available_permits() == 0
+                    && let Some(c) = consumer.take()
+                {
+                    pause(&channel, c, &self.runner_id).await;
                 }
             }
         }
@@ -208,5 +215,99 @@ impl Runner {
         })
         .await;
         tracing::info!("runner stopped");
+        outcome
     }
+
+    /// Claims the task of one delivery and starts it; acknowledges or hands
+    /// the message back as the claim's answer says.
+    async fn take(
+        &self,
+        delivery: &queue::lapin::message::Delivery,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        running: &mut JoinSet<()>,
+        stop: &watch::Receiver<bool>,
+    ) -> Taken {
+        let Ok(message) = TaskMessage::decode(&delivery.data) else {
+            tracing::warn!("dropping a malformed task message");
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            return Taken::Dropped;
+        };
+        let requeue = || async {
+            let _ = delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await;
+        };
+        let mut client = self.context.client.clone();
+        match client.claim(message.task_id, &self.runner_id).await {
+            Ok(claim) => {
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+                let Some(lease) = claim.lease.clone() else {
+                    tracing::warn!(task_id = message.task_id, "claim without a lease");
+                    return Taken::Dropped;
+                };
+                let job = Job {
+                    lease: Lease {
+                        task_id: lease.task_id,
+                        token: lease.lease_token,
+                    },
+                    claim,
+                };
+                let (ctx, stop) = (self.context.clone(), stop.clone());
+                running.spawn(async move {
+                    executor::execute(ctx, job, stop).await;
+                    drop(permit);
+                });
+                Taken::Yes
+            }
+            // Already claimed, finished, cancelled or deleted: the message is moot.
+            Err(e) if matches!(e.0.code, ErrorCode::Conflict | ErrorCode::NotFound) => {
+                tracing::info!(task_id = message.task_id, reason = %e, "task not claimable; dropping the message");
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+                Taken::Dropped
+            }
+            Err(e) if e.0.code == ErrorCode::Unauthenticated => {
+                requeue().await;
+                Taken::Refused(Error::Settings(format!(
+                    "the orchestrator refuses this runner's token: {e}"
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(task_id = message.task_id, error = %e, "cannot claim; the task goes back to the queue");
+                requeue().await;
+                Taken::Later
+            }
+        }
+    }
+}
+
+/// What became of one delivery.
+enum Taken {
+    Yes,
+    Dropped,
+    /// Handed back to the queue; try again later.
+    Later,
+    /// The orchestrator refuses this runner: stop.
+    Refused(Error),
+}
+
+/// Stops consuming while every slot is busy, handing back to the queue any
+/// message the broker sent before the cancel reached it.
+async fn pause(channel: &queue::lapin::Channel, mut consumer: queue::lapin::Consumer, tag: &str) {
+    if let Err(e) = queue::stop_consuming(channel, tag).await {
+        tracing::warn!(error = %e, "cannot pause consuming");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let _ = delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await;
+        }
+    })
+    .await;
 }

@@ -25,6 +25,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = telemetry::load_settings(Settings::default(), cli.config.as_deref())?;
     telemetry::init_tracing(&settings.log, settings.log_json);
     let runner = Runner::build(settings).await?;
-    runner.run(telemetry::shutdown_signal()).await;
+    runner.run(telemetry::shutdown_signal()).await?;
     Ok(())
 }

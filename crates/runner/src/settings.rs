@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     pub orchestrator_url: String,
     pub amqp_url: String,
-    /// Token the runner presents to the orchestrator. Required.
+    /// Token the runner presents to the orchestrator, unless `runner_token`
+    /// is set. One of the two is required.
     pub api_token: String,
+    /// The orchestrator's runner token (`SLIPWAY_RUNNER_TOKEN`), when it has one.
+    pub runner_token: String,
     pub queue_prefix: String,
     /// Delete the task queue after this long unused (0: never); for
     /// throwaway installations such as test runs.
@@ -35,6 +38,7 @@ impl Default for Settings {
             orchestrator_url: "http://127.0.0.1:50051".to_owned(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             api_token: String::new(),
+            runner_token: String::new(),
             queue_prefix: String::new(),
             queue_expires_ms: 0,
             data_dir: PathBuf::from("./.slipway/data"),
@@ -50,13 +54,22 @@ impl Default for Settings {
 
 impl Settings {
     pub fn check(&self) -> Result<(), String> {
-        if self.api_token.is_empty() {
-            return Err("SLIPWAY_API_TOKEN is required".to_owned());
+        if self.token().is_empty() {
+            return Err("SLIPWAY_RUNNER_TOKEN or SLIPWAY_API_TOKEN is required".to_owned());
         }
         if self.heartbeat_ms == 0 {
             return Err("SLIPWAY_HEARTBEAT_MS must be positive".to_owned());
         }
         Ok(())
+    }
+
+    /// The token presented to the orchestrator.
+    pub fn token(&self) -> &str {
+        if self.runner_token.is_empty() {
+            &self.api_token
+        } else {
+            &self.runner_token
+        }
     }
 
     pub fn concurrency(&self) -> usize {

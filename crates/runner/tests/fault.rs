@@ -100,3 +100,88 @@ async fn a_task_lost_twice_fails_with_runner_lost() {
     assert_eq!(step(&task, "work")["status"], "cancelled", "{task:#}");
     nothing_running(&stack).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_orchestrator_loses_no_running_task() {
+    let mut stack = Stack::with(Options {
+        runners: 1,
+        ..options()
+    })
+    .await;
+    let repo = GitRepo::new();
+    let task_id = start_task(&stack, &repo).await;
+    wait_running(&stack, task_id, false).await;
+
+    stack.stop_orchestrator().await;
+    // Away for a while (a restart): heartbeats fail meanwhile, but for less
+    // than the part of the lease after which a runner gives its task up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stack.start_orchestrator(None).await;
+
+    let task = stack.wait_finished(task_id).await;
+    assert_eq!(task["status"], "success", "{task:#}");
+    let log = stack.logs(task_id).await;
+    assert!(!log.contains("runner lost"), "{log}");
+    assert!(log.contains("finished"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_runner_leaves_the_next_task_to_a_free_one() {
+    let mut stack = Stack::with(Options {
+        runners: 0,
+        runner_concurrency: 1,
+        ..Options::default()
+    })
+    .await;
+    let repo = GitRepo::new();
+    let slow = stack
+        .create_workflow(&format!(
+            "name: slow\nrepo: {}\nsteps:\n  - name: wait\n    run: sleep 30\n",
+            repo.url
+        ))
+        .await;
+    let quick = stack
+        .create_workflow(&format!(
+            "name: quick\nrepo: {}\nsteps:\n  - name: hi\n    run: echo quick\n",
+            repo.url
+        ))
+        .await;
+    repo.commit("main", &[("a.txt", "a")], "m");
+    stack.spawn_runner().await;
+    let (_, body) = stack
+        .post(
+            &format!("/api/workflows/{slow}/run"),
+            serde_json::json!({"branch": "main"}),
+        )
+        .await;
+    let slow_task = body["task_id"].as_i64().expect("task id");
+    stack
+        .wait_task(slow_task, WITHIN, |t| {
+            step(t, "wait")["status"] == "running"
+        })
+        .await;
+    // The only runner is full; the next task must not wait in its hands.
+    let (_, body) = stack
+        .post(
+            &format!("/api/workflows/{quick}/run"),
+            serde_json::json!({"branch": "main"}),
+        )
+        .await;
+    let quick_task = body["task_id"].as_i64().expect("task id");
+    let pid = stack.spawn_runner_process(RUNNER.as_ref());
+    let task = stack
+        .wait_task(quick_task, Duration::from_secs(20), |t| {
+            t["status"] == "success"
+        })
+        .await;
+    assert_eq!(step(&task, "hi")["status"], "success");
+    assert_eq!(stack.task(slow_task).await["status"], "running");
+    stack.kill_runner_process(pid);
+    let (status, _) = stack
+        .post(
+            &format!("/api/tasks/{slow_task}/cancel"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 202);
+}

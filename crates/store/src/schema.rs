@@ -69,6 +69,7 @@ diesel::table! {
         created_at -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
+        queued_at -> Timestamptz,
     }
 }
 

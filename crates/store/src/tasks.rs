@@ -34,6 +34,7 @@ pub struct TaskRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    pub queued_at: DateTime<Utc>,
 }
 
 impl TaskRow {
@@ -286,6 +287,18 @@ pub struct StepChange {
     pub error: Option<String>,
 }
 
+/// Where a step event leads.
+fn target(event: StepEvent) -> StepStatus {
+    match event {
+        StepEvent::Started => StepStatus::Running,
+        StepEvent::Succeeded => StepStatus::Success,
+        StepEvent::Failed => StepStatus::Failed,
+        StepEvent::Skipped => StepStatus::Skipped,
+        StepEvent::Cancelled => StepStatus::Cancelled,
+        StepEvent::Reset => StepStatus::Pending,
+    }
+}
+
 /// Applies a runner's step change under its lease.
 pub fn update_step(
     conn: &mut PgConnection,
@@ -301,7 +314,12 @@ pub fn update_step(
             .first(conn)
             .optional()?
             .ok_or(Error::NotFound)?;
-        let next = step.status()?.apply(change.event)?;
+        let current = step.status()?;
+        // A report repeated after a lost answer changes nothing.
+        if current == target(change.event) && current != StepStatus::Pending {
+            return Ok(());
+        }
+        let next = current.apply(change.event)?;
         let now = Utc::now();
         let started_at = match change.event {
             StepEvent::Started => Some(now),
@@ -329,19 +347,22 @@ pub fn append_log(
     position: i32,
     data: &[u8],
 ) -> Result<()> {
-    // The lease check and the insert need not be one transaction: a chunk
-    // racing a lost lease is harmless, it is cleared on re-queue.
-    let held: Option<i64> = tasks::table
-        .find(id)
-        .filter(tasks::lease_token.eq(token))
-        .filter(tasks::status.eq(TaskStatus::Running.as_str()))
-        .select(tasks::id)
-        .first(conn)
-        .optional()?;
-    if held.is_none() {
-        return Err(Error::LeaseLost);
-    }
-    logs::append(conn, id, position, data)
+    // One transaction with the row shared-locked, so a re-queue (which
+    // clears the log) cannot fall between the lease check and the insert.
+    conn.transaction(|conn| {
+        let held: Option<i64> = tasks::table
+            .find(id)
+            .filter(tasks::lease_token.eq(token))
+            .filter(tasks::status.eq(TaskStatus::Running.as_str()))
+            .select(tasks::id)
+            .for_share()
+            .first(conn)
+            .optional()?;
+        if held.is_none() {
+            return Err(Error::LeaseLost);
+        }
+        logs::append(conn, id, position, data)
+    })
 }
 
 /// Ends a task: its status, its error, and every step that never ran marked
@@ -505,6 +526,7 @@ fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<()> {
         .set((
             tasks::status.eq(next.as_str()),
             tasks::requeues.eq(task.requeues + 1),
+            tasks::queued_at.eq(Utc::now()),
             tasks::runner_id.eq(None::<String>),
             tasks::lease_token.eq(None::<String>),
             tasks::lease_expires_at.eq(None::<DateTime<Utc>>),
@@ -537,6 +559,12 @@ fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<()> {
 pub fn fail_pending(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
     conn.transaction(|conn| {
         let task = lock(conn, id)?;
+        let status = task.status()?;
+        if status != TaskStatus::Pending {
+            return Err(Error::Conflict(format!(
+                "task {id} is {status}, not pending"
+            )));
+        }
         end(conn, &task, TaskEvent::Failed, Some(error))?;
         Ok(())
     })
@@ -553,4 +581,39 @@ pub fn status(conn: &mut PgConnection, id: i64) -> Result<TaskStatus> {
     status
         .parse()
         .map_err(|e: domain::state::UnknownStatus| Error::Corrupt(e.to_string()))
+}
+
+/// Gives every running task a full lease again: after the orchestrator was
+/// away (restarted, or cut off from the database) longer than a lease,
+/// runners could not heartbeat, and their tasks must not count as lost.
+pub fn extend_running_leases(conn: &mut PgConnection, lease_until: DateTime<Utc>) -> Result<usize> {
+    Ok(
+        diesel::update(tasks::table.filter(tasks::status.eq(TaskStatus::Running.as_str())))
+            .set(tasks::lease_expires_at.eq(lease_until))
+            .execute(conn)?,
+    )
+}
+
+/// Queues again the tasks pending since before `waited_since` that have no
+/// outbox entry: their message was lost outside Slipway. Returns their ids.
+pub fn republish_stale(conn: &mut PgConnection, waited_since: DateTime<Utc>) -> Result<Vec<i64>> {
+    conn.transaction(|conn| {
+        let stale: Vec<i64> = tasks::table
+            .filter(tasks::status.eq(TaskStatus::Pending.as_str()))
+            .filter(tasks::queued_at.lt(waited_since))
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                crate::schema::outbox::table.filter(crate::schema::outbox::task_id.eq(tasks::id)),
+            )))
+            .select(tasks::id)
+            .for_update()
+            .skip_locked()
+            .load(conn)?;
+        for id in &stale {
+            outbox::push(conn, *id)?;
+        }
+        diesel::update(tasks::table.filter(tasks::id.eq_any(&stale)))
+            .set(tasks::queued_at.eq(Utc::now()))
+            .execute(conn)?;
+        Ok(stale)
+    })
 }

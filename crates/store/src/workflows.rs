@@ -64,7 +64,15 @@ pub fn update(
     definition: &str,
 ) -> Result<WorkflowRow> {
     conn.transaction(|conn| {
-        let current = live(conn, id)?;
+        // Locked, so two concurrent updates get versions n+1 and n+2.
+        let current: WorkflowRow = workflows::table
+            .find(id)
+            .filter(workflows::deleted_at.is_null())
+            .for_update()
+            .select(WorkflowRow::as_select())
+            .first(conn)
+            .optional()?
+            .ok_or(Error::NotFound)?;
         let version = current.version + 1;
         let row: WorkflowRow = diesel::update(workflows::table.find(id))
             .set((

@@ -35,6 +35,8 @@ fn amqp_url() -> String {
 pub struct Options {
     /// Runners started in this process.
     pub runners: usize,
+    /// Tasks each runner runs at once.
+    pub runner_concurrency: usize,
     pub lease_seconds: u64,
     pub heartbeat_ms: u64,
     pub kill_grace_ms: u64,
@@ -48,6 +50,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             runners: 1,
+            runner_concurrency: 2,
             lease_seconds: 20,
             heartbeat_ms: 300,
             kill_grace_ms: 1000,
@@ -99,6 +102,7 @@ impl Stack {
                 .clone()
                 .unwrap_or_else(amqp_url),
             api_token: token.clone(),
+            runner_token: String::new(),
             secret_key: "test-secret-key".to_owned(),
             queue_prefix: queue_prefix.clone(),
             queue_expires_ms: QUEUE_EXPIRES_MS,
@@ -151,7 +155,18 @@ impl Stack {
     /// Stops the orchestrator and starts a new one on the same address and
     /// database, optionally with another broker URL.
     pub async fn restart_orchestrator(&mut self, amqp_url: Option<String>) {
-        let mut settings = self.orchestrator.stop().await;
+        self.stop_orchestrator().await;
+        self.start_orchestrator(amqp_url).await;
+    }
+
+    /// Stops the orchestrator (until [`Stack::start_orchestrator`]).
+    pub async fn stop_orchestrator(&mut self) {
+        self.orchestrator.stop().await;
+    }
+
+    /// Starts the orchestrator again on its address and database.
+    pub async fn start_orchestrator(&mut self, amqp_url: Option<String>) {
+        let mut settings = self.orchestrator.settings.clone();
         if let Some(url) = amqp_url {
             settings.amqp_url = url;
         }
@@ -167,7 +182,8 @@ impl Stack {
             queue_prefix: self.queue_prefix.clone(),
             queue_expires_ms: QUEUE_EXPIRES_MS,
             data_dir: self.data_dir.path().to_path_buf(),
-            runner_concurrency: 2,
+            runner_concurrency: self.options.runner_concurrency,
+            runner_token: String::new(),
             runner_id: String::new(),
             kill_grace_ms: self.options.kill_grace_ms,
             heartbeat_ms: self.options.heartbeat_ms,

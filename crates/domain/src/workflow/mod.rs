@@ -20,8 +20,8 @@ pub use patterns::{PatternError, Patterns};
 pub use repo::RepoUrl;
 pub use template::{Template, TemplateVars};
 pub use values::{
-    AlertEvent, EnvName, EventKind, RollbackMode, SecretName, StepName, ValueError, WorkflowName,
-    parse_duration,
+    AlertEvent, EnvName, EventKind, MAX_DURATION, RollbackMode, SecretName, StepName, ValueError,
+    WorkflowName, parse_duration,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]

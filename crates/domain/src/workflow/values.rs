@@ -19,6 +19,8 @@ pub enum ValueError {
     Reserved { kind: &'static str, value: String },
     #[error("invalid duration {0:?}")]
     Duration(String),
+    #[error("duration {0:?} is longer than the limit of 720h")]
+    DurationTooLong(String),
     #[error("invalid repository URL: {0}")]
     RepoUrl(&'static str),
     #[error(
@@ -30,6 +32,10 @@ pub enum ValueError {
 }
 
 /// Parses `300ms`, `90s`, `10m`, `2h`: an unsigned integer and a unit, nothing else.
+/// The longest duration a workflow may give: 30 days. Longer ones are
+/// certainly mistakes, and would overflow clock arithmetic at the extreme.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     let invalid = || ValueError::Duration(s.to_owned());
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -48,6 +54,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
         _ => None,
     }
     .ok_or_else(invalid)
+    .and_then(|d| {
+        if d > MAX_DURATION {
+            Err(ValueError::DurationTooLong(s.to_owned()))
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 /// Checks a name against `[first][rest]{0,max-1}`.
@@ -327,6 +340,14 @@ mod tests {
                 "{input}"
             );
         }
+        for input in ["721h", "2600000000000000h"] {
+            assert_eq!(
+                parse_duration(input),
+                Err(ValueError::DurationTooLong(input.to_owned())),
+                "{input}"
+            );
+        }
+        assert_eq!(parse_duration("720h"), Ok(MAX_DURATION));
         assert_eq!(
             parse_duration("5 minutes").unwrap_err().to_string(),
             r#"invalid duration "5 minutes""#

@@ -95,17 +95,37 @@ pub async fn stream(state: Data<State>, path: Path<String>) -> Result<HttpRespon
         .stream_logs(proto::StreamLogsRequest { task_id })
         .await?
         .into_inner();
-    let events = pieces.map(|piece| match piece {
-        Ok(p) => match p.finished {
-            Some(status) => {
-                Ok::<_, actix_web::Error>(sse_event("end", &json!({"status": status}).to_string()))
-            }
-            None => Ok(sse_event("log", &String::from_utf8_lossy(&p.text))),
-        },
-        Err(status) => Ok(sse_event(
-            "error",
-            &json!({"error": status.message()}).to_string(),
-        )),
+    // A chunk may end inside a UTF-8 character: its first bytes wait for
+    // the next piece instead of turning into replacement characters.
+    let mut carry: Vec<u8> = Vec::new();
+    let events = pieces.filter_map(move |piece| {
+        let event = match piece {
+            Ok(p) => match p.finished {
+                Some(status) => {
+                    let mut out = Vec::new();
+                    if !carry.is_empty() {
+                        out.extend_from_slice(&sse_event("log", &String::from_utf8_lossy(&carry)));
+                        carry.clear();
+                    }
+                    out.extend_from_slice(&sse_event(
+                        "end",
+                        &json!({"status": status}).to_string(),
+                    ));
+                    Some(Bytes::from(out))
+                }
+                None => {
+                    carry.extend_from_slice(&p.text);
+                    let whole = carry.len() - incomplete_tail(&carry);
+                    let text: Vec<u8> = carry.drain(..whole).collect();
+                    (!text.is_empty()).then(|| sse_event("log", &String::from_utf8_lossy(&text)))
+                }
+            },
+            Err(status) => Some(sse_event(
+                "error",
+                &json!({"error": status.message()}).to_string(),
+            )),
+        };
+        std::future::ready(event.map(Ok::<_, actix_web::Error>))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -133,6 +153,25 @@ pub async fn cancel(state: Data<State>, path: Path<String>) -> Result<HttpRespon
     Ok(HttpResponse::Accepted().json(json!({"task_id": id})))
 }
 
+/// How many bytes at the end of `buf` start a UTF-8 character that is not
+/// complete yet.
+fn incomplete_tail(buf: &[u8]) -> usize {
+    for i in 1..=buf.len().min(3) {
+        let b = buf[buf.len() - i];
+        if b & 0xC0 == 0x80 {
+            continue;
+        }
+        let need = match b {
+            0xF0.. => 4,
+            0xE0.. => 3,
+            0xC0.. => 2,
+            _ => 1,
+        };
+        return if need > i { i } else { 0 };
+    }
+    0
+}
+
 /// Query strings that do not parse are a `400` with our JSON body.
 pub fn query_error(
     err: actix_web::error::QueryPayloadError,
@@ -144,6 +183,16 @@ pub fn query_error(
 #[cfg(test)]
 mod tests {
     use super::sse_event;
+
+    #[test]
+    fn a_split_character_waits_for_its_other_bytes() {
+        let text = "héllo 日本".as_bytes();
+        assert_eq!(super::incomplete_tail(text), 0);
+        assert_eq!(super::incomplete_tail(&text[..2]), 1);
+        assert_eq!(super::incomplete_tail(&text[..text.len() - 1]), 2);
+        assert_eq!(super::incomplete_tail(&text[..text.len() - 2]), 1);
+        assert_eq!(super::incomplete_tail(b"plain"), 0);
+    }
 
     #[test]
     fn sse_events_carry_every_line() {
