@@ -24,6 +24,7 @@ pub struct Profile {
     pub name: &'static str,
     pub pg_port: u16,
     pub amqp_port: u16,
+    pub registry_port: u16,
     /// Trade durability for speed (test data is thrown away).
     pub fast: bool,
 }
@@ -32,6 +33,7 @@ pub const DEV: Profile = Profile {
     name: "dev",
     pg_port: 55432,
     amqp_port: 55672,
+    registry_port: 5000,
     fast: false,
 };
 
@@ -39,6 +41,7 @@ pub const TEST: Profile = Profile {
     name: "test",
     pg_port: 55433,
     amqp_port: 55673,
+    registry_port: 5001,
     fast: true,
 };
 
@@ -78,7 +81,7 @@ pub fn build_needs() -> Vec<Need> {
 
 /// What the private instances need.
 pub fn infra_needs() -> Vec<Need> {
-    let mut needs = Vec::new();
+    let mut needs = crate::docker::needs();
     if std::env::var_os("SLIPWAY_DATABASE_URL").is_none() {
         needs.push(Need {
             package: "postgresql",
@@ -110,8 +113,12 @@ pub fn base_dir(profile: Profile) -> PathBuf {
 pub struct Infra {
     pub database_url: String,
     pub amqp_url: String,
+    /// `host:port` of the registry images are pushed to.
+    pub registry: String,
     postgres: Option<Postgres>,
     rabbit: Option<Rabbit>,
+    engine: Option<Child>,
+    registry_process: Option<Child>,
 }
 
 struct Postgres {
@@ -139,8 +146,11 @@ impl Infra {
         let mut infra = Self {
             database_url: String::new(),
             amqp_url: String::new(),
+            registry: String::new(),
             postgres: None,
             rabbit: None,
+            engine: None,
+            registry_process: None,
         };
         match std::env::var("SLIPWAY_DATABASE_URL") {
             Ok(url) => infra.database_url = url,
@@ -158,10 +168,23 @@ impl Infra {
                 infra.rabbit = rabbit;
             }
         }
+        infra.engine = crate::docker::start_engine(&base.join("docker"))?;
+        let (registry, process) =
+            crate::docker::start_registry(&base.join("registry"), profile.registry_port)?;
+        infra.registry = registry;
+        infra.registry_process = process;
         Ok(infra)
     }
 
     pub fn stop(&mut self) {
+        if let Some(mut registry) = self.registry_process.take() {
+            eprintln!("xtask: stopping the registry");
+            stop_child(&mut registry, Duration::from_secs(10));
+        }
+        if let Some(mut engine) = self.engine.take() {
+            eprintln!("xtask: stopping the Docker Engine");
+            stop_child(&mut engine, Duration::from_secs(30));
+        }
         if let Some(mut rabbit) = self.rabbit.take() {
             eprintln!("xtask: stopping RabbitMQ");
             stop_child(&mut rabbit.child, Duration::from_secs(30));

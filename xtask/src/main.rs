@@ -9,6 +9,7 @@
 //! - `cargo xtask infra`: only the test profile's Postgres and RabbitMQ, in
 //!   the foreground, for running single tests with `cargo nextest`.
 
+mod docker;
 mod http;
 mod infra;
 mod sys;

@@ -52,7 +52,8 @@ fn checks(infra: &Infra, filters: &[String]) -> Result<()> {
     }
     cmd.args(filters)
         .env("SLIPWAY_TEST_DATABASE_URL", &infra.database_url)
-        .env("SLIPWAY_TEST_AMQP_URL", &infra.amqp_url);
+        .env("SLIPWAY_TEST_AMQP_URL", &infra.amqp_url)
+        .env("SLIPWAY_TEST_REGISTRY", &infra.registry);
     sys::run(&mut cmd)
 }
 
@@ -65,8 +66,8 @@ pub fn infra_foreground() -> Result<()> {
     })?;
     let mut infra = Infra::start(TEST)?;
     eprintln!(
-        "xtask: infrastructure up; Ctrl-C stops it\n  export SLIPWAY_TEST_DATABASE_URL={}\n  export SLIPWAY_TEST_AMQP_URL={}",
-        infra.database_url, infra.amqp_url
+        "xtask: infrastructure up; Ctrl-C stops it\n  export SLIPWAY_TEST_DATABASE_URL={}\n  export SLIPWAY_TEST_AMQP_URL={}\n  export SLIPWAY_TEST_REGISTRY={}",
+        infra.database_url, infra.amqp_url, infra.registry
     );
     let _ = rx.recv();
     infra.stop();

@@ -132,6 +132,7 @@ fn serve(root: &Path, base: &Path, infra: &Infra, stop: &mpsc::Receiver<()>) -> 
     let mut env = dev_env(base)?;
     env.insert("SLIPWAY_DATABASE_URL".into(), infra.database_url.clone());
     env.insert("SLIPWAY_AMQP_URL".into(), infra.amqp_url.clone());
+    env.insert("SLIPWAY_REGISTRY".into(), infra.registry.clone());
     env.entry("SLIPWAY_DATA_DIR".into())
         .or_insert_with(|| base.join("data").display().to_string());
     for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("SLIPWAY_")) {
