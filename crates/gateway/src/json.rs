@@ -109,7 +109,9 @@ impl From<proto::Task> for Task {
                     error: s.error,
                 })
                 .collect(),
-            image: None,
+            image: t.image_digest.map(
+                |digest| serde_json::json!({"reference": t.image_reference, "digest": digest}),
+            ),
             deployments: Vec::new(),
         }
     }

@@ -76,6 +76,8 @@ pub struct Claim {
     pub definition: String,
     pub repo: String,
     pub secrets: HashMap<String, String>,
+    pub registry_username: Option<String>,
+    pub registry_password: Option<String>,
 }
 
 pub(crate) fn internal(err: impl std::fmt::Display) -> ApiError {
@@ -514,6 +516,21 @@ impl App {
             Err(e) => return Err(self.fail_before_start(task_id, e.message).await),
         };
         let mut secrets = HashMap::new();
+        // Registry credentials come from these secrets whether or not the
+        // workflow lists them for its steps.
+        let mut registry = [None, None];
+        for (slot, name) in registry
+            .iter_mut()
+            .zip(["REGISTRY_USERNAME", "REGISTRY_PASSWORD"])
+        {
+            if let Some(s) = sealed.iter().find(|s| s.name == name) {
+                match self.secrets.open(wf_id, &s.name, &s.nonce, &s.ciphertext) {
+                    Ok(value) => *slot = Some(value),
+                    Err(e) => return Err(self.fail_before_start(task_id, e.to_string()).await),
+                }
+            }
+        }
+        let [registry_username, registry_password] = registry;
         for wanted in &spec.secrets {
             let name = wanted.to_string();
             let Some(s) = sealed.iter().find(|s| s.name == name) else {
@@ -543,6 +560,8 @@ impl App {
             definition,
             repo,
             secrets,
+            registry_username,
+            registry_password,
         })
     }
 
@@ -584,6 +603,29 @@ impl App {
             store::tasks::set_commit(conn, task_id, &token, sha.as_str())
         })
         .await
+    }
+
+    pub async fn report_image(
+        &self,
+        task_id: i64,
+        token: String,
+        reference: String,
+        digest: String,
+    ) -> Result<(), ApiError> {
+        let valid = digest
+            .strip_prefix("sha256:")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !valid || reference.is_empty() {
+            return Err(bad_request(format!(
+                "invalid image {reference:?} with digest {digest:?}"
+            )));
+        }
+        self.db("task", move |conn| {
+            store::tasks::set_image(conn, task_id, &token, &reference, &digest)
+        })
+        .await?;
+        self.changed(task_id);
+        Ok(())
     }
 
     pub async fn update_step(

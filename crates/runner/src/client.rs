@@ -99,6 +99,22 @@ impl RunnerClient {
         Ok(())
     }
 
+    pub async fn report_image(
+        &mut self,
+        lease: &Lease,
+        reference: &str,
+        digest: &str,
+    ) -> Result<(), CallError> {
+        self.inner
+            .report_image(proto::ReportImageRequest {
+                lease: Some(lease.proto()),
+                reference: reference.to_owned(),
+                digest: digest.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+
     pub async fn update_step(
         &mut self,
         lease: &Lease,

@@ -17,6 +17,11 @@ pub struct Settings {
     /// Delete the task queue after this long unused (0: never); for
     /// throwaway installations such as test runs.
     pub queue_expires_ms: u32,
+    /// Where images are pushed: `host:port[/prefix]`.
+    pub registry: String,
+    /// The Docker Engine: empty for the local socket, else `unix:///path`
+    /// or `tcp://host:port`.
+    pub docker_host: String,
     /// Workspaces live under `<data_dir>/workspaces`.
     pub data_dir: PathBuf,
     /// Tasks this runner runs at once (`SLIPWAY_RUNNER_CONCURRENCY`); 0 means
@@ -41,6 +46,8 @@ impl Default for Settings {
             runner_token: String::new(),
             queue_prefix: String::new(),
             queue_expires_ms: 0,
+            registry: "127.0.0.1:5000".to_owned(),
+            docker_host: String::new(),
             data_dir: PathBuf::from("./.slipway/data"),
             runner_concurrency: 0,
             runner_id: String::new(),

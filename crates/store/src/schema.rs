@@ -70,6 +70,8 @@ diesel::table! {
         started_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
         queued_at -> Timestamptz,
+        image_reference -> Nullable<Text>,
+        image_digest -> Nullable<Text>,
     }
 }
 

@@ -35,6 +35,8 @@ pub struct TaskRow {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub queued_at: DateTime<Utc>,
+    pub image_reference: Option<String>,
+    pub image_digest: Option<String>,
 }
 
 impl TaskRow {
@@ -273,6 +275,26 @@ pub fn set_commit(conn: &mut PgConnection, id: i64, token: &str, sha: &str) -> R
         lock_leased(conn, id, token)?;
         diesel::update(tasks::table.find(id))
             .set(tasks::commit_sha.eq(sha))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Records the image a runner built and pushed for the task it holds.
+pub fn set_image(
+    conn: &mut PgConnection,
+    id: i64,
+    token: &str,
+    reference: &str,
+    digest: &str,
+) -> Result<()> {
+    conn.transaction(|conn| {
+        lock_leased(conn, id, token)?;
+        diesel::update(tasks::table.find(id))
+            .set((
+                tasks::image_reference.eq(reference),
+                tasks::image_digest.eq(digest),
+            ))
             .execute(conn)?;
         Ok(())
     })

@@ -25,6 +25,11 @@ const QUEUE_EXPIRES_MS: u32 = 600_000;
 /// How long a test waits for something that should happen.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The registry test images are pushed to.
+pub fn registry() -> String {
+    std::env::var("SLIPWAY_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5001".to_owned())
+}
+
 fn amqp_url() -> String {
     std::env::var("SLIPWAY_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:55673/%2f".to_owned())
@@ -181,6 +186,8 @@ impl Stack {
             api_token: self.token.clone(),
             queue_prefix: self.queue_prefix.clone(),
             queue_expires_ms: QUEUE_EXPIRES_MS,
+            registry: registry(),
+            docker_host: String::new(),
             data_dir: self.data_dir.path().to_path_buf(),
             runner_concurrency: self.options.runner_concurrency,
             runner_token: String::new(),
@@ -214,6 +221,7 @@ impl Stack {
             .env("SLIPWAY_AMQP_URL", &s.amqp_url)
             .env("SLIPWAY_API_TOKEN", &s.api_token)
             .env("SLIPWAY_QUEUE_PREFIX", &s.queue_prefix)
+            .env("SLIPWAY_REGISTRY", &s.registry)
             .env("SLIPWAY_QUEUE_EXPIRES_MS", s.queue_expires_ms.to_string())
             .env("SLIPWAY_DATA_DIR", &s.data_dir)
             .env("SLIPWAY_HEARTBEAT_MS", s.heartbeat_ms.to_string())

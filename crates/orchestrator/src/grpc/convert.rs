@@ -38,6 +38,8 @@ pub fn task(detail: TaskDetail) -> proto::Task {
         started_at: t.started_at.map(proto::timestamp),
         finished_at: t.finished_at.map(proto::timestamp),
         error: t.error,
+        image_reference: t.image_reference,
+        image_digest: t.image_digest,
         steps: detail
             .steps
             .into_iter()

@@ -50,6 +50,8 @@ impl RunnerApi for RunnerService {
             tag: t.tag,
             commit: t.commit_sha,
             secrets: claim.secrets.into_iter().collect(),
+            registry_username: claim.registry_username,
+            registry_password: claim.registry_password,
             attempt: t.attempt,
             lease_seconds: i64::try_from(self.app.lease.as_secs()).unwrap_or(i64::MAX),
         }))
@@ -68,6 +70,15 @@ impl RunnerApi for RunnerService {
         let req = req.into_inner();
         let (task_id, token) = lease(req.lease)?;
         self.app.report_commit(task_id, token, req.commit).await?;
+        Ok(Response::new(proto::Empty {}))
+    }
+
+    async fn report_image(&self, req: Request<proto::ReportImageRequest>) -> Answer<proto::Empty> {
+        let req = req.into_inner();
+        let (task_id, token) = lease(req.lease)?;
+        self.app
+            .report_image(task_id, token, req.reference, req.digest)
+            .await?;
         Ok(Response::new(proto::Empty {}))
     }
 

@@ -1,0 +1,2 @@
+ALTER TABLE tasks DROP COLUMN image_digest;
+ALTER TABLE tasks DROP COLUMN image_reference;
