@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use domain::mask::{Masker, MaskingStream};
-use domain::workflow::{self, EventKind, Workflow};
+use domain::push::CommitSha;
+use domain::workflow::{self, EventKind, TemplateVars, Workflow};
 use tokio::sync::watch;
 
 use crate::client::{CallError, Lease, RunnerClient};
+use crate::docker::{BuildSpec, Docker, StepSpec};
 use crate::git;
 use crate::process::{self, Ending, Script, Stop};
 use crate::ship::LogSink;
@@ -25,6 +27,11 @@ pub struct Context {
     pub workspaces: PathBuf,
     pub heartbeat: Duration,
     pub grace: Duration,
+    /// The Docker Engine, for container steps and images; `None` when the
+    /// runner could not set up a connection (those steps then fail).
+    pub docker: Option<Docker>,
+    /// `host:port[/prefix]` images are pushed under.
+    pub registry: String,
 }
 
 /// How a task ended, as far as the runner reports it.
@@ -246,17 +253,34 @@ fn event_kind(trigger: &str, tag: Option<&str>) -> EventKind {
 }
 
 /// The variables every step sees (workflow.md), then the workflow's `env`.
+/// Where a step runs: on the runner's host, or in a container with the
+/// workspace at /workspace.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Host,
+    Container,
+}
+
 fn base_env(
     job: &Job,
     spec: &Workflow,
     commit: &str,
     workspace: &std::path::Path,
+    place: Place,
 ) -> BTreeMap<String, String> {
-    // The runner's own environment passes through, except its settings:
-    // a step must never see the runner's token.
-    let mut env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| !k.starts_with("SLIPWAY_") && !k.starts_with("OTEL_"))
-        .collect();
+    // On the host the runner's own environment passes through, except its
+    // settings: a step must never see the runner's token. A container gets
+    // only what the workflow says.
+    let mut env: BTreeMap<String, String> = match place {
+        Place::Host => std::env::vars()
+            .filter(|(k, _)| !k.starts_with("SLIPWAY_") && !k.starts_with("OTEL_"))
+            .collect(),
+        Place::Container => BTreeMap::new(),
+    };
+    let workspace = match place {
+        Place::Host => workspace.display().to_string(),
+        Place::Container => "/workspace".to_owned(),
+    };
     let c = &job.claim;
     let fixed = [
         ("CI", "true".to_owned()),
@@ -270,7 +294,7 @@ fn base_env(
             "SLIPWAY_COMMIT_SHORT",
             commit.get(..12).unwrap_or(commit).to_owned(),
         ),
-        ("SLIPWAY_WORKSPACE", workspace.display().to_string()),
+        ("SLIPWAY_WORKSPACE", workspace),
     ];
     for (k, v) in fixed {
         env.insert(k.to_owned(), v);
@@ -335,22 +359,11 @@ async fn run(
         );
         tokio::task::spawn_blocking(move || git::checkout(&url, &dir, &r, commit.as_deref(), &flag))
     };
-    let mut stop_watch = stop.clone();
-    let stopped = async {
-        loop {
-            if *stop_watch.borrow_and_update() != Stop::No {
-                return;
-            }
-            if stop_watch.changed().await.is_err() {
-                return;
-            }
-        }
-    };
     let cloned = tokio::select! {
         joined = cloning => Some(joined),
         () = tokio::time::sleep_until(deadline.into()) => None,
         // The stop itself is read below.
-        () = stopped => None,
+        () = stopped(stop.clone()) => None,
     };
     // Whatever ended the wait, a fetch still going must stop.
     interrupt.store(true, Ordering::Relaxed);
@@ -393,7 +406,12 @@ async fn run(
     }
 
     // ---- steps ----
-    let env = base_env(job, &spec, &commit, workspace);
+    let host_env = base_env(job, &spec, &commit, workspace, Place::Host);
+    let container_env = base_env(job, &spec, &commit, workspace, Place::Container);
+    let labels = vec![
+        ("slipway.workflow".to_owned(), c.workflow.clone()),
+        ("slipway.task".to_owned(), lease.task_id.to_string()),
+    ];
     let event = event_kind(&c.trigger, c.tag.as_deref());
     let mut failure: Option<String> = None;
     for (i, s) in spec.steps.iter().enumerate() {
@@ -430,23 +448,42 @@ async fn run(
         if !step(ctx, lease, position, "running", None, None).await {
             return End::Abandoned;
         }
-        let mut step_env = env.clone();
+        let mut step_env = match s.image {
+            Some(_) => container_env.clone(),
+            None => host_env.clone(),
+        };
         step_env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         step_env.extend(c.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
         let step_env: Vec<(String, String)> = step_env.into_iter().collect();
         let mut masking = MaskingStream::new(masker.clone());
-        let ending = process::run(
-            Script {
-                script: &s.run,
-                cwd: workspace,
-                env: &step_env,
-                timeout,
-                grace: ctx.grace,
-            },
-            stop.clone(),
-            |chunk| sink.write(position, masking.push(chunk)),
-        )
-        .await;
+        let output = |chunk: &[u8]| sink.write(position, masking.push(chunk));
+        let ending = match (&s.image, &ctx.docker) {
+            (None, _) => {
+                let script = Script {
+                    script: &s.run,
+                    cwd: workspace,
+                    env: &step_env,
+                    timeout,
+                    grace: ctx.grace,
+                };
+                process::run(script, stop.clone(), output).await
+            }
+            (Some(image), Some(docker)) => {
+                let container = StepSpec {
+                    image,
+                    script: &s.run,
+                    workspace,
+                    env: &step_env,
+                    labels: &labels,
+                    name: None,
+                    user: None,
+                    timeout,
+                    grace: ctx.grace,
+                };
+                docker.run_step(container, stop.clone(), output).await
+            }
+            (Some(_), None) => Ending::SpawnFailed("this runner has no Docker Engine".to_owned()),
+        };
         sink.write(position, masking.finish());
         let (status, exit_code, error) = match ending {
             Ending::Exited(0) => ("success", Some(0), None),
@@ -491,15 +528,65 @@ async fn run(
         }
     }
 
-    // ---- image and deploys: not run by this runner yet ----
+    // ---- image ----
+    let mut position = i32::try_from(spec.steps.len() + 1).unwrap_or(i32::MAX);
+    if let (None, Some(image)) = (&failure, &spec.image) {
+        match *stop.borrow() {
+            Stop::Abort => return End::Abandoned,
+            Stop::Cancel => return End::Cancelled,
+            Stop::No => {}
+        }
+        if !step(ctx, lease, position, "running", None, None).await {
+            return End::Abandoned;
+        }
+        let built = tokio::select! {
+            built = build_and_push(ctx, job, image, workspace, &commit, position, &sink, &masker) => Some(built),
+            () = stopped(stop.clone()) => None,
+        };
+        match built {
+            Some(Ok((reference, digest))) => {
+                sink.line(position, &format!("pushed {reference}@{digest}"));
+                sink.flush().await;
+                let reported = persist(&ctx.client, |mut cl| {
+                    let (lease, reference, digest) =
+                        (lease.clone(), reference.clone(), digest.clone());
+                    async move { cl.report_image(&lease, &reference, &digest).await }
+                })
+                .await;
+                if reported.is_err() || !step(ctx, lease, position, "success", Some(0), None).await
+                {
+                    return End::Abandoned;
+                }
+            }
+            Some(Err(e)) => {
+                let e = scrub(&e, &c.repo, &masker);
+                sink.line(position, &e);
+                sink.flush().await;
+                if !step(ctx, lease, position, "failed", None, Some(e.clone())).await {
+                    return End::Abandoned;
+                }
+                failure = Some(e);
+            }
+            None => {
+                if *stop.borrow() == Stop::Cancel {
+                    sink.line(position, "cancelled");
+                    sink.flush().await;
+                    step(ctx, lease, position, "cancelled", None, None).await;
+                    return End::Cancelled;
+                }
+                return End::Abandoned;
+            }
+        }
+        position += 1;
+    }
+
+    // ---- deploys: not run by this runner yet ----
     if failure.is_none() {
-        let first = i32::try_from(spec.steps.len() + 1).unwrap_or(i32::MAX);
-        let stages = usize::from(spec.image.is_some()) + spec.deploy.len();
-        for offset in 0..stages {
-            let position = first + i32::try_from(offset).unwrap_or(0);
+        for offset in 0..spec.deploy.len() {
+            let position = position + i32::try_from(offset).unwrap_or(0);
             sink.line(
                 position,
-                "skipped: image builds and deploys are not enabled on this runner",
+                "skipped: deploys are not enabled on this runner yet",
             );
             sink.flush().await;
             if !step(ctx, lease, position, "skipped", None, None).await {
@@ -512,6 +599,118 @@ async fn run(
         Some(e) => End::Failed(e),
         None => End::Success,
     }
+}
+
+/// Resolves once `stop` asks for a stop.
+async fn stopped(mut stop: watch::Receiver<Stop>) {
+    loop {
+        if *stop.borrow_and_update() != Stop::No {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A rendered tag as Docker accepts it: `[A-Za-z0-9_.-]`, at most 128
+/// characters, not starting with `.` or `-`; `None` when nothing is left.
+fn docker_tag(rendered: &str) -> Option<String> {
+    let tag: String = rendered
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| matches!(c, '.' | '-'))
+        .take(128)
+        .collect();
+    (!tag.is_empty()).then_some(tag)
+}
+
+/// Builds the workflow's image and pushes every tag; returns the first
+/// reference and the pushed digest.
+#[allow(clippy::too_many_arguments)]
+async fn build_and_push(
+    ctx: &Context,
+    job: &Job,
+    image: &workflow::ImageSpec,
+    workspace: &std::path::Path,
+    commit: &str,
+    position: i32,
+    sink: &LogSink,
+    masker: &Masker,
+) -> Result<(String, String), String> {
+    let docker = ctx
+        .docker
+        .as_ref()
+        .ok_or("this runner has no Docker Engine")?;
+    let c = &job.claim;
+    let vars = TemplateVars {
+        sha: CommitSha::parse(commit).map_err(|e| format!("invalid commit {commit}: {e}"))?,
+        branch: c.branch.clone(),
+        tag: c.tag.clone(),
+        task_id: job.lease.task_id,
+    };
+    let mut references: Vec<String> = Vec::new();
+    for template in &image.tags {
+        if let Some(tag) = docker_tag(&template.render(&vars)) {
+            let reference = format!(
+                "{}/{}:{tag}",
+                ctx.registry.trim_end_matches('/'),
+                image.name
+            );
+            if !references.contains(&reference) {
+                references.push(reference);
+            }
+        }
+    }
+    let Some(first) = references.first().cloned() else {
+        return Err("image failed: no tag left after rendering image.tags".to_owned());
+    };
+    let build_args: Vec<(String, String)> = image
+        .build_args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.render(&vars)))
+        .collect();
+    let labels = vec![
+        ("slipway.workflow".to_owned(), c.workflow.clone()),
+        ("slipway.task".to_owned(), job.lease.task_id.to_string()),
+        ("slipway.commit".to_owned(), commit.to_owned()),
+    ];
+    let log = |line: &str| sink.write(position, masker.mask(format!("{line}\n").as_bytes()));
+    sink.line(position, &format!("building {first}"));
+    let spec = BuildSpec {
+        context: &workspace.join(&image.context),
+        dockerfile: &image.dockerfile,
+        build_args: &build_args,
+        labels: &labels,
+        tags: &references,
+    };
+    docker
+        .build(spec, log)
+        .await
+        .map_err(|e| format!("image build failed: {e}"))?;
+    let credentials = match (&c.registry_username, &c.registry_password) {
+        (Some(user), Some(password)) => Some((user.as_str(), password.as_str())),
+        (None, Some(password)) => Some(("slipway", password.as_str())),
+        _ => None,
+    };
+    let mut digest = String::new();
+    for reference in &references {
+        sink.line(position, &format!("pushing {reference}"));
+        let pushed = docker
+            .push(reference, credentials, log)
+            .await
+            .map_err(|e| format!("image push failed: {e}"))?;
+        if digest.is_empty() {
+            digest = pushed;
+        }
+    }
+    Ok((first, digest))
 }
 
 /// Logs and reports a failed system step (clone, set-up).
@@ -533,6 +732,16 @@ async fn fail_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendered_tags_become_docker_tags() {
+        assert_eq!(docker_tag("4f1c2a9b3d5e").as_deref(), Some("4f1c2a9b3d5e"));
+        assert_eq!(docker_tag("release-1.2").as_deref(), Some("release-1.2"));
+        assert_eq!(docker_tag("feat/x@y").as_deref(), Some("feat-x-y"));
+        assert_eq!(docker_tag("-.x").as_deref(), Some("x"));
+        assert_eq!(docker_tag(""), None);
+        assert_eq!(docker_tag(&"a".repeat(200)).map(|t| t.len()), Some(128));
+    }
 
     #[test]
     fn durations_read_as_written() {

@@ -88,11 +88,21 @@ impl Runner {
         } else {
             settings.runner_id.clone()
         };
+        let host = (!settings.docker_host.is_empty()).then_some(settings.docker_host.as_str());
+        let docker = match docker::Docker::connect(host) {
+            Ok(docker) => Some(docker),
+            Err(e) => {
+                tracing::warn!(error = %e, "no Docker Engine: container steps and images will fail");
+                None
+            }
+        };
         let context = Arc::new(Context {
             client,
             workspaces,
             heartbeat: Duration::from_millis(settings.heartbeat_ms),
             grace: Duration::from_millis(settings.kill_grace_ms),
+            docker,
+            registry: settings.registry.clone(),
         });
         Ok(Self {
             settings,

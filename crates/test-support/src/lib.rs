@@ -7,6 +7,7 @@
 pub mod db;
 pub mod git;
 pub mod hooks;
+pub mod images;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
