@@ -161,6 +161,127 @@ impl StepEvent {
     }
 }
 
+/// Where a deployment is in its life (api.md's deployment states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeploymentStatus {
+    Pending,
+    AwaitingApproval,
+    Deploying,
+    Verifying,
+    Succeeded,
+    Failed,
+    RolledBack,
+    TimedOut,
+    Skipped,
+}
+
+/// What happened to a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeploymentEvent {
+    /// A manual environment waits for a person.
+    HoldForApproval,
+    /// A person approved it.
+    Approve,
+    /// The environment is free: the new version is being started.
+    Start,
+    /// It started: its health is being probed.
+    Verify,
+    /// Healthy after the watch period.
+    Succeed,
+    /// It would not start, or lost its health; no rollback (yet).
+    Fail,
+    /// It failed and the previous version was restored.
+    RollBack,
+    /// It ran past its deploy timeout.
+    TimeOut,
+    /// Outdated: a newer version is already on the environment.
+    Skip,
+}
+
+impl DeploymentStatus {
+    pub fn apply(self, event: DeploymentEvent) -> Result<DeploymentStatus, IllegalTransition> {
+        use DeploymentEvent as E;
+        use DeploymentStatus as S;
+        match (self, event) {
+            (S::Pending, E::HoldForApproval) => Ok(S::AwaitingApproval),
+            (S::AwaitingApproval, E::Approve) => Ok(S::Pending),
+            (S::Pending, E::Start) => Ok(S::Deploying),
+            (S::Pending | S::AwaitingApproval, E::Skip) => Ok(S::Skipped),
+            (S::Deploying, E::Verify) => Ok(S::Verifying),
+            (S::Verifying, E::Succeed) => Ok(S::Succeeded),
+            (S::Deploying | S::Verifying, E::Fail) => Ok(S::Failed),
+            // A rollback follows the failure it undoes.
+            (S::Failed, E::RollBack) => Ok(S::RolledBack),
+            (S::Deploying | S::Verifying, E::TimeOut) => Ok(S::TimedOut),
+            (from, event) => Err(IllegalTransition {
+                from: from.as_str(),
+                event: event.as_str(),
+            }),
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::RolledBack | Self::TimedOut | Self::Skipped
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::Deploying => "deploying",
+            Self::Verifying => "verifying",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+            Self::TimedOut => "timed_out",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+impl DeploymentEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HoldForApproval => "hold_for_approval",
+            Self::Approve => "approve",
+            Self::Start => "start",
+            Self::Verify => "verify",
+            Self::Succeed => "succeed",
+            Self::Fail => "fail",
+            Self::RollBack => "roll_back",
+            Self::TimeOut => "time_out",
+            Self::Skip => "skip",
+        }
+    }
+}
+
+impl FromStr for DeploymentStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "awaiting_approval" => Self::AwaitingApproval,
+            "deploying" => Self::Deploying,
+            "verifying" => Self::Verifying,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "rolled_back" => Self::RolledBack,
+            "timed_out" => Self::TimedOut,
+            "skipped" => Self::Skipped,
+            other => return Err(UnknownStatus(other.to_owned())),
+        })
+    }
+}
+
+impl fmt::Display for DeploymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A status name that is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown status {0:?}")]
@@ -314,6 +435,63 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn deployment_transitions_follow_the_table() {
+        use DeploymentEvent as E;
+        use DeploymentStatus as S;
+        let states = [
+            S::Pending,
+            S::AwaitingApproval,
+            S::Deploying,
+            S::Verifying,
+            S::Succeeded,
+            S::Failed,
+            S::RolledBack,
+            S::TimedOut,
+            S::Skipped,
+        ];
+        let events = [
+            E::HoldForApproval,
+            E::Approve,
+            E::Start,
+            E::Verify,
+            E::Succeed,
+            E::Fail,
+            E::RollBack,
+            E::TimeOut,
+            E::Skip,
+        ];
+        let legal = [
+            (S::Pending, E::HoldForApproval, S::AwaitingApproval),
+            (S::AwaitingApproval, E::Approve, S::Pending),
+            (S::Pending, E::Start, S::Deploying),
+            (S::Pending, E::Skip, S::Skipped),
+            (S::AwaitingApproval, E::Skip, S::Skipped),
+            (S::Deploying, E::Verify, S::Verifying),
+            (S::Verifying, E::Succeed, S::Succeeded),
+            (S::Deploying, E::Fail, S::Failed),
+            (S::Verifying, E::Fail, S::Failed),
+            (S::Failed, E::RollBack, S::RolledBack),
+            (S::Deploying, E::TimeOut, S::TimedOut),
+            (S::Verifying, E::TimeOut, S::TimedOut),
+        ];
+        for from in states {
+            assert_eq!(from.as_str().parse::<S>(), Ok(from));
+            for event in events {
+                let expected = legal
+                    .iter()
+                    .find(|(f, e, _)| *f == from && *e == event)
+                    .map(|(_, _, to)| *to);
+                match (from.apply(event), expected) {
+                    (Ok(to), Some(want)) => assert_eq!(to, want, "{from} + {event:?}"),
+                    (Err(_), None) => {}
+                    (got, want) => panic!("{from} + {event:?}: got {got:?}, want {want:?}"),
+                }
+            }
+        }
+        assert!(S::RolledBack.is_finished() && !S::Verifying.is_finished());
     }
 
     #[test]

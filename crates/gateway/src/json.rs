@@ -73,7 +73,94 @@ pub struct Task {
     pub steps: Vec<Step>,
     /// The packaged image, once the image stage exists for this task.
     pub image: Option<serde_json::Value>,
-    pub deployments: Vec<serde_json::Value>,
+    pub deployments: Vec<Deployment>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rollback {
+    pub id: i64,
+    pub workflow_id: i64,
+    pub environment: String,
+    pub deployment_id: Option<i64>,
+    pub from_deployment_id: Option<i64>,
+    pub to_deployment_id: Option<i64>,
+    pub reason: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl From<proto::Rollback> for Rollback {
+    fn from(r: proto::Rollback) -> Self {
+        Self {
+            id: r.id,
+            workflow_id: r.workflow_id,
+            environment: r.environment,
+            deployment_id: r.deployment_id,
+            from_deployment_id: r.from_deployment_id,
+            to_deployment_id: r.to_deployment_id,
+            reason: r.reason,
+            status: r.status,
+            error: r.error,
+            created_at: time(r.created_at),
+            finished_at: time(r.finished_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub workflow_id: i64,
+    pub task_id: Option<i64>,
+    pub environment: String,
+    pub status: String,
+    pub image: String,
+    pub trigger: String,
+    pub previous_deployment_id: Option<i64>,
+    pub created_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    pub rollback: Option<Rollback>,
+}
+
+impl From<proto::Deployment> for Deployment {
+    fn from(d: proto::Deployment) -> Self {
+        Self {
+            id: d.id,
+            workflow_id: d.workflow_id,
+            task_id: d.task_id,
+            environment: d.environment,
+            status: d.status,
+            image: d.image,
+            trigger: d.trigger,
+            previous_deployment_id: d.previous_deployment_id,
+            created_at: time(d.created_at),
+            started_at: time(d.started_at),
+            finished_at: time(d.finished_at),
+            error: d.error,
+            rollback: d.rollback.map(Rollback::from),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub current: Option<Deployment>,
+    pub previous: Option<Deployment>,
+}
+
+impl From<proto::Environment> for Environment {
+    fn from(e: proto::Environment) -> Self {
+        Self {
+            name: e.name,
+            current: e.current.map(Deployment::from),
+            previous: e.previous.map(Deployment::from),
+        }
+    }
 }
 
 impl From<proto::Task> for Task {
@@ -112,7 +199,7 @@ impl From<proto::Task> for Task {
             image: t.image_digest.map(
                 |digest| serde_json::json!({"reference": t.image_reference, "digest": digest}),
             ),
-            deployments: Vec::new(),
+            deployments: t.deployments.into_iter().map(Deployment::from).collect(),
         }
     }
 }

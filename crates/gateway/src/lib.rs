@@ -152,6 +152,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/workflows/{id}/secrets/{name}",
                     web::put().to(api::workflows::put_secret),
                 )
+                .route(
+                    "/workflows/{id}/environments",
+                    web::get().to(api::deployments::environments),
+                )
+                .route("/deployments", web::get().to(api::deployments::list))
+                .route("/deployments/{id}", web::get().to(api::deployments::get))
+                .route("/rollbacks", web::get().to(api::deployments::rollbacks))
                 .route("/tasks", web::get().to(api::tasks::list))
                 .route("/tasks/{id}", web::get().to(api::tasks::get))
                 .route("/tasks/{id}/logs", web::get().to(api::tasks::logs))

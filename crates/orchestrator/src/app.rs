@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::push::{GitRef, PushEvent};
+use domain::state::DeploymentEvent;
 use domain::state::{StepEvent, TaskEvent, TaskStatus};
 use domain::workflow::{self, Workflow};
 use proto::{ApiError, ErrorCode};
 use store::PgConnection;
+use store::deployments::{DeploymentRow, EnvironmentView, NewDeployment, RollbackRow, Start};
 use store::tasks::{NewTask, StepChange, TaskDetail, TaskFilter};
 use store::webhooks::{DeliveryRow, NewDelivery};
 use store::workflows::WorkflowRow;
@@ -491,6 +493,146 @@ impl App {
         Ok(())
     }
 
+    // ---- deploys ----
+
+    pub async fn task_deployments(
+        &self,
+        task_id: i64,
+    ) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>, ApiError> {
+        self.db("task", move |conn| {
+            store::deployments::for_task(conn, task_id)
+        })
+        .await
+    }
+
+    pub async fn list_deployments(
+        &self,
+        workflow_id: Option<i64>,
+        environment: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>, ApiError> {
+        self.db("deployments", move |conn| {
+            store::deployments::list(conn, workflow_id, environment.as_deref(), limit)
+        })
+        .await
+    }
+
+    pub async fn get_deployment(
+        &self,
+        id: i64,
+    ) -> Result<(DeploymentRow, Option<RollbackRow>), ApiError> {
+        self.db(&format!("deployment {id}"), move |conn| {
+            store::deployments::get(conn, id)
+        })
+        .await
+    }
+
+    pub async fn list_rollbacks(
+        &self,
+        workflow_id: Option<i64>,
+        environment: Option<String>,
+    ) -> Result<Vec<RollbackRow>, ApiError> {
+        self.db("rollbacks", move |conn| {
+            store::deployments::rollbacks(conn, workflow_id, environment.as_deref())
+        })
+        .await
+    }
+
+    pub async fn list_environments(
+        &self,
+        workflow_id: i64,
+    ) -> Result<Vec<EnvironmentView>, ApiError> {
+        self.db(&format!("workflow {workflow_id}"), move |conn| {
+            store::workflows::live(conn, workflow_id)?;
+            store::deployments::environments(conn, workflow_id)
+        })
+        .await
+    }
+
+    pub async fn create_deployment(
+        &self,
+        task_id: i64,
+        token: String,
+        environment: String,
+        image: String,
+        auto: bool,
+    ) -> Result<DeploymentRow, ApiError> {
+        self.db("task", move |conn| {
+            store::deployments::check_task_lease(conn, task_id, &token)?;
+            let workflow_id = store::deployments::task_workflow(conn, task_id)?;
+            store::deployments::create(
+                conn,
+                &NewDeployment {
+                    workflow_id,
+                    task_id: Some(task_id),
+                    environment,
+                    image,
+                    trigger: "auto".to_owned(),
+                    auto,
+                },
+            )
+        })
+        .await
+    }
+
+    pub async fn start_deployment(
+        &self,
+        task_id: i64,
+        token: String,
+        id: i64,
+    ) -> Result<Start, ApiError> {
+        self.db(&format!("deployment {id}"), move |conn| {
+            store::deployments::check_task_lease(conn, task_id, &token)?;
+            store::deployments::start(conn, id)
+        })
+        .await
+    }
+
+    pub async fn advance_deployment(
+        &self,
+        task_id: i64,
+        token: String,
+        id: i64,
+        event: DeploymentEvent,
+        error: Option<String>,
+        alert: Option<String>,
+    ) -> Result<DeploymentRow, ApiError> {
+        if let Some(a) = alert.as_deref()
+            && !matches!(a, "deploy_failed" | "health_check_failed")
+        {
+            return Err(bad_request(format!("unknown deploy alert {a:?}")));
+        }
+        self.db(&format!("deployment {id}"), move |conn| {
+            store::deployments::check_task_lease(conn, task_id, &token)?;
+            store::deployments::advance(conn, id, event, error.as_deref(), alert.as_deref())
+        })
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_rollback(
+        &self,
+        task_id: i64,
+        token: String,
+        id: i64,
+        to: Option<i64>,
+        reason: String,
+        succeeded: bool,
+        error: Option<String>,
+    ) -> Result<RollbackRow, ApiError> {
+        if !matches!(
+            reason.as_str(),
+            "deploy_failed" | "health_check_failed" | "manual"
+        ) {
+            return Err(bad_request(format!("unknown rollback reason {reason:?}")));
+        }
+        self.db(&format!("deployment {id}"), move |conn| {
+            store::deployments::check_task_lease(conn, task_id, &token)?;
+            store::deployments::record_rollback(conn, id, to, &reason, succeeded, error.as_deref())
+        })
+        .await
+    }
+
     // ---- runners ----
 
     pub async fn claim(&self, task_id: i64, runner_id: String) -> Result<Claim, ApiError> {
@@ -531,7 +673,20 @@ impl App {
             }
         }
         let [registry_username, registry_password] = registry;
-        for wanted in &spec.secrets {
+        // Secrets that deploy targets refer to (`${{ secrets.NAME }}`).
+        let mut wanted_names: Vec<String> = spec.secrets.iter().map(ToString::to_string).collect();
+        for deploy in &spec.deploy {
+            if let domain::workflow::Target::Container(target) = &deploy.target {
+                for value in target.env.values() {
+                    for name in secret_refs(value) {
+                        if !wanted_names.contains(&name) && sealed.iter().any(|s| s.name == name) {
+                            wanted_names.push(name);
+                        }
+                    }
+                }
+            }
+        }
+        for wanted in &wanted_names {
             let name = wanted.to_string();
             let Some(s) = sealed.iter().find(|s| s.name == name) else {
                 let msg = format!("secret {name} is not set for workflow {}", spec.name);
@@ -720,6 +875,21 @@ impl App {
     }
 }
 
+/// The secret names a value refers to as `${{ secrets.NAME }}`.
+fn secret_refs(value: &str) -> Vec<String> {
+    value
+        .split("${{")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}"))
+        .filter_map(|(inner, _)| {
+            inner
+                .trim()
+                .strip_prefix("secrets.")
+                .map(|n| n.trim().to_owned())
+        })
+        .collect()
+}
+
 /// Parses a step status a runner reports into the event that leads there.
 pub fn step_event(status: &str) -> Result<StepEvent, ApiError> {
     Ok(match status {
@@ -729,6 +899,17 @@ pub fn step_event(status: &str) -> Result<StepEvent, ApiError> {
         "skipped" => StepEvent::Skipped,
         "cancelled" => StepEvent::Cancelled,
         other => return Err(bad_request(format!("unknown step status {other:?}"))),
+    })
+}
+
+/// Parses a deployment event a runner reports.
+pub fn deployment_event(event: &str) -> Result<DeploymentEvent, ApiError> {
+    Ok(match event {
+        "verify" => DeploymentEvent::Verify,
+        "succeed" => DeploymentEvent::Succeed,
+        "fail" => DeploymentEvent::Fail,
+        "time_out" => DeploymentEvent::TimeOut,
+        other => return Err(bad_request(format!("unknown deployment event {other:?}"))),
     })
 }
 

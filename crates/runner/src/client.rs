@@ -115,6 +115,83 @@ impl RunnerClient {
         Ok(())
     }
 
+    pub async fn create_deployment(
+        &mut self,
+        lease: &Lease,
+        environment: &str,
+        image: &str,
+        auto: bool,
+    ) -> Result<proto::Deployment, CallError> {
+        Ok(self
+            .inner
+            .create_deployment(proto::CreateDeploymentRequest {
+                lease: Some(lease.proto()),
+                environment: environment.to_owned(),
+                image: image.to_owned(),
+                auto,
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn start_deployment(
+        &mut self,
+        lease: &Lease,
+        id: i64,
+    ) -> Result<proto::StartDeploymentResponse, CallError> {
+        Ok(self
+            .inner
+            .start_deployment(proto::DeploymentRef {
+                lease: Some(lease.proto()),
+                deployment_id: id,
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn advance_deployment(
+        &mut self,
+        lease: &Lease,
+        id: i64,
+        event: &str,
+        error: Option<String>,
+        alert: Option<&str>,
+    ) -> Result<(), CallError> {
+        self.inner
+            .advance_deployment(proto::AdvanceDeploymentRequest {
+                lease: Some(lease.proto()),
+                deployment_id: id,
+                event: event.to_owned(),
+                error,
+                alert: alert.map(str::to_owned),
+            })
+            .await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_rollback(
+        &mut self,
+        lease: &Lease,
+        id: i64,
+        to: Option<i64>,
+        reason: &str,
+        succeeded: bool,
+        error: Option<String>,
+    ) -> Result<(), CallError> {
+        self.inner
+            .record_rollback(proto::RecordRollbackRequest {
+                lease: Some(lease.proto()),
+                deployment_id: id,
+                to_deployment_id: to,
+                reason: reason.to_owned(),
+                succeeded,
+                error,
+            })
+            .await?;
+        Ok(())
+    }
+
     pub async fn update_step(
         &mut self,
         lease: &Lease,

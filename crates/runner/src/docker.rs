@@ -662,6 +662,24 @@ impl Docker {
         }
     }
 
+    /// `docker start` of an existing (stopped) container.
+    pub async fn start_container(&self, name_or_id: &str) -> Result<(), Error> {
+        let api = self.api().await?;
+        match api
+            .start_container(
+                name_or_id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => {
+                Err(Error::NoSuchContainer(name_or_id.to_owned()))
+            }
+            Err(e) => Err(engine(e)),
+        }
+    }
+
     /// `docker stop`: the container's stop signal, SIGKILL after `grace`. Ok if
     /// it was not running.
     pub async fn stop_container(&self, name_or_id: &str, grace: Duration) -> Result<(), Error> {

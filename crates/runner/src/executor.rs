@@ -16,6 +16,7 @@ use domain::workflow::{self, EventKind, TemplateVars, Workflow};
 use tokio::sync::watch;
 
 use crate::client::{CallError, Lease, RunnerClient};
+use crate::deploy::{Chain, Deploys};
 use crate::docker::{BuildSpec, Docker, StepSpec};
 use crate::git;
 use crate::process::{self, Ending, Script, Stop};
@@ -530,6 +531,7 @@ async fn run(
 
     // ---- image ----
     let mut position = i32::try_from(spec.steps.len() + 1).unwrap_or(i32::MAX);
+    let mut deployable: Option<String> = None;
     if let (None, Some(image)) = (&failure, &spec.image) {
         match *stop.borrow() {
             Stop::Abort => return End::Abandoned,
@@ -546,6 +548,11 @@ async fn run(
         match built {
             Some(Ok((reference, digest))) => {
                 sink.line(position, &format!("pushed {reference}@{digest}"));
+                deployable = Some(format!(
+                    "{}/{}@{digest}",
+                    ctx.registry.trim_end_matches('/'),
+                    image.name
+                ));
                 sink.flush().await;
                 let reported = persist(&ctx.client, |mut cl| {
                     let (lease, reference, digest) =
@@ -580,17 +587,35 @@ async fn run(
         position += 1;
     }
 
-    // ---- deploys: not run by this runner yet ----
-    if failure.is_none() {
-        for offset in 0..spec.deploy.len() {
-            let position = position + i32::try_from(offset).unwrap_or(0);
-            sink.line(
-                position,
-                "skipped: deploys are not enabled on this runner yet",
-            );
-            sink.flush().await;
-            if !step(ctx, lease, position, "skipped", None, None).await {
-                return End::Abandoned;
+    // ---- deploys ----
+    if failure.is_none() && !spec.deploy.is_empty() {
+        match deployable {
+            Some(image) => {
+                let deploys = Deploys {
+                    ctx,
+                    lease,
+                    sink: &sink,
+                    branch: c.branch.as_deref(),
+                    secrets: &c.secrets,
+                    workflow: &c.workflow,
+                    stop: stop.clone(),
+                };
+                match deploys.run(&spec.deploy, &image, position).await {
+                    Chain::Done => {}
+                    Chain::Failed(e) => failure = Some(e),
+                    Chain::Cancelled => return End::Cancelled,
+                    Chain::Abandoned => return End::Abandoned,
+                }
+            }
+            None => {
+                for offset in 0..spec.deploy.len() {
+                    let position = position + i32::try_from(offset).unwrap_or(0);
+                    sink.line(position, "skipped: the workflow builds no image to deploy");
+                    sink.flush().await;
+                    if !step(ctx, lease, position, "skipped", None, None).await {
+                        return End::Abandoned;
+                    }
+                }
             }
         }
     }
@@ -676,10 +701,14 @@ async fn build_and_push(
         .iter()
         .map(|(k, v)| (k.clone(), v.render(&vars)))
         .collect();
+    // Not the deploy labels: containers inherit their image's labels.
     let labels = vec![
-        ("slipway.workflow".to_owned(), c.workflow.clone()),
-        ("slipway.task".to_owned(), job.lease.task_id.to_string()),
-        ("slipway.commit".to_owned(), commit.to_owned()),
+        ("slipway.image.workflow".to_owned(), c.workflow.clone()),
+        (
+            "slipway.image.task".to_owned(),
+            job.lease.task_id.to_string(),
+        ),
+        ("slipway.image.commit".to_owned(), commit.to_owned()),
     ];
     let log = |line: &str| sink.write(position, masker.mask(format!("{line}\n").as_bytes()));
     sink.line(position, &format!("building {first}"));

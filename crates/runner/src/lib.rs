@@ -8,6 +8,7 @@
 //! [`Runner::run`] works until `shutdown` resolves.
 
 pub mod client;
+pub mod deploy;
 pub mod docker;
 pub mod executor;
 pub mod git;

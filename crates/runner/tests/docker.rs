@@ -41,7 +41,10 @@ async fn a_container_step_runs_in_its_image_with_the_workspace() {
     assert!(log.contains("isolated"), "{log}");
     assert!(log.contains("==> after\nmade"), "{log}");
     let left = docker
-        .list_containers(&[("slipway.task", &task_id.to_string())])
+        .list_containers(&[
+            ("slipway.task", &task_id.to_string()),
+            ("slipway.workflow", "boxed"),
+        ])
         .await
         .expect("list");
     assert!(left.is_empty(), "step containers are removed: {left:?}");
@@ -75,7 +78,7 @@ async fn cancel_of_a_container_step_leaves_no_container() {
     let label = task_id.to_string();
     let deadline = std::time::Instant::now() + DEADLINE;
     while docker
-        .list_containers(&[("slipway.task", &label)])
+        .list_containers(&[("slipway.task", &label), ("slipway.workflow", "boxsleep")])
         .await
         .expect("list")
         .is_empty()
@@ -94,7 +97,7 @@ async fn cancel_of_a_container_step_leaves_no_container() {
     assert_eq!(task["status"], "cancelled", "{task:#}");
     assert_eq!(step(&task, "wait")["status"], "cancelled");
     let left = docker
-        .list_containers(&[("slipway.task", &label)])
+        .list_containers(&[("slipway.task", &label), ("slipway.workflow", "boxsleep")])
         .await
         .expect("list");
     assert!(left.is_empty(), "no container is left behind: {left:?}");

@@ -6,6 +6,8 @@
 //! must be atomic open their own transaction. Every task and step status
 //! change goes through the domain's state machine.
 
+pub mod deployments;
+pub mod events;
 pub mod logs;
 pub mod outbox;
 pub mod schema;

@@ -106,6 +106,65 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    deployments (id) {
+        id -> Int8,
+        workflow_id -> Int8,
+        task_id -> Nullable<Int8>,
+        environment -> Text,
+        image -> Text,
+        status -> Text,
+        trigger -> Text,
+        previous_deployment_id -> Nullable<Int8>,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    rollbacks (id) {
+        id -> Int8,
+        workflow_id -> Int8,
+        environment -> Text,
+        deployment_id -> Nullable<Int8>,
+        from_deployment_id -> Nullable<Int8>,
+        to_deployment_id -> Nullable<Int8>,
+        reason -> Text,
+        status -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    environments (workflow_id, name) {
+        workflow_id -> Int8,
+        name -> Text,
+        current_deployment_id -> Nullable<Int8>,
+        previous_deployment_id -> Nullable<Int8>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Text,
+        #[sql_name = "type"]
+        kind -> Text,
+        workflow_id -> Int8,
+        task_id -> Nullable<Int8>,
+        deployment_id -> Nullable<Int8>,
+        environment -> Nullable<Text>,
+        summary -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(workflow_versions -> workflows (workflow_id));
 diesel::joinable!(secrets -> workflows (workflow_id));
 diesel::joinable!(tasks -> workflows (workflow_id));
@@ -122,4 +181,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     steps,
     log_chunks,
     outbox,
+    deployments,
+    rollbacks,
+    environments,
+    events,
 );

@@ -213,7 +213,7 @@ fn lock(conn: &mut PgConnection, id: i64) -> Result<TaskRow> {
 }
 
 /// Locks a task whose lease `token` is still held (status running).
-fn lock_leased(conn: &mut PgConnection, id: i64, token: &str) -> Result<TaskRow> {
+pub(crate) fn lock_leased(conn: &mut PgConnection, id: i64, token: &str) -> Result<TaskRow> {
     let task = lock(conn, id).map_err(|e| match e {
         Error::NotFound => Error::LeaseLost,
         other => other,

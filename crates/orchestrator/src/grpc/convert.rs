@@ -2,6 +2,7 @@
 
 use domain::push::{CommitSha, GitRef, PushEvent};
 use proto::{ApiError, ErrorCode};
+use store::deployments::{DeploymentRow, RollbackRow};
 use store::tasks::TaskDetail;
 use store::workflows::WorkflowRow;
 
@@ -17,7 +18,44 @@ pub fn workflow(row: WorkflowRow, definition: Option<String>) -> proto::Workflow
     }
 }
 
-pub fn task(detail: TaskDetail) -> proto::Task {
+pub fn rollback(r: RollbackRow) -> proto::Rollback {
+    proto::Rollback {
+        id: r.id,
+        workflow_id: r.workflow_id,
+        environment: r.environment,
+        deployment_id: r.deployment_id,
+        from_deployment_id: r.from_deployment_id,
+        to_deployment_id: r.to_deployment_id,
+        reason: r.reason,
+        status: r.status,
+        error: r.error,
+        created_at: Some(proto::timestamp(r.created_at)),
+        finished_at: r.finished_at.map(proto::timestamp),
+    }
+}
+
+pub fn deployment(d: DeploymentRow, rollback_row: Option<RollbackRow>) -> proto::Deployment {
+    proto::Deployment {
+        id: d.id,
+        workflow_id: d.workflow_id,
+        task_id: d.task_id,
+        environment: d.environment,
+        image: d.image,
+        status: d.status,
+        trigger: d.trigger,
+        previous_deployment_id: d.previous_deployment_id,
+        error: d.error,
+        created_at: Some(proto::timestamp(d.created_at)),
+        started_at: d.started_at.map(proto::timestamp),
+        finished_at: d.finished_at.map(proto::timestamp),
+        rollback: rollback_row.map(rollback),
+    }
+}
+
+pub fn task(
+    detail: TaskDetail,
+    deployments: Vec<(DeploymentRow, Option<RollbackRow>)>,
+) -> proto::Task {
     let t = detail.task;
     proto::Task {
         id: t.id,
@@ -40,6 +78,10 @@ pub fn task(detail: TaskDetail) -> proto::Task {
         error: t.error,
         image_reference: t.image_reference,
         image_digest: t.image_digest,
+        deployments: deployments
+            .into_iter()
+            .map(|(d, r)| deployment(d, r))
+            .collect(),
         steps: detail
             .steps
             .into_iter()

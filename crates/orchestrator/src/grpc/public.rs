@@ -169,14 +169,19 @@ impl Slipway for PublicApi {
                 limit,
             })
             .await?;
-        ok(proto::ListTasksResponse {
-            tasks: tasks.into_iter().map(convert::task).collect(),
-        })
+        let mut out = Vec::with_capacity(tasks.len());
+        for detail in tasks {
+            let deployments = self.app.task_deployments(detail.task.id).await?;
+            out.push(convert::task(detail, deployments));
+        }
+        ok(proto::ListTasksResponse { tasks: out })
     }
 
     async fn get_task(&self, req: Request<proto::GetTaskRequest>) -> Answer<proto::Task> {
-        let detail = self.app.get_task(req.into_inner().id).await?;
-        ok(convert::task(detail))
+        let id = req.into_inner().id;
+        let detail = self.app.get_task(id).await?;
+        let deployments = self.app.task_deployments(id).await?;
+        ok(convert::task(detail, deployments))
     }
 
     async fn get_logs(
@@ -221,6 +226,73 @@ impl Slipway for PublicApi {
     async fn cancel_task(&self, req: Request<proto::CancelTaskRequest>) -> Answer<proto::Empty> {
         self.app.cancel_task(req.into_inner().id).await?;
         ok(proto::Empty {})
+    }
+
+    async fn list_deployments(
+        &self,
+        req: Request<proto::ListDeploymentsRequest>,
+    ) -> Answer<proto::ListDeploymentsResponse> {
+        let req = req.into_inner();
+        let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("limit must be between 1 and {MAX_LIMIT}"),
+            )
+            .into());
+        }
+        let rows = self
+            .app
+            .list_deployments(req.workflow_id, req.environment, limit)
+            .await?;
+        ok(proto::ListDeploymentsResponse {
+            deployments: rows
+                .into_iter()
+                .map(|(d, r)| convert::deployment(d, r))
+                .collect(),
+        })
+    }
+
+    async fn get_deployment(
+        &self,
+        req: Request<proto::GetDeploymentRequest>,
+    ) -> Answer<proto::Deployment> {
+        let (d, r) = self.app.get_deployment(req.into_inner().id).await?;
+        ok(convert::deployment(d, r))
+    }
+
+    async fn list_rollbacks(
+        &self,
+        req: Request<proto::ListRollbacksRequest>,
+    ) -> Answer<proto::ListRollbacksResponse> {
+        let req = req.into_inner();
+        let rows = self
+            .app
+            .list_rollbacks(req.workflow_id, req.environment)
+            .await?;
+        ok(proto::ListRollbacksResponse {
+            rollbacks: rows.into_iter().map(convert::rollback).collect(),
+        })
+    }
+
+    async fn list_environments(
+        &self,
+        req: Request<proto::ListEnvironmentsRequest>,
+    ) -> Answer<proto::ListEnvironmentsResponse> {
+        let rows = self
+            .app
+            .list_environments(req.into_inner().workflow_id)
+            .await?;
+        ok(proto::ListEnvironmentsResponse {
+            environments: rows
+                .into_iter()
+                .map(|(env, current, previous)| proto::Environment {
+                    name: env.name,
+                    current: current.map(|d| convert::deployment(d, None)),
+                    previous: previous.map(|d| convert::deployment(d, None)),
+                })
+                .collect(),
+        })
     }
 
     async fn ready(&self, _: Request<proto::Empty>) -> Answer<proto::ReadyResponse> {

@@ -9,6 +9,9 @@ use proto::{ApiError, ErrorCode};
 use store::tasks::StepChange;
 use tonic::{Request, Response, Status};
 
+use store::deployments::Start;
+
+use super::convert;
 use crate::app::{self, App};
 
 pub struct RunnerService {
@@ -102,6 +105,94 @@ impl RunnerApi for RunnerService {
             .append_log(task_id, token, req.position, req.data)
             .await?;
         Ok(Response::new(proto::Empty {}))
+    }
+
+    async fn create_deployment(
+        &self,
+        req: Request<proto::CreateDeploymentRequest>,
+    ) -> Answer<proto::Deployment> {
+        let req = req.into_inner();
+        let (task_id, token) = lease(req.lease)?;
+        let row = self
+            .app
+            .create_deployment(task_id, token, req.environment, req.image, req.auto)
+            .await?;
+        Ok(Response::new(convert::deployment(row, None)))
+    }
+
+    async fn start_deployment(
+        &self,
+        req: Request<proto::DeploymentRef>,
+    ) -> Answer<proto::StartDeploymentResponse> {
+        let req = req.into_inner();
+        let (task_id, token) = lease(req.lease)?;
+        let answer = match self
+            .app
+            .start_deployment(task_id, token, req.deployment_id)
+            .await?
+        {
+            Start::Started {
+                deployment,
+                previous,
+            } => proto::StartDeploymentResponse {
+                outcome: "started".to_owned(),
+                deployment: Some(convert::deployment(*deployment, None)),
+                previous: previous.map(|d| convert::deployment(*d, None)),
+            },
+            Start::Busy => proto::StartDeploymentResponse {
+                outcome: "busy".to_owned(),
+                deployment: None,
+                previous: None,
+            },
+            Start::Skipped(d) => proto::StartDeploymentResponse {
+                outcome: "skipped".to_owned(),
+                deployment: Some(convert::deployment(d, None)),
+                previous: None,
+            },
+        };
+        Ok(Response::new(answer))
+    }
+
+    async fn advance_deployment(
+        &self,
+        req: Request<proto::AdvanceDeploymentRequest>,
+    ) -> Answer<proto::Deployment> {
+        let req = req.into_inner();
+        let (task_id, token) = lease(req.lease)?;
+        let event = app::deployment_event(&req.event)?;
+        let row = self
+            .app
+            .advance_deployment(
+                task_id,
+                token,
+                req.deployment_id,
+                event,
+                req.error,
+                req.alert,
+            )
+            .await?;
+        Ok(Response::new(convert::deployment(row, None)))
+    }
+
+    async fn record_rollback(
+        &self,
+        req: Request<proto::RecordRollbackRequest>,
+    ) -> Answer<proto::Rollback> {
+        let req = req.into_inner();
+        let (task_id, token) = lease(req.lease)?;
+        let row = self
+            .app
+            .record_rollback(
+                task_id,
+                token,
+                req.deployment_id,
+                req.to_deployment_id,
+                req.reason,
+                req.succeeded,
+                req.error,
+            )
+            .await?;
+        Ok(Response::new(convert::rollback(row)))
     }
 
     async fn finish_task(&self, req: Request<proto::FinishTaskRequest>) -> Answer<proto::Empty> {

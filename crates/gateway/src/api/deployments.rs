@@ -1,0 +1,84 @@
+//! `/api/deployments`, `/api/rollbacks`, `/api/workflows/{id}/environments`.
+
+use actix_web::HttpResponse;
+use actix_web::web::{Data, Path, Query};
+use serde::Deserialize;
+
+use super::path_id;
+use crate::State;
+use crate::error::HttpError;
+use crate::json::{Deployment, Environment, Rollback};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    workflow_id: Option<i64>,
+    environment: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list(state: Data<State>, query: Query<ListQuery>) -> Result<HttpResponse, HttpError> {
+    let q = query.into_inner();
+    let rows = state
+        .client()
+        .list_deployments(proto::ListDeploymentsRequest {
+            workflow_id: q.workflow_id,
+            environment: q.environment,
+            limit: q.limit,
+        })
+        .await?
+        .into_inner()
+        .deployments;
+    let out: Vec<Deployment> = rows.into_iter().map(Deployment::from).collect();
+    Ok(HttpResponse::Ok().json(out))
+}
+
+pub async fn get(state: Data<State>, path: Path<String>) -> Result<HttpResponse, HttpError> {
+    let id = path_id(path, "deployment")?;
+    let d = state
+        .client()
+        .get_deployment(proto::GetDeploymentRequest { id })
+        .await?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(Deployment::from(d)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackQuery {
+    workflow_id: Option<i64>,
+    environment: Option<String>,
+}
+
+pub async fn rollbacks(
+    state: Data<State>,
+    query: Query<RollbackQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let q = query.into_inner();
+    let rows = state
+        .client()
+        .list_rollbacks(proto::ListRollbacksRequest {
+            workflow_id: q.workflow_id,
+            environment: q.environment,
+        })
+        .await?
+        .into_inner()
+        .rollbacks;
+    let out: Vec<Rollback> = rows.into_iter().map(Rollback::from).collect();
+    Ok(HttpResponse::Ok().json(out))
+}
+
+pub async fn environments(
+    state: Data<State>,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let workflow_id = path_id(path, "workflow")?;
+    let rows = state
+        .client()
+        .list_environments(proto::ListEnvironmentsRequest { workflow_id })
+        .await?
+        .into_inner()
+        .environments;
+    let out: Vec<Environment> = rows.into_iter().map(Environment::from).collect();
+    Ok(HttpResponse::Ok().json(out))
+}

@@ -1,0 +1,615 @@
+//! Deploys of a task's image to its environments, in promotion order, by
+//! the runner that holds the task: the orchestrator decides when an
+//! environment is free and records every change; this module starts the new
+//! container, probes its health, watches it, and rolls back by itself when
+//! a deploy goes wrong (`rollback: auto`).
+//!
+//! The `container` driver keeps the previous container, stopped and renamed
+//! `<name>.previous`, until the new one is healthy, so a rollback is a
+//! `docker start` of it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use domain::workflow::{ContainerTarget, DeploySpec, HealthCheck, RollbackMode, Target};
+use tokio::sync::watch;
+
+use crate::client::Lease;
+use crate::docker::{Docker, ServiceSpec};
+use crate::executor::{Context, human};
+use crate::process::Stop;
+use crate::ship::LogSink;
+
+/// How long a stopped container gets to exit before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How a deploy chain ended, for the task.
+pub enum Chain {
+    /// Every environment that had to be deployed is healthy (or waits for
+    /// approval, or was skipped).
+    Done,
+    /// A deploy failed: the task fails with this error.
+    Failed(String),
+    Cancelled,
+    Abandoned,
+}
+
+/// Why a deploy failed, and which event tells of it.
+struct Failure {
+    alert: &'static str,
+    error: String,
+}
+
+impl Failure {
+    fn deploy(error: String) -> Self {
+        Self {
+            alert: "deploy_failed",
+            error,
+        }
+    }
+
+    fn health(error: String) -> Self {
+        Self {
+            alert: "health_check_failed",
+            error,
+        }
+    }
+}
+
+/// What the chain needs from the task.
+pub struct Deploys<'a> {
+    pub ctx: &'a Context,
+    pub lease: &'a Lease,
+    pub sink: &'a LogSink,
+    pub branch: Option<&'a str>,
+    pub secrets: &'a HashMap<String, String>,
+    pub workflow: &'a str,
+    pub stop: watch::Receiver<Stop>,
+}
+
+impl Deploys<'_> {
+    /// Deploys `image` (`ref@digest`) to each environment in order; `first`
+    /// is the step position of the first `deploy:` step.
+    pub async fn run(&self, specs: &[DeploySpec], image: &str, first: i32) -> Chain {
+        let mut waiting = false;
+        for (i, spec) in specs.iter().enumerate() {
+            let position = first + i32::try_from(i).unwrap_or(0);
+            match *self.stop.borrow() {
+                Stop::Abort => return Chain::Abandoned,
+                Stop::Cancel => return Chain::Cancelled,
+                Stop::No => {}
+            }
+            let env = spec.environment.as_str();
+            if waiting || !spec.allows_branch(self.branch) {
+                let why = if waiting {
+                    "skipped: an earlier environment waits for approval".to_owned()
+                } else {
+                    format!("skipped: this branch does not deploy to {env}")
+                };
+                if !self.skip(position, &why).await {
+                    return Chain::Abandoned;
+                }
+                continue;
+            }
+            let created = self
+                .ctx
+                .client
+                .clone()
+                .create_deployment(self.lease, env, image, spec.auto)
+                .await;
+            let deployment = match created {
+                Ok(d) => d,
+                Err(e) if e.is_transient() => {
+                    return Chain::Failed(format!("cannot record the deploy to {env}: {e}"));
+                }
+                Err(_) => return Chain::Abandoned,
+            };
+            if !spec.auto {
+                let msg = format!(
+                    "{env} waits for approval: POST /api/tasks/{}/deploy {{\"environment\": \"{env}\"}}",
+                    self.lease.task_id
+                );
+                if !self.skip(position, &msg).await {
+                    return Chain::Abandoned;
+                }
+                waiting = true;
+                continue;
+            }
+            if !self.step(position, "running", None, None).await {
+                return Chain::Abandoned;
+            }
+            match self.deploy(spec, deployment.id, image, position).await {
+                Ok(()) => {
+                    if !self.step(position, "success", Some(0), None).await {
+                        return Chain::Abandoned;
+                    }
+                }
+                Err(Chain::Failed(error)) => {
+                    self.sink.line(position, &error);
+                    self.sink.flush().await;
+                    if !self
+                        .step(position, "failed", None, Some(error.clone()))
+                        .await
+                    {
+                        return Chain::Abandoned;
+                    }
+                    return Chain::Failed(error);
+                }
+                Err(Chain::Done) => {
+                    // Skipped as outdated.
+                    if !self.step(position, "skipped", None, None).await {
+                        return Chain::Abandoned;
+                    }
+                }
+                Err(other) => return other,
+            }
+        }
+        Chain::Done
+    }
+
+    async fn step(
+        &self,
+        position: i32,
+        status: &'static str,
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> bool {
+        self.ctx
+            .client
+            .clone()
+            .update_step(self.lease, position, status, exit_code, error)
+            .await
+            .is_ok()
+    }
+
+    async fn skip(&self, position: i32, why: &str) -> bool {
+        self.sink.line(position, why);
+        self.sink.flush().await;
+        self.step(position, "skipped", None, None).await
+    }
+
+    async fn advance(
+        &self,
+        id: i64,
+        event: &str,
+        error: Option<String>,
+        alert: Option<&str>,
+    ) -> bool {
+        self.ctx
+            .client
+            .clone()
+            .advance_deployment(self.lease, id, event, error, alert)
+            .await
+            .is_ok()
+    }
+
+    /// One environment: wait for it, deploy, verify, roll back on failure.
+    /// `Err(Chain::Done)` means skipped as outdated.
+    async fn deploy(
+        &self,
+        spec: &DeploySpec,
+        id: i64,
+        image: &str,
+        position: i32,
+    ) -> Result<(), Chain> {
+        let env = spec.environment.as_str();
+        let mut said_waiting = false;
+        let previous = loop {
+            let answer = self
+                .ctx
+                .client
+                .clone()
+                .start_deployment(self.lease, id)
+                .await;
+            match answer {
+                Ok(a) if a.outcome == "started" => break a.previous,
+                Ok(a) if a.outcome == "skipped" => {
+                    self.sink
+                        .line(position, "skipped: a newer version is already deployed");
+                    self.sink.flush().await;
+                    return Err(Chain::Done);
+                }
+                Ok(_) => {
+                    if !said_waiting {
+                        self.sink.line(
+                            position,
+                            &format!("waiting for the deploy running on {env} to end"),
+                        );
+                        said_waiting = true;
+                    }
+                }
+                Err(e) if e.is_transient() => {}
+                Err(_) => return Err(Chain::Abandoned),
+            }
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => {}
+            }
+            match *self.stop.borrow() {
+                Stop::Abort => return Err(Chain::Abandoned),
+                Stop::Cancel => return Err(Chain::Cancelled),
+                Stop::No => {}
+            }
+        };
+        let Some(docker) = &self.ctx.docker else {
+            let error = "this runner has no Docker Engine".to_owned();
+            self.advance(id, "fail", Some(error.clone()), Some("deploy_failed"))
+                .await;
+            return Err(Chain::Failed(format!("deploy to {env} failed: {error}")));
+        };
+        self.sink.line(
+            position,
+            &format!("deploying {image} to {env} (deployment {id})"),
+        );
+        let target = match &spec.target {
+            Target::Container(c) => c,
+            Target::Compose(_) => {
+                let error = "the compose driver is not available on this runner yet".to_owned();
+                self.advance(id, "fail", Some(error.clone()), Some("deploy_failed"))
+                    .await;
+                return Err(Chain::Failed(format!("deploy to {env} failed: {error}")));
+            }
+        };
+        let attempt = self.container_deploy(docker, spec, target, id, image, position);
+        let outcome = tokio::time::timeout(spec.timeout, attempt).await;
+        let failure = match outcome {
+            Err(_) => {
+                // Past its budget: stopped and left for a person, no rollback.
+                let _ = docker.stop_container(&target.name, STOP_GRACE).await;
+                let error = format!("deploy ran past its timeout of {}", human(spec.timeout));
+                self.advance(id, "time_out", Some(error.clone()), None)
+                    .await;
+                return Err(Chain::Failed(format!("deploy to {env} timed out: {error}")));
+            }
+            Ok(Ok(())) => {
+                if !self.advance(id, "succeed", None, None).await {
+                    return Err(Chain::Abandoned);
+                }
+                self.sink.line(position, &format!("{env} is healthy"));
+                self.sink.flush().await;
+                return Ok(());
+            }
+            Ok(Err(failure)) => failure,
+        };
+        self.sink.line(position, &failure.error);
+        if !self
+            .advance(id, "fail", Some(failure.error.clone()), Some(failure.alert))
+            .await
+        {
+            return Err(Chain::Abandoned);
+        }
+        if spec.rollback == RollbackMode::Auto {
+            self.roll_back(docker, spec, target, id, previous, failure.alert, position)
+                .await;
+        } else {
+            self.sink.line(
+                position,
+                "rollback: manual; the environment is left as it is",
+            );
+        }
+        self.sink.flush().await;
+        Err(Chain::Failed(format!(
+            "deploy to {env} failed: {}",
+            failure.error
+        )))
+    }
+
+    /// The `container` driver: park the old container, start the new one,
+    /// probe, watch.
+    async fn container_deploy(
+        &self,
+        docker: &Docker,
+        spec: &DeploySpec,
+        target: &ContainerTarget,
+        id: i64,
+        image: &str,
+        position: i32,
+    ) -> Result<(), Failure> {
+        let parked = format!("{}.previous", target.name);
+        if let Ok(Some(_)) = docker.container_state(&target.name).await {
+            // Only the last version is kept for a quick rollback.
+            let _ = docker.remove_container(&parked).await;
+            docker
+                .rename_container(&target.name, &parked)
+                .await
+                .map_err(|e| {
+                    Failure::deploy(format!("cannot set the running version aside: {e}"))
+                })?;
+            docker
+                .stop_container(&parked, STOP_GRACE)
+                .await
+                .map_err(|e| Failure::deploy(format!("cannot stop the running version: {e}")))?;
+            self.sink.line(
+                position,
+                &format!("stopped the running version (kept as {parked})"),
+            );
+        }
+        let service = self.service(spec, target, id, image)?;
+        docker
+            .start_service(&service)
+            .await
+            .map_err(|e| Failure::deploy(format!("container would not start: {e}")))?;
+        self.sink
+            .line(position, &format!("started {}", target.name));
+        if !self.advance(id, "verify", None, None).await {
+            return Err(Failure::deploy("the deploy's lease was lost".to_owned()));
+        }
+        self.verify(docker, &target.name, spec.health.as_ref(), position)
+            .await
+    }
+
+    fn service(
+        &self,
+        spec: &DeploySpec,
+        target: &ContainerTarget,
+        id: i64,
+        image: &str,
+    ) -> Result<ServiceSpec, Failure> {
+        let mut env = Vec::with_capacity(target.env.len() + 1);
+        for (k, v) in &target.env {
+            env.push((
+                k.clone(),
+                resolve(v, self.secrets).map_err(Failure::deploy)?,
+            ));
+        }
+        env.push(("SLIPWAY_IMAGE".to_owned(), image.to_owned()));
+        Ok(ServiceSpec {
+            name: target.name.clone(),
+            image: image.to_owned(),
+            env,
+            ports: target.ports.clone(),
+            volumes: target.volumes.clone(),
+            network: target.network.clone(),
+            restart: target.restart.clone(),
+            labels: vec![
+                ("slipway.workflow".to_owned(), self.workflow.to_owned()),
+                (
+                    "slipway.environment".to_owned(),
+                    spec.environment.to_string(),
+                ),
+                ("slipway.deployment".to_owned(), id.to_string()),
+            ],
+            ..ServiceSpec::default()
+        })
+    }
+
+    /// Probes until healthy or `timeout`, then keeps probing for `watch`.
+    /// A container that stops running fails at once.
+    async fn verify(
+        &self,
+        docker: &Docker,
+        name: &str,
+        health: Option<&HealthCheck>,
+        position: i32,
+    ) -> Result<(), Failure> {
+        let Some(health) = health else {
+            return running(docker, name).await;
+        };
+        let client = reqwest::Client::builder()
+            .timeout(health.interval.max(Duration::from_secs(1)))
+            .build()
+            .map_err(|e| Failure::deploy(format!("cannot probe health: {e}")))?;
+        let started = Instant::now();
+        let mut last: String;
+        loop {
+            running(docker, name).await?;
+            match probe(&client, &health.url).await {
+                Ok(status) if status == health.expect_status => break,
+                Ok(status) => last = format!("{status}"),
+                Err(e) => last = e,
+            }
+            if started.elapsed() >= health.timeout {
+                return Err(Failure::health(format!(
+                    "health check failed: {last} after {}",
+                    human(health.timeout)
+                )));
+            }
+            tokio::time::sleep(health.interval).await;
+        }
+        self.sink.line(
+            position,
+            &format!("healthy: {} answered {}", health.url, health.expect_status),
+        );
+        if health.watch.is_zero() {
+            return Ok(());
+        }
+        self.sink
+            .line(position, &format!("watching for {}", human(health.watch)));
+        let watched = Instant::now();
+        while watched.elapsed() < health.watch {
+            tokio::time::sleep(health.interval.min(health.watch)).await;
+            running(docker, name).await?;
+            match probe(&client, &health.url).await {
+                Ok(status) if status == health.expect_status => {}
+                Ok(status) => {
+                    return Err(Failure::health(format!(
+                        "health check failed during watch: {status}"
+                    )));
+                }
+                Err(e) => {
+                    return Err(Failure::health(format!(
+                        "health check failed during watch: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the previous healthy version back: the parked container when
+    /// there is one, else a new container from the previous digest.
+    #[allow(clippy::too_many_arguments)]
+    async fn roll_back(
+        &self,
+        docker: &Docker,
+        spec: &DeploySpec,
+        target: &ContainerTarget,
+        failed: i64,
+        previous: Option<proto::Deployment>,
+        reason: &str,
+        position: i32,
+    ) {
+        let parked = format!("{}.previous", target.name);
+        // The failed version gets no graceful drain: the previous one must
+        // answer again as soon as possible.
+        let _ = docker.remove_container(&target.name).await;
+        let Some(previous) = previous else {
+            self.sink.line(
+                position,
+                "rollback: no previous version; the environment is left stopped",
+            );
+            let _ = self
+                .ctx
+                .client
+                .clone()
+                .record_rollback(
+                    self.lease,
+                    failed,
+                    None,
+                    reason,
+                    false,
+                    Some("no previous version".to_owned()),
+                )
+                .await;
+            return;
+        };
+        self.sink.line(
+            position,
+            &format!(
+                "rolling back to deployment {} ({})",
+                previous.id, previous.image
+            ),
+        );
+        let restored = match docker.container_state(&parked).await {
+            Ok(Some(_)) => match docker.rename_container(&parked, &target.name).await {
+                Ok(()) => docker
+                    .start_container(&target.name)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            _ => match self.service(spec, target, previous.id, &previous.image) {
+                Ok(service) => docker
+                    .start_service(&service)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(f) => Err(f.error),
+            },
+        };
+        let result = match restored {
+            Ok(()) => self
+                .verify(docker, &target.name, spec.health.as_ref(), position)
+                .await
+                .map_err(|f| f.error),
+            Err(e) => Err(format!("cannot start the previous version: {e}")),
+        };
+        let (succeeded, error) = match result {
+            Ok(()) => {
+                self.sink
+                    .line(position, "rolled back: the previous version is healthy");
+                (true, None)
+            }
+            Err(e) => {
+                self.sink.line(position, &format!("rollback failed: {e}"));
+                (false, Some(e))
+            }
+        };
+        let _ = self
+            .ctx
+            .client
+            .clone()
+            .record_rollback(
+                self.lease,
+                failed,
+                Some(previous.id),
+                reason,
+                succeeded,
+                error,
+            )
+            .await;
+    }
+}
+
+/// Fails when the container is not running (it exited or vanished), with its
+/// exit code and last lines.
+async fn running(docker: &Docker, name: &str) -> Result<(), Failure> {
+    match docker.container_state(name).await {
+        Ok(Some(state)) if state.running => Ok(()),
+        Ok(Some(state)) => {
+            let tail = docker
+                .container_logs_tail(name, 5)
+                .await
+                .unwrap_or_default();
+            let code = state
+                .exit_code
+                .map_or_else(|| state.status.clone(), |c| format!("code {c}"));
+            Err(Failure::deploy(format!(
+                "container exited with {code}: {}",
+                tail.trim().replace('\n', " | ")
+            )))
+        }
+        Ok(None) => Err(Failure::deploy("the container is gone".to_owned())),
+        Err(e) => Err(Failure::deploy(format!(
+            "cannot inspect the container: {e}"
+        ))),
+    }
+}
+
+async fn probe(client: &reqwest::Client, url: &str) -> Result<u16, String> {
+    client
+        .get(url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| {
+            if e.is_timeout() {
+                "timeout".to_owned()
+            } else {
+                "connection refused or reset".to_owned()
+            }
+        })
+}
+
+/// `${{ secrets.NAME }}` placeholders in a target value, replaced by the
+/// secret's value.
+pub fn resolve(value: &str, secrets: &HashMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find("}}") else {
+            return Err(format!("unclosed placeholder in {value:?}"));
+        };
+        let inner = rest[start + 3..start + end].trim();
+        let name = inner
+            .strip_prefix("secrets.")
+            .ok_or_else(|| format!("unknown placeholder ${{{{ {inner} }}}}"))?;
+        let secret = secrets
+            .get(name)
+            .ok_or_else(|| format!("secret {name} is not available to this deploy"))?;
+        out.push_str(secret);
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_take_secret_values() {
+        let secrets = HashMap::from([("DB".to_owned(), "pw".to_owned())]);
+        assert_eq!(
+            resolve("postgres://u:${{ secrets.DB }}@db", &secrets).unwrap(),
+            "postgres://u:pw@db"
+        );
+        assert_eq!(resolve("plain", &secrets).unwrap(), "plain");
+        assert!(resolve("${{ secrets.NOPE }}", &secrets).is_err());
+        assert!(resolve("${{ env.X }}", &secrets).is_err());
+        assert!(resolve("${{ secrets.DB", &secrets).is_err());
+    }
+}

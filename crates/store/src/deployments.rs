@@ -1,0 +1,478 @@
+//! Deployments, rollbacks and environments. A deployment is created
+//! `pending` (or `awaiting_approval`) and starts only when its environment
+//! is free and no older deployment of it waits, so deploys of one
+//! environment never overlap and run oldest first; one older than the
+//! environment's current version is `skipped`. The environment's current
+//! deployment moves only when a deploy succeeded. Every status change goes
+//! through `domain::state::DeploymentStatus::apply` and writes its event.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+
+use domain::state::{DeploymentEvent, DeploymentStatus};
+
+use crate::events::{self, Event};
+use crate::schema::{deployments, environments, rollbacks, tasks};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = deployments)]
+pub struct DeploymentRow {
+    pub id: i64,
+    pub workflow_id: i64,
+    pub task_id: Option<i64>,
+    pub environment: String,
+    pub image: String,
+    pub status: String,
+    pub trigger: String,
+    pub previous_deployment_id: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl DeploymentRow {
+    pub fn status(&self) -> Result<DeploymentStatus> {
+        self.status
+            .parse()
+            .map_err(|e: domain::state::UnknownStatus| Error::Corrupt(e.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = rollbacks)]
+pub struct RollbackRow {
+    pub id: i64,
+    pub workflow_id: i64,
+    pub environment: String,
+    pub deployment_id: Option<i64>,
+    pub from_deployment_id: Option<i64>,
+    pub to_deployment_id: Option<i64>,
+    pub reason: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = environments)]
+pub struct EnvironmentRow {
+    pub workflow_id: i64,
+    pub name: String,
+    pub current_deployment_id: Option<i64>,
+    pub previous_deployment_id: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A deployment to create.
+#[derive(Debug, Clone)]
+pub struct NewDeployment {
+    pub workflow_id: i64,
+    pub task_id: Option<i64>,
+    pub environment: String,
+    pub image: String,
+    pub trigger: String,
+    /// False for an `auto: false` environment: it waits for approval.
+    pub auto: bool,
+}
+
+fn get_row(conn: &mut PgConnection, id: i64) -> Result<DeploymentRow> {
+    deployments::table
+        .find(id)
+        .select(DeploymentRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound)
+}
+
+fn lock_row(conn: &mut PgConnection, id: i64) -> Result<DeploymentRow> {
+    deployments::table
+        .find(id)
+        .for_update()
+        .select(DeploymentRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound)
+}
+
+/// The environment's row, created on first use, locked for the transaction.
+fn lock_environment(
+    conn: &mut PgConnection,
+    workflow_id: i64,
+    name: &str,
+) -> Result<EnvironmentRow> {
+    diesel::insert_into(environments::table)
+        .values((
+            environments::workflow_id.eq(workflow_id),
+            environments::name.eq(name),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(environments::table
+        .find((workflow_id, name))
+        .for_update()
+        .select(EnvironmentRow::as_select())
+        .first(conn)?)
+}
+
+fn event(
+    conn: &mut PgConnection,
+    kind: &str,
+    d: &DeploymentRow,
+    summary: String,
+    error: Option<&str>,
+) -> Result<()> {
+    events::emit(
+        conn,
+        &Event {
+            kind,
+            workflow_id: d.workflow_id,
+            task_id: d.task_id,
+            deployment_id: Some(d.id),
+            environment: Some(&d.environment),
+            summary,
+            error,
+        },
+    )?;
+    Ok(())
+}
+
+/// Creates a deployment: `pending`, or `awaiting_approval` (with its event).
+pub fn create(conn: &mut PgConnection, new: &NewDeployment) -> Result<DeploymentRow> {
+    conn.transaction(|conn| {
+        let mut status = DeploymentStatus::Pending;
+        if !new.auto {
+            status = status.apply(DeploymentEvent::HoldForApproval)?;
+        }
+        let row: DeploymentRow = diesel::insert_into(deployments::table)
+            .values((
+                deployments::workflow_id.eq(new.workflow_id),
+                deployments::task_id.eq(new.task_id),
+                deployments::environment.eq(&new.environment),
+                deployments::image.eq(&new.image),
+                deployments::status.eq(status.as_str()),
+                deployments::trigger.eq(&new.trigger),
+            ))
+            .returning(DeploymentRow::as_returning())
+            .get_result(conn)?;
+        if status == DeploymentStatus::AwaitingApproval {
+            let summary = format!("{} waits for approval to deploy", row.environment);
+            event(conn, "awaiting_approval", &row, summary, None)?;
+        }
+        Ok(row)
+    })
+}
+
+/// What asking to start a deployment came to.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// It is deploying now; `previous` is the environment's current one.
+    Started {
+        deployment: Box<DeploymentRow>,
+        previous: Option<Box<DeploymentRow>>,
+    },
+    /// Another deploy of the environment runs, or an older one waits.
+    Busy,
+    /// A newer version is already on the environment.
+    Skipped(DeploymentRow),
+}
+
+/// Starts a pending deployment when its environment is free and it is the
+/// oldest waiting; skips it when the environment already runs a version
+/// from a newer task.
+pub fn start(conn: &mut PgConnection, id: i64) -> Result<Start> {
+    conn.transaction(|conn| {
+        let probe = get_row(conn, id)?;
+        let env = lock_environment(conn, probe.workflow_id, &probe.environment)?;
+        let d = lock_row(conn, id)?;
+        let status = d.status()?;
+        let busy: i64 = deployments::table
+            .filter(deployments::workflow_id.eq(d.workflow_id))
+            .filter(deployments::environment.eq(&d.environment))
+            .filter(
+                deployments::status
+                    .eq_any([
+                        DeploymentStatus::Deploying.as_str(),
+                        DeploymentStatus::Verifying.as_str(),
+                    ])
+                    .or(deployments::status
+                        .eq(DeploymentStatus::Pending.as_str())
+                        .and(deployments::id.lt(d.id))),
+            )
+            .count()
+            .get_result(conn)?;
+        if busy > 0 {
+            return Ok(Start::Busy);
+        }
+        let previous = match env.current_deployment_id {
+            Some(current) => Some(get_row(conn, current)?),
+            None => None,
+        };
+        let outdated = match (&previous, d.task_id) {
+            (Some(p), Some(mine)) => {
+                p.task_id.is_some_and(|theirs| theirs > mine) && d.trigger == "auto"
+            }
+            _ => false,
+        };
+        let now = Utc::now();
+        if outdated {
+            let next = status.apply(DeploymentEvent::Skip)?;
+            let row = diesel::update(deployments::table.find(id))
+                .set((
+                    deployments::status.eq(next.as_str()),
+                    deployments::finished_at.eq(now),
+                    deployments::error.eq("outdated: a newer version is already deployed"),
+                ))
+                .returning(DeploymentRow::as_returning())
+                .get_result(conn)?;
+            return Ok(Start::Skipped(row));
+        }
+        let next = status.apply(DeploymentEvent::Start)?;
+        let row: DeploymentRow = diesel::update(deployments::table.find(id))
+            .set((
+                deployments::status.eq(next.as_str()),
+                deployments::started_at.eq(now),
+                deployments::previous_deployment_id.eq(env.current_deployment_id),
+            ))
+            .returning(DeploymentRow::as_returning())
+            .get_result(conn)?;
+        let summary = format!("deploying {} to {}", row.image, row.environment);
+        event(conn, "deploy_started", &row, summary, None)?;
+        Ok(Start::Started {
+            deployment: Box::new(row),
+            previous: previous.map(Box::new),
+        })
+    })
+}
+
+/// A status change reported by the runner doing the deploy. `alert` is the
+/// event to record for a failure (`deploy_failed` or `health_check_failed`).
+pub fn advance(
+    conn: &mut PgConnection,
+    id: i64,
+    change: DeploymentEvent,
+    error: Option<&str>,
+    alert: Option<&str>,
+) -> Result<DeploymentRow> {
+    conn.transaction(|conn| {
+        let probe = get_row(conn, id)?;
+        let env = lock_environment(conn, probe.workflow_id, &probe.environment)?;
+        let d = lock_row(conn, id)?;
+        let next = d.status()?.apply(change)?;
+        let now = Utc::now();
+        let finished = next.is_finished().then_some(now);
+        let row: DeploymentRow = diesel::update(deployments::table.find(id))
+            .set((
+                deployments::status.eq(next.as_str()),
+                deployments::error.eq(error.or(d.error.as_deref())),
+                deployments::finished_at.eq(finished.or(d.finished_at)),
+            ))
+            .returning(DeploymentRow::as_returning())
+            .get_result(conn)?;
+        match change {
+            DeploymentEvent::Succeed => {
+                diesel::update(environments::table.find((row.workflow_id, &row.environment)))
+                    .set((
+                        environments::previous_deployment_id.eq(env.current_deployment_id),
+                        environments::current_deployment_id.eq(row.id),
+                        environments::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                let summary = format!("{} is healthy on {}", row.image, row.environment);
+                event(conn, "deploy_succeeded", &row, summary, None)?;
+            }
+            DeploymentEvent::Fail => {
+                let kind = alert.unwrap_or("deploy_failed");
+                let summary = format!("deploy of {} to {} failed", row.image, row.environment);
+                event(conn, kind, &row, summary, error)?;
+            }
+            DeploymentEvent::TimeOut => {
+                let summary = format!(
+                    "deploy to {} ran past its timeout; left for a person",
+                    row.environment
+                );
+                event(conn, "deploy_timeout", &row, summary, error)?;
+            }
+            _ => {}
+        }
+        Ok(row)
+    })
+}
+
+/// A rollback of a failed deployment to `to` (the previous healthy one);
+/// when it succeeded the failed deployment becomes `rolled_back`.
+pub fn record_rollback(
+    conn: &mut PgConnection,
+    failed_id: i64,
+    to: Option<i64>,
+    reason: &str,
+    succeeded: bool,
+    error: Option<&str>,
+) -> Result<RollbackRow> {
+    conn.transaction(|conn| {
+        let failed = lock_row(conn, failed_id)?;
+        let now = Utc::now();
+        let status = if succeeded { "succeeded" } else { "failed" };
+        let row: RollbackRow = diesel::insert_into(rollbacks::table)
+            .values((
+                rollbacks::workflow_id.eq(failed.workflow_id),
+                rollbacks::environment.eq(&failed.environment),
+                rollbacks::deployment_id.eq(failed.id),
+                rollbacks::from_deployment_id.eq(failed.id),
+                rollbacks::to_deployment_id.eq(to),
+                rollbacks::reason.eq(reason),
+                rollbacks::status.eq(status),
+                rollbacks::error.eq(error),
+                rollbacks::finished_at.eq(now),
+            ))
+            .returning(RollbackRow::as_returning())
+            .get_result(conn)?;
+        if succeeded {
+            let next = failed.status()?.apply(DeploymentEvent::RollBack)?;
+            diesel::update(deployments::table.find(failed.id))
+                .set(deployments::status.eq(next.as_str()))
+                .execute(conn)?;
+        }
+        let summary = match (succeeded, to) {
+            (true, Some(to)) => format!("{} rolled back to deployment {to}", failed.environment),
+            (false, Some(to)) => format!(
+                "rollback of {} to deployment {to} failed",
+                failed.environment
+            ),
+            (_, None) => format!(
+                "{} has no previous version to roll back to; it is left stopped",
+                failed.environment
+            ),
+        };
+        event(conn, "rolled_back", &failed, summary, error)?;
+        Ok(row)
+    })
+}
+
+pub fn get(conn: &mut PgConnection, id: i64) -> Result<(DeploymentRow, Option<RollbackRow>)> {
+    let d = get_row(conn, id)?;
+    let rollback = rollbacks::table
+        .filter(rollbacks::deployment_id.eq(id))
+        .order(rollbacks::id.desc())
+        .select(RollbackRow::as_select())
+        .first(conn)
+        .optional()?;
+    Ok((d, rollback))
+}
+
+fn with_rollbacks(
+    conn: &mut PgConnection,
+    rows: Vec<DeploymentRow>,
+) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>> {
+    let ids: Vec<i64> = rows.iter().map(|d| d.id).collect();
+    let all: Vec<RollbackRow> = rollbacks::table
+        .filter(rollbacks::deployment_id.eq_any(&ids))
+        .order(rollbacks::id.desc())
+        .select(RollbackRow::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|d| {
+            let r = all.iter().find(|r| r.deployment_id == Some(d.id)).cloned();
+            (d, r)
+        })
+        .collect())
+}
+
+/// A task's deployments, in the order they were made.
+pub fn for_task(
+    conn: &mut PgConnection,
+    task_id: i64,
+) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>> {
+    let rows = deployments::table
+        .filter(deployments::task_id.eq(task_id))
+        .order(deployments::id.asc())
+        .select(DeploymentRow::as_select())
+        .load(conn)?;
+    with_rollbacks(conn, rows)
+}
+
+/// Deployments, newest first.
+pub fn list(
+    conn: &mut PgConnection,
+    workflow_id: Option<i64>,
+    environment: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>> {
+    let mut query = deployments::table
+        .select(DeploymentRow::as_select())
+        .order(deployments::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(w) = workflow_id {
+        query = query.filter(deployments::workflow_id.eq(w));
+    }
+    if let Some(e) = environment {
+        query = query.filter(deployments::environment.eq(e.to_owned()));
+    }
+    let rows = query.load(conn)?;
+    with_rollbacks(conn, rows)
+}
+
+/// Rollbacks, newest first.
+pub fn rollbacks(
+    conn: &mut PgConnection,
+    workflow_id: Option<i64>,
+    environment: Option<&str>,
+) -> Result<Vec<RollbackRow>> {
+    let mut query = rollbacks::table
+        .select(RollbackRow::as_select())
+        .order(rollbacks::id.desc())
+        .limit(500)
+        .into_boxed();
+    if let Some(w) = workflow_id {
+        query = query.filter(rollbacks::workflow_id.eq(w));
+    }
+    if let Some(e) = environment {
+        query = query.filter(rollbacks::environment.eq(e.to_owned()));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// An environment with its current and previous deployments.
+pub type EnvironmentView = (EnvironmentRow, Option<DeploymentRow>, Option<DeploymentRow>);
+
+/// A workflow's environments with their current and previous deployments.
+pub fn environments(conn: &mut PgConnection, workflow_id: i64) -> Result<Vec<EnvironmentView>> {
+    let envs: Vec<EnvironmentRow> = environments::table
+        .filter(environments::workflow_id.eq(workflow_id))
+        .order(environments::name.asc())
+        .select(EnvironmentRow::as_select())
+        .load(conn)?;
+    let mut out = Vec::with_capacity(envs.len());
+    for env in envs {
+        let current = env
+            .current_deployment_id
+            .map(|id| get_row(conn, id))
+            .transpose()?;
+        let previous = env
+            .previous_deployment_id
+            .map(|id| get_row(conn, id))
+            .transpose()?;
+        out.push((env, current, previous));
+    }
+    Ok(out)
+}
+
+/// Checks that `task_id` is held with `token`, for deploy reports made
+/// under a task's lease.
+pub fn check_task_lease(conn: &mut PgConnection, task_id: i64, token: &str) -> Result<()> {
+    conn.transaction(|conn| crate::tasks::lock_leased(conn, task_id, token).map(|_| ()))
+}
+
+/// The workflow of a task, for deployments created under its lease.
+pub fn task_workflow(conn: &mut PgConnection, task_id: i64) -> Result<i64> {
+    tasks::table
+        .find(task_id)
+        .select(tasks::workflow_id)
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound)
+}

@@ -1,0 +1,4 @@
+DROP TABLE events;
+DROP TABLE environments;
+DROP TABLE rollbacks;
+DROP TABLE deployments;
