@@ -349,6 +349,8 @@ fn print_banner(addr: &str, env: &BTreeMap<String, String>, example: &Example) {
         format!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/tasks/{task}"),
         format!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/tasks/{task}/logs"),
         String::new(),
+        "Once it is green, the app answers on dev: curl http://127.0.0.1:18081/health".to_owned(),
+        String::new(),
         "Push to that repository and deliver a webhook to".to_owned(),
         format!("http://{addr}/api/webhooks/github or /api/webhooks/gitlab."),
         "Ctrl-C stops everything.".to_owned(),
