@@ -156,6 +156,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/workflows/{id}/environments",
                     web::get().to(api::deployments::environments),
                 )
+                .route(
+                    "/workflows/{id}/environments/{env}/rollback",
+                    web::post().to(api::deployments::rollback),
+                )
+                .route(
+                    "/tasks/{id}/deploy",
+                    web::post().to(api::deployments::deploy_task),
+                )
                 .route("/deployments", web::get().to(api::deployments::list))
                 .route("/deployments/{id}", web::get().to(api::deployments::get))
                 .route("/rollbacks", web::get().to(api::deployments::rollbacks))

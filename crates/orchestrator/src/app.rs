@@ -80,6 +80,8 @@ pub struct Claim {
     pub secrets: HashMap<String, String>,
     pub registry_username: Option<String>,
     pub registry_password: Option<String>,
+    /// The deployment a deploy-only task carries out.
+    pub deployment: Option<DeploymentRow>,
 }
 
 pub(crate) fn internal(err: impl std::fmt::Display) -> ApiError {
@@ -308,6 +310,7 @@ impl App {
             message: trigger.message.clone(),
             author: trigger.author.clone(),
             delivery_id: trigger.delivery_id.clone(),
+            deployment_id: None,
         }
     }
 
@@ -549,6 +552,59 @@ impl App {
         .await
     }
 
+    pub async fn deploy_task(
+        &self,
+        task_id: i64,
+        environment: String,
+    ) -> Result<(i64, i64), ApiError> {
+        let detail = self.get_task(task_id).await?;
+        let definition = {
+            let (w, v) = (detail.task.workflow_id, detail.task.workflow_version);
+            self.db("workflow", move |conn| {
+                store::workflows::definition(conn, w, v)
+            })
+            .await?
+        };
+        let spec = self.spec(
+            detail.task.workflow_id,
+            detail.task.workflow_version,
+            &definition,
+        )?;
+        if !spec
+            .deploy
+            .iter()
+            .any(|d| d.environment.as_str() == environment)
+        {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("workflow {} has no environment {environment}", spec.name),
+            ));
+        }
+        let (deployment, carrier) = self
+            .db(&format!("task {task_id}"), move |conn| {
+                store::deployments::request_deploy(conn, task_id, &environment)
+            })
+            .await?;
+        self.queued();
+        Ok((deployment.id, carrier))
+    }
+
+    pub async fn rollback_environment(
+        &self,
+        workflow_id: i64,
+        environment: String,
+        to: Option<i64>,
+    ) -> Result<(i64, i64, i64), ApiError> {
+        let (rollback, deployment, carrier) = self
+            .db(&format!("workflow {workflow_id}"), move |conn| {
+                store::workflows::live(conn, workflow_id)?;
+                store::deployments::request_rollback(conn, workflow_id, &environment, to)
+            })
+            .await?;
+        self.queued();
+        Ok((rollback.id, deployment.id, carrier))
+    }
+
     pub async fn create_deployment(
         &self,
         task_id: i64,
@@ -709,6 +765,10 @@ impl App {
         let detail = self.get_task(task_id).await?;
         self.changed(task_id);
         let repo = spec.repo.to_string();
+        let deployment = match detail.task.deployment_id {
+            Some(id) => Some(self.get_deployment(id).await?.0),
+            None => None,
+        };
         Ok(Claim {
             token,
             detail,
@@ -717,6 +777,7 @@ impl App {
             secrets,
             registry_username,
             registry_password,
+            deployment,
         })
     }
 

@@ -115,36 +115,53 @@ impl Deploys<'_> {
                 waiting = true;
                 continue;
             }
-            if !self.step(position, "running", None, None).await {
-                return Chain::Abandoned;
-            }
-            match self.deploy(spec, deployment.id, image, position).await {
-                Ok(()) => {
-                    if !self.step(position, "success", Some(0), None).await {
-                        return Chain::Abandoned;
-                    }
-                }
-                Err(Chain::Failed(error)) => {
-                    self.sink.line(position, &error);
-                    self.sink.flush().await;
-                    if !self
-                        .step(position, "failed", None, Some(error.clone()))
-                        .await
-                    {
-                        return Chain::Abandoned;
-                    }
-                    return Chain::Failed(error);
-                }
-                Err(Chain::Done) => {
-                    // Skipped as outdated.
-                    if !self.step(position, "skipped", None, None).await {
-                        return Chain::Abandoned;
-                    }
-                }
-                Err(other) => return other,
+            if let Some(end) = self.one(spec, deployment.id, image, position).await {
+                return end;
             }
         }
         Chain::Done
+    }
+
+    /// Carries out an existing deployment (a deploy-only task: an approval,
+    /// a re-deploy, a manual rollback) as the step at `position`.
+    pub async fn run_existing(
+        &self,
+        spec: &DeploySpec,
+        id: i64,
+        image: &str,
+        position: i32,
+    ) -> Chain {
+        self.one(spec, id, image, position)
+            .await
+            .unwrap_or(Chain::Done)
+    }
+
+    /// One environment as one step; `Some` when the chain must stop.
+    async fn one(&self, spec: &DeploySpec, id: i64, image: &str, position: i32) -> Option<Chain> {
+        if !self.step(position, "running", None, None).await {
+            return Some(Chain::Abandoned);
+        }
+        match self.deploy(spec, id, image, position).await {
+            Ok(()) => {
+                (!self.step(position, "success", Some(0), None).await).then_some(Chain::Abandoned)
+            }
+            Err(Chain::Failed(error)) => {
+                self.sink.line(position, &error);
+                self.sink.flush().await;
+                if !self
+                    .step(position, "failed", None, Some(error.clone()))
+                    .await
+                {
+                    return Some(Chain::Abandoned);
+                }
+                Some(Chain::Failed(error))
+            }
+            // Skipped as outdated.
+            Err(Chain::Done) => {
+                (!self.step(position, "skipped", None, None).await).then_some(Chain::Abandoned)
+            }
+            Err(other) => Some(other),
+        }
     }
 
     async fn step(

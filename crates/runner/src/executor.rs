@@ -322,6 +322,35 @@ async fn run(
     let sink = LogSink::start(ctx.client.clone(), lease.clone());
     let masker = Masker::new(c.secrets.values());
 
+    // ---- a deploy-only task: an approval, a re-deploy, a manual rollback ----
+    if let (Some(id), Some(image), Some(env)) = (
+        c.deployment_id,
+        &c.deployment_image,
+        &c.deployment_environment,
+    ) {
+        let Some(deploy) = spec.deploy.iter().find(|d| d.environment.as_str() == env) else {
+            let e = format!("the workflow has no environment {env}");
+            return fail_step(ctx, &sink, lease, 0, e).await;
+        };
+        let deploys = Deploys {
+            ctx,
+            lease,
+            sink: &sink,
+            branch: c.branch.as_deref(),
+            secrets: &c.secrets,
+            workflow: &c.workflow,
+            stop: stop.clone(),
+        };
+        let end = deploys.run_existing(deploy, id, image, 0).await;
+        sink.flush().await;
+        return match end {
+            Chain::Done => End::Success,
+            Chain::Failed(e) => End::Failed(e),
+            Chain::Cancelled => End::Cancelled,
+            Chain::Abandoned => End::Abandoned,
+        };
+    }
+
     // ---- clone ----
     if !step(ctx, lease, 0, "running", None, None).await {
         return End::Abandoned;

@@ -238,6 +238,7 @@ async fn deploys_are_health_gated_and_rolled_back_by_themselves() {
         .list_containers(&[
             ("slipway.environment", "dev"),
             ("slipway.deployment", &v1_id.to_string()),
+            ("slipway.workflow", "deployed"),
         ])
         .await
         .expect("list");
@@ -246,4 +247,244 @@ async fn deploys_are_health_gated_and_rolled_back_by_themselves() {
         1,
         "the running container carries the slipway labels"
     );
+}
+
+/// Pushes the app with `health` as its /health body; returns the task.
+async fn push_app(
+    stack: &Stack,
+    repo: &GitRepo,
+    health: &str,
+    delivery: &str,
+) -> serde_json::Value {
+    let files = app(Some(health), None);
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let sha = repo.commit("main", &files, delivery);
+    let (status, body) = stack
+        .github(
+            "push",
+            delivery,
+            &github_push(
+                &repo.url,
+                "refs/heads/main",
+                &sha,
+                delivery,
+                &["www/health"],
+            ),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let task_id = body["task_ids"][0].as_i64().expect("task");
+    stack.wait_finished(task_id).await
+}
+
+async fn wait_deployment(stack: &Stack, id: i64) -> serde_json::Value {
+    let until = std::time::Instant::now() + test_support::DEADLINE;
+    loop {
+        let (status, d) = stack.get(&format!("/api/deployments/{id}")).await;
+        assert_eq!(status, 200, "{d}");
+        let done = matches!(
+            d["status"].as_str(),
+            Some("succeeded" | "failed" | "rolled_back" | "timed_out" | "skipped")
+        );
+        if done {
+            return d;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "deployment {id} did not finish: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_environment_waits_for_approval_then_deploys() {
+    let docker = images::docker();
+    images::busybox(&docker).await;
+    let stack = Stack::start().await;
+    let repo = GitRepo::new();
+    let (dev_port, prod_port) = (free_port(), free_port());
+    let dev = format!("slipway-e2e-adev-{dev_port}");
+    let prod = format!("slipway-e2e-aprod-{prod_port}");
+    let _cleanup = Cleanup(vec![
+        dev.clone(),
+        format!("{dev}.previous"),
+        prod.clone(),
+        format!("{prod}.previous"),
+    ]);
+    stack
+        .create_workflow(&format!(
+            "name: approved\nrepo: {repo}\nimage:\n  name: slipway-e2e/approved-{dev_port}\ndeploy:\n  - environment: dev\n    target: {{ container: {{ name: {dev}, ports: [\"127.0.0.1:{dev_port}:8080\"] }} }}\n    health: {{ url: \"http://127.0.0.1:{dev_port}/health\", interval: 200ms, timeout: 5s }}\n  - environment: prod\n    auto: false\n    target: {{ container: {{ name: {prod}, ports: [\"127.0.0.1:{prod_port}:8080\"] }} }}\n    health: {{ url: \"http://127.0.0.1:{prod_port}/health\", interval: 200ms, timeout: 5s }}\n",
+            repo = repo.url
+        ))
+        .await;
+    let task = push_app(&stack, &repo, "v1\n", "a1").await;
+    assert_eq!(task["status"], "success", "{task:#}");
+    let task_id = task["id"].as_i64().expect("id");
+    assert_eq!(task["deployments"][0]["status"], "succeeded");
+    let waiting = &task["deployments"][1];
+    assert_eq!(waiting["environment"], "prod");
+    assert_eq!(waiting["status"], "awaiting_approval", "{task:#}");
+    assert_eq!(step(&task, "deploy:prod")["status"], "skipped");
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{prod_port}/health")).await,
+        None
+    );
+    let waiting_id = waiting["id"].as_i64().expect("id");
+    assert_eq!(events_of(&stack, waiting_id), ["awaiting_approval"]);
+
+    let (status, body) = stack
+        .post(
+            &format!("/api/tasks/{task_id}/deploy"),
+            serde_json::json!({"environment": "prod"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        body["deployment_id"], waiting_id,
+        "the waiting deployment is the one approved"
+    );
+    let d = wait_deployment(&stack, waiting_id).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    assert_eq!(d["trigger"], "approval");
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{prod_port}/health")).await,
+        Some((200, "v1\n".to_owned()))
+    );
+    let carrier = stack
+        .wait_finished(body["task_id"].as_i64().expect("task"))
+        .await;
+    assert_eq!(carrier["status"], "success");
+    assert_eq!(carrier["trigger"], "deploy");
+
+    let (status, _) = stack
+        .post(
+            &format!("/api/tasks/{task_id}/deploy"),
+            serde_json::json!({"environment": "staging"}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = stack
+        .post(
+            &format!("/api/tasks/{task_id}/deploy"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_rollback_puts_the_previous_version_back() {
+    let docker = images::docker();
+    images::busybox(&docker).await;
+    let stack = Stack::start().await;
+    let repo = GitRepo::new();
+    let port = free_port();
+    let name = format!("slipway-e2e-rb-{port}");
+    let _cleanup = Cleanup(vec![name.clone(), format!("{name}.previous")]);
+    let workflow_id = stack
+        .create_workflow(&format!(
+            "name: rolled\nrepo: {repo}\nimage:\n  name: slipway-e2e/rolled-{port}\ndeploy:\n  - environment: dev\n    target: {{ container: {{ name: {name}, ports: [\"127.0.0.1:{port}:8080\"] }} }}\n    health: {{ url: \"http://127.0.0.1:{port}/health\", interval: 200ms, timeout: 5s }}\n",
+            repo = repo.url
+        ))
+        .await;
+    let health = format!("http://127.0.0.1:{port}/health");
+    let (status, _) = stack
+        .post(
+            &format!("/api/workflows/{workflow_id}/environments/dev/rollback"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "nothing to roll back to yet");
+
+    let v1 = push_app(&stack, &repo, "v1\n", "r1").await;
+    assert_eq!(v1["status"], "success", "{v1:#}");
+    let v2 = push_app(&stack, &repo, "v2\n", "r2").await;
+    assert_eq!(v2["status"], "success", "{v2:#}");
+    assert_eq!(get(&health).await, Some((200, "v2\n".to_owned())));
+
+    let (status, body) = stack
+        .post(
+            &format!("/api/workflows/{workflow_id}/environments/dev/rollback"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let deployment_id = body["deployment_id"].as_i64().expect("deployment");
+    let d = wait_deployment(&stack, deployment_id).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    assert_eq!(d["trigger"], "rollback");
+    assert_eq!(d["image"], v1["deployments"][0]["image"]);
+    assert_eq!(get(&health).await, Some((200, "v1\n".to_owned())));
+    let (_, rollbacks) = stack
+        .get(&format!(
+            "/api/rollbacks?workflow_id={workflow_id}&environment=dev"
+        ))
+        .await;
+    let r = &rollbacks[0];
+    assert_eq!(r["id"], body["rollback_id"]);
+    assert_eq!(r["reason"], "manual");
+    assert_eq!(r["status"], "succeeded", "{rollbacks}");
+    assert_eq!(r["to_deployment_id"], v1["deployments"][0]["id"]);
+    let (_, envs) = stack
+        .get(&format!("/api/workflows/{workflow_id}/environments"))
+        .await;
+    assert_eq!(envs[0]["current"]["id"], deployment_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_of_one_environment_never_overlap() {
+    let docker = images::docker();
+    images::busybox(&docker).await;
+    let stack = Stack::start().await;
+    let repo = GitRepo::new();
+    let port = free_port();
+    let name = format!("slipway-e2e-q-{port}");
+    let _cleanup = Cleanup(vec![name.clone(), format!("{name}.previous")]);
+    let workflow_id = stack
+        .create_workflow(&format!(
+            "name: queued\nrepo: {repo}\nimage:\n  name: slipway-e2e/queued-{port}\ndeploy:\n  - environment: dev\n    target: {{ container: {{ name: {name}, ports: [\"127.0.0.1:{port}:8080\"] }} }}\n    health: {{ url: \"http://127.0.0.1:{port}/health\", interval: 200ms, timeout: 5s, watch: 1s }}\n",
+            repo = repo.url
+        ))
+        .await;
+    // Two pushes at once: two tasks build and reach the deploy together.
+    let mut task_ids = Vec::new();
+    for (i, health) in ["q1\n", "q2\n"].iter().enumerate() {
+        let files = app(Some(health), None);
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+        let sha = repo.commit("main", &files, health.trim());
+        let delivery = format!("q{i}");
+        let (_, body) = stack
+            .github(
+                "push",
+                &delivery,
+                &github_push(&repo.url, "refs/heads/main", &sha, "q", &["www/health"]),
+            )
+            .await;
+        task_ids.push(body["task_ids"][0].as_i64().expect("task"));
+    }
+    for id in &task_ids {
+        stack.wait_finished(*id).await;
+    }
+    let (_, list) = stack
+        .get(&format!("/api/deployments?workflow_id={workflow_id}"))
+        .await;
+    let mut deployments: Vec<serde_json::Value> = list.as_array().expect("list").clone();
+    deployments.reverse();
+    assert_eq!(deployments.len(), 2, "{list}");
+    let ran: Vec<&serde_json::Value> = deployments
+        .iter()
+        .filter(|d| d["status"] == "succeeded")
+        .collect();
+    if ran.len() == 2 {
+        let first_end = ran[0]["finished_at"].as_str().expect("end");
+        let second_start = ran[1]["started_at"].as_str().expect("start");
+        assert!(first_end <= second_start, "they overlapped: {list}");
+    } else {
+        // The newer one went first; the older one was then outdated.
+        assert!(
+            deployments.iter().any(|d| d["status"] == "skipped"),
+            "{list}"
+        );
+    }
 }

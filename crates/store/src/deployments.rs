@@ -54,6 +54,7 @@ pub struct RollbackRow {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    pub via_deployment_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -272,6 +273,13 @@ pub fn advance(
             .returning(DeploymentRow::as_returning())
             .get_result(conn)?;
         match change {
+            DeploymentEvent::Succeed => finish_manual_rollback(conn, &row, true, None)?,
+            DeploymentEvent::Fail | DeploymentEvent::TimeOut => {
+                finish_manual_rollback(conn, &row, false, error)?
+            }
+            _ => {}
+        }
+        match change {
             DeploymentEvent::Succeed => {
                 diesel::update(environments::table.find((row.workflow_id, &row.environment)))
                     .set((
@@ -475,4 +483,194 @@ pub fn task_workflow(conn: &mut PgConnection, task_id: i64) -> Result<i64> {
         .first(conn)
         .optional()?
         .ok_or(Error::NotFound)
+}
+
+/// `registry/name@sha256:...` from a task's pushed reference and digest.
+fn by_digest(reference: &str, digest: &str) -> String {
+    let repository = match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => reference,
+    };
+    format!("{repository}@{digest}")
+}
+
+fn deploy_task(
+    conn: &mut PgConnection,
+    task: &crate::tasks::TaskRow,
+    deployment: &DeploymentRow,
+    trigger: &str,
+) -> Result<i64> {
+    let new = crate::tasks::NewTask {
+        workflow_id: task.workflow_id,
+        workflow_version: task.workflow_version,
+        status: domain::state::TaskStatus::Pending.as_str().to_owned(),
+        trigger: trigger.to_owned(),
+        attempt: 1,
+        retry_of: None,
+        branch: task.branch.clone(),
+        tag: task.tag.clone(),
+        commit_sha: task.commit_sha.clone(),
+        message: task.message.clone(),
+        author: task.author.clone(),
+        delivery_id: None,
+        deployment_id: Some(deployment.id),
+    };
+    crate::tasks::create(conn, &new, &[format!("deploy:{}", deployment.environment)])
+}
+
+fn task_row(conn: &mut PgConnection, id: i64) -> Result<crate::tasks::TaskRow> {
+    tasks::table
+        .find(id)
+        .select(crate::tasks::TaskRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound)
+}
+
+/// Deploys a task's image to `environment`: approves the deployment that
+/// waits there for this task, or makes a new one (a re-deploy), and queues
+/// the deploy-only task that carries it out. Returns the deployment and the
+/// task's id.
+pub fn request_deploy(
+    conn: &mut PgConnection,
+    task_id: i64,
+    environment: &str,
+) -> Result<(DeploymentRow, i64)> {
+    conn.transaction(|conn| {
+        let task = task_row(conn, task_id)?;
+        let (Some(reference), Some(digest)) = (&task.image_reference, &task.image_digest) else {
+            return Err(Error::Conflict(format!(
+                "task {task_id} has no image to deploy"
+            )));
+        };
+        lock_environment(conn, task.workflow_id, environment)?;
+        let waiting: Option<DeploymentRow> = deployments::table
+            .filter(deployments::task_id.eq(task_id))
+            .filter(deployments::environment.eq(environment))
+            .filter(deployments::status.eq(DeploymentStatus::AwaitingApproval.as_str()))
+            .order(deployments::id.desc())
+            .for_update()
+            .select(DeploymentRow::as_select())
+            .first(conn)
+            .optional()?;
+        let deployment = match waiting {
+            Some(d) => {
+                let next = d.status()?.apply(DeploymentEvent::Approve)?;
+                diesel::update(deployments::table.find(d.id))
+                    .set((
+                        deployments::status.eq(next.as_str()),
+                        deployments::trigger.eq("approval"),
+                    ))
+                    .returning(DeploymentRow::as_returning())
+                    .get_result(conn)?
+            }
+            None => create(
+                conn,
+                &NewDeployment {
+                    workflow_id: task.workflow_id,
+                    task_id: Some(task_id),
+                    environment: environment.to_owned(),
+                    image: by_digest(reference, digest),
+                    trigger: "manual".to_owned(),
+                    auto: true,
+                },
+            )?,
+        };
+        let carrier = deploy_task(conn, &task, &deployment, "deploy")?;
+        Ok((deployment, carrier))
+    })
+}
+
+/// Rolls an environment back to `to`, or to its previous healthy
+/// deployment: a new deployment of that version, carried out by a
+/// deploy-only task, with a manual rollback record. Returns the rollback,
+/// the deployment and the task's id.
+pub fn request_rollback(
+    conn: &mut PgConnection,
+    workflow_id: i64,
+    environment: &str,
+    to: Option<i64>,
+) -> Result<(RollbackRow, DeploymentRow, i64)> {
+    conn.transaction(|conn| {
+        let env = lock_environment(conn, workflow_id, environment)?;
+        let Some(target_id) = to.or(env.previous_deployment_id) else {
+            return Err(Error::Conflict(format!(
+                "{environment} has no previous deployment to roll back to"
+            )));
+        };
+        let target = get_row(conn, target_id)?;
+        if target.workflow_id != workflow_id || target.environment != environment {
+            return Err(Error::Conflict(format!(
+                "deployment {target_id} is not a deployment of {environment}"
+            )));
+        }
+        let healthy_once = matches!(target.status()?, DeploymentStatus::Succeeded);
+        if !healthy_once {
+            return Err(Error::Conflict(format!(
+                "deployment {target_id} was never healthy"
+            )));
+        }
+        let Some(target_task) = target.task_id else {
+            return Err(Error::Conflict(format!(
+                "deployment {target_id} has no task"
+            )));
+        };
+        let task = task_row(conn, target_task)?;
+        let deployment = create(
+            conn,
+            &NewDeployment {
+                workflow_id,
+                task_id: Some(target_task),
+                environment: environment.to_owned(),
+                image: target.image.clone(),
+                trigger: "rollback".to_owned(),
+                auto: true,
+            },
+        )?;
+        let rollback: RollbackRow = diesel::insert_into(rollbacks::table)
+            .values((
+                rollbacks::workflow_id.eq(workflow_id),
+                rollbacks::environment.eq(environment),
+                rollbacks::from_deployment_id.eq(env.current_deployment_id),
+                rollbacks::to_deployment_id.eq(target_id),
+                rollbacks::reason.eq("manual"),
+                rollbacks::status.eq("running"),
+                rollbacks::via_deployment_id.eq(deployment.id),
+            ))
+            .returning(RollbackRow::as_returning())
+            .get_result(conn)?;
+        let carrier = deploy_task(conn, &task, &deployment, "rollback")?;
+        Ok((rollback, deployment, carrier))
+    })
+}
+
+/// Ends the manual rollback a deployment carries out, if any.
+fn finish_manual_rollback(
+    conn: &mut PgConnection,
+    d: &DeploymentRow,
+    succeeded: bool,
+    error: Option<&str>,
+) -> Result<()> {
+    let status = if succeeded { "succeeded" } else { "failed" };
+    let ended: Vec<RollbackRow> = diesel::update(
+        rollbacks::table
+            .filter(rollbacks::via_deployment_id.eq(d.id))
+            .filter(rollbacks::status.eq("running")),
+    )
+    .set((
+        rollbacks::status.eq(status),
+        rollbacks::error.eq(error),
+        rollbacks::finished_at.eq(Utc::now()),
+    ))
+    .returning(RollbackRow::as_returning())
+    .get_results(conn)?;
+    for r in ended {
+        let summary = format!(
+            "{} rolled back by hand to deployment {}: {status}",
+            r.environment,
+            r.to_deployment_id.unwrap_or_default()
+        );
+        event(conn, "rolled_back", d, summary, error)?;
+    }
+    Ok(())
 }

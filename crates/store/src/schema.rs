@@ -72,6 +72,7 @@ diesel::table! {
         queued_at -> Timestamptz,
         image_reference -> Nullable<Text>,
         image_digest -> Nullable<Text>,
+        deployment_id -> Nullable<Int8>,
     }
 }
 
@@ -136,6 +137,7 @@ diesel::table! {
         error -> Nullable<Text>,
         created_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
+        via_deployment_id -> Nullable<Int8>,
     }
 }
 

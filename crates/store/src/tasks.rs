@@ -37,6 +37,8 @@ pub struct TaskRow {
     pub queued_at: DateTime<Utc>,
     pub image_reference: Option<String>,
     pub image_digest: Option<String>,
+    /// Set on a deploy-only task: the deployment it carries out.
+    pub deployment_id: Option<i64>,
 }
 
 impl TaskRow {
@@ -92,6 +94,7 @@ pub struct NewTask {
     pub message: Option<String>,
     pub author: Option<String>,
     pub delivery_id: Option<String>,
+    pub deployment_id: Option<i64>,
 }
 
 /// Creates a pending task with its steps and its outbox entry, atomically
@@ -490,6 +493,7 @@ pub fn retry(conn: &mut PgConnection, id: i64) -> Result<i64> {
             message: task.message,
             author: task.author,
             delivery_id: task.delivery_id,
+            deployment_id: None,
         };
         create(conn, &new, &names)
     })

@@ -82,3 +82,69 @@ pub async fn environments(
     let out: Vec<Environment> = rows.into_iter().map(Environment::from).collect();
     Ok(HttpResponse::Ok().json(out))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    environment: Option<String>,
+}
+
+/// `POST /api/tasks/{id}/deploy`: approve or repeat a deploy.
+pub async fn deploy_task(
+    state: Data<State>,
+    path: Path<String>,
+    req: actix_web::HttpRequest,
+    payload: actix_web::web::Payload,
+) -> Result<HttpResponse, HttpError> {
+    let task_id = path_id(path, "task")?;
+    let raw = crate::body::read(&req, payload, state.settings.api_max_bytes).await?;
+    let body: DeployBody = crate::body::json(&raw)?;
+    let environment = body
+        .environment
+        .ok_or_else(|| crate::error::bad_request("environment is required"))?;
+    let answer = state
+        .client()
+        .deploy_task(proto::DeployTaskRequest {
+            task_id,
+            environment,
+        })
+        .await?
+        .into_inner();
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "deployment_id": answer.deployment_id,
+        "task_id": answer.task_id,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    deployment_id: Option<i64>,
+}
+
+/// `POST /api/workflows/{id}/environments/{env}/rollback`.
+pub async fn rollback(
+    state: Data<State>,
+    path: Path<(String, String)>,
+    req: actix_web::HttpRequest,
+    payload: actix_web::web::Payload,
+) -> Result<HttpResponse, HttpError> {
+    let (workflow, environment) = path.into_inner();
+    let workflow_id = super::id(&workflow, "workflow")?;
+    let raw = crate::body::read(&req, payload, state.settings.api_max_bytes).await?;
+    let body: RollbackBody = crate::body::json(&raw)?;
+    let answer = state
+        .client()
+        .rollback_environment(proto::RollbackEnvironmentRequest {
+            workflow_id,
+            environment,
+            deployment_id: body.deployment_id,
+        })
+        .await?
+        .into_inner();
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "rollback_id": answer.rollback_id,
+        "deployment_id": answer.deployment_id,
+        "task_id": answer.task_id,
+    })))
+}

@@ -295,6 +295,34 @@ impl Slipway for PublicApi {
         })
     }
 
+    async fn deploy_task(
+        &self,
+        req: Request<proto::DeployTaskRequest>,
+    ) -> Answer<proto::DeployTaskResponse> {
+        let req = req.into_inner();
+        let (deployment_id, task_id) = self.app.deploy_task(req.task_id, req.environment).await?;
+        ok(proto::DeployTaskResponse {
+            deployment_id,
+            task_id,
+        })
+    }
+
+    async fn rollback_environment(
+        &self,
+        req: Request<proto::RollbackEnvironmentRequest>,
+    ) -> Answer<proto::RollbackEnvironmentResponse> {
+        let req = req.into_inner();
+        let (rollback_id, deployment_id, task_id) = self
+            .app
+            .rollback_environment(req.workflow_id, req.environment, req.deployment_id)
+            .await?;
+        ok(proto::RollbackEnvironmentResponse {
+            rollback_id,
+            deployment_id,
+            task_id,
+        })
+    }
+
     async fn ready(&self, _: Request<proto::Empty>) -> Answer<proto::ReadyResponse> {
         ok(proto::ReadyResponse {
             database: self.app.database_up().await,

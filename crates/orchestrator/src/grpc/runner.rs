@@ -55,6 +55,9 @@ impl RunnerApi for RunnerService {
             secrets: claim.secrets.into_iter().collect(),
             registry_username: claim.registry_username,
             registry_password: claim.registry_password,
+            deployment_id: claim.deployment.as_ref().map(|d| d.id),
+            deployment_image: claim.deployment.as_ref().map(|d| d.image.clone()),
+            deployment_environment: claim.deployment.map(|d| d.environment),
             attempt: t.attempt,
             lease_seconds: i64::try_from(self.app.lease.as_secs()).unwrap_or(i64::MAX),
         }))
