@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use domain::workflow::{ContainerTarget, DeploySpec, HealthCheck, RollbackMode, Target};
+use domain::workflow::{
+    ComposeTarget, ContainerTarget, DeploySpec, HealthCheck, RollbackMode, Target,
+};
 use tokio::sync::watch;
 
 use crate::client::Lease;
@@ -65,6 +67,8 @@ pub struct Deploys<'a> {
     pub secrets: &'a HashMap<String, String>,
     pub workflow: &'a str,
     pub stop: watch::Receiver<Stop>,
+    /// The checkout, for compose files; `None` for deploy-only tasks.
+    pub workspace: Option<&'a std::path::Path>,
 }
 
 impl Deploys<'_> {
@@ -259,21 +263,27 @@ impl Deploys<'_> {
             position,
             &format!("deploying {image} to {env} (deployment {id})"),
         );
-        let target = match &spec.target {
-            Target::Container(c) => c,
-            Target::Compose(_) => {
-                let error = "the compose driver is not available on this runner yet".to_owned();
-                self.advance(id, "fail", Some(error.clone()), Some("deploy_failed"))
-                    .await;
-                return Err(Chain::Failed(format!("deploy to {env} failed: {error}")));
+        let outcome = match &spec.target {
+            Target::Container(t) => {
+                let attempt = self.container_deploy(docker, spec, t, id, image, position);
+                tokio::time::timeout(spec.timeout, attempt).await
+            }
+            Target::Compose(t) => {
+                let attempt = self.compose_deploy(docker, spec, t, id, image, position);
+                tokio::time::timeout(spec.timeout, attempt).await
             }
         };
-        let attempt = self.container_deploy(docker, spec, target, id, image, position);
-        let outcome = tokio::time::timeout(spec.timeout, attempt).await;
         let failure = match outcome {
             Err(_) => {
                 // Past its budget: stopped and left for a person, no rollback.
-                let _ = docker.stop_container(&target.name, STOP_GRACE).await;
+                match &spec.target {
+                    Target::Container(t) => {
+                        let _ = docker.stop_container(&t.name, STOP_GRACE).await;
+                    }
+                    Target::Compose(t) => {
+                        let _ = self.compose(t, &["stop"], None).await;
+                    }
+                }
                 let error = format!("deploy ran past its timeout of {}", human(spec.timeout));
                 self.advance(id, "time_out", Some(error.clone()), None)
                     .await;
@@ -297,8 +307,16 @@ impl Deploys<'_> {
             return Err(Chain::Abandoned);
         }
         if spec.rollback == RollbackMode::Auto {
-            self.roll_back(docker, spec, target, id, previous, failure.alert, position)
-                .await;
+            match &spec.target {
+                Target::Container(t) => {
+                    self.roll_back(docker, spec, t, id, previous, failure.alert, position)
+                        .await;
+                }
+                Target::Compose(t) => {
+                    self.compose_roll_back(docker, spec, t, id, previous, failure.alert, position)
+                        .await;
+                }
+            }
         } else {
             self.sink.line(
                 position,
@@ -352,8 +370,207 @@ impl Deploys<'_> {
         if !self.advance(id, "verify", None, None).await {
             return Err(Failure::deploy("the deploy's lease was lost".to_owned()));
         }
-        self.verify(docker, &target.name, spec.health.as_ref(), position)
+        self.verify(docker, Some(&target.name), spec.health.as_ref(), position)
             .await
+    }
+
+    /// Runs the compose CLI of the host (`docker compose` or
+    /// `docker-compose`) on the target's file in the workspace; returns its
+    /// output, or the error with its last lines.
+    async fn compose(
+        &self,
+        target: &ComposeTarget,
+        args: &[&str],
+        image: Option<&str>,
+    ) -> Result<String, String> {
+        let workspace = self
+            .workspace
+            .ok_or_else(|| "a compose deploy needs the repository's workspace".to_owned())?;
+        let file = workspace.join(&target.file);
+        let dir = file.parent().unwrap_or(workspace).to_path_buf();
+        let mut files = vec![file.display().to_string()];
+        let override_file = dir.join(".slipway-compose-override.yml");
+        if override_file.is_file() {
+            files.push(override_file.display().to_string());
+        }
+        let (program, mut full): (&str, Vec<String>) = if compose_plugin().await {
+            ("docker", vec!["compose".to_owned()])
+        } else {
+            ("docker-compose", Vec::new())
+        };
+        full.extend(["-p".to_owned(), target.project.clone()]);
+        for f in files {
+            full.extend(["-f".to_owned(), f]);
+        }
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(&full)
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null());
+        if let Some(image) = image {
+            cmd.env("SLIPWAY_IMAGE", image);
+        }
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            let mut tail: Vec<&str> = text.lines().rev().take(5).collect();
+            tail.reverse();
+            Err(format!(
+                "{program} {} failed: {}",
+                args.join(" "),
+                tail.join(" | ")
+            ))
+        }
+    }
+
+    /// Writes the override that puts `image` and the slipway labels on the
+    /// target's service, in the compose file's own format version.
+    fn compose_override(
+        &self,
+        target: &ComposeTarget,
+        env: &str,
+        id: i64,
+        image: &str,
+    ) -> Result<(), String> {
+        let workspace = self
+            .workspace
+            .ok_or_else(|| "a compose deploy needs the repository's workspace".to_owned())?;
+        let file = workspace.join(&target.file);
+        let main = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", target.file))?;
+        let version = main
+            .lines()
+            .find(|l| l.starts_with("version:"))
+            .map(|l| format!("{l}\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "{version}services:\n  {service}:\n    image: \"{image}\"\n    labels:\n      slipway.workflow: \"{workflow}\"\n      slipway.environment: \"{env}\"\n      slipway.deployment: \"{id}\"\n",
+            service = target.service,
+            workflow = self.workflow,
+        );
+        let dir = file.parent().unwrap_or(workspace);
+        std::fs::write(dir.join(".slipway-compose-override.yml"), text)
+            .map_err(|e| format!("cannot write the compose override: {e}"))
+    }
+
+    /// The `compose` driver: `up -d` with the service's image replaced, then
+    /// probe and watch.
+    async fn compose_deploy(
+        &self,
+        docker: &Docker,
+        spec: &DeploySpec,
+        target: &ComposeTarget,
+        id: i64,
+        image: &str,
+        position: i32,
+    ) -> Result<(), Failure> {
+        self.compose_override(target, spec.environment.as_str(), id, image)
+            .map_err(Failure::deploy)?;
+        let output = self
+            .compose(target, &["up", "-d", "--remove-orphans"], Some(image))
+            .await
+            .map_err(Failure::deploy)?;
+        for line in output.lines() {
+            self.sink.line(position, line);
+        }
+        if !self.advance(id, "verify", None, None).await {
+            return Err(Failure::deploy("the deploy's lease was lost".to_owned()));
+        }
+        self.verify(docker, None, spec.health.as_ref(), position)
+            .await
+    }
+
+    /// Compose rollback: `up -d` again with the previous digest.
+    #[allow(clippy::too_many_arguments)]
+    async fn compose_roll_back(
+        &self,
+        docker: &Docker,
+        spec: &DeploySpec,
+        target: &ComposeTarget,
+        failed: i64,
+        previous: Option<proto::Deployment>,
+        reason: &str,
+        position: i32,
+    ) {
+        let Some(previous) = previous else {
+            let _ = self.compose(target, &["stop"], None).await;
+            self.sink.line(
+                position,
+                "rollback: no previous version; the environment is left stopped",
+            );
+            let _ = self
+                .ctx
+                .client
+                .clone()
+                .record_rollback(
+                    self.lease,
+                    failed,
+                    None,
+                    reason,
+                    false,
+                    Some("no previous version".to_owned()),
+                )
+                .await;
+            return;
+        };
+        self.sink.line(
+            position,
+            &format!(
+                "rolling back to deployment {} ({})",
+                previous.id, previous.image
+            ),
+        );
+        let env = spec.environment.as_str();
+        let result = match self.compose_override(target, env, previous.id, &previous.image) {
+            Err(e) => Err(e),
+            Ok(()) => match self
+                .compose(
+                    target,
+                    &["up", "-d", "--remove-orphans"],
+                    Some(&previous.image),
+                )
+                .await
+            {
+                Err(e) => Err(e),
+                Ok(_) => self
+                    .verify(docker, None, spec.health.as_ref(), position)
+                    .await
+                    .map_err(|f| f.error),
+            },
+        };
+        let (succeeded, error) = match result {
+            Ok(()) => {
+                self.sink
+                    .line(position, "rolled back: the previous version is healthy");
+                (true, None)
+            }
+            Err(e) => {
+                self.sink.line(position, &format!("rollback failed: {e}"));
+                (false, Some(e))
+            }
+        };
+        let _ = self
+            .ctx
+            .client
+            .clone()
+            .record_rollback(
+                self.lease,
+                failed,
+                Some(previous.id),
+                reason,
+                succeeded,
+                error,
+            )
+            .await;
     }
 
     fn service(
@@ -396,12 +613,15 @@ impl Deploys<'_> {
     async fn verify(
         &self,
         docker: &Docker,
-        name: &str,
+        name: Option<&str>,
         health: Option<&HealthCheck>,
         position: i32,
     ) -> Result<(), Failure> {
         let Some(health) = health else {
-            return running(docker, name).await;
+            return match name {
+                Some(name) => running(docker, name).await,
+                None => Ok(()),
+            };
         };
         let client = reqwest::Client::builder()
             .timeout(health.interval.max(Duration::from_secs(1)))
@@ -410,7 +630,9 @@ impl Deploys<'_> {
         let started = Instant::now();
         let mut last: String;
         loop {
-            running(docker, name).await?;
+            if let Some(name) = name {
+                running(docker, name).await?;
+            }
             match probe(&client, &health.url).await {
                 Ok(status) if status == health.expect_status => break,
                 Ok(status) => last = format!("{status}"),
@@ -436,7 +658,9 @@ impl Deploys<'_> {
         let watched = Instant::now();
         while watched.elapsed() < health.watch {
             tokio::time::sleep(health.interval.min(health.watch)).await;
-            running(docker, name).await?;
+            if let Some(name) = name {
+                running(docker, name).await?;
+            }
             match probe(&client, &health.url).await {
                 Ok(status) if status == health.expect_status => {}
                 Ok(status) => {
@@ -517,7 +741,7 @@ impl Deploys<'_> {
         };
         let result = match restored {
             Ok(()) => self
-                .verify(docker, &target.name, spec.health.as_ref(), position)
+                .verify(docker, Some(&target.name), spec.health.as_ref(), position)
                 .await
                 .map_err(|f| f.error),
             Err(e) => Err(format!("cannot start the previous version: {e}")),
@@ -547,6 +771,18 @@ impl Deploys<'_> {
             )
             .await;
     }
+}
+
+/// Whether the host's docker CLI has the compose plugin.
+async fn compose_plugin() -> bool {
+    tokio::process::Command::new("docker")
+        .args(["compose", "version"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }
 
 /// Fails when the container is not running (it exited or vanished), with its

@@ -340,6 +340,7 @@ async fn run(
             secrets: &c.secrets,
             workflow: &c.workflow,
             stop: stop.clone(),
+            workspace: None,
         };
         let end = deploys.run_existing(deploy, id, image, 0).await;
         sink.flush().await;
@@ -628,6 +629,7 @@ async fn run(
                     secrets: &c.secrets,
                     workflow: &c.workflow,
                     stop: stop.clone(),
+                    workspace: Some(workspace),
                 };
                 match deploys.run(&spec.deploy, &image, position).await {
                     Chain::Done => {}

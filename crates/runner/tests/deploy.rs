@@ -488,3 +488,92 @@ async fn deploys_of_one_environment_never_overlap() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compose_deploy_replaces_the_service_image() {
+    let docker = images::docker();
+    images::busybox(&docker).await;
+    let stack = Stack::start().await;
+    let repo = GitRepo::new();
+    let port = free_port();
+    let project = format!("slipway-e2e-c{port}");
+    let _cleanup = ComposeCleanup(project.clone());
+    stack
+        .create_workflow(&format!(
+            "name: composed\nrepo: {repo}\nimage:\n  name: slipway-e2e/composed-{port}\ndeploy:\n  - environment: test\n    target:\n      compose:\n        file: deploy/docker-compose.yml\n        project: {project}\n        service: app\n    health: {{ url: \"http://127.0.0.1:{port}/health\", interval: 200ms, timeout: 20s }}\n",
+            repo = repo.url
+        ))
+        .await;
+    let compose = format!(
+        "version: \"3\"\nservices:\n  app:\n    image: ${{SLIPWAY_IMAGE:-none}}\n    ports:\n      - \"127.0.0.1:{port}:8080\"\n"
+    );
+    let mut files = app(Some("c1\n"), None);
+    files.push(("deploy/docker-compose.yml", compose));
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let sha = repo.commit("main", &files, "compose");
+    let (_, body) = stack
+        .github(
+            "push",
+            "c1",
+            &github_push(
+                &repo.url,
+                "refs/heads/main",
+                &sha,
+                "c",
+                &["deploy/docker-compose.yml"],
+            ),
+        )
+        .await;
+    let task_id = body["task_ids"][0].as_i64().expect("task");
+    let task = stack.wait_finished(task_id).await;
+    assert_eq!(
+        task["status"],
+        "success",
+        "{task:#}\n{}",
+        stack.logs(task_id).await
+    );
+    let d = &task["deployments"][0];
+    assert_eq!(d["status"], "succeeded", "{task:#}");
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{port}/health")).await,
+        Some((200, "c1\n".to_owned()))
+    );
+    let id = d["id"].as_i64().expect("id").to_string();
+    let labelled = docker
+        .list_containers(&[
+            ("com.docker.compose.project", project.as_str()),
+            ("slipway.deployment", id.as_str()),
+        ])
+        .await
+        .expect("list");
+    assert_eq!(
+        labelled.len(),
+        1,
+        "the compose service runs the deployed digest with the labels"
+    );
+    assert!(
+        labelled[0]
+            .image
+            .ends_with(task["image"]["digest"].as_str().unwrap_or("?")),
+        "{labelled:?}"
+    );
+}
+
+/// Removes a compose project's containers when the test ends.
+struct ComposeCleanup(String);
+
+impl Drop for ComposeCleanup {
+    fn drop(&mut self) {
+        let label = format!("label=com.docker.compose.project={}", self.0);
+        if let Ok(out) = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = std::process::Command::new("docker")
+                    .args(["rm", "-f", id])
+                    .output();
+            }
+        }
+    }
+}
