@@ -68,7 +68,16 @@ pub struct Webhook {
     pub event: String,
     pub body_sha256: String,
     pub push: Option<PushEvent>,
+    pub workflow_run: Option<WorkflowRun>,
     pub ignored: Option<String>,
+}
+
+/// A successful run of an external CI workflow (GitHub `workflow_run`).
+pub struct WorkflowRun {
+    pub repo_urls: Vec<String>,
+    pub workflow: String,
+    pub head_sha: domain::push::CommitSha,
+    pub head_branch: Option<String>,
 }
 
 /// What a runner receives when it claims a task.
@@ -414,6 +423,53 @@ impl App {
                 } else {
                     reasons.join("; ")
                 });
+            }
+        }
+
+        if let Some(run) = &hook.workflow_run {
+            let workflows = self
+                .db("workflows", store::workflows::live_with_definitions)
+                .await?;
+            for (row, definition) in workflows {
+                let Ok(spec) = self.spec(row.id, row.version, &definition) else {
+                    continue;
+                };
+                let listed = spec
+                    .on
+                    .workflow_run
+                    .as_ref()
+                    .is_some_and(|t| t.workflows.contains(&run.workflow));
+                let same_repo = run.repo_urls.iter().any(|u| spec.repo.matches(u));
+                if !listed || !same_repo || spec.image.is_none() || spec.deploy.is_empty() {
+                    continue;
+                }
+                // Deploy-only: the clone (for compose files), then the deploys
+                // of the image CI pushed for this commit.
+                let mut steps = vec!["clone".to_owned()];
+                steps.extend(
+                    spec.deploy
+                        .iter()
+                        .map(|d| format!("deploy:{}", d.environment)),
+                );
+                let new = NewTask {
+                    workflow_id: row.id,
+                    workflow_version: row.version,
+                    status: TaskStatus::Pending.as_str().to_owned(),
+                    trigger: "workflow_run".to_owned(),
+                    attempt: 1,
+                    retry_of: None,
+                    branch: run.head_branch.clone(),
+                    tag: None,
+                    commit_sha: Some(run.head_sha.as_str().to_owned()),
+                    message: Some(format!("{} succeeded", run.workflow)),
+                    author: None,
+                    delivery_id: Some(delivery_id.clone()),
+                    deployment_id: None,
+                };
+                planned.push((new, steps));
+            }
+            if planned.is_empty() && ignored.is_none() {
+                ignored = Some(format!("no workflow deploys after {}", run.workflow));
             }
         }
 

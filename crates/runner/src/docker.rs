@@ -662,6 +662,29 @@ impl Docker {
         }
     }
 
+    /// The registry digest of `reference` (`host:port/name:tag`), pulling it
+    /// when the engine does not have it.
+    pub async fn digest_of(
+        &self,
+        reference: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<String, Error> {
+        let api = self.api().await?;
+        ensure_image(api, reference, credentials).await?;
+        let image = api.inspect_image(reference).await.map_err(engine)?;
+        let (name, _, _) = split_reference(reference);
+        let prefix = format!("{name}@");
+        image
+            .repo_digests
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|d| d.strip_prefix(&prefix).map(str::to_owned))
+            .ok_or_else(|| Error::ImageUnavailable {
+                image: reference.to_owned(),
+                reason: "the engine knows no registry digest for it".to_owned(),
+            })
+    }
+
     /// `docker start` of an existing (stopped) container.
     pub async fn start_container(&self, name_or_id: &str) -> Result<(), Error> {
         let api = self.api().await?;

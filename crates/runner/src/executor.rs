@@ -322,36 +322,6 @@ async fn run(
     let sink = LogSink::start(ctx.client.clone(), lease.clone());
     let masker = Masker::new(c.secrets.values());
 
-    // ---- a deploy-only task: an approval, a re-deploy, a manual rollback ----
-    if let (Some(id), Some(image), Some(env)) = (
-        c.deployment_id,
-        &c.deployment_image,
-        &c.deployment_environment,
-    ) {
-        let Some(deploy) = spec.deploy.iter().find(|d| d.environment.as_str() == env) else {
-            let e = format!("the workflow has no environment {env}");
-            return fail_step(ctx, &sink, lease, 0, e).await;
-        };
-        let deploys = Deploys {
-            ctx,
-            lease,
-            sink: &sink,
-            branch: c.branch.as_deref(),
-            secrets: &c.secrets,
-            workflow: &c.workflow,
-            stop: stop.clone(),
-            workspace: None,
-        };
-        let end = deploys.run_existing(deploy, id, image, 0).await;
-        sink.flush().await;
-        return match end {
-            Chain::Done => End::Success,
-            Chain::Failed(e) => End::Failed(e),
-            Chain::Cancelled => End::Cancelled,
-            Chain::Abandoned => End::Abandoned,
-        };
-    }
-
     // ---- clone ----
     if !step(ctx, lease, 0, "running", None, None).await {
         return End::Abandoned;
@@ -434,6 +404,95 @@ async fn run(
     sink.flush().await;
     if !step(ctx, lease, 0, "success", Some(0), None).await {
         return End::Abandoned;
+    }
+
+    // ---- a deploy-only task: an approval, a re-deploy, a manual rollback;
+    // its steps are the clone (for compose files) and the deploy ----
+    if let (Some(id), Some(image), Some(env)) = (
+        c.deployment_id,
+        &c.deployment_image,
+        &c.deployment_environment,
+    ) {
+        let Some(deploy) = spec.deploy.iter().find(|d| d.environment.as_str() == env) else {
+            let e = format!("the workflow has no environment {env}");
+            return fail_step(ctx, &sink, lease, 1, e).await;
+        };
+        let deploys = Deploys {
+            ctx,
+            lease,
+            sink: &sink,
+            branch: c.branch.as_deref(),
+            secrets: &c.secrets,
+            workflow: &c.workflow,
+            stop: stop.clone(),
+            workspace: Some(workspace),
+        };
+        let end = deploys.run_existing(deploy, id, image, 1).await;
+        sink.flush().await;
+        return match end {
+            Chain::Done => End::Success,
+            Chain::Failed(e) => End::Failed(e),
+            Chain::Cancelled => End::Cancelled,
+            Chain::Abandoned => End::Abandoned,
+        };
+    }
+
+    // ---- a workflow_run task: deploy what external CI pushed for this
+    // commit (tagged with its short sha), without building ----
+    if c.trigger == "workflow_run" {
+        let Some(image) = &spec.image else {
+            let e = "the workflow names no image to deploy".to_owned();
+            return fail_step(ctx, &sink, lease, 1, e).await;
+        };
+        let Some(docker) = &ctx.docker else {
+            let e = "this runner has no Docker Engine".to_owned();
+            return fail_step(ctx, &sink, lease, 1, e).await;
+        };
+        let registry = ctx.registry.trim_end_matches('/');
+        let reference = format!(
+            "{registry}/{}:{}",
+            image.name,
+            commit.get(..12).unwrap_or(&commit)
+        );
+        sink.line(1, &format!("deploying the image CI pushed: {reference}"));
+        let credentials = match (&c.registry_username, &c.registry_password) {
+            (Some(user), Some(password)) => Some((user.as_str(), password.as_str())),
+            (None, Some(password)) => Some(("slipway", password.as_str())),
+            _ => None,
+        };
+        let digest = match docker.digest_of(&reference, credentials).await {
+            Ok(d) => d,
+            Err(e) => {
+                return fail_step(ctx, &sink, lease, 1, format!("no image to deploy: {e}")).await;
+            }
+        };
+        let reported = persist(&ctx.client, |mut cl| {
+            let (lease, reference, digest) = (lease.clone(), reference.clone(), digest.clone());
+            async move { cl.report_image(&lease, &reference, &digest).await }
+        })
+        .await;
+        if reported.is_err() {
+            return End::Abandoned;
+        }
+        let deploys = Deploys {
+            ctx,
+            lease,
+            sink: &sink,
+            branch: c.branch.as_deref(),
+            secrets: &c.secrets,
+            workflow: &c.workflow,
+            stop: stop.clone(),
+            workspace: Some(workspace),
+        };
+        let by_digest = format!("{registry}/{}@{digest}", image.name);
+        let end = deploys.run(&spec.deploy, &by_digest, 1).await;
+        sink.flush().await;
+        return match end {
+            Chain::Done => End::Success,
+            Chain::Failed(e) => End::Failed(e),
+            Chain::Cancelled => End::Cancelled,
+            Chain::Abandoned => End::Abandoned,
+        };
     }
 
     // ---- steps ----

@@ -577,3 +577,102 @@ impl Drop for ComposeCleanup {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_external_ci_run_deploys_without_building() {
+    let docker = images::docker();
+    images::busybox(&docker).await;
+    let stack = Stack::start().await;
+    let repo = GitRepo::new();
+    let port = free_port();
+    let name = format!("slipway-e2e-ci-{port}");
+    let _cleanup = Cleanup(vec![name.clone(), format!("{name}.previous")]);
+    stack
+        .create_workflow(&format!(
+            "name: external\nrepo: {repo}\non:\n  workflow_run:\n    workflows: [CI]\nimage:\n  name: slipway-e2e/ci-{port}\ndeploy:\n  - environment: dev\n    target: {{ container: {{ name: {name}, ports: [\"127.0.0.1:{port}:8080\"] }} }}\n    health: {{ url: \"http://127.0.0.1:{port}/health\", interval: 200ms, timeout: 5s }}\n",
+            repo = repo.url
+        ))
+        .await;
+    let files = app(Some("from ci\n"), None);
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let sha = repo.commit("main", &files, "built elsewhere");
+
+    // What external CI did: build the commit and push it tagged with its short sha.
+    let context = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(context.path().join("www")).expect("mkdir");
+    for (path, content) in &files {
+        std::fs::write(context.path().join(path), content).expect("write");
+    }
+    let reference = format!(
+        "{}/slipway-e2e/ci-{port}:{}",
+        test_support::registry(),
+        &sha[..12]
+    );
+    docker
+        .build(
+            runner::docker::BuildSpec {
+                context: context.path(),
+                dockerfile: "Dockerfile",
+                build_args: &[],
+                labels: &[],
+                tags: &[reference.clone()],
+            },
+            |_| {},
+        )
+        .await
+        .expect("ci builds");
+    let pushed = docker
+        .push(&reference, None, |_| {})
+        .await
+        .expect("ci pushes");
+
+    let run = |conclusion: &str| {
+        serde_json::json!({
+            "action": "completed",
+            "workflow_run": {"name": "CI", "conclusion": conclusion, "head_sha": sha, "head_branch": "main"},
+            "repository": {"clone_url": repo.url},
+        })
+    };
+    let (status, body) = stack
+        .github("workflow_run", "wr-failed", &run("failure"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["task_ids"], serde_json::json!([]));
+    let (status, body) = stack
+        .github(
+            "push",
+            "wr-push",
+            &github_push(&repo.url, "refs/heads/main", &sha, "m", &["Dockerfile"]),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["task_ids"].clone()),
+        (202, serde_json::json!([])),
+        "a push does not trigger it"
+    );
+
+    let (status, body) = stack.github("workflow_run", "wr-ok", &run("success")).await;
+    assert_eq!(status, 202, "{body}");
+    let task_id = body["task_ids"][0].as_i64().expect("task");
+    let task = stack.wait_finished(task_id).await;
+    assert_eq!(
+        task["status"],
+        "success",
+        "{task:#}\n{}",
+        stack.logs(task_id).await
+    );
+    assert_eq!(task["trigger"], "workflow_run");
+    assert_eq!(task["image"]["digest"], pushed.as_str());
+    let names: Vec<&str> = task["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["clone", "deploy:dev"], "nothing is built");
+    assert_eq!(task["deployments"][0]["status"], "succeeded");
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{port}/health")).await,
+        Some((200, "from ci\n".to_owned()))
+    );
+}

@@ -515,7 +515,12 @@ fn deploy_task(
         delivery_id: None,
         deployment_id: Some(deployment.id),
     };
-    crate::tasks::create(conn, &new, &[format!("deploy:{}", deployment.environment)])
+    // The clone brings the repository's compose files, if the target has some.
+    let steps = [
+        "clone".to_owned(),
+        format!("deploy:{}", deployment.environment),
+    ];
+    crate::tasks::create(conn, &new, &steps)
 }
 
 fn task_row(conn: &mut PgConnection, id: i64) -> Result<crate::tasks::TaskRow> {

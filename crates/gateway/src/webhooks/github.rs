@@ -87,3 +87,44 @@ impl Push {
         }
     }
 }
+
+/// GitHub's `workflow_run` payload: an external CI run that finished.
+#[derive(Debug, Deserialize)]
+pub struct WorkflowRun {
+    action: String,
+    workflow_run: Run,
+    #[serde(default)]
+    repository: Repository,
+}
+
+#[derive(Debug, Deserialize)]
+struct Run {
+    name: Option<String>,
+    conclusion: Option<String>,
+    head_sha: String,
+    head_branch: Option<String>,
+}
+
+impl WorkflowRun {
+    /// The event when the run completed successfully; otherwise why not.
+    pub fn into_event(self) -> Result<proto::WorkflowRunEvent, String> {
+        let conclusion = self.workflow_run.conclusion.unwrap_or_default();
+        if self.action != "completed" || conclusion != "success" {
+            return Err(format!(
+                "workflow_run {} {conclusion} does not deploy",
+                self.action
+            ));
+        }
+        let r = self.repository;
+        Ok(proto::WorkflowRunEvent {
+            repo_urls: [r.clone_url, r.ssh_url, r.git_url, r.html_url, r.url]
+                .into_iter()
+                .flatten()
+                .filter(|u| !u.is_empty())
+                .collect(),
+            workflow: self.workflow_run.name.unwrap_or_default(),
+            head_sha: self.workflow_run.head_sha,
+            head_branch: self.workflow_run.head_branch,
+        })
+    }
+}

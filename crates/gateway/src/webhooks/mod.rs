@@ -32,6 +32,7 @@ struct Delivery {
     event: String,
     body_sha256: String,
     push: Option<proto::PushEvent>,
+    workflow_run: Option<proto::WorkflowRunEvent>,
     ignored: Option<String>,
 }
 
@@ -44,6 +45,7 @@ async fn record(state: &State, d: Delivery) -> Result<HttpResponse, HttpError> {
             event: d.event,
             body_sha256: d.body_sha256,
             push: d.push,
+            workflow_run: d.workflow_run,
             ignored: d.ignored,
         })
         .await?
@@ -113,6 +115,7 @@ pub async fn github(
         event: event.clone(),
         body_sha256,
         push: None,
+        workflow_run: None,
         ignored: None,
     };
     match event.as_str() {
@@ -126,6 +129,14 @@ pub async fn github(
         "push" => {
             let push: github::Push = parse(&body, "push")?;
             delivery.push = Some(push.into_event());
+            record(&state, delivery).await
+        }
+        "workflow_run" => {
+            let run: github::WorkflowRun = parse(&body, "workflow_run")?;
+            match run.into_event() {
+                Ok(event) => delivery.workflow_run = Some(event),
+                Err(why) => delivery.ignored = Some(why),
+            }
             record(&state, delivery).await
         }
         other => {
@@ -167,6 +178,7 @@ pub async fn gitlab(
         event: event.clone(),
         body_sha256,
         push: None,
+        workflow_run: None,
         ignored: None,
     };
     match event.as_str() {

@@ -123,3 +123,22 @@ pub fn push_event(p: proto::PushEvent) -> Result<PushEvent, ApiError> {
         author: p.author,
     })
 }
+
+/// A completed external CI run, checked field by field.
+pub fn workflow_run(r: proto::WorkflowRunEvent) -> Result<crate::app::WorkflowRun, ApiError> {
+    let head_sha = CommitSha::parse(&r.head_sha).map_err(|_| {
+        bad(format!(
+            "invalid head_sha {:?}: expected 40 hex digits",
+            r.head_sha
+        ))
+    })?;
+    if r.repo_urls.is_empty() {
+        return Err(bad("the workflow_run names no repository".to_owned()));
+    }
+    Ok(crate::app::WorkflowRun {
+        repo_urls: r.repo_urls,
+        workflow: r.workflow,
+        head_sha,
+        head_branch: r.head_branch.filter(|b| !b.is_empty()),
+    })
+}

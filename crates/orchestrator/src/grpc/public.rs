@@ -121,6 +121,7 @@ impl Slipway for PublicApi {
             return Err(ApiError::new(ErrorCode::BadRequest, "missing delivery id").into());
         }
         let push = req.push.map(convert::push_event).transpose()?;
+        let workflow_run = req.workflow_run.map(convert::workflow_run).transpose()?;
         let outcome = self
             .app
             .ingest_webhook(Webhook {
@@ -129,6 +130,7 @@ impl Slipway for PublicApi {
                 event: req.event,
                 body_sha256: req.body_sha256,
                 push,
+                workflow_run,
                 ignored: req.ignored,
             })
             .await?;
