@@ -615,7 +615,7 @@ async fn a_successful_external_ci_run_deploys_without_building() {
                 dockerfile: "Dockerfile",
                 build_args: &[],
                 labels: &[],
-                tags: &[reference.clone()],
+                tags: std::slice::from_ref(&reference),
             },
             |_| {},
         )
