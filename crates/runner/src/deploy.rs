@@ -294,6 +294,7 @@ impl Deploys<'_> {
                     return Err(Chain::Abandoned);
                 }
                 self.sink.line(position, &format!("{env} is healthy"));
+                self.prune(docker, image, position).await;
                 self.sink.flush().await;
                 return Ok(());
             }
@@ -328,6 +329,33 @@ impl Deploys<'_> {
             "deploy to {env} failed: {}",
             failure.error
         )))
+    }
+
+    /// Removes this repository's local images beyond the newest
+    /// `SLIPWAY_KEEP_IMAGES`; an image a container still uses (the running
+    /// or the parked version) stays.
+    async fn prune(&self, docker: &Docker, image: &str, position: i32) {
+        let repository = image.split('@').next().unwrap_or(image);
+        let Ok(images) = docker.images_of(repository).await else {
+            return;
+        };
+        let mut removed = 0;
+        for references in images.iter().skip(self.ctx.keep_images.max(1)) {
+            for reference in references {
+                if matches!(
+                    docker.remove_image(reference).await,
+                    Ok(crate::docker::ImageRemoval::Removed)
+                ) {
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            self.sink.line(
+                position,
+                &format!("pruned {removed} old image reference(s) of {repository}"),
+            );
+        }
     }
 
     /// The `container` driver: park the old container, start the new one,

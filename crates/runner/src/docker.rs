@@ -26,10 +26,10 @@ use bollard::models::{
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
     CreateImageOptionsBuilder, InspectContainerOptions, InspectNetworkOptions,
-    KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    PushImageOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    RenameContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
-    TagImageOptionsBuilder, WaitContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    LogsOptionsBuilder, PushImageOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions,
+    StopContainerOptionsBuilder, TagImageOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::{API_DEFAULT_VERSION, ClientVersion};
 use futures_util::{Stream, StreamExt};
@@ -829,6 +829,39 @@ impl Docker {
             }
         }
         Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// The local images of `repository` (`host:port/name`), newest first,
+    /// each with every reference (tags and digests) it has there.
+    pub async fn images_of(&self, repository: &str) -> Result<Vec<Vec<String>>, Error> {
+        let api = self.api().await?;
+        let mut images = api
+            .list_images(Some(ListImagesOptionsBuilder::default().all(false).build()))
+            .await
+            .map_err(engine)?;
+        // Newest first; images built in the same second are told apart by
+        // the task that built them (Slipway labels its images).
+        let task = |labels: &HashMap<String, String>| {
+            labels
+                .get("slipway.image.task")
+                .and_then(|t| t.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        images.sort_by_key(|i| std::cmp::Reverse((i.created, task(&i.labels))));
+        let tag_prefix = format!("{repository}:");
+        let digest_prefix = format!("{repository}@");
+        Ok(images
+            .into_iter()
+            .map(|image| {
+                image
+                    .repo_tags
+                    .into_iter()
+                    .chain(image.repo_digests)
+                    .filter(|r| r.starts_with(&tag_prefix) || r.starts_with(&digest_prefix))
+                    .collect::<Vec<String>>()
+            })
+            .filter(|refs| !refs.is_empty())
+            .collect())
     }
 
     /// Removes a tag (the image too once nothing refers to it). Never forces.

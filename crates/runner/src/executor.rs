@@ -33,6 +33,8 @@ pub struct Context {
     pub docker: Option<Docker>,
     /// `host:port[/prefix]` images are pushed under.
     pub registry: String,
+    /// Local images kept per deployed repository.
+    pub keep_images: usize,
 }
 
 /// How a task ended, as far as the runner reports it.

@@ -104,6 +104,7 @@ impl Runner {
             grace: Duration::from_millis(settings.kill_grace_ms),
             docker,
             registry: settings.registry.clone(),
+            keep_images: settings.keep_images,
         });
         Ok(Self {
             settings,

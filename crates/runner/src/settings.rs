@@ -22,6 +22,9 @@ pub struct Settings {
     /// The Docker Engine: empty for the local socket, else `unix:///path`
     /// or `tcp://host:port`.
     pub docker_host: String,
+    /// Local images kept per deployed repository after a deploy (the
+    /// newest; in-use ones always stay).
+    pub keep_images: usize,
     /// Workspaces live under `<data_dir>/workspaces`.
     pub data_dir: PathBuf,
     /// Tasks this runner runs at once (`SLIPWAY_RUNNER_CONCURRENCY`); 0 means
@@ -48,6 +51,7 @@ impl Default for Settings {
             queue_expires_ms: 0,
             registry: "127.0.0.1:5000".to_owned(),
             docker_host: String::new(),
+            keep_images: 5,
             data_dir: PathBuf::from("./.slipway/data"),
             runner_concurrency: 0,
             runner_id: String::new(),

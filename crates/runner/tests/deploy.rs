@@ -401,12 +401,22 @@ async fn a_manual_rollback_puts_the_previous_version_back() {
     assert_eq!(v1["status"], "success", "{v1:#}");
     let v2 = push_app(&stack, &repo, "v2\n", "r2").await;
     assert_eq!(v2["status"], "success", "{v2:#}");
-    assert_eq!(get(&health).await, Some((200, "v2\n".to_owned())));
+    let v3 = push_app(&stack, &repo, "v3\n", "r3").await;
+    assert_eq!(v3["status"], "success", "{v3:#}");
+    assert_eq!(get(&health).await, Some((200, "v3\n".to_owned())));
+    // Only the newest two images stay on the engine (the test runners keep 2).
+    let repository = format!("{}/slipway-e2e/rolled-{port}", test_support::registry());
+    assert_eq!(
+        docker.images_of(&repository).await.expect("images").len(),
+        2
+    );
 
+    // Back to v1, whose image was pruned: it comes back from the registry.
+    let v1_id = v1["deployments"][0]["id"].as_i64().expect("id");
     let (status, body) = stack
         .post(
             &format!("/api/workflows/{workflow_id}/environments/dev/rollback"),
-            serde_json::json!({}),
+            serde_json::json!({"deployment_id": v1_id}),
         )
         .await;
     assert_eq!(status, 202, "{body}");

@@ -189,6 +189,7 @@ impl Stack {
             queue_expires_ms: QUEUE_EXPIRES_MS,
             registry: registry(),
             docker_host: String::new(),
+            keep_images: 2,
             data_dir: self.data_dir.path().to_path_buf(),
             runner_concurrency: self.options.runner_concurrency,
             runner_token: String::new(),
