@@ -679,3 +679,35 @@ fn finish_manual_rollback(
     }
     Ok(())
 }
+
+/// Fails the deploys a task still had under way when it ended (its runner
+/// was lost, it was cancelled mid-deploy), so their environment is not held
+/// busy forever.
+pub(crate) fn fail_in_flight(
+    conn: &mut PgConnection,
+    task: &crate::tasks::TaskRow,
+    why: &str,
+) -> Result<()> {
+    let in_flight: Vec<DeploymentRow> = deployments::table
+        .filter(
+            deployments::task_id
+                .eq(task.id)
+                .or(deployments::id.nullable().eq(task.deployment_id)),
+        )
+        .filter(deployments::status.eq_any([
+            DeploymentStatus::Deploying.as_str(),
+            DeploymentStatus::Verifying.as_str(),
+        ]))
+        .select(DeploymentRow::as_select())
+        .load(conn)?;
+    for d in in_flight {
+        advance(
+            conn,
+            d.id,
+            DeploymentEvent::Fail,
+            Some(why),
+            Some("deploy_failed"),
+        )?;
+    }
+    Ok(())
+}

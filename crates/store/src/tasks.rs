@@ -436,6 +436,7 @@ pub fn finish(
 ) -> Result<TaskStatus> {
     conn.transaction(|conn| {
         let task = lock_leased(conn, id, token)?;
+        crate::deployments::fail_in_flight(conn, &task, "the task ended during the deploy")?;
         end(conn, &task, event, error)
     })
 }
@@ -530,6 +531,7 @@ pub fn expire_leases(
             .load(conn)?;
         let mut outcomes = Vec::with_capacity(expired.len());
         for task in expired {
+            crate::deployments::fail_in_flight(conn, &task, RUNNER_LOST)?;
             let outcome = if task.cancel_requested {
                 end(conn, &task, TaskEvent::Cancelled, None)?;
                 Expired::Cancelled
