@@ -118,6 +118,15 @@ async fn deploys_are_health_gated_and_rolled_back_by_themselves() {
     );
     assert_eq!(get(&health).await, Some((200, "v1\n".to_owned())));
     let v1_id = v1["id"].as_i64().expect("id");
+    let ms = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or(""))
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(0)
+    };
+    eprintln!(
+        "deploy of v1 took {} ms from start to succeeded (600 ms of it the watch)",
+        ms(&v1["finished_at"]) - ms(&v1["started_at"])
+    );
     assert_eq!(
         events_of(&stack, v1_id),
         ["deploy_started", "deploy_succeeded"]
