@@ -5,8 +5,8 @@
 //! a deploy goes wrong (`rollback: auto`).
 //!
 //! The `container` driver keeps the previous container, stopped and renamed
-//! `<name>.previous`, until the new one is healthy, so a rollback is a
-//! `docker start` of it.
+//! `<name>.previous-<deployment id>`, so a rollback is a `docker start` of
+//! it; `SLIPWAY_KEEP_CONTAINERS` stopped versions are kept per environment.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -331,6 +331,33 @@ impl Deploys<'_> {
         )))
     }
 
+    /// Removes the stopped versions of this environment beyond the newest
+    /// `SLIPWAY_KEEP_CONTAINERS - 1`, making room for the one about to be
+    /// parked (at least one is always kept, for the rollback).
+    async fn prune_parked(&self, docker: &Docker, target: &ContainerTarget) {
+        let prefix = format!("{}.previous-", target.name);
+        let Ok(all) = docker
+            .list_containers(&[("slipway.workflow", self.workflow)])
+            .await
+        else {
+            return;
+        };
+        let mut parked: Vec<(i64, String)> = all
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.name.trim_start_matches('/').to_owned();
+                let id = name.strip_prefix(&prefix)?.parse::<i64>().ok()?;
+                Some((id, name))
+            })
+            .collect();
+        parked.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+        let keep = self.ctx.keep_containers.max(1) - 1;
+        // keep_containers stopped versions after parking one more.
+        for (_, name) in parked.into_iter().skip(keep) {
+            let _ = docker.remove_container(&name).await;
+        }
+    }
+
     /// Removes this repository's local images beyond the newest
     /// `SLIPWAY_KEEP_IMAGES`; an image a container still uses (the running
     /// or the parked version) stays.
@@ -369,10 +396,18 @@ impl Deploys<'_> {
         image: &str,
         position: i32,
     ) -> Result<(), Failure> {
-        let parked = format!("{}.previous", target.name);
-        if let Ok(Some(_)) = docker.container_state(&target.name).await {
-            // Only the last version is kept for a quick rollback.
+        if let Ok(Some(running)) = docker.container_state(&target.name).await {
+            // Kept stopped under the name of its deployment, for a quick
+            // rollback; older parked versions beyond the newest
+            // SLIPWAY_KEEP_CONTAINERS are removed.
+            let old_id = running
+                .labels
+                .get("slipway.deployment")
+                .cloned()
+                .unwrap_or_else(|| "0".to_owned());
+            let parked = parked_name(&target.name, &old_id);
             let _ = docker.remove_container(&parked).await;
+            self.prune_parked(docker, target).await;
             docker
                 .rename_container(&target.name, &parked)
                 .await
@@ -719,7 +754,6 @@ impl Deploys<'_> {
         reason: &str,
         position: i32,
     ) {
-        let parked = format!("{}.previous", target.name);
         // The failed version gets no graceful drain: the previous one must
         // answer again as soon as possible.
         let _ = docker.remove_container(&target.name).await;
@@ -750,6 +784,7 @@ impl Deploys<'_> {
                 previous.id, previous.image
             ),
         );
+        let parked = parked_name(&target.name, &previous.id.to_string());
         let restored = match docker.container_state(&parked).await {
             Ok(Some(_)) => match docker.rename_container(&parked, &target.name).await {
                 Ok(()) => docker
@@ -799,6 +834,11 @@ impl Deploys<'_> {
             )
             .await;
     }
+}
+
+/// The name a stopped version of `name` is kept under.
+fn parked_name(name: &str, deployment: &str) -> String {
+    format!("{name}.previous-{deployment}")
 }
 
 /// Whether the host's docker CLI has the compose plugin.

@@ -35,6 +35,8 @@ pub struct Context {
     pub registry: String,
     /// Local images kept per deployed repository.
     pub keep_images: usize,
+    /// Stopped versions kept per environment (at least one).
+    pub keep_containers: usize,
 }
 
 /// How a task ended, as far as the runner reports it.

@@ -105,6 +105,7 @@ impl Runner {
             docker,
             registry: settings.registry.clone(),
             keep_images: settings.keep_images,
+            keep_containers: settings.keep_containers,
         });
         Ok(Self {
             settings,

@@ -25,6 +25,9 @@ pub struct Settings {
     /// Local images kept per deployed repository after a deploy (the
     /// newest; in-use ones always stay).
     pub keep_images: usize,
+    /// Stopped versions kept per environment besides the running one (at
+    /// least one): what a rollback starts again at once.
+    pub keep_containers: usize,
     /// Workspaces live under `<data_dir>/workspaces`.
     pub data_dir: PathBuf,
     /// Tasks this runner runs at once (`SLIPWAY_RUNNER_CONCURRENCY`); 0 means
@@ -52,6 +55,7 @@ impl Default for Settings {
             registry: "127.0.0.1:5000".to_owned(),
             docker_host: String::new(),
             keep_images: 5,
+            keep_containers: 2,
             data_dir: PathBuf::from("./.slipway/data"),
             runner_concurrency: 0,
             runner_id: String::new(),

@@ -419,6 +419,15 @@ async fn a_manual_rollback_puts_the_previous_version_back() {
         docker.images_of(&repository).await.expect("images").len(),
         2
     );
+    // And two containers: the running version and one stopped (the test runners keep 1).
+    let kept: Vec<_> = docker
+        .list_containers(&[("slipway.workflow", "rolled")])
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|c| c.name.trim_start_matches('/').starts_with(&name))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
 
     // Back to v1, whose image was pruned: it comes back from the registry.
     let v1_id = v1["deployments"][0]["id"].as_i64().expect("id");

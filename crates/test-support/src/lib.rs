@@ -190,6 +190,7 @@ impl Stack {
             registry: registry(),
             docker_host: String::new(),
             keep_images: 2,
+            keep_containers: 1,
             data_dir: self.data_dir.path().to_path_buf(),
             runner_concurrency: self.options.runner_concurrency,
             runner_token: String::new(),
