@@ -492,7 +492,8 @@ async fn deploys_of_one_environment_never_overlap() {
         task_ids.push(body["task_ids"][0].as_i64().expect("task"));
     }
     for id in &task_ids {
-        stack.wait_finished(*id).await;
+        let task = stack.wait_finished(*id).await;
+        assert_eq!(task["status"], "success", "{task:#}");
     }
     let (_, list) = stack
         .get(&format!("/api/deployments?workflow_id={workflow_id}"))
