@@ -567,23 +567,7 @@ impl Deploys<'_> {
     ) {
         let Some(previous) = previous else {
             let _ = self.compose(target, &["stop"], None).await;
-            self.sink.line(
-                position,
-                "rollback: no previous version; the environment is left stopped",
-            );
-            let _ = self
-                .ctx
-                .client
-                .clone()
-                .record_rollback(
-                    self.lease,
-                    failed,
-                    None,
-                    reason,
-                    false,
-                    Some("no previous version".to_owned()),
-                )
-                .await;
+            self.no_previous(failed, reason, position).await;
             return;
         };
         self.sink.line(
@@ -611,29 +595,7 @@ impl Deploys<'_> {
                     .map_err(|f| f.error),
             },
         };
-        let (succeeded, error) = match result {
-            Ok(()) => {
-                self.sink
-                    .line(position, "rolled back: the previous version is healthy");
-                (true, None)
-            }
-            Err(e) => {
-                self.sink.line(position, &format!("rollback failed: {e}"));
-                (false, Some(e))
-            }
-        };
-        let _ = self
-            .ctx
-            .client
-            .clone()
-            .record_rollback(
-                self.lease,
-                failed,
-                Some(previous.id),
-                reason,
-                succeeded,
-                error,
-            )
+        self.rolled_back(failed, previous.id, reason, result, position)
             .await;
     }
 
@@ -742,6 +704,49 @@ impl Deploys<'_> {
         Ok(())
     }
 
+    /// Records a rollback that could not happen: nothing to go back to.
+    async fn no_previous(&self, failed: i64, reason: &str, position: i32) {
+        self.sink.line(
+            position,
+            "rollback: no previous version; the environment is left stopped",
+        );
+        let error = Some("no previous version".to_owned());
+        let _ = self
+            .ctx
+            .client
+            .clone()
+            .record_rollback(self.lease, failed, None, reason, false, error)
+            .await;
+    }
+
+    /// Logs and records how a rollback to `to` went.
+    async fn rolled_back(
+        &self,
+        failed: i64,
+        to: i64,
+        reason: &str,
+        result: Result<(), String>,
+        position: i32,
+    ) {
+        let (succeeded, error) = match result {
+            Ok(()) => {
+                self.sink
+                    .line(position, "rolled back: the previous version is healthy");
+                (true, None)
+            }
+            Err(e) => {
+                self.sink.line(position, &format!("rollback failed: {e}"));
+                (false, Some(e))
+            }
+        };
+        let _ = self
+            .ctx
+            .client
+            .clone()
+            .record_rollback(self.lease, failed, Some(to), reason, succeeded, error)
+            .await;
+    }
+
     /// Puts the previous healthy version back: the parked container when
     /// there is one, else a new container from the previous digest.
     #[allow(clippy::too_many_arguments)]
@@ -759,23 +764,7 @@ impl Deploys<'_> {
         // answer again as soon as possible.
         let _ = docker.remove_container(&target.name).await;
         let Some(previous) = previous else {
-            self.sink.line(
-                position,
-                "rollback: no previous version; the environment is left stopped",
-            );
-            let _ = self
-                .ctx
-                .client
-                .clone()
-                .record_rollback(
-                    self.lease,
-                    failed,
-                    None,
-                    reason,
-                    false,
-                    Some("no previous version".to_owned()),
-                )
-                .await;
+            self.no_previous(failed, reason, position).await;
             return;
         };
         self.sink.line(
@@ -810,29 +799,7 @@ impl Deploys<'_> {
                 .map_err(|f| f.error),
             Err(e) => Err(format!("cannot start the previous version: {e}")),
         };
-        let (succeeded, error) = match result {
-            Ok(()) => {
-                self.sink
-                    .line(position, "rolled back: the previous version is healthy");
-                (true, None)
-            }
-            Err(e) => {
-                self.sink.line(position, &format!("rollback failed: {e}"));
-                (false, Some(e))
-            }
-        };
-        let _ = self
-            .ctx
-            .client
-            .clone()
-            .record_rollback(
-                self.lease,
-                failed,
-                Some(previous.id),
-                reason,
-                succeeded,
-                error,
-            )
+        self.rolled_back(failed, previous.id, reason, result, position)
             .await;
     }
 }
