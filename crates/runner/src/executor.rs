@@ -410,6 +410,19 @@ async fn run(
         return End::Abandoned;
     }
 
+    // Every deploy of this task goes through one chain, whichever way it
+    // was triggered.
+    let deploys = Deploys {
+        ctx,
+        lease,
+        sink: &sink,
+        branch: c.branch.as_deref(),
+        secrets: &c.secrets,
+        workflow: &c.workflow,
+        stop: stop.clone(),
+        workspace: Some(workspace),
+    };
+
     // ---- a deploy-only task: an approval, a re-deploy, a manual rollback;
     // its steps are the clone (for compose files) and the deploy ----
     if let (Some(id), Some(image), Some(env)) = (
@@ -421,24 +434,9 @@ async fn run(
             let e = format!("the workflow has no environment {env}");
             return fail_step(ctx, &sink, lease, 1, e).await;
         };
-        let deploys = Deploys {
-            ctx,
-            lease,
-            sink: &sink,
-            branch: c.branch.as_deref(),
-            secrets: &c.secrets,
-            workflow: &c.workflow,
-            stop: stop.clone(),
-            workspace: Some(workspace),
-        };
         let end = deploys.run_existing(deploy, id, image, 1).await;
         sink.flush().await;
-        return match end {
-            Chain::Done => End::Success,
-            Chain::Failed(e) => End::Failed(e),
-            Chain::Cancelled => End::Cancelled,
-            Chain::Abandoned => End::Abandoned,
-        };
+        return End::from(end);
     }
 
     // ---- a workflow_run task: deploy what external CI pushed for this
@@ -459,11 +457,7 @@ async fn run(
             commit.get(..12).unwrap_or(&commit)
         );
         sink.line(1, &format!("deploying the image CI pushed: {reference}"));
-        let credentials = match (&c.registry_username, &c.registry_password) {
-            (Some(user), Some(password)) => Some((user.as_str(), password.as_str())),
-            (None, Some(password)) => Some(("slipway", password.as_str())),
-            _ => None,
-        };
+        let credentials = registry_credentials(c);
         let digest = match docker.digest_of(&reference, credentials).await {
             Ok(d) => d,
             Err(e) => {
@@ -478,25 +472,10 @@ async fn run(
         if reported.is_err() {
             return End::Abandoned;
         }
-        let deploys = Deploys {
-            ctx,
-            lease,
-            sink: &sink,
-            branch: c.branch.as_deref(),
-            secrets: &c.secrets,
-            workflow: &c.workflow,
-            stop: stop.clone(),
-            workspace: Some(workspace),
-        };
         let by_digest = format!("{registry}/{}@{digest}", image.name);
         let end = deploys.run(&spec.deploy, &by_digest, 1).await;
         sink.flush().await;
-        return match end {
-            Chain::Done => End::Success,
-            Chain::Failed(e) => End::Failed(e),
-            Chain::Cancelled => End::Cancelled,
-            Chain::Abandoned => End::Abandoned,
-        };
+        return End::from(end);
     }
 
     // ---- steps ----
@@ -683,24 +662,12 @@ async fn run(
     // ---- deploys ----
     if failure.is_none() && !spec.deploy.is_empty() {
         match deployable {
-            Some(image) => {
-                let deploys = Deploys {
-                    ctx,
-                    lease,
-                    sink: &sink,
-                    branch: c.branch.as_deref(),
-                    secrets: &c.secrets,
-                    workflow: &c.workflow,
-                    stop: stop.clone(),
-                    workspace: Some(workspace),
-                };
-                match deploys.run(&spec.deploy, &image, position).await {
-                    Chain::Done => {}
-                    Chain::Failed(e) => failure = Some(e),
-                    Chain::Cancelled => return End::Cancelled,
-                    Chain::Abandoned => return End::Abandoned,
-                }
-            }
+            Some(image) => match deploys.run(&spec.deploy, &image, position).await {
+                Chain::Done => {}
+                Chain::Failed(e) => failure = Some(e),
+                Chain::Cancelled => return End::Cancelled,
+                Chain::Abandoned => return End::Abandoned,
+            },
             None => {
                 for offset in 0..spec.deploy.len() {
                     let position = position + i32::try_from(offset).unwrap_or(0);
@@ -717,6 +684,27 @@ async fn run(
     match failure {
         Some(e) => End::Failed(e),
         None => End::Success,
+    }
+}
+
+/// The registry login from the claim: the workflow's REGISTRY_USERNAME and
+/// REGISTRY_PASSWORD secrets (a password alone logs in as `slipway`).
+fn registry_credentials(c: &proto::ClaimTaskResponse) -> Option<(&str, &str)> {
+    match (&c.registry_username, &c.registry_password) {
+        (Some(user), Some(password)) => Some((user.as_str(), password.as_str())),
+        (None, Some(password)) => Some(("slipway", password.as_str())),
+        _ => None,
+    }
+}
+
+impl From<Chain> for End {
+    fn from(chain: Chain) -> Self {
+        match chain {
+            Chain::Done => End::Success,
+            Chain::Failed(e) => End::Failed(e),
+            Chain::Cancelled => End::Cancelled,
+            Chain::Abandoned => End::Abandoned,
+        }
     }
 }
 
@@ -817,11 +805,7 @@ async fn build_and_push(
         .build(spec, log)
         .await
         .map_err(|e| format!("image build failed: {e}"))?;
-    let credentials = match (&c.registry_username, &c.registry_password) {
-        (Some(user), Some(password)) => Some((user.as_str(), password.as_str())),
-        (None, Some(password)) => Some(("slipway", password.as_str())),
-        _ => None,
-    };
+    let credentials = registry_credentials(c);
     let mut digest = String::new();
     for reference in &references {
         sink.line(position, &format!("pushing {reference}"));
