@@ -64,6 +64,11 @@ pub fn build_needs() -> Vec<Need> {
             package: "protobuf-compiler",
             present: || sys::has("protoc"),
         },
+        // protoc's well-known types (google/protobuf/timestamp.proto).
+        Need {
+            package: "libprotobuf-dev",
+            present: || Path::new("/usr/include/google/protobuf/timestamp.proto").is_file(),
+        },
         Need {
             package: "pkg-config",
             present: || sys::has("pkg-config"),

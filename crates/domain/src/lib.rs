@@ -2,6 +2,7 @@
 //! tasks and steps move between states, and how secrets are kept out of logs.
 //! Pure code: no I/O, no wire or database types.
 
+pub mod alert;
 pub mod mask;
 pub mod push;
 pub mod state;

@@ -203,3 +203,98 @@ impl From<proto::Task> for Task {
         }
     }
 }
+
+/// One channel of an alert, and how its delivery went.
+#[derive(Debug, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub channel: String,
+    /// Where it goes, without secrets.
+    pub target: String,
+    /// `pending` (retries left), `delivered` or `failed` (gave up).
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+impl From<proto::Delivery> for Delivery {
+    fn from(d: proto::Delivery) -> Self {
+        Self {
+            id: d.id,
+            channel: d.channel,
+            target: d.target,
+            status: d.status,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            next_attempt_at: time(d.next_attempt_at),
+            delivered_at: time(d.delivered_at),
+        }
+    }
+}
+
+/// An alert: the event that fired, and each channel's delivery status.
+#[derive(Debug, Serialize)]
+pub struct Alert {
+    pub id: i64,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub at: Option<String>,
+    pub workflow_id: i64,
+    pub workflow: String,
+    pub task_id: Option<i64>,
+    pub deployment_id: Option<i64>,
+    pub environment: Option<String>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub summary: String,
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    pub recovery: bool,
+    /// `throttled` (a repeat, not sent), `pending`, `delivered` (every
+    /// channel), or `failed` (some channel gave up).
+    pub status: &'static str,
+    pub created_at: Option<String>,
+    pub deliveries: Vec<Delivery>,
+}
+
+impl From<proto::Alert> for Alert {
+    fn from(a: proto::Alert) -> Self {
+        let e = a.event.unwrap_or_default();
+        let status = if a.throttled {
+            "throttled"
+        } else if a.deliveries.iter().any(|d| d.status == "failed") {
+            "failed"
+        } else if a.deliveries.iter().any(|d| d.status == "pending") {
+            "pending"
+        } else {
+            "delivered"
+        };
+        Self {
+            id: a.id,
+            event_id: e.id,
+            kind: e.r#type,
+            at: time(e.at),
+            workflow_id: e.workflow_id,
+            workflow: e.workflow,
+            task_id: e.task_id,
+            deployment_id: e.deployment_id,
+            environment: e.environment,
+            branch: e.branch,
+            commit: e.commit,
+            summary: e.summary,
+            error: e.error,
+            reason: e.reason,
+            outcome: e.outcome,
+            recovery: e.recovery,
+            status,
+            created_at: time(a.created_at),
+            deliveries: a.deliveries.into_iter().map(Delivery::from).collect(),
+        }
+    }
+}

@@ -167,6 +167,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/deployments", web::get().to(api::deployments::list))
                 .route("/deployments/{id}", web::get().to(api::deployments::get))
                 .route("/rollbacks", web::get().to(api::deployments::rollbacks))
+                .route("/alerts", web::get().to(api::alerts::list))
                 .route("/tasks", web::get().to(api::tasks::list))
                 .route("/tasks/{id}", web::get().to(api::tasks::get))
                 .route("/tasks/{id}/logs", web::get().to(api::tasks::logs))

@@ -14,6 +14,7 @@ use domain::state::{StepEvent, TaskEvent, TaskStatus};
 use domain::workflow::{self, Workflow};
 use proto::{ApiError, ErrorCode};
 use store::PgConnection;
+use store::alerts::{AlertFilter, AlertView, Attempt, OpenAlert};
 use store::deployments::{DeploymentRow, EnvironmentView, NewDeployment, RollbackRow, Start};
 use store::tasks::{NewTask, StepChange, TaskDetail, TaskFilter};
 use store::webhooks::{DeliveryRow, NewDelivery};
@@ -29,7 +30,7 @@ const MAX_SECRET_BYTES: usize = 64 * 1024;
 pub struct App {
     pool: store::Pool,
     secrets: SecretBox,
-    /// Wakes the outbox relay when a task was queued.
+    /// Wakes the relay when a task was queued or an event written.
     pub(crate) outbox: Arc<Notify>,
     /// Carries the id of a task whose log or status changed, for log streams.
     changes: broadcast::Sender<i64>,
@@ -181,11 +182,15 @@ impl App {
         self.changes.subscribe()
     }
 
+    /// A task changed: its log followers look again, and the relay
+    /// publishes the events the change wrote.
     fn changed(&self, task_id: i64) {
         // No subscriber is fine.
         let _ = self.changes.send(task_id);
+        self.queued();
     }
 
+    /// Wakes the relay: a task was queued, or an event written.
     fn queued(&self) {
         self.outbox.notify_one();
     }
@@ -685,6 +690,7 @@ impl App {
             )
         })
         .await
+        .inspect(|_| self.queued())
     }
 
     pub async fn start_deployment(
@@ -698,6 +704,7 @@ impl App {
             store::deployments::start(conn, id)
         })
         .await
+        .inspect(|_| self.queued())
     }
 
     pub async fn advance_deployment(
@@ -719,6 +726,7 @@ impl App {
             store::deployments::advance(conn, id, event, error.as_deref(), alert.as_deref())
         })
         .await
+        .inspect(|_| self.queued())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -743,6 +751,7 @@ impl App {
             store::deployments::record_rollback(conn, id, to, &reason, succeeded, error.as_deref())
         })
         .await
+        .inspect(|_| self.queued())
     }
 
     // ---- runners ----
@@ -790,7 +799,7 @@ impl App {
         for deploy in &spec.deploy {
             if let domain::workflow::Target::Container(target) = &deploy.target {
                 for value in target.env.values() {
-                    for name in secret_refs(value) {
+                    for name in workflow::secret_refs(value) {
                         if !wanted_names.contains(&name) && sealed.iter().any(|s| s.name == name) {
                             wanted_names.push(name);
                         }
@@ -990,21 +999,109 @@ impl App {
         }
         Ok(())
     }
-}
 
-/// The secret names a value refers to as `${{ secrets.NAME }}`.
-fn secret_refs(value: &str) -> Vec<String> {
-    value
-        .split("${{")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("}}"))
-        .filter_map(|(inner, _)| {
-            inner
-                .trim()
-                .strip_prefix("secrets.")
-                .map(|n| n.trim().to_owned())
+    /// Raises `task_stuck` for tasks pending longer than `after`.
+    pub async fn flag_stuck(&self, after: Duration) -> Result<(), ApiError> {
+        let since = Utc::now() - after;
+        let ids = self
+            .db("tasks", move |conn| store::tasks::flag_stuck(conn, since))
+            .await?;
+        if !ids.is_empty() {
+            tracing::warn!(?ids, "tasks stuck in pending");
+            self.queued();
+        }
+        Ok(())
+    }
+
+    // ---- alerts ----
+
+    pub async fn list_alerts(&self, filter: AlertFilter) -> Result<Vec<AlertView>, ApiError> {
+        self.db("alerts", move |conn| store::alerts::list(conn, &filter))
+            .await
+    }
+
+    /// A workflow version's definition (the live one when `version` is
+    /// `None`) with the secrets its notify values name, and any in `extra`.
+    pub async fn notify_config(
+        &self,
+        workflow_id: i64,
+        version: Option<i32>,
+        extra: Vec<String>,
+    ) -> Result<(String, i32, HashMap<String, String>), ApiError> {
+        let (definition, version, sealed) = self
+            .db(&format!("workflow {workflow_id}"), move |conn| {
+                let version = match version {
+                    Some(v) => v,
+                    None => store::workflows::live(conn, workflow_id)?.version,
+                };
+                Ok((
+                    store::workflows::definition(conn, workflow_id, version)?,
+                    version,
+                    store::secrets::sealed(conn, workflow_id)?,
+                ))
+            })
+            .await?;
+        let spec = self.spec(workflow_id, version, &definition)?;
+        let mut wanted = extra;
+        for rule in &spec.notify {
+            for kind in domain::alert::ChannelKind::ALL {
+                if let Some(channel) = domain::alert::channel(rule, kind) {
+                    wanted.extend(channel.values().into_iter().flat_map(workflow::secret_refs));
+                }
+            }
+        }
+        let mut secrets = HashMap::new();
+        for name in wanted {
+            if secrets.contains_key(&name) {
+                continue;
+            }
+            // A missing secret fails that delivery, with its name, later.
+            if let Some(s) = sealed.iter().find(|s| s.name == name) {
+                let value = self
+                    .secrets
+                    .open(workflow_id, &s.name, &s.nonce, &s.ciphertext)
+                    .map_err(internal)?;
+                secrets.insert(name, value);
+            }
+        }
+        Ok((definition, version, secrets))
+    }
+
+    pub async fn open_alert(
+        &self,
+        req: OpenAlert,
+        claim: Duration,
+    ) -> Result<store::alerts::Opened, ApiError> {
+        let until = Utc::now() + claim;
+        let id = req.event_id.clone();
+        self.db(&format!("event {id}"), move |conn| {
+            store::alerts::open(conn, &req, until)
         })
-        .collect()
+        .await
+    }
+
+    pub async fn claim_deliveries(
+        &self,
+        limit: i64,
+        claim: Duration,
+    ) -> Result<Vec<store::alerts::Claimed>, ApiError> {
+        let until = Utc::now() + claim;
+        self.db("deliveries", move |conn| {
+            store::alerts::claim_due(conn, limit, until)
+        })
+        .await
+    }
+
+    pub async fn record_attempt(
+        &self,
+        delivery_id: i64,
+        attempt: Attempt,
+    ) -> Result<store::alerts::DeliveryRow, ApiError> {
+        self.db(&format!("delivery {delivery_id}"), move |conn| {
+            store::alerts::record_attempt(conn, delivery_id, &attempt)
+        })
+        .await
+    }
 }
 
 /// Parses a step status a runner reports into the event that leads there.

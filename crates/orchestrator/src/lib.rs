@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto::notifier_api_server::NotifierApiServer;
 use proto::runner_api_server::RunnerApiServer;
 use proto::slipway_server::SlipwayServer;
 use tokio::net::TcpListener;
@@ -34,7 +35,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 use crate::app::App;
-use crate::grpc::{Auth, PublicApi, RunnerService};
+use crate::grpc::{Auth, NotifierService, PublicApi, RunnerService};
 
 /// Why the orchestrator could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +142,10 @@ impl Orchestrator {
             self.settings.amqp_url.clone(),
             topology,
         ));
-        let watchdog = tokio::spawn(watchdog::run(self.app.clone()));
+        let watchdog = tokio::spawn(watchdog::run(
+            self.app.clone(),
+            self.settings.pending_alert_after(),
+        ));
 
         let public_auth = Auth::new(&self.settings.api_token);
         let runner_auth = Auth::new(self.settings.runner_token());
@@ -150,6 +154,9 @@ impl Orchestrator {
         let public = InterceptedService::new(public, move |r| public_auth.check(r));
         let runner = RunnerApiServer::new(RunnerService::new(self.app.clone()))
             .max_decoding_message_size(MAX_MESSAGE);
+        let notifier = NotifierApiServer::new(NotifierService::new(self.app.clone()));
+        let notifier_auth = runner_auth.clone();
+        let notifier = InterceptedService::new(notifier, move |r| notifier_auth.check(r));
         let runner = InterceptedService::new(runner, move |r| runner_auth.check(r));
         tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, "orchestrator listening");
         // Without TCP_NODELAY, small HTTP/2 frames wait on delayed ACKs (40 ms).
@@ -164,6 +171,7 @@ impl Orchestrator {
         let served = tonic::transport::Server::builder()
             .add_service(public)
             .add_service(runner)
+            .add_service(notifier)
             .serve_with_incoming_shutdown(incoming, signal);
         let deadline = async move {
             if stopped.await.is_ok() {

@@ -1,6 +1,7 @@
-//! The outbox relay: publishes queued task ids to RabbitMQ with confirms and
-//! deletes each outbox row only once the broker has it. While the broker is
-//! down tasks wait in the outbox; the relay reconnects with backoff and
+//! The outbox relay: publishes queued task ids and recorded events to
+//! RabbitMQ with confirms, and deletes each outbox row (marks each event
+//! published) only once the broker has it. While the broker is down tasks
+//! and events wait in the database; the relay reconnects with backoff and
 //! catches up.
 
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use queue::{Publisher, TaskMessage, Topology};
+
+use crate::grpc::event_message;
 
 use crate::app::App;
 
@@ -49,52 +52,117 @@ async fn connect(
     Ok((connection, publisher))
 }
 
+/// What stopped a round of publishing.
+enum Stop {
+    /// The broker failed: reconnect.
+    Broker(String),
+    /// The database did not answer: wait and go on.
+    Database,
+}
+
 /// Publishes until the broker fails; returns why.
 async fn relay(app: &App, publisher: &Publisher) -> String {
     loop {
-        let entries = match app
-            .db("outbox", |conn| store::outbox::oldest(conn, BATCH))
-            .await
-        {
-            Ok(entries) => entries,
-            Err(e) => {
-                // The database is down: wait and try again, the broker is fine.
-                tracing::warn!(error = %e, "cannot read the outbox");
-                tokio::time::sleep(IDLE_POLL).await;
-                continue;
-            }
+        let round = async {
+            let tasks_full = publish_tasks(app, publisher).await?;
+            let events_full = publish_events(app, publisher).await?;
+            Ok::<bool, Stop>(tasks_full || events_full)
         };
-        let mut done = Vec::with_capacity(entries.len());
-        let mut failure = None;
-        for (entry_id, task_id) in &entries {
-            match publisher.publish(TaskMessage { task_id: *task_id }).await {
-                Ok(()) => done.push(*entry_id),
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    break;
+        match round.await {
+            Ok(more) => {
+                if !publisher.is_open() {
+                    return "channel closed".to_owned();
+                }
+                if !more {
+                    let _ = tokio::time::timeout(IDLE_POLL, app.outbox.notified()).await;
                 }
             }
-        }
-        if !done.is_empty() {
-            let count = done.len();
-            if let Err(e) = app
-                .db("outbox", move |conn| store::outbox::remove(conn, &done))
-                .await
-            {
-                // Published but not removed: they will be published again,
-                // and a second claim of a task is refused.
-                tracing::warn!(error = %e, "cannot clear published outbox entries");
-            }
-            tracing::debug!(count, "published tasks");
-        }
-        if let Some(err) = failure {
-            return err;
-        }
-        if !publisher.is_open() {
-            return "channel closed".to_owned();
-        }
-        if entries.len() < usize::try_from(BATCH).unwrap_or(usize::MAX) {
-            let _ = tokio::time::timeout(IDLE_POLL, app.outbox.notified()).await;
+            Err(Stop::Broker(err)) => return err,
+            Err(Stop::Database) => tokio::time::sleep(IDLE_POLL).await,
         }
     }
+}
+
+/// Publishes a batch of outbox entries; true when the batch was full.
+async fn publish_tasks(app: &App, publisher: &Publisher) -> Result<bool, Stop> {
+    let entries = app
+        .db("outbox", |conn| store::outbox::oldest(conn, BATCH))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot read the outbox");
+            Stop::Database
+        })?;
+    let mut done = Vec::with_capacity(entries.len());
+    let mut failure = None;
+    for (entry_id, task_id) in &entries {
+        match publisher.publish(TaskMessage { task_id: *task_id }).await {
+            Ok(()) => done.push(*entry_id),
+            Err(e) => {
+                failure = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if !done.is_empty() {
+        let count = done.len();
+        if let Err(e) = app
+            .db("outbox", move |conn| store::outbox::remove(conn, &done))
+            .await
+        {
+            // Published but not removed: they will be published again,
+            // and a second claim of a task is refused.
+            tracing::warn!(error = %e, "cannot clear published outbox entries");
+        }
+        tracing::debug!(count, "published tasks");
+    }
+    match failure {
+        Some(err) => Err(Stop::Broker(err)),
+        None => Ok(is_full(entries.len())),
+    }
+}
+
+/// Publishes a batch of recorded events; true when the batch was full.
+async fn publish_events(app: &App, publisher: &Publisher) -> Result<bool, Stop> {
+    let events = app
+        .db("events", |conn| store::events::unpublished(conn, BATCH))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot read the events");
+            Stop::Database
+        })?;
+    let count = events.len();
+    let mut done = Vec::with_capacity(count);
+    let mut failure = None;
+    for event in events {
+        let id = event.id.clone();
+        match publisher.publish_event(&event_message(event)).await {
+            Ok(()) => done.push(id),
+            Err(e) => {
+                failure = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if !done.is_empty() {
+        let published = done.len();
+        if let Err(e) = app
+            .db("events", move |conn| {
+                store::events::mark_published(conn, &done)
+            })
+            .await
+        {
+            // They will be published again; the notifier records one alert
+            // per event id.
+            tracing::warn!(error = %e, "cannot mark published events");
+        }
+        tracing::debug!(count = published, "published events");
+    }
+    match failure {
+        Some(err) => Err(Stop::Broker(err)),
+        None => Ok(is_full(count)),
+    }
+}
+
+fn is_full(count: usize) -> bool {
+    count >= usize::try_from(BATCH).unwrap_or(usize::MAX)
 }

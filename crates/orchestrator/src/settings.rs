@@ -31,6 +31,9 @@ pub struct Settings {
     pub max_requeues: i32,
     /// Database connections in the pool.
     pub database_pool_size: u32,
+    /// How long a task may wait in `pending` before `task_stuck` is raised
+    /// (`SLIPWAY_PENDING_ALERT`, a duration such as `10m`).
+    pub pending_alert: String,
     pub log: String,
     pub log_json: bool,
 }
@@ -49,6 +52,7 @@ impl Default for Settings {
             lease_seconds: 20,
             max_requeues: 1,
             database_pool_size: 8,
+            pending_alert: "10m".to_owned(),
             log: "info".to_owned(),
             log_json: false,
         }
@@ -76,6 +80,21 @@ impl Settings {
         if self.lease_seconds < 2 {
             return Err("SLIPWAY_LEASE_SECONDS must be at least 2".to_owned());
         }
+        match domain::workflow::parse_duration(&self.pending_alert) {
+            Ok(d) if !d.is_zero() => {}
+            _ => {
+                return Err(format!(
+                    "SLIPWAY_PENDING_ALERT: invalid duration {:?}: use e.g. 10m or 90s",
+                    self.pending_alert
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// `pending_alert` as a duration (checked by [`Settings::check`]).
+    pub fn pending_alert_after(&self) -> std::time::Duration {
+        domain::workflow::parse_duration(&self.pending_alert)
+            .unwrap_or(std::time::Duration::from_secs(600))
     }
 }

@@ -3,13 +3,18 @@
 //! message only names a task: the task itself lives in Postgres, and a runner
 //! claims it there before running it, so a message delivered twice runs the
 //! task once.
+//!
+//! Events (alerts.md) travel from the orchestrator to notifiers through a
+//! durable fanout exchange into a durable queue, also persistent and
+//! confirmed, so events published while no notifier runs wait for one. An
+//! event carries its id: the notifier records one alert per id.
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use serde::{Deserialize, Serialize};
 
 pub use lapin;
@@ -56,6 +61,57 @@ impl Topology {
     pub fn tasks_queue(&self) -> String {
         format!("{}slipway.tasks", self.prefix)
     }
+
+    /// The exchange events are published to.
+    pub fn events_exchange(&self) -> String {
+        format!("{}slipway.events", self.prefix)
+    }
+
+    /// The queue notifiers take events from, bound to the events exchange.
+    pub fn notify_queue(&self) -> String {
+        format!("{}slipway.notify", self.prefix)
+    }
+
+    fn queue_arguments(&self) -> FieldTable {
+        let mut arguments = FieldTable::default();
+        if let Some(ms) = self.expires_ms {
+            arguments.insert("x-expires".into(), lapin::types::AMQPValue::LongUInt(ms));
+        }
+        arguments
+    }
+}
+
+/// An event on its way to a notifier: the alerts.md event as the
+/// orchestrator recorded it, with what it refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMessage {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub workflow_id: i64,
+    pub workflow: String,
+    pub workflow_version: i32,
+    pub task_id: Option<i64>,
+    pub deployment_id: Option<i64>,
+    pub environment: Option<String>,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub commit: Option<String>,
+    pub message: Option<String>,
+    pub summary: String,
+    pub error: Option<String>,
+    pub reason: Option<String>,
+    pub outcome: Option<String>,
+    #[serde(default)]
+    pub recovery: bool,
+}
+
+impl EventMessage {
+    pub fn decode(body: &[u8]) -> Result<Self> {
+        Ok(serde_json::from_slice(body)?)
+    }
 }
 
 /// The body of a task message.
@@ -76,25 +132,59 @@ pub async fn connect(url: &str) -> Result<Connection> {
 }
 
 async fn declare_tasks(channel: &Channel, topology: &Topology) -> Result<()> {
-    let mut arguments = FieldTable::default();
-    if let Some(ms) = topology.expires_ms {
-        arguments.insert("x-expires".into(), lapin::types::AMQPValue::LongUInt(ms));
-    }
     channel
         .queue_declare(
             topology.tasks_queue().as_str().into(),
             QueueDeclareOptions::durable(),
-            arguments,
+            topology.queue_arguments(),
         )
         .await?;
     Ok(())
 }
 
-/// Publishes task messages and waits for the broker's confirm of each.
+/// The events exchange and the notify queue bound to it. Both publisher and
+/// consumer declare them, so an event published before any notifier ran
+/// waits in the queue.
+async fn declare_events(channel: &Channel, topology: &Topology) -> Result<()> {
+    let exchange = topology.events_exchange();
+    let queue = topology.notify_queue();
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            topology.queue_arguments(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Publishes task and event messages and waits for the broker's confirm of
+/// each.
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
     queue: String,
+    exchange: String,
 }
 
 impl Publisher {
@@ -105,25 +195,47 @@ impl Publisher {
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         declare_tasks(&channel, topology).await?;
+        declare_events(&channel, topology).await?;
         Ok(Self {
             channel,
             queue: topology.tasks_queue(),
+            exchange: topology.events_exchange(),
         })
     }
 
     /// Publishes one task; returns once the broker has stored it.
     pub async fn publish(&self, message: TaskMessage) -> Result<()> {
         let body = serde_json::to_vec(&message)?;
-        let properties = BasicProperties::default()
+        self.send("", &self.queue, &body, None).await
+    }
+
+    /// Publishes one event; returns once the broker has stored it.
+    pub async fn publish_event(&self, message: &EventMessage) -> Result<()> {
+        let body = serde_json::to_vec(message)?;
+        self.send(&self.exchange, "", &body, Some(&message.id))
+            .await
+    }
+
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        message_id: Option<&str>,
+    ) -> Result<()> {
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
+        if let Some(id) = message_id {
+            properties = properties.with_message_id(id.into());
+        }
         let confirmation = self
             .channel
             .basic_publish(
-                "".into(),
-                self.queue.as_str().into(),
+                exchange.into(),
+                routing_key.into(),
                 BasicPublishOptions::default(),
-                &body,
+                body,
                 properties,
             )
             .await?
@@ -180,4 +292,28 @@ pub async fn stop_consuming(channel: &Channel, consumer_tag: &str) -> Result<()>
         )
         .await?;
     Ok(())
+}
+
+/// Opens a channel consuming the notify queue, with at most `prefetch`
+/// unacknowledged events.
+pub async fn event_consumer(
+    connection: &Connection,
+    topology: &Topology,
+    prefetch: u16,
+    consumer_tag: &str,
+) -> Result<(Channel, Consumer)> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    declare_events(&channel, topology).await?;
+    let consumer = channel
+        .basic_consume(
+            topology.notify_queue().as_str().into(),
+            consumer_tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((channel, consumer))
 }

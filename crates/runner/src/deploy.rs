@@ -610,7 +610,7 @@ impl Deploys<'_> {
         for (k, v) in &target.env {
             env.push((
                 k.clone(),
-                resolve(v, self.secrets).map_err(Failure::deploy)?,
+                domain::workflow::resolve_secrets(v, self.secrets).map_err(Failure::deploy)?,
             ));
         }
         env.push(("SLIPWAY_IMAGE".to_owned(), image.to_owned()));
@@ -859,46 +859,4 @@ async fn probe(client: &reqwest::Client, url: &str) -> Result<u16, String> {
                 "connection refused or reset".to_owned()
             }
         })
-}
-
-/// `${{ secrets.NAME }}` placeholders in a target value, replaced by the
-/// secret's value.
-pub fn resolve(value: &str, secrets: &HashMap<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${{") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find("}}") else {
-            return Err(format!("unclosed placeholder in {value:?}"));
-        };
-        let inner = rest[start + 3..start + end].trim();
-        let name = inner
-            .strip_prefix("secrets.")
-            .ok_or_else(|| format!("unknown placeholder ${{{{ {inner} }}}}"))?;
-        let secret = secrets
-            .get(name)
-            .ok_or_else(|| format!("secret {name} is not available to this deploy"))?;
-        out.push_str(secret);
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_take_secret_values() {
-        let secrets = HashMap::from([("DB".to_owned(), "pw".to_owned())]);
-        assert_eq!(
-            resolve("postgres://u:${{ secrets.DB }}@db", &secrets).unwrap(),
-            "postgres://u:pw@db"
-        );
-        assert_eq!(resolve("plain", &secrets).unwrap(), "plain");
-        assert!(resolve("${{ secrets.NOPE }}", &secrets).is_err());
-        assert!(resolve("${{ env.X }}", &secrets).is_err());
-        assert!(resolve("${{ secrets.DB", &secrets).is_err());
-    }
 }

@@ -125,18 +125,31 @@ fn event(
     summary: String,
     error: Option<&str>,
 ) -> Result<()> {
-    events::emit(
-        conn,
-        &Event {
-            kind,
-            workflow_id: d.workflow_id,
-            task_id: d.task_id,
-            deployment_id: Some(d.id),
-            environment: Some(&d.environment),
-            summary,
-            error,
-        },
-    )?;
+    emit(conn, kind, d, summary, error, |_| {})
+}
+
+/// Records an event of deployment `d`; `more` fills in what only some
+/// events carry (a rollback's reason and outcome, a recovery).
+fn emit<'a>(
+    conn: &mut PgConnection,
+    kind: &'a str,
+    d: &'a DeploymentRow,
+    summary: String,
+    error: Option<&'a str>,
+    more: impl FnOnce(&mut Event<'a>),
+) -> Result<()> {
+    let mut e = Event {
+        kind,
+        workflow_id: d.workflow_id,
+        task_id: d.task_id,
+        deployment_id: Some(d.id),
+        environment: Some(&d.environment),
+        summary,
+        error,
+        ..Event::default()
+    };
+    more(&mut e);
+    events::emit(conn, &e)?;
     Ok(())
 }
 
@@ -289,7 +302,11 @@ pub fn advance(
                     ))
                     .execute(conn)?;
                 let summary = format!("{} is healthy on {}", row.image, row.environment);
-                event(conn, "deploy_succeeded", &row, summary, None)?;
+                let recovery =
+                    events::deployment_recovers(conn, row.workflow_id, &row.environment, row.id)?;
+                emit(conn, "deploy_succeeded", &row, summary, None, |e| {
+                    e.recovery = recovery;
+                })?;
             }
             DeploymentEvent::Fail => {
                 let kind = alert.unwrap_or("deploy_failed");
@@ -354,7 +371,10 @@ pub fn record_rollback(
                 failed.environment
             ),
         };
-        event(conn, "rolled_back", &failed, summary, error)?;
+        emit(conn, "rolled_back", &failed, summary, error, |e| {
+            e.reason = Some(reason);
+            e.outcome = Some(status);
+        })?;
         Ok(row)
     })
 }
@@ -675,7 +695,10 @@ fn finish_manual_rollback(
             r.environment,
             r.to_deployment_id.unwrap_or_default()
         );
-        event(conn, "rolled_back", d, summary, error)?;
+        emit(conn, "rolled_back", d, summary, error, |e| {
+            e.reason = Some("manual");
+            e.outcome = Some(status);
+        })?;
     }
     Ok(())
 }

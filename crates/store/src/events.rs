@@ -1,14 +1,17 @@
 //! alerts.md events, written in the transaction of the change they report.
-//! The notifier takes them from here; an event id is unique, so delivery can
-//! be at least once.
+//! The orchestrator's event relay publishes them to the broker and marks
+//! them published once confirmed; an event id is unique, so delivery can be
+//! at least once.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use domain::state::TaskStatus;
 
 use crate::Result;
-use crate::schema::events;
+use crate::schema::{deployments, events, tasks, workflows};
 
 /// An event to record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Event<'a> {
     pub kind: &'a str,
     pub workflow_id: i64,
@@ -17,10 +20,27 @@ pub struct Event<'a> {
     pub environment: Option<&'a str>,
     pub summary: String,
     pub error: Option<&'a str>,
+    /// `rolled_back`: why it ran.
+    pub reason: Option<&'a str>,
+    /// `rolled_back`: `succeeded` or `failed`.
+    pub outcome: Option<&'a str>,
+    /// A success after a failure (alerts.md: recoveries are always sent).
+    pub recovery: bool,
 }
 
+/// Records an event; its branch is the task's, fixed now, since repeats
+/// are counted per branch.
 pub fn emit(conn: &mut PgConnection, event: &Event<'_>) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
+    let branch: Option<String> = match event.task_id {
+        Some(task_id) => tasks::table
+            .find(task_id)
+            .select(tasks::branch.nullable())
+            .first::<Option<String>>(conn)
+            .optional()?
+            .flatten(),
+        None => None,
+    };
     diesel::insert_into(events::table)
         .values((
             events::id.eq(&id),
@@ -31,16 +51,211 @@ pub fn emit(conn: &mut PgConnection, event: &Event<'_>) -> Result<String> {
             events::environment.eq(event.environment),
             events::summary.eq(&event.summary),
             events::error.eq(event.error),
+            events::branch.eq(branch),
+            events::reason.eq(event.reason),
+            events::outcome.eq(event.outcome),
+            events::recovery.eq(event.recovery),
         ))
         .execute(conn)?;
     Ok(id)
+}
+
+/// Whether the task ending in success follows a failure: the last task of
+/// the same workflow and branch (or tag) that finished before it failed.
+pub fn task_recovers(conn: &mut PgConnection, task: &crate::tasks::TaskRow) -> Result<bool> {
+    let mut query = tasks::table
+        .filter(tasks::workflow_id.eq(task.workflow_id))
+        .filter(tasks::id.ne(task.id))
+        .filter(tasks::deployment_id.is_null())
+        .filter(tasks::status.eq_any([TaskStatus::Success.as_str(), TaskStatus::Failed.as_str()]))
+        .into_boxed();
+    query = match (&task.branch, &task.tag) {
+        (Some(b), _) => query.filter(tasks::branch.eq(b)),
+        (None, Some(t)) => query.filter(tasks::tag.eq(t)),
+        (None, None) => return Ok(false),
+    };
+    let last: Option<String> = query
+        .order(tasks::finished_at.desc().nulls_last())
+        .select(tasks::status)
+        .first(conn)
+        .optional()?;
+    Ok(last.as_deref() == Some(TaskStatus::Failed.as_str()))
+}
+
+/// Whether a deployment that succeeded follows a failed one of the same
+/// environment.
+pub fn deployment_recovers(
+    conn: &mut PgConnection,
+    workflow_id: i64,
+    environment: &str,
+    deployment_id: i64,
+) -> Result<bool> {
+    let last: Option<String> = deployments::table
+        .filter(deployments::workflow_id.eq(workflow_id))
+        .filter(deployments::environment.eq(environment))
+        .filter(deployments::id.ne(deployment_id))
+        .filter(deployments::status.eq_any(["succeeded", "failed", "rolled_back", "timed_out"]))
+        .order(deployments::finished_at.desc().nulls_last())
+        .select(deployments::status)
+        .first(conn)
+        .optional()?;
+    Ok(last.is_some_and(|s| s != "succeeded"))
+}
+
+/// An event with what it refers to, as the notifier needs it.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: String,
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub workflow_id: i64,
+    pub workflow: String,
+    pub workflow_version: i32,
+    pub task_id: Option<i64>,
+    pub deployment_id: Option<i64>,
+    pub environment: Option<String>,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub commit: Option<String>,
+    pub message: Option<String>,
+    pub summary: String,
+    pub error: Option<String>,
+    pub reason: Option<String>,
+    pub outcome: Option<String>,
+    pub recovery: bool,
+}
+
+type RecordTuple = (
+    (
+        String,
+        String,
+        DateTime<Utc>,
+        i64,
+        String,
+        Option<i32>,
+        i32,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+    ),
+    (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        bool,
+    ),
+);
+
+fn record(t: RecordTuple) -> EventRecord {
+    let (
+        (
+            id,
+            kind,
+            at,
+            workflow_id,
+            workflow,
+            task_version,
+            live_version,
+            task_id,
+            deployment_id,
+            environment,
+            branch,
+        ),
+        (tag, commit, message, summary, error, reason, outcome, recovery),
+    ) = t;
+    EventRecord {
+        id,
+        kind,
+        at,
+        workflow_id,
+        workflow,
+        workflow_version: task_version.unwrap_or(live_version),
+        task_id,
+        deployment_id,
+        environment,
+        branch,
+        tag,
+        commit,
+        message,
+        summary,
+        error,
+        reason,
+        outcome,
+        recovery,
+    }
+}
+
+/// Loads events joined with their workflow and task; the tokens after the
+/// connection continue the query (filters, order, limit).
+macro_rules! records {
+    ($conn:expr, $($chain:tt)*) => {{
+        let rows: Vec<RecordTuple> = events::table
+            .inner_join(workflows::table.on(workflows::id.eq(events::workflow_id)))
+            .left_join(tasks::table.on(tasks::id.nullable().eq(events::task_id)))
+            $($chain)*
+            .select((
+                (
+                    events::id,
+                    events::kind,
+                    events::created_at,
+                    events::workflow_id,
+                    workflows::name,
+                    tasks::workflow_version.nullable(),
+                    workflows::version,
+                    events::task_id,
+                    events::deployment_id,
+                    events::environment,
+                    events::branch,
+                ),
+                (
+                    tasks::tag.nullable(),
+                    tasks::commit_sha.nullable(),
+                    tasks::message.nullable(),
+                    events::summary,
+                    events::error,
+                    events::reason,
+                    events::outcome,
+                    events::recovery,
+                ),
+            ))
+            .load($conn)?;
+        rows.into_iter().map(record).collect::<Vec<EventRecord>>()
+    }};
+}
+
+/// The oldest events not yet confirmed by the broker, in the order written.
+pub fn unpublished(conn: &mut PgConnection, limit: i64) -> Result<Vec<EventRecord>> {
+    Ok(records!(
+        conn,
+        .filter(events::published_at.is_null())
+        .order(events::seq.asc())
+        .limit(limit)
+    ))
+}
+
+/// Marks events the broker confirmed.
+pub fn mark_published(conn: &mut PgConnection, ids: &[String]) -> Result<()> {
+    diesel::update(events::table.filter(events::id.eq_any(ids)))
+        .set(events::published_at.eq(Utc::now()))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The events with these ids, in no particular order.
+pub fn by_ids(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<EventRecord>> {
+    Ok(records!(conn, .filter(events::id.eq_any(ids))))
 }
 
 /// The types of a deployment's events, oldest first (for tests and the API).
 pub fn kinds_for_deployment(conn: &mut PgConnection, deployment_id: i64) -> Result<Vec<String>> {
     Ok(events::table
         .filter(events::deployment_id.eq(deployment_id))
-        .order(events::created_at.asc())
+        .order(events::seq.asc())
         .select(events::kind)
         .load(conn)?)
 }

@@ -6,6 +6,7 @@
 //! must be atomic open their own transaction. Every task and step status
 //! change goes through the domain's state machine.
 
+pub mod alerts;
 pub mod deployments;
 pub mod events;
 pub mod logs;

@@ -73,6 +73,7 @@ diesel::table! {
         image_reference -> Nullable<Text>,
         image_digest -> Nullable<Text>,
         deployment_id -> Nullable<Int8>,
+        stuck_alerted_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -163,7 +164,39 @@ diesel::table! {
         summary -> Text,
         error -> Nullable<Text>,
         created_at -> Timestamptz,
+        published_at -> Nullable<Timestamptz>,
+        seq -> Int8,
+        branch -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        recovery -> Bool,
+    }
+}
+
+diesel::table! {
+    alerts (id) {
+        id -> Int8,
+        event_id -> Text,
+        throttle_key -> Text,
+        throttled -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> Int8,
+        alert_id -> Int8,
+        rule -> Int4,
+        channel -> Text,
+        target -> Text,
+        status -> Text,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Timestamptz,
         delivered_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -173,6 +206,9 @@ diesel::joinable!(tasks -> workflows (workflow_id));
 diesel::joinable!(steps -> tasks (task_id));
 diesel::joinable!(log_chunks -> tasks (task_id));
 diesel::joinable!(outbox -> tasks (task_id));
+diesel::joinable!(events -> workflows (workflow_id));
+diesel::joinable!(alerts -> events (event_id));
+diesel::joinable!(deliveries -> alerts (alert_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     workflows,
@@ -187,4 +223,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     rollbacks,
     environments,
     events,
+    alerts,
+    deliveries,
 );

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use domain::state::{StepEvent, StepStatus, TaskEvent, TaskStatus};
 
+use crate::events::{self, Event};
 use crate::schema::{steps, tasks, workflows};
 use crate::{Error, Result, logs, outbox};
 
@@ -239,7 +240,7 @@ pub fn claim(
         let task = lock(conn, id)?;
         let next = task.status()?.apply(TaskEvent::Claimed)?;
         let now = Utc::now();
-        Ok(diesel::update(tasks::table.find(id))
+        let row = diesel::update(tasks::table.find(id))
             .set((
                 tasks::status.eq(next.as_str()),
                 tasks::runner_id.eq(runner_id),
@@ -248,7 +249,10 @@ pub fn claim(
                 tasks::started_at.eq(now),
             ))
             .returning(TaskRow::as_returning())
-            .get_result(conn)?)
+            .get_result(conn)?;
+        let summary = format!("task {id} started on runner {runner_id}");
+        task_event(conn, &row, "task_started", summary, None, false)?;
+        Ok(row)
     })
 }
 
@@ -390,6 +394,75 @@ pub fn append_log(
     })
 }
 
+fn task_event(
+    conn: &mut PgConnection,
+    task: &TaskRow,
+    kind: &str,
+    summary: String,
+    error: Option<&str>,
+    recovery: bool,
+) -> Result<()> {
+    events::emit(
+        conn,
+        &Event {
+            kind,
+            workflow_id: task.workflow_id,
+            task_id: Some(task.id),
+            summary,
+            error,
+            recovery,
+            ..Event::default()
+        },
+    )?;
+    Ok(())
+}
+
+/// The event of a task's end (alerts.md). A failure of a deploy step has
+/// its own deploy events, and a lost runner its `runner_lost`, so neither
+/// is a `build_failed`.
+fn end_event(
+    conn: &mut PgConnection,
+    task: &TaskRow,
+    status: TaskStatus,
+    error: Option<&str>,
+) -> Result<()> {
+    let id = task.id;
+    match status {
+        TaskStatus::Success => {
+            let recovery = events::task_recovers(conn, task)?;
+            let summary = format!("task {id} succeeded");
+            task_event(conn, task, "task_succeeded", summary, None, recovery)
+        }
+        TaskStatus::Cancelled => {
+            let summary = format!("task {id} was cancelled");
+            task_event(conn, task, "task_cancelled", summary, None, false)
+        }
+        TaskStatus::Failed if error == Some(RUNNER_LOST) => {
+            let runner = task.runner_id.as_deref().unwrap_or("?");
+            let summary = format!("runner {runner} stopped heartbeating; task {id} failed");
+            task_event(conn, task, "runner_lost", summary, error, false)
+        }
+        TaskStatus::Failed => {
+            let failed: Option<String> = steps::table
+                .filter(steps::task_id.eq(id))
+                .filter(steps::status.eq(StepStatus::Failed.as_str()))
+                .order(steps::position.asc())
+                .select(steps::name)
+                .first(conn)
+                .optional()?;
+            let summary = match failed.as_deref() {
+                Some(step) if step.starts_with("deploy:") => return Ok(()),
+                Some("clone") => format!("task {id}: the clone failed"),
+                Some("image") => format!("task {id}: the image build or push failed"),
+                Some(step) => format!("task {id}: step {step} failed"),
+                None => format!("task {id} failed before it ran"),
+            };
+            task_event(conn, task, "build_failed", summary, error, false)
+        }
+        TaskStatus::Pending | TaskStatus::Running => Ok(()),
+    }
+}
+
 /// Ends a task: its status, its error, and every step that never ran marked
 /// skipped (a running one cancelled), so nothing stays pending or running.
 fn end(
@@ -423,6 +496,7 @@ fn end(
             ))
             .execute(conn)?;
     }
+    end_event(conn, task, next, error)?;
     Ok(next)
 }
 
@@ -560,6 +634,12 @@ fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<()> {
             tasks::lease_expires_at.eq(None::<DateTime<Utc>>),
         ))
         .execute(conn)?;
+    let runner = task.runner_id.as_deref().unwrap_or("?");
+    let summary = format!(
+        "runner {runner} stopped heartbeating; task {} runs again from the start",
+        task.id
+    );
+    task_event(conn, task, "runner_lost", summary, Some(RUNNER_LOST), false)?;
     for step in step_rows(conn, task.id)? {
         let status = step.status()?.apply(StepEvent::Reset)?;
         diesel::update(steps::table.find((task.id, step.position)))
@@ -643,5 +723,37 @@ pub fn republish_stale(conn: &mut PgConnection, waited_since: DateTime<Utc>) -> 
             .set(tasks::queued_at.eq(Utc::now()))
             .execute(conn)?;
         Ok(stale)
+    })
+}
+
+/// Raises `task_stuck` for each task pending since before `waited_since`,
+/// once per wait (a re-queue starts a new one). Returns their ids.
+pub fn flag_stuck(conn: &mut PgConnection, waited_since: DateTime<Utc>) -> Result<Vec<i64>> {
+    conn.transaction(|conn| {
+        let stuck: Vec<TaskRow> = tasks::table
+            .filter(tasks::status.eq(TaskStatus::Pending.as_str()))
+            .filter(tasks::queued_at.lt(waited_since))
+            .filter(
+                tasks::stuck_alerted_at
+                    .is_null()
+                    .or(tasks::stuck_alerted_at.lt(tasks::queued_at.nullable())),
+            )
+            .for_update()
+            .skip_locked()
+            .select(TaskRow::as_select())
+            .load(conn)?;
+        let now = Utc::now();
+        for task in &stuck {
+            let minutes = (now - task.queued_at).num_minutes();
+            let summary = format!(
+                "task {} has waited {minutes} min in pending: no runner takes it",
+                task.id
+            );
+            task_event(conn, task, "task_stuck", summary, None, false)?;
+            diesel::update(tasks::table.find(task.id))
+                .set(tasks::stuck_alerted_at.eq(now))
+                .execute(conn)?;
+        }
+        Ok(stuck.into_iter().map(|t| t.id).collect())
     })
 }

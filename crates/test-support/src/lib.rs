@@ -115,6 +115,7 @@ impl Stack {
             lease_seconds: options.lease_seconds,
             max_requeues: 1,
             database_pool_size: 4,
+            pending_alert: "10m".to_owned(),
             log: "warn".to_owned(),
             log_json: false,
         };

@@ -8,6 +8,7 @@ use std::time::Duration;
 mod parse;
 mod patterns;
 mod repo;
+mod secrets;
 mod template;
 mod values;
 mod yaml;
@@ -15,9 +16,10 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
-pub use parse::{SpecError, parse};
+pub use parse::{SpecError, parse, parse_default_notify};
 pub use patterns::{PatternError, Patterns};
 pub use repo::RepoUrl;
+pub use secrets::{resolve_secrets, secret_refs};
 pub use template::{Template, TemplateVars};
 pub use values::{
     AlertEvent, EnvName, EventKind, MAX_DURATION, RollbackMode, SecretName, StepName, ValueError,

@@ -509,9 +509,48 @@ fn health(f: &Field<'_>) -> Result<HealthCheck> {
     })
 }
 
+/// Parses `SLIPWAY_DEFAULT_NOTIFY`: the channels of one `notify` entry
+/// (slack, email, dingtalk, webhook), for the server's default rule. `on` is
+/// optional there and defaults to `default_on`; secrets placeholders are
+/// refused, as the server default belongs to no workflow.
+pub fn parse_default_notify(yaml: &str, default_on: &[AlertEvent]) -> Result<NotifyRule> {
+    let root = yaml::load(yaml)
+        .map_err(|e| SpecError::at("", e.pos, e.message))?
+        .ok_or_else(|| SpecError::at("", Pos::START, "empty: expected a mapping of channels"))?;
+    let root = Field {
+        node: &root,
+        path: String::new(),
+        key_pos: None,
+    };
+    let r = root.record(&["on", "slack", "email", "dingtalk", "webhook"])?;
+    let on = match r.field("on") {
+        Some(on_field) => alert_events(&on_field)?,
+        None => default_on.to_vec(),
+    };
+    let rule = notify_channels(&root, &r, on)?;
+    if let Some(pos) = yaml.find("${{") {
+        let line = yaml[..pos].matches('\n').count() + 1;
+        let column = yaml[..pos]
+            .rsplit('\n')
+            .next()
+            .map_or(0, |l| l.chars().count())
+            + 1;
+        return Err(SpecError::at(
+            "",
+            Pos { line, column },
+            "secrets placeholders belong to workflows; write the value itself",
+        ));
+    }
+    Ok(rule)
+}
+
 fn notify_rule(f: &Field<'_>) -> Result<NotifyRule> {
     let r = f.record(&["on", "slack", "email", "dingtalk", "webhook"])?;
-    let on_field = r.required("on")?;
+    let on = alert_events(&r.required("on")?)?;
+    notify_channels(f, &r, on)
+}
+
+fn alert_events(on_field: &Field<'_>) -> Result<Vec<AlertEvent>> {
     let mut on = Vec::new();
     for item in on_field.seq()? {
         let s = item.text()?;
@@ -530,7 +569,10 @@ fn notify_rule(f: &Field<'_>) -> Result<NotifyRule> {
     if on.is_empty() {
         return Err(on_field.error("list at least one event"));
     }
+    Ok(on)
+}
 
+fn notify_channels(f: &Field<'_>, r: &Record<'_>, on: Vec<AlertEvent>) -> Result<NotifyRule> {
     let slack = r
         .field("slack")
         .map(|f| {

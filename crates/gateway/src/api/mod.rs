@@ -1,6 +1,7 @@
 //! The REST API under `/api` (api.md), each route a thin translation to one
 //! call of the orchestrator's public gRPC API.
 
+pub mod alerts;
 pub mod deployments;
 pub mod tasks;
 pub mod workflows;

@@ -2,7 +2,9 @@
 
 use domain::push::{CommitSha, GitRef, PushEvent};
 use proto::{ApiError, ErrorCode};
+use store::alerts::{AlertView, Claimed, DeliveryRow};
 use store::deployments::{DeploymentRow, RollbackRow};
+use store::events::EventRecord;
 use store::tasks::TaskDetail;
 use store::workflows::WorkflowRow;
 
@@ -141,4 +143,84 @@ pub fn workflow_run(r: proto::WorkflowRunEvent) -> Result<crate::app::WorkflowRu
         head_sha,
         head_branch: r.head_branch.filter(|b| !b.is_empty()),
     })
+}
+
+pub fn alert_event(e: EventRecord) -> proto::AlertEvent {
+    proto::AlertEvent {
+        id: e.id,
+        r#type: e.kind,
+        at: Some(proto::timestamp(e.at)),
+        workflow_id: e.workflow_id,
+        workflow: e.workflow,
+        workflow_version: e.workflow_version,
+        task_id: e.task_id,
+        deployment_id: e.deployment_id,
+        environment: e.environment,
+        branch: e.branch,
+        tag: e.tag,
+        commit: e.commit,
+        message: e.message,
+        summary: e.summary,
+        error: e.error,
+        reason: e.reason,
+        outcome: e.outcome,
+        recovery: e.recovery,
+    }
+}
+
+/// The event as it travels on the queue.
+pub fn event_message(e: EventRecord) -> queue::EventMessage {
+    queue::EventMessage {
+        id: e.id,
+        kind: e.kind,
+        at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        workflow_id: e.workflow_id,
+        workflow: e.workflow,
+        workflow_version: e.workflow_version,
+        task_id: e.task_id,
+        deployment_id: e.deployment_id,
+        environment: e.environment,
+        branch: e.branch,
+        tag: e.tag,
+        commit: e.commit,
+        message: e.message,
+        summary: e.summary,
+        error: e.error,
+        reason: e.reason,
+        outcome: e.outcome,
+        recovery: e.recovery,
+    }
+}
+
+pub fn delivery(d: DeliveryRow) -> proto::Delivery {
+    let pending = d.status == store::alerts::PENDING;
+    proto::Delivery {
+        id: d.id,
+        rule: d.rule,
+        channel: d.channel,
+        target: d.target,
+        status: d.status,
+        attempts: d.attempts,
+        last_error: d.last_error,
+        next_attempt_at: pending.then(|| proto::timestamp(d.next_attempt_at)),
+        delivered_at: d.delivered_at.map(proto::timestamp),
+        created_at: Some(proto::timestamp(d.created_at)),
+    }
+}
+
+pub fn claimed(c: Claimed) -> proto::ClaimedDelivery {
+    proto::ClaimedDelivery {
+        delivery: Some(delivery(c.delivery)),
+        event: Some(alert_event(c.event)),
+    }
+}
+
+pub fn alert(a: AlertView) -> proto::Alert {
+    proto::Alert {
+        id: a.alert.id,
+        event: Some(alert_event(a.event)),
+        throttled: a.alert.throttled,
+        created_at: Some(proto::timestamp(a.alert.created_at)),
+        deliveries: a.deliveries.into_iter().map(delivery).collect(),
+    }
 }

@@ -3,6 +3,7 @@
 //! [`App`](crate::app::App), and converts the answer back.
 
 mod convert;
+mod notifier;
 mod public;
 mod runner;
 
@@ -11,6 +12,8 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
+pub use convert::event_message;
+pub use notifier::NotifierService;
 pub use public::PublicApi;
 pub use runner::RunnerService;
 

@@ -33,6 +33,19 @@ fn ok<T>(value: T) -> Answer<T> {
     Ok(Response::new(value))
 }
 
+/// The page size a list asks for, `DEFAULT_LIMIT` when it does not say.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ))
+    }
+}
+
 #[tonic::async_trait]
 impl Slipway for PublicApi {
     async fn create_workflow(
@@ -154,14 +167,7 @@ impl Slipway for PublicApi {
                     .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?,
             ),
         };
-        let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                format!("limit must be between 1 and {MAX_LIMIT}"),
-            )
-            .into());
-        }
+        let limit = page_limit(req.limit)?;
         let tasks = self
             .app
             .list_tasks(TaskFilter {
@@ -235,14 +241,7 @@ impl Slipway for PublicApi {
         req: Request<proto::ListDeploymentsRequest>,
     ) -> Answer<proto::ListDeploymentsResponse> {
         let req = req.into_inner();
-        let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                format!("limit must be between 1 and {MAX_LIMIT}"),
-            )
-            .into());
-        }
+        let limit = page_limit(req.limit)?;
         let rows = self
             .app
             .list_deployments(req.workflow_id, req.environment, limit)
@@ -274,6 +273,22 @@ impl Slipway for PublicApi {
             .await?;
         ok(proto::ListRollbacksResponse {
             rollbacks: rows.into_iter().map(convert::rollback).collect(),
+        })
+    }
+
+    async fn list_alerts(
+        &self,
+        req: Request<proto::ListAlertsRequest>,
+    ) -> Answer<proto::ListAlertsResponse> {
+        let req = req.into_inner();
+        let filter = store::alerts::AlertFilter {
+            limit: page_limit(req.limit)?,
+            workflow_id: req.workflow_id,
+            task_id: req.task_id,
+        };
+        let alerts = self.app.list_alerts(filter).await?;
+        ok(proto::ListAlertsResponse {
+            alerts: alerts.into_iter().map(convert::alert).collect(),
         })
     }
 

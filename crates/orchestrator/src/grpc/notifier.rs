@@ -1,0 +1,133 @@
+//! The notifier API (`slipway.v1.NotifierApi`): what notifiers call to read
+//! a workflow's notify rules with their secrets, record alerts and claim
+//! and report deliveries. The notifier decides; the database is here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::notifier_api_server::NotifierApi;
+use proto::{ApiError, ErrorCode};
+use store::alerts::{Attempt, NewDelivery, OpenAlert};
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::app::App;
+
+/// Longest claim a notifier may ask for.
+const MAX_CLAIM: Duration = Duration::from_secs(600);
+/// Most deliveries handed out per claim.
+const MAX_CLAIM_BATCH: i32 = 100;
+
+pub struct NotifierService {
+    app: Arc<App>,
+}
+
+impl NotifierService {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, msg)
+}
+
+fn millis(ms: i64, what: &str, max: Duration) -> Result<Duration, ApiError> {
+    let ms = u64::try_from(ms).map_err(|_| bad(format!("{what} must not be negative")))?;
+    Ok(Duration::from_millis(ms).min(max))
+}
+
+#[tonic::async_trait]
+impl NotifierApi for NotifierService {
+    async fn get_notify_config(
+        &self,
+        req: Request<proto::GetNotifyConfigRequest>,
+    ) -> Answer<proto::NotifyConfig> {
+        let req = req.into_inner();
+        let (definition, version, secrets) = self
+            .app
+            .notify_config(req.workflow_id, req.version, req.secret_names)
+            .await?;
+        Ok(Response::new(proto::NotifyConfig {
+            definition,
+            version,
+            secrets: secrets.into_iter().collect(),
+        }))
+    }
+
+    async fn open_alert(
+        &self,
+        req: Request<proto::OpenAlertRequest>,
+    ) -> Answer<proto::OpenAlertResponse> {
+        let req = req.into_inner();
+        let mut channels = Vec::with_capacity(req.channels.len());
+        for c in req.channels {
+            if domain::alert::ChannelKind::parse(&c.channel).is_none() {
+                return Err(bad(format!("unknown channel {:?}", c.channel)).into());
+            }
+            channels.push(NewDelivery {
+                rule: c.rule,
+                channel: c.channel,
+                target: c.target,
+            });
+        }
+        let open = OpenAlert {
+            event_id: req.event_id,
+            throttle_key: req.throttle_key,
+            bypass_throttle: req.bypass_throttle,
+            window: millis(req.throttle_ms, "throttle_ms", Duration::MAX)?,
+            channels,
+        };
+        let claim = millis(req.claim_ms, "claim_ms", MAX_CLAIM)?;
+        let opened = self.app.open_alert(open, claim).await?;
+        Ok(Response::new(proto::OpenAlertResponse {
+            alert_id: opened.alert.id,
+            created: opened.created,
+            throttled: opened.alert.throttled,
+            deliveries: opened
+                .deliveries
+                .into_iter()
+                .map(convert::claimed)
+                .collect(),
+        }))
+    }
+
+    async fn claim_deliveries(
+        &self,
+        req: Request<proto::ClaimDeliveriesRequest>,
+    ) -> Answer<proto::ClaimDeliveriesResponse> {
+        let req = req.into_inner();
+        let limit = req.limit.clamp(1, MAX_CLAIM_BATCH);
+        let claim = millis(req.claim_ms, "claim_ms", MAX_CLAIM)?;
+        let claimed = self.app.claim_deliveries(i64::from(limit), claim).await?;
+        Ok(Response::new(proto::ClaimDeliveriesResponse {
+            deliveries: claimed.into_iter().map(convert::claimed).collect(),
+        }))
+    }
+
+    async fn record_attempt(
+        &self,
+        req: Request<proto::RecordAttemptRequest>,
+    ) -> Answer<proto::Delivery> {
+        let req = req.into_inner();
+        let attempt = if req.delivered {
+            Attempt::Delivered
+        } else {
+            let retry_at = match req.retry_in_ms {
+                Some(ms) => {
+                    let wait = millis(ms, "retry_in_ms", Duration::from_secs(24 * 3600))?;
+                    Some(chrono::Utc::now() + wait)
+                }
+                None => None,
+            };
+            Attempt::Failed {
+                error: req.error.unwrap_or_else(|| "failed".to_owned()),
+                retry_at,
+            }
+        };
+        let row = self.app.record_attempt(req.delivery_id, attempt).await?;
+        Ok(Response::new(convert::delivery(row)))
+    }
+}

@@ -1,0 +1,12 @@
+ALTER TABLE tasks DROP COLUMN stuck_alerted_at;
+DROP TABLE deliveries;
+DROP TABLE alerts;
+DROP INDEX events_task;
+DROP INDEX events_unpublished;
+ALTER TABLE events DROP COLUMN recovery;
+ALTER TABLE events DROP COLUMN outcome;
+ALTER TABLE events DROP COLUMN reason;
+ALTER TABLE events DROP COLUMN branch;
+ALTER TABLE events DROP COLUMN seq;
+ALTER TABLE events RENAME COLUMN published_at TO delivered_at;
+CREATE INDEX events_undelivered ON events (created_at) WHERE delivered_at IS NULL;
