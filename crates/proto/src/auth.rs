@@ -1,7 +1,12 @@
-//! The bearer token a gRPC client presents to the orchestrator.
+//! Bearer tokens on gRPC: the one a client presents ([`Bearer`]) and the
+//! check a server makes ([`RequireBearer`]).
 
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
+use tonic::{Request, Status};
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
@@ -20,5 +25,34 @@ impl Interceptor for Bearer {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         req.metadata_mut().insert("authorization", self.0.clone());
         Ok(req)
+    }
+}
+
+/// Checks `authorization: Bearer <token>` on every call, in constant time.
+#[derive(Clone)]
+pub struct RequireBearer {
+    token: Arc<str>,
+}
+
+impl RequireBearer {
+    pub fn new(token: &str) -> Self {
+        Self {
+            token: Arc::from(token),
+        }
+    }
+
+    #[allow(clippy::result_large_err)]
+    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if bool::from(presented.as_bytes().ct_eq(self.token.as_bytes())) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated("missing or wrong bearer token"))
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod db;
 pub mod git;
 pub mod hooks;
 pub mod images;
+pub mod receivers;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -50,6 +51,8 @@ pub struct Options {
     /// The broker the orchestrator publishes to, when not the test broker
     /// (a dead address plays a broker that is down).
     pub orchestrator_amqp_url: Option<String>,
+    /// `SLIPWAY_PENDING_ALERT` of the orchestrator.
+    pub pending_alert: String,
 }
 
 impl Default for Options {
@@ -62,6 +65,7 @@ impl Default for Options {
             kill_grace_ms: 1000,
             webhook_max_bytes: 25 * 1024 * 1024,
             orchestrator_amqp_url: None,
+            pending_alert: "10m".to_owned(),
         }
     }
 }
@@ -80,6 +84,7 @@ pub struct Stack {
     options: Options,
     shutdown: watch::Sender<bool>,
     orchestrator: Running,
+    notifier: Option<RunningNotifier>,
     processes: Vec<Child>,
     // Last: the database is dropped after the services stopped using it.
     pub db: TestDb,
@@ -115,7 +120,7 @@ impl Stack {
             lease_seconds: options.lease_seconds,
             max_requeues: 1,
             database_pool_size: 4,
-            pending_alert: "10m".to_owned(),
+            pending_alert: options.pending_alert.clone(),
             log: "warn".to_owned(),
             log_json: false,
         };
@@ -150,6 +155,7 @@ impl Stack {
             options,
             shutdown,
             orchestrator,
+            notifier: None,
             processes: Vec::new(),
             db,
         };
@@ -209,6 +215,48 @@ impl Stack {
             .await
             .expect("runner starts");
         tokio::spawn(runner.run(shutdown_signal(self.shutdown.subscribe())));
+    }
+
+    /// Settings for a notifier of this stack: retries after 200 ms, links
+    /// to `http://slipway.test`; channels are the test's to set.
+    pub fn notifier_settings(&self) -> notifier::Settings {
+        notifier::Settings {
+            notifier_addr: "127.0.0.1:0".parse().expect("address"),
+            orchestrator_url: self.grpc_url.clone(),
+            amqp_url: self.amqp_url.clone(),
+            api_token: self.token.clone(),
+            queue_prefix: self.queue_prefix.clone(),
+            queue_expires_ms: QUEUE_EXPIRES_MS,
+            public_url: "http://slipway.test".to_owned(),
+            notify_retry_base: "200ms".to_owned(),
+            log: "warn".to_owned(),
+            ..notifier::Settings::default()
+        }
+    }
+
+    /// Starts a notifier in this process (one at a time); returns the
+    /// address of its gRPC service.
+    pub async fn start_notifier(&mut self, settings: notifier::Settings) -> String {
+        self.stop_notifier().await;
+        let built = notifier::Notifier::build(settings)
+            .await
+            .expect("notifier starts");
+        let addr = format!("http://{}", built.local_addr().expect("bound"));
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(built.run(shutdown_signal(rx)));
+        self.notifier = Some(RunningNotifier { stop, task });
+        addr
+    }
+
+    /// Stops the notifier and waits until it has let go of its events.
+    pub async fn stop_notifier(&mut self) {
+        if let Some(n) = self.notifier.take() {
+            let _ = n.stop.send(true);
+            let mut task = n.task;
+            if tokio::time::timeout(DEADLINE, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
     }
 
     /// Starts a runner as a separate process (so a test can kill it).
@@ -403,6 +451,12 @@ impl Stack {
     }
 }
 
+/// The stack's notifier, which tests may stop and start.
+struct RunningNotifier {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), notifier::Error>>,
+}
+
 /// The stack's orchestrator, which tests may restart.
 struct Running {
     settings: orchestrator::Settings,
@@ -445,6 +499,9 @@ impl Drop for Running {
 impl Drop for Stack {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+        if let Some(n) = &self.notifier {
+            let _ = n.stop.send(true);
+        }
         for child in &mut self.processes {
             let _ = child.kill();
             let _ = child.wait();

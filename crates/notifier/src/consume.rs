@@ -1,0 +1,135 @@
+//! Takes events from the notify queue. An event is acknowledged only once
+//! its alert is recorded (or it matched nothing), so an event taken while
+//! the orchestrator is away is handled when it is back, and one whose
+//! notifier stopped midway goes to the next. A message that is not an
+//! event is logged and dropped: it can never be handled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use queue::lapin::message::Delivery;
+use queue::lapin::options::{BasicAckOptions, BasicNackOptions};
+use queue::{EventMessage, Topology};
+use tokio::sync::watch;
+
+use crate::deliver::{Deliverer, HandleError};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Consumes until `stop` is set, reconnecting to the broker with backoff.
+pub async fn run(
+    deliverer: Arc<Deliverer>,
+    amqp_url: String,
+    topology: Topology,
+    prefetch: u16,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    let tag = format!("notifier-{}", std::process::id());
+    loop {
+        match queue::connect(&amqp_url).await {
+            Ok(connection) => {
+                match queue::event_consumer(&connection, &topology, prefetch, &tag).await {
+                    Ok((_channel, consumer)) => {
+                        tracing::info!("taking events from the broker");
+                        backoff = Duration::from_millis(200);
+                        let why = consume(&deliverer, consumer, stop.clone()).await;
+                        if let Some(why) = why {
+                            tracing::warn!(error = %why, "lost the broker");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot consume events"),
+                }
+                // Closing hands unacknowledged events back to the queue.
+                let _ = connection.close(200, "notifier stopping".into()).await;
+            }
+            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "broker unreachable"),
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Handles deliveries until the consumer ends (returns why) or `stop` is set.
+async fn consume(
+    deliverer: &Arc<Deliverer>,
+    mut consumer: queue::lapin::Consumer,
+    mut stop: watch::Receiver<bool>,
+) -> Option<String> {
+    let mut handlers = tokio::task::JoinSet::new();
+    let handler_stop = stop.clone();
+    let why = loop {
+        tokio::select! {
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let d = deliverer.clone();
+                    let stop = handler_stop.clone();
+                    handlers.spawn(async move { handle(&d, delivery, stop).await });
+                }
+                Some(Err(e)) => break Some(e.to_string()),
+                None => break Some("consumer closed".to_owned()),
+            },
+            Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
+            _ = stop.wait_for(|s| *s) => break None,
+        }
+    };
+    // Unfinished handlers leave their events unacknowledged, for the next.
+    handlers.abort_all();
+    why
+}
+
+async fn handle(deliverer: &Arc<Deliverer>, delivery: Delivery, mut stop: watch::Receiver<bool>) {
+    let event = match EventMessage::decode(&delivery.data)
+        .map_err(|e| e.to_string())
+        .and_then(|m| crate::convert::from_message(m).map_err(|e| e.to_string()))
+    {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::warn!(error = %e, "dropping a message that is not an event");
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match deliverer.open(&event).await {
+            Ok(claimed) => {
+                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                    // Handed to another notifier: the alert exists, so it
+                    // sends nothing twice.
+                    tracing::warn!(event = %event.id, error = %e, "cannot acknowledge the event");
+                }
+                deliverer.spawn_all(claimed).await;
+                return;
+            }
+            Err(HandleError::Rejected(why)) => {
+                tracing::warn!(event = %event.id, kind = %event.kind, error = %why, "dropping an event that cannot be handled");
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+                return;
+            }
+            Err(HandleError::Unavailable(e)) => {
+                tracing::warn!(event = %event.id, error = %e, retry_in = ?backoff, "orchestrator unavailable");
+                let stopping = tokio::select! {
+                    _ = tokio::time::sleep(backoff) => false,
+                    stopped = stop.wait_for(|s| *s) => stopped.is_ok(),
+                };
+                if stopping {
+                    let requeue = BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    };
+                    let _ = delivery.nack(requeue).await;
+                    return;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! From an event to delivered messages: the workflow's rules (or the
+//! server default) pick the channels, the orchestrator records the alert
+//! once per event and decides the throttle, and each delivery is attempted
+//! and its outcome recorded, failures again after an exponential backoff
+//! until the attempts run out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use domain::alert::{self, ChannelKind, Event, RuleRef};
+use domain::workflow::{self, NotifyRule, Workflow};
+use proto::ErrorCode;
+use tokio::sync::{Semaphore, watch};
+
+use crate::channels::{Channels, SendError, Target};
+use crate::convert::BadEvent;
+use crate::orchestrator::{CallError, Orchestrator, millis};
+
+/// How long a notifier holds a delivery it is sending: past it, another
+/// may take it (this one died).
+const CLAIM: Duration = Duration::from_secs(60);
+/// Deliveries taken per round of the retry loop.
+const CLAIM_BATCH: i32 = 32;
+/// How long a workflow version's rules and secrets are reused: versions
+/// never change, secrets may.
+const CONFIG_TTL: Duration = Duration::from_secs(10);
+/// Deliveries sent at once.
+const MAX_SENDING: usize = 32;
+
+/// A workflow version's rules with the secrets they name.
+struct Config {
+    workflow: Workflow,
+    secrets: HashMap<String, String>,
+}
+
+/// Why an event could not be handled yet, or at all.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The orchestrator did not answer: try the event again later.
+    #[error("{0}")]
+    Unavailable(CallError),
+    /// The event cannot be handled (unknown workflow version, bad event).
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl From<CallError> for HandleError {
+    fn from(e: CallError) -> Self {
+        if e.is_transient() {
+            HandleError::Unavailable(e)
+        } else {
+            HandleError::Rejected(e.to_string())
+        }
+    }
+}
+
+impl From<BadEvent> for HandleError {
+    fn from(e: BadEvent) -> Self {
+        HandleError::Rejected(e.to_string())
+    }
+}
+
+pub struct Deliverer {
+    pub(crate) orchestrator: Orchestrator,
+    pub(crate) channels: Channels,
+    pub(crate) public_url: String,
+    default_rule: Option<NotifyRule>,
+    throttle: Duration,
+    retry_base: Duration,
+    attempts: u32,
+    configs: Mutex<HashMap<(i64, i32), (Instant, Arc<Config>)>>,
+    sending: Arc<Semaphore>,
+}
+
+impl Deliverer {
+    pub fn new(
+        orchestrator: Orchestrator,
+        channels: Channels,
+        public_url: String,
+        checked: crate::settings::Checked,
+    ) -> Self {
+        Self {
+            orchestrator,
+            channels,
+            public_url,
+            default_rule: checked.default_rule,
+            throttle: checked.throttle,
+            retry_base: checked.retry_base,
+            attempts: checked.attempts,
+            configs: Mutex::new(HashMap::new()),
+            sending: Arc::new(Semaphore::new(MAX_SENDING)),
+        }
+    }
+
+    async fn config(&self, workflow_id: i64, version: i32) -> Result<Arc<Config>, HandleError> {
+        let key = (workflow_id, version);
+        if let Ok(cache) = self.configs.lock()
+            && let Some((at, config)) = cache.get(&key)
+            && at.elapsed() < CONFIG_TTL
+        {
+            return Ok(config.clone());
+        }
+        let answer = self
+            .orchestrator
+            .notify_config(workflow_id, Some(version), Vec::new())
+            .await?;
+        let workflow = workflow::parse(&answer.definition)
+            .map_err(|e| HandleError::Rejected(format!("stored definition: {e}")))?;
+        let config = Arc::new(Config {
+            workflow,
+            secrets: answer.secrets.into_iter().collect(),
+        });
+        if let Ok(mut cache) = self.configs.lock() {
+            cache.retain(|_, (at, _)| at.elapsed() < CONFIG_TTL);
+            cache.insert(key, (Instant::now(), config.clone()));
+        }
+        Ok(config)
+    }
+
+    /// Matches an event against its rules and records its alert; returns
+    /// the deliveries this notifier should now send (none when nothing
+    /// matched, the event was throttled, or it was handled before).
+    pub async fn open(&self, event: &Event) -> Result<Vec<proto::ClaimedDelivery>, HandleError> {
+        let config = self
+            .config(event.workflow_id, event.workflow_version)
+            .await?;
+        let routes = alert::route(
+            event.kind,
+            &config.workflow.notify,
+            self.default_rule.as_ref(),
+        );
+        if routes.is_empty() {
+            tracing::debug!(event = %event.id, kind = %event.kind, "no rule matches");
+            return Ok(Vec::new());
+        }
+        let channels = routes
+            .iter()
+            .map(|(rule, channel)| proto::NewDelivery {
+                rule: rule.index(),
+                channel: channel.kind().as_str().to_owned(),
+                target: channel.target(),
+            })
+            .collect();
+        let answer = self
+            .orchestrator
+            .open_alert(proto::OpenAlertRequest {
+                event_id: event.id.clone(),
+                throttle_key: event.throttle_key(),
+                bypass_throttle: event.bypasses_throttle(),
+                throttle_ms: millis(self.throttle),
+                channels,
+                claim_ms: millis(CLAIM),
+            })
+            .await?;
+        if answer.throttled && answer.created {
+            tracing::info!(event = %event.id, kind = %event.kind, workflow = %event.workflow, "throttled: a like alert went out recently");
+        }
+        Ok(answer.deliveries)
+    }
+
+    /// The resolved channel of a delivery.
+    async fn target(&self, event: &Event, rule: i32, kind: &str) -> Result<Target, SendError> {
+        let kind = ChannelKind::parse(kind)
+            .ok_or_else(|| SendError::config(format!("unknown channel {kind:?}")))?;
+        let rule = RuleRef::from_index(rule)
+            .ok_or_else(|| SendError::config(format!("unknown rule {rule}")))?;
+        let config = match rule {
+            RuleRef::Default => None,
+            RuleRef::Workflow(_) => Some(
+                self.config(event.workflow_id, event.workflow_version)
+                    .await
+                    .map_err(|e| match e {
+                        HandleError::Unavailable(e) => SendError::transient(e.to_string()),
+                        HandleError::Rejected(e) => SendError::config(e),
+                    })?,
+            ),
+        };
+        let source = match (rule, &config) {
+            (RuleRef::Default, _) => self.default_rule.as_ref(),
+            (RuleRef::Workflow(i), Some(c)) => c.workflow.notify.get(i),
+            (RuleRef::Workflow(_), None) => None,
+        };
+        let channel = source
+            .and_then(|r| alert::channel(r, kind))
+            .ok_or_else(|| SendError::config("the rule of this delivery no longer exists"))?;
+        let no_secrets = HashMap::new();
+        let secrets = config.as_ref().map_or(&no_secrets, |c| &c.secrets);
+        Target::resolve(channel, secrets)
+    }
+
+    /// Attempts one claimed delivery and records how it went.
+    pub async fn deliver(&self, claimed: proto::ClaimedDelivery) {
+        let (Some(delivery), Some(event)) = (claimed.delivery, claimed.event) else {
+            tracing::warn!("claimed delivery without its delivery or event");
+            return;
+        };
+        let result = match crate::convert::from_proto(event) {
+            Ok(event) => match self.target(&event, delivery.rule, &delivery.channel).await {
+                Ok(target) => {
+                    self.channels
+                        .send(&target, &event, &self.public_url, false)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(SendError::config(e.to_string())),
+        };
+        let attempt = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
+        let req = match &result {
+            Ok(()) => {
+                tracing::info!(delivery = delivery.id, channel = %delivery.channel, target = %delivery.target, attempt, "delivered");
+                proto::RecordAttemptRequest {
+                    delivery_id: delivery.id,
+                    delivered: true,
+                    error: None,
+                    retry_in_ms: None,
+                }
+            }
+            Err(e) => {
+                let retry = (!e.permanent && attempt < self.attempts)
+                    .then(|| alert::retry_delay(attempt, self.retry_base));
+                tracing::warn!(delivery = delivery.id, channel = %delivery.channel, target = %delivery.target, attempt, error = %e, retry_in = ?retry, "delivery failed");
+                proto::RecordAttemptRequest {
+                    delivery_id: delivery.id,
+                    delivered: false,
+                    error: Some(e.message.clone()),
+                    retry_in_ms: retry.map(millis),
+                }
+            }
+        };
+        // Not recorded: the claim runs out and the delivery is tried again,
+        // which for a delivered one means a second message (at least once).
+        if let Err(e) = self.orchestrator.record_attempt(req).await {
+            tracing::warn!(delivery = delivery.id, error = %e, "could not record the attempt");
+        }
+    }
+
+    /// Sends claimed deliveries in the background, at most
+    /// [`MAX_SENDING`] at once.
+    pub async fn spawn_all(self: &Arc<Self>, claimed: Vec<proto::ClaimedDelivery>) {
+        for c in claimed {
+            let Ok(permit) = self.sending.clone().acquire_owned().await else {
+                return;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.deliver(c).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Takes due deliveries (retries, and any whose notifier died) until
+    /// `stop` is set.
+    pub async fn retry_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let every = (self.retry_base / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            match self.orchestrator.claim_deliveries(CLAIM_BATCH, CLAIM).await {
+                Ok(claimed) => self.spawn_all(claimed).await,
+                Err(e) if e.0.code == ErrorCode::Unavailable => {
+                    tracing::debug!(error = %e, "cannot claim deliveries now");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot claim deliveries"),
+            }
+        }
+    }
+}

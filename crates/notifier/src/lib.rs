@@ -1,0 +1,135 @@
+//! Slipway's notifier: takes events from the broker, matches them against
+//! each workflow's `notify` rules (or the server default), and delivers
+//! them to Slack, e-mail, DingTalk and webhooks, with retries and every
+//! attempt recorded through the orchestrator. It is the only service that
+//! talks to those channels.
+//!
+//! [`Notifier::build`] checks the settings and binds its gRPC listener
+//! (port 0 works, for tests); [`Notifier::run`] works until `shutdown`
+//! resolves.
+
+pub mod channels;
+mod consume;
+mod convert;
+mod deliver;
+mod grpc;
+mod orchestrator;
+pub mod render;
+pub mod settings;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use proto::notifier_server::NotifierServer;
+use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
+
+pub use settings::Settings;
+
+use crate::channels::Channels;
+use crate::deliver::Deliverer;
+use crate::orchestrator::Orchestrator;
+
+/// Why the notifier could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Settings(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("grpc server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+pub struct Notifier {
+    settings: Settings,
+    listener: TcpListener,
+    deliverer: Arc<Deliverer>,
+}
+
+impl Notifier {
+    /// Checks the settings, sets up the channels' clients and binds the
+    /// gRPC listener.
+    pub async fn build(settings: Settings) -> Result<Self, Error> {
+        let checked = settings.check().map_err(Error::Settings)?;
+        // Both rustls back-ends may be compiled in; the Slack client needs a
+        // process default. A second install (tests) is refused, harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let channels = Channels::new(
+            &settings.slack_api_url,
+            &settings.smtp_url,
+            &settings.smtp_from,
+        )
+        .map_err(Error::Settings)?;
+        let orchestrator = Orchestrator::new(
+            &settings.orchestrator_url,
+            &settings.api_token,
+            settings.internal_token(),
+        )
+        .map_err(Error::Settings)?;
+        let listener = TcpListener::bind(settings.notifier_addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: settings.notifier_addr,
+                source,
+            })?;
+        let deliverer = Arc::new(Deliverer::new(
+            orchestrator,
+            channels,
+            settings.public_url.clone(),
+            checked,
+        ));
+        Ok(Self {
+            settings,
+            listener,
+            deliverer,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Consumes events, retries due deliveries and serves the gRPC service
+    /// until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let topology = queue::Topology::new(self.settings.queue_prefix.clone())
+            .expiring(self.settings.queue_expires_ms);
+        let consumer = tokio::spawn(consume::run(
+            self.deliverer.clone(),
+            self.settings.amqp_url.clone(),
+            topology,
+            self.settings.notify_concurrency,
+            stopped.clone(),
+        ));
+        let retries = tokio::spawn(self.deliverer.clone().retry_loop(stopped));
+
+        let auth = proto::auth::RequireBearer::new(&self.settings.api_token);
+        let service = NotifierServer::new(grpc::NotifierService::new(self.deliverer.clone()));
+        let service = InterceptedService::new(service, move |r| auth.check(r));
+        let addr = self.listener.local_addr().map_err(|source| Error::Bind {
+            addr: self.settings.notifier_addr,
+            source,
+        })?;
+        tracing::info!(%addr, "notifier listening");
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let served = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, signal)
+            .await;
+        // The consumer closes its connection, handing back what it holds.
+        let _ = consumer.await;
+        let _ = retries.await;
+        served.map_err(Error::from)
+    }
+}

@@ -1,0 +1,30 @@
+//! `slipway-notifier [--config FILE]`
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use notifier::{Notifier, Settings};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Slipway notifier: delivers alerts to Slack, e-mail, DingTalk and webhooks"
+)]
+struct Cli {
+    /// TOML file with settings; SLIPWAY_* variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    telemetry::exit_code("slipway-notifier", run(Cli::parse()).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = telemetry::load_settings(Settings::default(), cli.config.as_deref())?;
+    telemetry::init_tracing(&settings.log, settings.log_json);
+    let notifier = Notifier::build(settings).await?;
+    notifier.run(telemetry::shutdown_signal()).await?;
+    Ok(())
+}

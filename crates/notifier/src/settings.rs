@@ -1,0 +1,203 @@
+//! The notifier's settings (runtime.md, alerts.md): defaults here, then the
+//! TOML file, then `SLIPWAY_*` variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use domain::workflow::{NotifyRule, parse_default_notify, parse_duration};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Where the notifier's gRPC service listens (`SLIPWAY_NOTIFIER_ADDR`).
+    pub notifier_addr: SocketAddr,
+    pub orchestrator_url: String,
+    pub amqp_url: String,
+    /// Bearer token of the public API: callers of this service present it,
+    /// and it is presented to the orchestrator. Required.
+    pub api_token: String,
+    /// Token of the orchestrator's internal APIs (runners, notifiers); empty:
+    /// the API token.
+    pub runner_token: String,
+    /// Prefix of queue names, as the orchestrator's.
+    pub queue_prefix: String,
+    /// `x-expires` of the notify queue (0: never); for throwaway
+    /// installations such as test runs.
+    pub queue_expires_ms: u32,
+    /// Base of the dashboard links in messages.
+    pub public_url: String,
+    /// Channels for workflows without `notify` rules: the channels of one
+    /// notify entry as YAML or JSON, e.g.
+    /// `{slack: {webhook_url: "https://hooks.slack.com/..."}}`. Empty: none.
+    pub default_notify: String,
+    /// Repeats of one event type for one workflow, branch and environment
+    /// are sent at most once per this duration.
+    pub notify_throttle: String,
+    /// Wait after the first failed attempt; it doubles after each one.
+    pub notify_retry_base: String,
+    /// Attempts of one delivery before it counts as failed.
+    pub notify_attempts: u32,
+    /// Slack's Web API base (`chat.postMessage` is appended).
+    pub slack_api_url: String,
+    /// `smtp://user:pass@host:port` (`smtps://` for TLS); empty: no e-mail.
+    pub smtp_url: String,
+    pub smtp_from: String,
+    /// Events handled at once.
+    pub notify_concurrency: u16,
+    pub log: String,
+    pub log_json: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            notifier_addr: SocketAddr::from(([127, 0, 0, 1], 50053)),
+            orchestrator_url: "http://127.0.0.1:50051".to_owned(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            api_token: String::new(),
+            runner_token: String::new(),
+            queue_prefix: String::new(),
+            queue_expires_ms: 0,
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            default_notify: String::new(),
+            notify_throttle: "5m".to_owned(),
+            notify_retry_base: "30s".to_owned(),
+            notify_attempts: 6,
+            slack_api_url: "https://slack.com/api".to_owned(),
+            smtp_url: String::new(),
+            smtp_from: "Slipway <slipway@localhost>".to_owned(),
+            notify_concurrency: 16,
+            log: "info".to_owned(),
+            log_json: false,
+        }
+    }
+}
+
+/// The settings in the form the notifier uses them, checked.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub throttle: Duration,
+    pub retry_base: Duration,
+    pub attempts: u32,
+    pub default_rule: Option<NotifyRule>,
+}
+
+fn duration(name: &str, value: &str) -> Result<Duration, String> {
+    parse_duration(value).map_err(|e| {
+        format!(
+            "SLIPWAY_{}: {e}: use e.g. 5m or 30s",
+            name.to_ascii_uppercase()
+        )
+    })
+}
+
+impl Settings {
+    /// The token of the orchestrator's internal APIs.
+    pub fn internal_token(&self) -> &str {
+        if self.runner_token.is_empty() {
+            &self.api_token
+        } else {
+            &self.runner_token
+        }
+    }
+
+    /// Rejects settings the notifier cannot start with, naming the variable.
+    pub fn check(&self) -> Result<Checked, String> {
+        if self.api_token.is_empty() {
+            return Err("SLIPWAY_API_TOKEN is required".to_owned());
+        }
+        if self.notify_attempts == 0 {
+            return Err("SLIPWAY_NOTIFY_ATTEMPTS must be at least 1".to_owned());
+        }
+        if self.notify_concurrency == 0 {
+            return Err("SLIPWAY_NOTIFY_CONCURRENCY must be at least 1".to_owned());
+        }
+        let retry_base = duration("notify_retry_base", &self.notify_retry_base)?;
+        if retry_base.is_zero() {
+            return Err("SLIPWAY_NOTIFY_RETRY_BASE must be positive".to_owned());
+        }
+        if !self.smtp_url.is_empty()
+            && !(self.smtp_url.starts_with("smtp://") || self.smtp_url.starts_with("smtps://"))
+        {
+            return Err("SLIPWAY_SMTP_URL must start with smtp:// or smtps://".to_owned());
+        }
+        let default_rule = if self.default_notify.trim().is_empty() {
+            None
+        } else {
+            Some(
+                parse_default_notify(&self.default_notify, &domain::alert::DEFAULT_EVENTS)
+                    .map_err(|e| format!("SLIPWAY_DEFAULT_NOTIFY: {e}"))?,
+            )
+        };
+        Ok(Checked {
+            throttle: duration("notify_throttle", &self.notify_throttle)?,
+            retry_base,
+            attempts: self.notify_attempts,
+            default_rule,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            api_token: "t".into(),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn defaults_check_and_errors_name_the_variable() {
+        let checked = settings().check().expect("defaults are valid");
+        assert_eq!(checked.throttle, Duration::from_secs(300));
+        assert!(checked.default_rule.is_none());
+
+        let cases = [
+            (Settings::default(), "SLIPWAY_API_TOKEN"),
+            (
+                Settings {
+                    notify_throttle: "5 minutes".into(),
+                    ..settings()
+                },
+                "SLIPWAY_NOTIFY_THROTTLE",
+            ),
+            (
+                Settings {
+                    default_notify: "{slack: {webhook_url: nope}}".into(),
+                    ..settings()
+                },
+                "SLIPWAY_DEFAULT_NOTIFY",
+            ),
+            (
+                Settings {
+                    smtp_url: "http://x".into(),
+                    ..settings()
+                },
+                "SLIPWAY_SMTP_URL",
+            ),
+        ];
+        for (s, name) in cases {
+            let err = s.check().expect_err(name);
+            assert!(err.starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn default_notify_takes_the_seed_events() {
+        let s = Settings {
+            default_notify: r#"{"email": {"to": ["ops@example.com"]}}"#.into(),
+            ..settings()
+        };
+        let rule = s.check().expect("valid").default_rule.expect("a rule");
+        assert_eq!(rule.on, domain::alert::DEFAULT_EVENTS);
+        assert!(rule.email.is_some());
+        let secret = Settings {
+            default_notify: "slack: {webhook_url: \"${{ secrets.X }}\"}".into(),
+            ..settings()
+        };
+        assert!(secret.check().is_err());
+    }
+}
