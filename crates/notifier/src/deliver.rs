@@ -34,6 +34,9 @@ struct Config {
     secrets: HashMap<String, String>,
 }
 
+/// Configs by (workflow id, version), with when they were read.
+type ConfigCache = HashMap<(i64, i32), (Instant, Arc<Config>)>;
+
 /// Why an event could not be handled yet, or at all.
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
@@ -69,7 +72,7 @@ pub struct Deliverer {
     throttle: Duration,
     retry_base: Duration,
     attempts: u32,
-    configs: Mutex<HashMap<(i64, i32), (Instant, Arc<Config>)>>,
+    configs: Mutex<ConfigCache>,
     sending: Arc<Semaphore>,
 }
 

@@ -116,9 +116,10 @@ impl Settings {
         if retry_base.is_zero() {
             return Err("SLIPWAY_NOTIFY_RETRY_BASE must be positive".to_owned());
         }
-        if !self.smtp_url.is_empty()
-            && !(self.smtp_url.starts_with("smtp://") || self.smtp_url.starts_with("smtps://"))
-        {
+        let smtp_scheme = ["smtp://", "smtps://"]
+            .iter()
+            .any(|scheme| self.smtp_url.starts_with(scheme));
+        if !self.smtp_url.is_empty() && !smtp_scheme {
             return Err("SLIPWAY_SMTP_URL must start with smtp:// or smtps://".to_owned());
         }
         let default_rule = if self.default_notify.trim().is_empty() {

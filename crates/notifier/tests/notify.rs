@@ -425,3 +425,317 @@ async fn a_task_no_runner_takes_raises_task_stuck() {
         got[0].text()
     );
 }
+
+/// The app: busybox httpd; `health` is the body of /health (absent: 404),
+/// `cmd` replaces the server.
+fn app(health: Option<&str>, cmd: Option<&str>) -> Vec<(&'static str, String)> {
+    let remove = if health.is_none() {
+        "RUN rm /www/health\n"
+    } else {
+        ""
+    };
+    vec![
+        (
+            "Dockerfile",
+            format!(
+                "FROM {}\nCOPY www /www\n{remove}CMD {}\n",
+                test_support::images::BUSYBOX,
+                cmd.unwrap_or(
+                    "[\"sh\", \"-c\", \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"]"
+                )
+            ),
+        ),
+        ("www/health", health.unwrap_or("gone\n").to_owned()),
+    ]
+}
+
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", name])
+                .output();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The seed's deploy rules through the server default: a failed health
+/// check and a failed deploy are sent with the rollback that followed, a
+/// deploy past its timeout is sent for a person; a healthy deploy is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_failures_notify_through_the_server_default() {
+    test_support::images::busybox(&test_support::images::docker()).await;
+    let http = HttpReceiver::start().await;
+    let mut stack = Stack::start().await;
+    let repo = GitRepo::new();
+    let port = free_port();
+    let slow_port = free_port();
+    let container = format!("slipway-notify-dev-{port}");
+    let slow = format!("slipway-notify-slow-{port}");
+    let _cleanup = Cleanup(vec![container.clone(), slow.clone()]);
+    let yaml = format!(
+        "name: shipped\nrepo: {repo}\nimage:\n  name: slipway-notify/shipped-{port}\ndeploy:\n  - environment: dev\n    branches: [main]\n    target:\n      container:\n        name: {container}\n        ports: [\"127.0.0.1:{port}:8080\"]\n    health:\n      url: http://127.0.0.1:{port}/health\n      interval: 200ms\n      timeout: 4s\n      watch: 400ms\n  - environment: slow\n    branches: [slow]\n    target:\n      container:\n        name: {slow}\n        ports: [\"127.0.0.1:{slow_port}:8080\"]\n    health:\n      url: http://127.0.0.1:{slow_port}/health\n      interval: 200ms\n      timeout: 60s\n    timeout: 2s\n",
+        repo = repo.url
+    );
+    stack.create_workflow(&yaml).await;
+    let settings = notifier::Settings {
+        default_notify: format!(
+            "{{webhook: {{url: \"{}\"}}}}",
+            http.webhook_url("ops", None)
+        ),
+        ..stack.notifier_settings()
+    };
+    stack.start_notifier(settings).await;
+
+    let files = app(Some("v1\n"), None);
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let v1 = push(&stack, &repo, "main", &files, "v1").await;
+    let task = stack.wait_finished(v1).await;
+    assert_eq!(task["status"], "success", "{task:#}");
+
+    // v2 has no /health: health_check_failed, then rolled back to v1.
+    let files = app(None, None);
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let v2 = push(&stack, &repo, "main", &files, "v2").await;
+    let task = stack.wait_finished(v2).await;
+    assert_eq!(task["deployments"][0]["status"], "rolled_back", "{task:#}");
+    let alerts = wait_alerts(&stack, v2, |a| a.len() == 2 && all_delivered(a)).await;
+    let failed = of_type(&alerts, "health_check_failed").expect("health_check_failed");
+    assert_eq!(failed["environment"], "dev");
+    assert!(
+        failed["error"].as_str().unwrap_or("").contains("404"),
+        "{failed}"
+    );
+    let rolled = of_type(&alerts, "rolled_back").expect("rolled_back");
+    assert_eq!(rolled["reason"], "health_check_failed");
+    assert_eq!(rolled["outcome"], "succeeded");
+    assert!(of_type(&alerts, "build_failed").is_none(), "{alerts:?}");
+
+    // v3 exits at once: deploy_failed, then rolled back.
+    let files = app(Some("v3\n"), Some("[\"false\"]"));
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let v3 = push(&stack, &repo, "main", &files, "v3").await;
+    stack.wait_finished(v3).await;
+    let alerts = wait_alerts(&stack, v3, |a| a.len() == 2 && all_delivered(a)).await;
+    assert!(of_type(&alerts, "deploy_failed").is_some(), "{alerts:?}");
+    assert_eq!(
+        of_type(&alerts, "rolled_back").expect("rolled_back")["reason"],
+        "deploy_failed"
+    );
+
+    // On `slow` the app never gets healthy, and the deploy runs past its
+    // 2 s budget: deploy_timeout, left for a person.
+    let files = app(None, None);
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let v4 = push(&stack, &repo, "slow", &files, "v4").await;
+    let task = stack.wait_finished(v4).await;
+    assert_eq!(task["deployments"][0]["status"], "timed_out", "{task:#}");
+    let alerts = wait_alerts(&stack, v4, all_delivered).await;
+    let kinds: Vec<&str> = alerts.iter().filter_map(|a| a["type"].as_str()).collect();
+    assert_eq!(kinds, ["deploy_timeout"]);
+
+    // What reached the receiver: exactly the alerts, each once.
+    let got = http.accepted("/hooks/ops");
+    let mut kinds: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or("").to_owned())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "deploy_failed",
+            "deploy_timeout",
+            "health_check_failed",
+            "rolled_back",
+            "rolled_back"
+        ]
+    );
+}
+
+/// The notifier's own gRPC service: a test message to a channel, with the
+/// workflow's secrets resolved, and an honest answer when it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_message_checks_a_channel() {
+    use proto::notifier_client::NotifierClient;
+    use proto::test_channel_request::Channel as Wire;
+
+    let http = HttpReceiver::start().await;
+    let mut stack = Stack::start().await;
+    let repo = GitRepo::new();
+    let workflow_id = stack
+        .create_workflow(&format!("name: tested\nrepo: {}\n{STEPS}", repo.url))
+        .await;
+    stack
+        .set_secret(workflow_id, "DING_SECRET", DINGTALK_SECRET)
+        .await;
+    let addr = stack.start_notifier(stack.notifier_settings()).await;
+    let channel = tonic::transport::Endpoint::from_shared(addr)
+        .expect("url")
+        .connect()
+        .await
+        .expect("notifier answers");
+    let bearer = proto::auth::Bearer::new(&stack.token).expect("token");
+    let mut client = NotifierClient::with_interceptor(channel.clone(), bearer);
+
+    let answer = client
+        .test_channel(proto::TestChannelRequest {
+            channel: Some(Wire::Dingtalk(proto::DingTalkTarget {
+                webhook_url: http.dingtalk_url(DINGTALK_TOKEN, Some(DINGTALK_SECRET)),
+                secret: Some("${{ secrets.DING_SECRET }}".to_owned()),
+            })),
+            workflow_id: Some(workflow_id),
+        })
+        .await
+        .expect("answered")
+        .into_inner();
+    assert!(answer.delivered, "{answer:?}");
+    assert_eq!(
+        answer.target,
+        format!("robot {}", http.base()),
+        "the target without its token"
+    );
+    let got = http.wait_accepted("/dingtalk/", 1, DEADLINE).await;
+    assert!(
+        got[0].json()["markdown"]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Test message"),
+        "{}",
+        got[0].text()
+    );
+
+    // A wrong signing secret: DingTalk refuses, and the answer says why
+    // without the secret.
+    let answer = client
+        .test_channel(proto::TestChannelRequest {
+            channel: Some(Wire::Dingtalk(proto::DingTalkTarget {
+                webhook_url: http.dingtalk_url(DINGTALK_TOKEN, Some(DINGTALK_SECRET)),
+                secret: Some("SECwrong-secret-value".to_owned()),
+            })),
+            workflow_id: None,
+        })
+        .await
+        .expect("answered")
+        .into_inner();
+    assert!(!answer.delivered);
+    let error = answer.error.unwrap_or_default();
+    assert!(error.contains("310000"), "{error}");
+    assert!(
+        !error.contains("SECwrong") && !error.contains(DINGTALK_TOKEN),
+        "{error}"
+    );
+
+    // Placeholders without a workflow are a bad request; no token, no entry.
+    let err = client
+        .test_channel(proto::TestChannelRequest {
+            channel: Some(Wire::Webhook(proto::WebhookTarget {
+                url: "${{ secrets.X }}".to_owned(),
+                secret: None,
+            })),
+            workflow_id: None,
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    let mut anonymous = NotifierClient::new(channel);
+    let err = anonymous
+        .list_deliveries(proto::ListAlertsRequest::default())
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+}
+
+/// A failing channel whose URL and secret are tokens: the notifier's log
+/// (at debug) and the API name the failure, never the tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_log_or_the_api() {
+    let http = HttpReceiver::start().await;
+    let stack = Stack::start().await;
+    let repo = GitRepo::new();
+    let url_token = "hookpathtoken-6d2f9a";
+    let secret = "hooksigning-1c7e3b";
+    let hook = http.webhook_url(url_token, Some(secret));
+    let yaml = format!(
+        "name: secretive\nrepo: {repo}\n{STEPS}notify:\n  - on: [build_failed]\n    webhook: {{ url: \"${{{{ secrets.URL }}}}\", secret: \"${{{{ secrets.SIG }}}}\" }}\n    dingtalk: {{ webhook_url: \"${{{{ secrets.DING }}}}\", secret: \"${{{{ secrets.SIG }}}}\" }}\n",
+        repo = repo.url
+    );
+    let workflow_id = stack.create_workflow(&yaml).await;
+    stack.set_secret(workflow_id, "URL", &hook).await;
+    stack.set_secret(workflow_id, "SIG", secret).await;
+    // DingTalk refuses the signature (the robot knows another secret).
+    let ding = http.dingtalk_url(DINGTALK_TOKEN, Some(DINGTALK_SECRET));
+    stack.set_secret(workflow_id, "DING", &ding).await;
+    http.fail_next("/hooks/", 2);
+
+    let s = stack.notifier_settings();
+    let log = tempfile_path("notifier.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_slipway-notifier"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SLIPWAY_NOTIFIER_ADDR", "127.0.0.1:0")
+        .env("SLIPWAY_ORCHESTRATOR_URL", &s.orchestrator_url)
+        .env("SLIPWAY_AMQP_URL", &s.amqp_url)
+        .env("SLIPWAY_API_TOKEN", &s.api_token)
+        .env("SLIPWAY_QUEUE_PREFIX", &s.queue_prefix)
+        .env("SLIPWAY_QUEUE_EXPIRES_MS", s.queue_expires_ms.to_string())
+        .env("SLIPWAY_NOTIFY_RETRY_BASE", "100ms")
+        .env("SLIPWAY_NOTIFY_ATTEMPTS", "3")
+        .env("SLIPWAY_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
+        .spawn()
+        .expect("notifier process starts");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+
+    let task = push(&stack, &repo, "main", FAIL, "leak check").await;
+    // The webhook gets through on its third attempt; DingTalk never does.
+    let alerts = wait_alerts(&stack, task, |a| {
+        a.iter().any(|x| {
+            x["deliveries"]
+                .as_array()
+                .is_some_and(|ds| ds.iter().all(|d| d["status"] != "pending"))
+        })
+    })
+    .await;
+    let deliveries = alerts[0]["deliveries"].as_array().expect("deliveries");
+    let by = |c: &str| deliveries.iter().find(|d| d["channel"] == c).expect(c);
+    assert_eq!(by("webhook")["status"], "delivered", "{alerts:?}");
+    assert_eq!(by("dingtalk")["status"], "failed", "{alerts:?}");
+    assert_eq!(by("dingtalk")["attempts"], 3, "{alerts:?}");
+    let got = http.accepted("/hooks/");
+    assert_eq!(got.len(), 1);
+
+    let (_, api) = stack.get("/api/alerts").await;
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("delivery failed"), "{logged}");
+    for text in [api.to_string(), logged] {
+        for leak in [url_token, secret, DINGTALK_TOKEN] {
+            assert!(!text.contains(leak), "{leak} in {text}");
+        }
+    }
+}
+
+fn tempfile_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("slipway-notify-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}

@@ -99,6 +99,14 @@ async fn a_task_lost_twice_fails_with_runner_lost() {
     assert_eq!(task["error"], "runner lost", "{task:#}");
     assert_eq!(step(&task, "work")["status"], "cancelled", "{task:#}");
     nothing_running(&stack).await;
+    // Each loss is a runner_lost event; the failure is not a build_failed.
+    use diesel::Connection as _;
+    let mut conn = diesel::PgConnection::establish(&stack.db.url).expect("database");
+    let kinds = store::events::kinds_for_task(&mut conn, task_id).expect("events");
+    assert_eq!(
+        kinds,
+        ["task_started", "runner_lost", "task_started", "runner_lost"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -251,6 +251,16 @@ pub fn by_ids(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<EventRecord
     Ok(records!(conn, .filter(events::id.eq_any(ids))))
 }
 
+/// The types of a task's events, oldest first (for tests).
+pub fn kinds_for_task(conn: &mut PgConnection, task_id: i64) -> Result<Vec<String>> {
+    Ok(events::table
+        .filter(events::task_id.eq(task_id))
+        .filter(events::deployment_id.is_null())
+        .order(events::seq.asc())
+        .select(events::kind)
+        .load(conn)?)
+}
+
 /// The types of a deployment's events, oldest first (for tests and the API).
 pub fn kinds_for_deployment(conn: &mut PgConnection, deployment_id: i64) -> Result<Vec<String>> {
     Ok(events::table
