@@ -125,6 +125,8 @@ fn serve(root: &Path, base: &Path, infra: &Infra, stop: &mpsc::Receiver<()>) -> 
                 "gateway",
                 "-p",
                 "runner",
+                "-p",
+                "notifier",
             ]),
     )?;
     let bin = root.join("target/release");
@@ -142,6 +144,9 @@ fn serve(root: &Path, base: &Path, infra: &Infra, stop: &mpsc::Receiver<()>) -> 
         .get("SLIPWAY_HTTP_ADDR")
         .cloned()
         .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    // Links in alerts point at this gateway.
+    env.entry("SLIPWAY_PUBLIC_URL".into())
+        .or_insert_with(|| format!("http://{http_addr}"));
 
     sys::run(
         Command::new(bin.join("slipway-orchestrator"))
@@ -157,6 +162,7 @@ fn serve(root: &Path, base: &Path, infra: &Infra, stop: &mpsc::Receiver<()>) -> 
     let result = (|| {
         services.push(spawn("gateway", &bin.join("slipway-gateway"), &[], &env)?);
         services.push(spawn("runner", &bin.join("slipway-runner"), &[], &env)?);
+        services.push(spawn("notifier", &bin.join("slipway-notifier"), &[], &env)?);
         sys::wait_for("the gateway", Duration::from_secs(60), || {
             http::request(&http_addr, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200)
         })?;
@@ -165,7 +171,7 @@ fn serve(root: &Path, base: &Path, infra: &Infra, stop: &mpsc::Receiver<()>) -> 
         print_banner(&http_addr, &env, &example);
         watch(&mut services, stop)
     })();
-    // Stop in reverse order of start: runner, gateway, orchestrator.
+    // Stop in reverse order of start: notifier, runner, gateway, orchestrator.
     for service in services.iter_mut().rev() {
         eprintln!("xtask: stopping {}", service.name);
         infra::stop_child(&mut service.child, Duration::from_secs(15));
@@ -350,6 +356,10 @@ fn print_banner(addr: &str, env: &BTreeMap<String, String>, example: &Example) {
         format!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/tasks/{task}/logs"),
         String::new(),
         "Once it is green, the app answers on dev: curl http://127.0.0.1:18081/health".to_owned(),
+        String::new(),
+        "Alerts and their deliveries (notify: rules in a workflow, or".to_owned(),
+        "SLIPWAY_DEFAULT_NOTIFY for all of them, say where they go):".to_owned(),
+        format!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/alerts"),
         String::new(),
         "Push to that repository and deliver a webhook to".to_owned(),
         format!("http://{addr}/api/webhooks/github or /api/webhooks/gitlab."),

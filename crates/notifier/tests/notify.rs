@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use test_support::hooks::github_push;
+use test_support::images::{Cleanup, app, free_port};
 use test_support::receivers::{HttpReceiver, SmtpSink};
 use test_support::{DEADLINE, GitRepo, Stack};
 
@@ -426,48 +427,6 @@ async fn a_task_no_runner_takes_raises_task_stuck() {
     );
 }
 
-/// The app: busybox httpd; `health` is the body of /health (absent: 404),
-/// `cmd` replaces the server.
-fn app(health: Option<&str>, cmd: Option<&str>) -> Vec<(&'static str, String)> {
-    let remove = if health.is_none() {
-        "RUN rm /www/health\n"
-    } else {
-        ""
-    };
-    vec![
-        (
-            "Dockerfile",
-            format!(
-                "FROM {}\nCOPY www /www\n{remove}CMD {}\n",
-                test_support::images::BUSYBOX,
-                cmd.unwrap_or(
-                    "[\"sh\", \"-c\", \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"]"
-                )
-            ),
-        ),
-        ("www/health", health.unwrap_or("gone\n").to_owned()),
-    ]
-}
-
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", name])
-                .output();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// The seed's deploy rules through the server default: a failed health
 /// check and a failed deploy are sent with the rollback that followed, a
 /// deploy past its timeout is sent for a person; a healthy deploy is not.
@@ -738,4 +697,45 @@ fn tempfile_path(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("slipway-notify-{}", uuid_like()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir.join(name)
+}
+
+/// A message on the events queue that is not an event is dropped with a
+/// warning; the notifier goes on with the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_event_is_dropped_and_the_next_is_sent() {
+    use queue::lapin::options::BasicPublishOptions;
+
+    let http = HttpReceiver::start().await;
+    let mut stack = Stack::start().await;
+    let repo = GitRepo::new();
+    let hook = http.webhook_url("robust", None);
+    let yaml = format!(
+        "name: robust\nrepo: {repo}\n{STEPS}notify:\n  - on: [build_failed]\n    webhook: {{ url: \"{hook}\" }}\n",
+        repo = repo.url
+    );
+    stack.create_workflow(&yaml).await;
+    stack.start_notifier(stack.notifier_settings()).await;
+
+    let topology = queue::Topology::new(stack.queue_prefix.clone());
+    let connection = queue::connect(&stack.amqp_url).await.expect("broker");
+    let channel = connection.create_channel().await.expect("channel");
+    for body in [&b"not json"[..], br#"{"id": "x", "type": "no_such_event"}"#] {
+        channel
+            .basic_publish(
+                topology.events_exchange().as_str().into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                body,
+                queue::lapin::BasicProperties::default(),
+            )
+            .await
+            .expect("published")
+            .await
+            .expect("confirmed");
+    }
+    let _ = connection.close(200, "done".into()).await;
+
+    let task = push(&stack, &repo, "main", FAIL, "after garbage").await;
+    wait_alerts(&stack, task, all_delivered).await;
+    assert_eq!(http.accepted("/hooks/robust").len(), 1);
 }

@@ -154,3 +154,28 @@ mod tests {
         );
     }
 }
+
+/// A failed call to another service, as the caller sees it.
+#[derive(Debug, Clone)]
+pub struct CallError(pub ApiError);
+
+impl CallError {
+    /// The callee or its database is unreachable: worth retrying.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.0.code, ErrorCode::Unavailable | ErrorCode::Internal)
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl From<tonic::Status> for CallError {
+    fn from(status: tonic::Status) -> Self {
+        Self(ApiError::from(status))
+    }
+}

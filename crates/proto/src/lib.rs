@@ -10,7 +10,7 @@ mod generated {
     tonic::include_proto!("slipway.v1");
 }
 
-pub use error::{ApiError, ErrorCode};
+pub use error::{ApiError, CallError, ErrorCode};
 pub use generated::*;
 pub use prost_types::Timestamp;
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use proto::auth::Bearer;
 use proto::runner_api_client::RunnerApiClient;
-use proto::{ApiError, ErrorCode};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
@@ -26,23 +25,7 @@ impl Lease {
     }
 }
 
-/// A failed call.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CallError(pub ApiError);
-
-impl CallError {
-    /// The orchestrator or its database is unreachable: worth retrying.
-    pub fn is_transient(&self) -> bool {
-        matches!(self.0.code, ErrorCode::Unavailable | ErrorCode::Internal)
-    }
-}
-
-impl From<tonic::Status> for CallError {
-    fn from(status: tonic::Status) -> Self {
-        Self(ApiError::from(status))
-    }
-}
+pub use proto::CallError;
 
 #[derive(Clone)]
 pub struct RunnerClient {

@@ -6,15 +6,8 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use test_support::hooks::github_push;
-use test_support::images::{self, BUSYBOX};
+use test_support::images::{self, Cleanup, app, free_port};
 use test_support::{GitRepo, Stack, step};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 async fn get(url: &str) -> Option<(u16, String)> {
     let resp = reqwest::Client::new()
@@ -27,44 +20,9 @@ async fn get(url: &str) -> Option<(u16, String)> {
     Some((status, resp.text().await.unwrap_or_default()))
 }
 
-/// The app: busybox httpd serving /www; `health` is the body of /health
-/// (absent: the image has no /health, a 404), `cmd` replaces the server.
-fn app(health: Option<&str>, cmd: Option<&str>) -> Vec<(&'static str, String)> {
-    let remove = if health.is_none() {
-        "RUN rm /www/health\n"
-    } else {
-        ""
-    };
-    vec![
-        (
-            "Dockerfile",
-            format!(
-                "FROM {BUSYBOX}\nCOPY www /www\n{remove}CMD {}\n",
-                cmd.unwrap_or(
-                    "[\"sh\", \"-c\", \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"]"
-                )
-            ),
-        ),
-        ("www/index.html", "hello\n".to_owned()),
-        ("www/health", health.unwrap_or("gone\n").to_owned()),
-    ]
-}
-
 fn events_of(stack: &Stack, deployment: i64) -> Vec<String> {
     let mut conn = PgConnection::establish(&stack.db.url).expect("database");
     store::events::kinds_for_deployment(&mut conn, deployment).expect("events")
-}
-
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", name])
-                .output();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,3 +53,48 @@ pub async fn registry_digest(registry: &str, name: &str, tag: &str) -> Option<St
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }
+
+/// A port nothing listens on now, for a deployed app.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A test app's repository files: busybox httpd serving /www; `health` is
+/// the body of /health (absent: the image has no /health, a 404), `cmd`
+/// replaces the server.
+pub fn app(health: Option<&str>, cmd: Option<&str>) -> Vec<(&'static str, String)> {
+    let remove = if health.is_none() {
+        "RUN rm /www/health\n"
+    } else {
+        ""
+    };
+    vec![
+        (
+            "Dockerfile",
+            format!(
+                "FROM {BUSYBOX}\nCOPY www /www\n{remove}CMD {}\n",
+                cmd.unwrap_or(
+                    "[\"sh\", \"-c\", \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"]"
+                )
+            ),
+        ),
+        ("www/index.html", "hello\n".to_owned()),
+        ("www/health", health.unwrap_or("gone\n").to_owned()),
+    ]
+}
+
+/// Removes the named containers when dropped, whatever the test did.
+pub struct Cleanup(pub Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", name])
+                .output();
+        }
+    }
+}
