@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use prost::Message as _;
+use queue::Topology;
 use queue::lapin::message::Delivery;
 use queue::lapin::options::{BasicAckOptions, BasicNackOptions};
-use queue::{EventMessage, Topology};
 use tokio::sync::watch;
 
 use crate::deliver::{Deliverer, HandleError};
@@ -86,9 +87,9 @@ async fn consume(
 }
 
 async fn handle(deliverer: &Arc<Deliverer>, delivery: Delivery, mut stop: watch::Receiver<bool>) {
-    let event = match EventMessage::decode(&delivery.data)
+    let event = match proto::AlertEvent::decode(delivery.data.as_slice())
         .map_err(|e| e.to_string())
-        .and_then(|m| crate::convert::from_message(m).map_err(|e| e.to_string()))
+        .and_then(|m| crate::convert::from_proto(m).map_err(|e| e.to_string()))
     {
         Ok(event) => event,
         Err(e) => {

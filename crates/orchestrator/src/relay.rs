@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use queue::{Publisher, TaskMessage, Topology};
 
-use crate::grpc::event_message;
+use prost::Message as _;
+
+use crate::grpc::alert_event;
 
 use crate::app::App;
 
@@ -135,7 +137,8 @@ async fn publish_events(app: &App, publisher: &Publisher) -> Result<bool, Stop> 
     let mut failure = None;
     for event in events {
         let id = event.id.clone();
-        match publisher.publish_event(&event_message(event)).await {
+        let body = alert_event(event).encode_to_vec();
+        match publisher.publish_event(&id, &body).await {
             Ok(()) => done.push(id),
             Err(e) => {
                 failure = Some(e.to_string());

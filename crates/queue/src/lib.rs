@@ -7,7 +7,8 @@
 //! Events (alerts.md) travel from the orchestrator to notifiers through a
 //! durable fanout exchange into a durable queue, also persistent and
 //! confirmed, so events published while no notifier runs wait for one. An
-//! event carries its id: the notifier records one alert per id.
+//! event is a `slipway.v1.AlertEvent` in protobuf (the `proto` crate knows
+//! it) with its id as the message id: the notifier records one alert per id.
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -78,39 +79,6 @@ impl Topology {
             arguments.insert("x-expires".into(), lapin::types::AMQPValue::LongUInt(ms));
         }
         arguments
-    }
-}
-
-/// An event on its way to a notifier: the alerts.md event as the
-/// orchestrator recorded it, with what it refers to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventMessage {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// RFC 3339, UTC.
-    pub at: String,
-    pub workflow_id: i64,
-    pub workflow: String,
-    pub workflow_version: i32,
-    pub task_id: Option<i64>,
-    pub deployment_id: Option<i64>,
-    pub environment: Option<String>,
-    pub branch: Option<String>,
-    pub tag: Option<String>,
-    pub commit: Option<String>,
-    pub message: Option<String>,
-    pub summary: String,
-    pub error: Option<String>,
-    pub reason: Option<String>,
-    pub outcome: Option<String>,
-    #[serde(default)]
-    pub recovery: bool,
-}
-
-impl EventMessage {
-    pub fn decode(body: &[u8]) -> Result<Self> {
-        Ok(serde_json::from_slice(body)?)
     }
 }
 
@@ -209,26 +177,33 @@ impl Publisher {
         self.send("", &self.queue, &body, None).await
     }
 
-    /// Publishes one event; returns once the broker has stored it.
-    pub async fn publish_event(&self, message: &EventMessage) -> Result<()> {
-        let body = serde_json::to_vec(message)?;
-        self.send(&self.exchange, "", &body, Some(&message.id))
-            .await
+    /// Publishes one event, encoded by the caller (`slipway.v1.AlertEvent`
+    /// in protobuf); returns once the broker has stored it.
+    pub async fn publish_event(&self, id: &str, body: &[u8]) -> Result<()> {
+        self.send(
+            &self.exchange,
+            "",
+            body,
+            Some((id, "application/x-protobuf")),
+        )
+        .await
     }
 
+    /// `event`: the message id and content type of an event.
     async fn send(
         &self,
         exchange: &str,
         routing_key: &str,
         body: &[u8],
-        message_id: Option<&str>,
+        event: Option<(&str, &str)>,
     ) -> Result<()> {
-        let mut properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into());
-        if let Some(id) = message_id {
-            properties = properties.with_message_id(id.into());
-        }
+        let mut properties = BasicProperties::default().with_delivery_mode(2);
+        properties = match event {
+            Some((id, content_type)) => properties
+                .with_message_id(id.into())
+                .with_content_type(content_type.into()),
+            None => properties.with_content_type("application/json".into()),
+        };
         let confirmation = self
             .channel
             .basic_publish(

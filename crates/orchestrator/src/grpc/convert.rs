@@ -168,30 +168,6 @@ pub fn alert_event(e: EventRecord) -> proto::AlertEvent {
     }
 }
 
-/// The event as it travels on the queue.
-pub fn event_message(e: EventRecord) -> queue::EventMessage {
-    queue::EventMessage {
-        id: e.id,
-        kind: e.kind,
-        at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        workflow_id: e.workflow_id,
-        workflow: e.workflow,
-        workflow_version: e.workflow_version,
-        task_id: e.task_id,
-        deployment_id: e.deployment_id,
-        environment: e.environment,
-        branch: e.branch,
-        tag: e.tag,
-        commit: e.commit,
-        message: e.message,
-        summary: e.summary,
-        error: e.error,
-        reason: e.reason,
-        outcome: e.outcome,
-        recovery: e.recovery,
-    }
-}
-
 pub fn delivery(d: DeliveryRow) -> proto::Delivery {
     let pending = d.status == store::alerts::PENDING;
     proto::Delivery {

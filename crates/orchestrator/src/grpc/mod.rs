@@ -7,7 +7,7 @@ mod notifier;
 mod public;
 mod runner;
 
-pub use convert::event_message;
+pub use convert::alert_event;
 pub use notifier::NotifierService;
 pub use public::PublicApi;
 pub use runner::RunnerService;
