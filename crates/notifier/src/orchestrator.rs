@@ -30,7 +30,7 @@ impl Orchestrator {
             .connect_lazy();
         let api = Bearer::new(api_token).ok_or("SLIPWAY_API_TOKEN must be printable ASCII")?;
         let internal =
-            Bearer::new(internal_token).ok_or("SLIPWAY_RUNNER_TOKEN must be printable ASCII")?;
+            Bearer::new(internal_token).ok_or("SLIPWAY_NOTIFIER_TOKEN must be printable ASCII")?;
         Ok(Self {
             internal: NotifierApiClient::with_interceptor(channel.clone(), internal),
             public: SlipwayClient::with_interceptor(channel, api),

@@ -16,8 +16,10 @@ pub struct Settings {
     /// Bearer token of the public API: callers of this service present it,
     /// and it is presented to the orchestrator. Required.
     pub api_token: String,
-    /// Token of the orchestrator's internal APIs (runners, notifiers); empty:
-    /// the API token.
+    /// Token of the orchestrator's notifier API (`SLIPWAY_NOTIFIER_TOKEN`);
+    /// empty: `SLIPWAY_RUNNER_TOKEN`, then the API token, as the
+    /// orchestrator falls back.
+    pub notifier_token: String,
     pub runner_token: String,
     /// Prefix of queue names, as the orchestrator's.
     pub queue_prefix: String,
@@ -55,6 +57,7 @@ impl Default for Settings {
             orchestrator_url: "http://127.0.0.1:50051".to_owned(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             api_token: String::new(),
+            notifier_token: String::new(),
             runner_token: String::new(),
             queue_prefix: String::new(),
             queue_expires_ms: 0,
@@ -92,13 +95,12 @@ fn duration(name: &str, value: &str) -> Result<Duration, String> {
 }
 
 impl Settings {
-    /// The token of the orchestrator's internal APIs.
+    /// The token of the orchestrator's notifier API.
     pub fn internal_token(&self) -> &str {
-        if self.runner_token.is_empty() {
-            &self.api_token
-        } else {
-            &self.runner_token
-        }
+        [&self.notifier_token, &self.runner_token, &self.api_token]
+            .into_iter()
+            .find(|t| !t.is_empty())
+            .map_or("", String::as_str)
     }
 
     /// Rejects settings the notifier cannot start with, naming the variable.

@@ -612,6 +612,24 @@ async fn a_test_message_checks_a_channel() {
         .await
         .expect_err("refused");
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    // The orchestrator's notifier API, which hands out secrets, wants the
+    // notifier token: the API token is not enough.
+    let orchestrator = tonic::transport::Endpoint::from_shared(stack.grpc_url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("orchestrator answers");
+    let api = proto::auth::Bearer::new(&stack.token).expect("token");
+    let err = proto::notifier_api_client::NotifierApiClient::with_interceptor(orchestrator, api)
+        .get_notify_config(proto::GetNotifyConfigRequest {
+            workflow_id,
+            version: None,
+            secret_names: vec!["DING_SECRET".to_owned()],
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
 }
 
 /// A failing channel whose URL and secret are tokens: the notifier's log
@@ -646,6 +664,7 @@ async fn secrets_never_reach_the_log_or_the_api() {
         .env("SLIPWAY_ORCHESTRATOR_URL", &s.orchestrator_url)
         .env("SLIPWAY_AMQP_URL", &s.amqp_url)
         .env("SLIPWAY_API_TOKEN", &s.api_token)
+        .env("SLIPWAY_NOTIFIER_TOKEN", &s.notifier_token)
         .env("SLIPWAY_QUEUE_PREFIX", &s.queue_prefix)
         .env("SLIPWAY_QUEUE_EXPIRES_MS", s.queue_expires_ms.to_string())
         .env("SLIPWAY_NOTIFY_RETRY_BASE", "100ms")

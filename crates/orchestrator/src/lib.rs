@@ -155,7 +155,7 @@ impl Orchestrator {
         let runner = RunnerApiServer::new(RunnerService::new(self.app.clone()))
             .max_decoding_message_size(MAX_MESSAGE);
         let notifier = NotifierApiServer::new(NotifierService::new(self.app.clone()));
-        let notifier_auth = runner_auth.clone();
+        let notifier_auth = Auth::new(self.settings.notifier_token());
         let notifier = InterceptedService::new(notifier, move |r| notifier_auth.check(r));
         let runner = InterceptedService::new(runner, move |r| runner_auth.check(r));
         tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, "orchestrator listening");

@@ -17,6 +17,9 @@ pub struct Settings {
     /// A separate one keeps API clients from claiming tasks and reading
     /// their secrets.
     pub runner_token: String,
+    /// Token notifiers present (`SLIPWAY_NOTIFIER_TOKEN`); empty: the
+    /// runner token. The notifier API hands out channel secrets.
+    pub notifier_token: String,
     /// Key that seals stored secrets. Required.
     pub secret_key: String,
     /// Prefix of queue names, to share a broker between installations.
@@ -46,6 +49,7 @@ impl Default for Settings {
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             api_token: String::new(),
             runner_token: String::new(),
+            notifier_token: String::new(),
             secret_key: String::new(),
             queue_prefix: String::new(),
             queue_expires_ms: 0,
@@ -66,6 +70,15 @@ impl Settings {
             &self.api_token
         } else {
             &self.runner_token
+        }
+    }
+
+    /// The token of the notifier API.
+    pub fn notifier_token(&self) -> &str {
+        if self.notifier_token.is_empty() {
+            self.runner_token()
+        } else {
+            &self.notifier_token
         }
     }
 

@@ -21,6 +21,9 @@ use tokio::sync::watch;
 pub use db::TestDb;
 pub use git::GitRepo;
 
+/// The token of the test stacks' notifier API.
+const NOTIFIER_TOKEN: &str = "test-notifier-token";
+
 /// A test's queue goes away ten minutes after its last consumer.
 const QUEUE_EXPIRES_MS: u32 = 600_000;
 
@@ -114,6 +117,8 @@ impl Stack {
                 .unwrap_or_else(amqp_url),
             api_token: token.clone(),
             runner_token: String::new(),
+            // Its own, so the tests prove notifiers need nothing else.
+            notifier_token: NOTIFIER_TOKEN.to_owned(),
             secret_key: "test-secret-key".to_owned(),
             queue_prefix: queue_prefix.clone(),
             queue_expires_ms: QUEUE_EXPIRES_MS,
@@ -225,6 +230,7 @@ impl Stack {
             orchestrator_url: self.grpc_url.clone(),
             amqp_url: self.amqp_url.clone(),
             api_token: self.token.clone(),
+            notifier_token: NOTIFIER_TOKEN.to_owned(),
             queue_prefix: self.queue_prefix.clone(),
             queue_expires_ms: QUEUE_EXPIRES_MS,
             public_url: "http://slipway.test".to_owned(),
