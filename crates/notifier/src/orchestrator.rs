@@ -8,7 +8,7 @@ use proto::auth::Bearer;
 use proto::notifier_api_client::NotifierApiClient;
 use proto::slipway_client::SlipwayClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 type Authed = InterceptedService<Channel, Bearer>;
 
@@ -22,12 +22,7 @@ pub struct Orchestrator {
 
 impl Orchestrator {
     pub fn new(url: &str, api_token: &str, internal_token: &str) -> Result<Self, String> {
-        let channel = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| format!("invalid SLIPWAY_ORCHESTRATOR_URL {url:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = proto::orchestrator_channel(url, Duration::from_secs(30))?;
         let api = Bearer::new(api_token).ok_or("SLIPWAY_API_TOKEN must be printable ASCII")?;
         let internal =
             Bearer::new(internal_token).ok_or("SLIPWAY_NOTIFIER_TOKEN must be printable ASCII")?;

@@ -29,3 +29,18 @@ pub fn datetime(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     let nanos = u32::try_from(ts.nanos).ok()?;
     DateTime::from_timestamp(ts.seconds, nanos)
 }
+
+/// A channel to the orchestrator at `url` (`SLIPWAY_ORCHESTRATOR_URL`),
+/// connected on first use, so a service starts while the orchestrator is
+/// still down; calls give up after `timeout`.
+pub fn orchestrator_channel(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<tonic::transport::Channel, String> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| format!("invalid SLIPWAY_ORCHESTRATOR_URL {url:?}: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}

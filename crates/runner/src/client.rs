@@ -7,7 +7,7 @@ use std::time::Duration;
 use proto::auth::Bearer;
 use proto::runner_api_client::RunnerApiClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A held lease.
 #[derive(Debug, Clone)]
@@ -35,12 +35,7 @@ pub struct RunnerClient {
 impl RunnerClient {
     pub fn new(url: &str, token: &str) -> Result<Self, String> {
         let bearer = Bearer::new(token).ok_or("SLIPWAY_API_TOKEN must be printable ASCII")?;
-        let channel = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| format!("invalid SLIPWAY_ORCHESTRATOR_URL {url:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = proto::orchestrator_channel(url, Duration::from_secs(30))?;
         Ok(Self {
             inner: RunnerApiClient::with_interceptor(channel, bearer)
                 .max_decoding_message_size(64 * 1024 * 1024),
