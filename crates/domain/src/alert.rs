@@ -253,6 +253,13 @@ pub fn channel(rule: &NotifyRule, kind: ChannelKind) -> Option<Channel<'_>> {
     }
 }
 
+/// Every channel of a rule, in a fixed order.
+pub fn channels(rule: &NotifyRule) -> impl Iterator<Item = Channel<'_>> {
+    ChannelKind::ALL
+        .into_iter()
+        .filter_map(move |k| channel(rule, k))
+}
+
 /// The channels an event of `kind` goes to: every channel of every rule of
 /// the workflow that lists it; with no rules at all, the server default's.
 /// A channel configured alike in two rules is sent to once.
@@ -275,10 +282,8 @@ pub fn route<'a>(
         if !rule.on.contains(&kind) {
             continue;
         }
-        for k in ChannelKind::ALL {
-            if let Some(c) = channel(rule, k)
-                && !out.iter().any(|(_, seen)| *seen == c)
-            {
+        for c in channels(rule) {
+            if !out.iter().any(|(_, seen)| *seen == c) {
                 out.push((at, c));
             }
         }

@@ -1043,12 +1043,8 @@ impl App {
             .await?;
         let spec = self.spec(workflow_id, version, &definition)?;
         let mut wanted = extra;
-        for rule in &spec.notify {
-            for kind in domain::alert::ChannelKind::ALL {
-                if let Some(channel) = domain::alert::channel(rule, kind) {
-                    wanted.extend(channel.values().into_iter().flat_map(workflow::secret_refs));
-                }
-            }
+        for channel in spec.notify.iter().flat_map(domain::alert::channels) {
+            wanted.extend(channel.values().into_iter().flat_map(workflow::secret_refs));
         }
         let mut secrets = HashMap::new();
         for name in wanted {
