@@ -1,6 +1,8 @@
 //! What every Slipway binary does at start: read its typed settings (defaults,
 //! then an optional TOML file, then `SLIPWAY_*` variables) and set up tracing.
 
+pub mod metrics;
+
 use std::path::Path;
 
 use figment::Figment;
