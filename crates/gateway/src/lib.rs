@@ -9,6 +9,7 @@ pub mod api;
 pub mod body;
 pub mod error;
 pub mod json;
+pub mod metrics;
 pub mod settings;
 pub mod webhooks;
 
@@ -42,6 +43,8 @@ pub enum Error {
         url: String,
         source: tonic::transport::Error,
     },
+    #[error("{0}")]
+    Metrics(#[from] telemetry::metrics::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -55,6 +58,8 @@ pub type Client = SlipwayClient<InterceptedService<Channel, Bearer>>;
 pub struct State {
     pub settings: Settings,
     client: Client,
+    /// What `GET /metrics` shows.
+    pub metrics: metrics::Metrics,
 }
 
 impl State {
@@ -93,7 +98,11 @@ impl Gateway {
         })?;
         Ok(Self {
             listener,
-            state: Data::new(State { settings, client }),
+            state: Data::new(State {
+                settings,
+                client,
+                metrics: metrics::Metrics::new()?,
+            }),
         })
     }
 
@@ -132,7 +141,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(dashboard))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
+        .route("/metrics", web::get().to(metrics::serve))
         .route("/api/webhooks/github", web::post().to(webhooks::github))
         .route("/api/webhooks/gitlab", web::post().to(webhooks::gitlab))
         .service(
@@ -230,12 +239,6 @@ async fn readyz(state: Data<State>) -> HttpResponse {
         _ => HttpResponse::ServiceUnavailable()
             .json(json!({"orchestrator": false, "database": false, "broker": false})),
     }
-}
-
-async fn metrics() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body("# HELP slipway_gateway_up Whether the gateway is serving.\n# TYPE slipway_gateway_up gauge\nslipway_gateway_up 1\n")
 }
 
 async fn dashboard(state: Data<State>) -> HttpResponse {

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::channels::{Channels, SendError, Target};
 use crate::convert::BadEvent;
+use crate::metrics::{Metrics, Outcome};
 use crate::orchestrator::{CallError, Orchestrator, millis};
 
 /// How long a notifier holds a delivery it is sending: past it, another
@@ -74,6 +75,7 @@ pub struct Deliverer {
     attempts: u32,
     configs: Mutex<ConfigCache>,
     sending: Arc<Semaphore>,
+    pub(crate) metrics: Metrics,
 }
 
 impl Deliverer {
@@ -82,6 +84,7 @@ impl Deliverer {
         channels: Channels,
         public_url: String,
         checked: crate::settings::Checked,
+        metrics: Metrics,
     ) -> Self {
         Self {
             orchestrator,
@@ -93,6 +96,7 @@ impl Deliverer {
             attempts: checked.attempts,
             configs: Mutex::new(HashMap::new()),
             sending: Arc::new(Semaphore::new(MAX_SENDING)),
+            metrics,
         }
     }
 
@@ -212,6 +216,8 @@ impl Deliverer {
         let attempt = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
         let req = match &result {
             Ok(()) => {
+                self.metrics
+                    .attempted(&delivery.channel, Outcome::Delivered);
                 tracing::info!(delivery = delivery.id, channel = %delivery.channel, target = %delivery.target, attempt, "delivered");
                 proto::RecordAttemptRequest {
                     delivery_id: delivery.id,
@@ -224,6 +230,12 @@ impl Deliverer {
                 let retry = (!e.permanent && attempt < self.attempts)
                     .then(|| alert::retry_delay(attempt, self.retry_base));
                 tracing::warn!(delivery = delivery.id, channel = %delivery.channel, target = %delivery.target, attempt, error = %e, retry_in = ?retry, "delivery failed");
+                let outcome = if retry.is_some() {
+                    Outcome::Retry
+                } else {
+                    Outcome::Failed
+                };
+                self.metrics.attempted(&delivery.channel, outcome);
                 proto::RecordAttemptRequest {
                     delivery_id: delivery.id,
                     delivered: false,

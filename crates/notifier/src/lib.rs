@@ -13,6 +13,7 @@ mod consume;
 mod convert;
 mod deliver;
 mod grpc;
+mod metrics;
 mod orchestrator;
 pub mod render;
 pub mod settings;
@@ -44,11 +45,15 @@ pub enum Error {
     },
     #[error("grpc server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Metrics(#[from] telemetry::metrics::Error),
 }
 
 pub struct Notifier {
     settings: Settings,
     listener: TcpListener,
+    /// `GET /metrics`, unless `SLIPWAY_METRICS_ADDR` is empty.
+    metrics: Option<telemetry::metrics::Listener>,
     deliverer: Arc<Deliverer>,
 }
 
@@ -78,21 +83,32 @@ impl Notifier {
                 addr: settings.notifier_addr,
                 source,
             })?;
+        let metrics = match checked.metrics_addr {
+            Some(addr) => Some(telemetry::metrics::Listener::bind(addr).await?),
+            None => None,
+        };
         let deliverer = Arc::new(Deliverer::new(
             orchestrator,
             channels,
             settings.public_url.clone(),
             checked,
+            metrics::Metrics::new()?,
         ));
         Ok(Self {
             settings,
             listener,
+            metrics,
             deliverer,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `GET /metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
     }
 
     /// Consumes events, retries due deliveries and serves the gRPC service
@@ -108,7 +124,18 @@ impl Notifier {
             self.settings.notify_concurrency,
             stopped.clone(),
         ));
-        let retries = tokio::spawn(self.deliverer.clone().retry_loop(stopped));
+        let retries = tokio::spawn(self.deliverer.clone().retry_loop(stopped.clone()));
+        let metrics = self.metrics.map(|listener| {
+            let deliverer = self.deliverer.clone();
+            let render = move || {
+                let deliverer = deliverer.clone();
+                async move { deliverer.metrics.render() }
+            };
+            let mut stopped = stopped;
+            tokio::spawn(listener.serve(render, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
 
         let auth = proto::auth::RequireBearer::new(&self.settings.api_token);
         let service = NotifierServer::new(grpc::NotifierService::new(self.deliverer.clone()));
@@ -130,6 +157,9 @@ impl Notifier {
         // The consumer closes its connection, handing back what it holds.
         let _ = consumer.await;
         let _ = retries.await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         served.map_err(Error::from)
     }
 }

@@ -46,6 +46,9 @@ pub struct Settings {
     pub smtp_from: String,
     /// Events handled at once.
     pub notify_concurrency: u16,
+    /// Where `GET /metrics` is served (`SLIPWAY_METRICS_ADDR`); empty: not
+    /// at all; port 0 picks one.
+    pub metrics_addr: String,
     pub log: String,
     pub log_json: bool,
 }
@@ -70,6 +73,7 @@ impl Default for Settings {
             smtp_url: String::new(),
             smtp_from: "Slipway <slipway@localhost>".to_owned(),
             notify_concurrency: 16,
+            metrics_addr: "127.0.0.1:9465".to_owned(),
             log: "info".to_owned(),
             log_json: false,
         }
@@ -83,6 +87,8 @@ pub struct Checked {
     pub retry_base: Duration,
     pub attempts: u32,
     pub default_rule: Option<NotifyRule>,
+    /// Where `GET /metrics` is served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 fn duration(name: &str, value: &str) -> Result<Duration, String> {
@@ -137,6 +143,10 @@ impl Settings {
             retry_base,
             attempts: self.notify_attempts,
             default_rule,
+            metrics_addr: telemetry::metrics::parse_addr(
+                "SLIPWAY_METRICS_ADDR",
+                &self.metrics_addr,
+            )?,
         })
     }
 }

@@ -22,6 +22,7 @@ use store::workflows::WorkflowRow;
 use tokio::sync::{Notify, broadcast};
 
 use crate::crypto::SecretBox;
+use crate::metrics::Metrics;
 
 /// Largest secret value accepted.
 const MAX_SECRET_BYTES: usize = 64 * 1024;
@@ -41,6 +42,11 @@ pub struct App {
     pub(crate) max_requeues: i32,
     /// Whether the outbox relay holds a working broker connection.
     pub(crate) broker_up: AtomicBool,
+    /// The relay's broker connection while it works: scrapes look at the
+    /// queues through it.
+    pub(crate) broker: Mutex<Option<Arc<queue::lapin::Connection>>>,
+    /// Counted here, after each transition committed.
+    pub(crate) metrics: Metrics,
 }
 
 /// Where a manual run or a push comes from, for a new task.
@@ -147,7 +153,13 @@ pub fn step_names(spec: &Workflow) -> Vec<String> {
 }
 
 impl App {
-    pub fn new(pool: store::Pool, secret_key: &str, lease: Duration, max_requeues: i32) -> Self {
+    pub fn new(
+        pool: store::Pool,
+        secret_key: &str,
+        lease: Duration,
+        max_requeues: i32,
+        metrics: Metrics,
+    ) -> Self {
         let (changes, _) = broadcast::channel(1024);
         Self {
             pool,
@@ -158,6 +170,8 @@ impl App {
             lease,
             max_requeues,
             broker_up: AtomicBool::new(false),
+            broker: Mutex::new(None),
+            metrics,
         }
     }
 
@@ -552,6 +566,7 @@ impl App {
             })
             .await?;
         if outcome == store::tasks::Cancelled::Now {
+            self.metrics.task_ended_unstarted(TaskStatus::Cancelled);
             self.changed(id);
         }
         Ok(())
@@ -704,7 +719,12 @@ impl App {
             store::deployments::start(conn, id)
         })
         .await
-        .inspect(|_| self.queued())
+        .inspect(|start| {
+            if let Start::Skipped(d) = start {
+                self.metrics.deployment_changed(d);
+            }
+            self.queued();
+        })
     }
 
     pub async fn advance_deployment(
@@ -726,7 +746,10 @@ impl App {
             store::deployments::advance(conn, id, event, error.as_deref(), alert.as_deref())
         })
         .await
-        .inspect(|_| self.queued())
+        .inspect(|d| {
+            self.metrics.deployment_changed(d);
+            self.queued();
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -751,7 +774,10 @@ impl App {
             store::deployments::record_rollback(conn, id, to, &reason, succeeded, error.as_deref())
         })
         .await
-        .inspect(|_| self.queued())
+        .inspect(|r| {
+            self.metrics.rollback_recorded(r);
+            self.queued();
+        })
     }
 
     // ---- runners ----
@@ -823,10 +849,12 @@ impl App {
         let token = uuid::Uuid::new_v4().to_string();
         let lease_until = Utc::now() + self.lease;
         let t = token.clone();
-        self.db(&format!("task {task_id}"), move |conn| {
-            store::tasks::claim(conn, task_id, &runner_id, &t, lease_until)
-        })
-        .await?;
+        let claimed = self
+            .db(&format!("task {task_id}"), move |conn| {
+                store::tasks::claim(conn, task_id, &runner_id, &t, lease_until)
+            })
+            .await?;
+        self.metrics.claimed(&claimed);
         let detail = self.get_task(task_id).await?;
         self.changed(task_id);
         let repo = spec.repo.to_string();
@@ -849,13 +877,14 @@ impl App {
     /// Fails a task that cannot start, and returns the error for the runner.
     async fn fail_before_start(&self, task_id: i64, error: String) -> ApiError {
         let e = error.clone();
-        if let Err(db) = self
+        match self
             .db("task", move |conn| {
                 store::tasks::fail_pending(conn, task_id, &e)
             })
             .await
         {
-            tracing::warn!(task_id, error = %db, "could not fail the task");
+            Ok(()) => self.metrics.task_ended_unstarted(TaskStatus::Failed),
+            Err(db) => tracing::warn!(task_id, error = %db, "could not fail the task"),
         }
         self.changed(task_id);
         ApiError::new(
@@ -915,10 +944,14 @@ impl App {
         token: String,
         change: StepChange,
     ) -> Result<(), ApiError> {
-        self.db("step", move |conn| {
-            store::tasks::update_step(conn, task_id, &token, &change)
-        })
-        .await?;
+        let step = self
+            .db("step", move |conn| {
+                store::tasks::update_step(conn, task_id, &token, &change)
+            })
+            .await?;
+        if let Some(step) = step {
+            self.metrics.step_changed(&step);
+        }
         self.changed(task_id);
         Ok(())
     }
@@ -945,10 +978,12 @@ impl App {
         event: TaskEvent,
         error: Option<String>,
     ) -> Result<(), ApiError> {
-        self.db("task", move |conn| {
-            store::tasks::finish(conn, task_id, &token, event, error.as_deref())
-        })
-        .await?;
+        let ended = self
+            .db("task", move |conn| {
+                store::tasks::finish(conn, task_id, &token, event, error.as_deref())
+            })
+            .await?;
+        self.task_ended(&ended);
         self.changed(task_id);
         Ok(())
     }
@@ -990,14 +1025,60 @@ impl App {
                 store::tasks::expire_leases(conn, Utc::now(), max)
             })
             .await?;
-        for (task_id, outcome) in expired {
+        for (ended, outcome) in expired {
+            let task_id = ended.task.id;
             tracing::warn!(task_id, ?outcome, "runner lost");
             if outcome == store::tasks::Expired::Requeued {
+                self.metrics.task_requeued();
+                for d in &ended.deploys_failed {
+                    self.metrics.deployment_changed(d);
+                }
                 self.queued();
+            } else {
+                self.task_ended(&ended);
             }
             self.changed(task_id);
         }
         Ok(())
+    }
+
+    /// Counts a task's committed end and the deploys it cut short.
+    fn task_ended(&self, ended: &store::tasks::Ended) {
+        self.metrics.task_ended(&ended.task);
+        for d in &ended.deploys_failed {
+            self.metrics.deployment_changed(d);
+        }
+    }
+
+    /// The metrics in the text format, with the gauges read now from the
+    /// database and the broker.
+    pub async fn render_metrics(&self, topology: &queue::Topology) -> String {
+        let now = Utc::now();
+        let counts = self
+            .db("tasks", move |conn| {
+                Ok((
+                    store::tasks::count_unfinished(conn)?,
+                    store::tasks::busy_runners(conn, now)?,
+                ))
+            })
+            .await;
+        let (unfinished, busy) = match counts {
+            Ok((unfinished, busy)) => (Some(unfinished), Some(busy)),
+            Err(e) => {
+                tracing::debug!(error = %e, "metrics without the database's counts");
+                (None, None)
+            }
+        };
+        let connection = self.broker.lock().ok().and_then(|b| b.clone());
+        let depths = match connection {
+            Some(c) => queue::depths(&c, topology)
+                .await
+                .inspect_err(|e| tracing::debug!(error = %e, "metrics without queue depths"))
+                .ok(),
+            None => None,
+        };
+        self.metrics.set_gauges(unfinished, busy, depths);
+        telemetry::metrics::render(&self.metrics.registry)
     }
 
     /// Raises `task_stuck` for tasks pending longer than `after`.

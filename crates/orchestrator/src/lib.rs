@@ -10,6 +10,7 @@ pub mod app;
 pub mod crypto;
 pub mod grpc;
 pub mod logs;
+pub mod metrics;
 pub mod relay;
 pub mod settings;
 pub mod watchdog;
@@ -51,6 +52,8 @@ pub enum Error {
     },
     #[error("grpc server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Metrics(#[from] telemetry::metrics::Error),
 }
 
 /// A URL without its password, for messages.
@@ -87,6 +90,8 @@ pub async fn migrate(database_url: &str) -> Result<Vec<String>, Error> {
 pub struct Orchestrator {
     settings: Settings,
     listener: TcpListener,
+    /// `GET /metrics`, unless `SLIPWAY_METRICS_ADDR` is empty.
+    metrics: Option<telemetry::metrics::Listener>,
     app: Arc<App>,
 }
 
@@ -115,21 +120,32 @@ impl Orchestrator {
                 addr: settings.grpc_addr,
                 source,
             })?;
+        let metrics = match settings.metrics_addr().map_err(Error::Settings)? {
+            Some(addr) => Some(telemetry::metrics::Listener::bind(addr).await?),
+            None => None,
+        };
         let app = Arc::new(App::new(
             pool,
             &settings.secret_key,
             Duration::from_secs(settings.lease_seconds),
             settings.max_requeues,
+            metrics::Metrics::new()?,
         ));
         Ok(Self {
             settings,
             listener,
+            metrics,
             app,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `GET /metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
     }
 
     /// Serves both gRPC services and runs the outbox relay and the lease
@@ -140,12 +156,24 @@ impl Orchestrator {
         let relay = tokio::spawn(relay::run(
             self.app.clone(),
             self.settings.amqp_url.clone(),
-            topology,
+            topology.clone(),
         ));
         let watchdog = tokio::spawn(watchdog::run(
             self.app.clone(),
             self.settings.pending_alert_after(),
         ));
+        let (metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
+        let metrics = self.metrics.map(|listener| {
+            let (app, topology) = (self.app.clone(), topology.clone());
+            let render = move || {
+                let (app, topology) = (app.clone(), topology.clone());
+                async move { app.render_metrics(&topology).await }
+            };
+            let mut stopped = metrics_stopped;
+            tokio::spawn(listener.serve(render, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
 
         let public_auth = Auth::new(&self.settings.api_token);
         let runner_auth = Auth::new(self.settings.runner_token());
@@ -189,6 +217,10 @@ impl Orchestrator {
         };
         relay.abort();
         watchdog.abort();
+        let _ = metrics_stop.send(true);
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         result
     }
 }

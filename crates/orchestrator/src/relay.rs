@@ -29,8 +29,11 @@ pub async fn run(app: Arc<App>, amqp_url: String, topology: Topology) {
             Ok((connection, publisher)) => {
                 tracing::info!("connected to the broker");
                 app.broker_up.store(true, Ordering::Relaxed);
+                let connection = Arc::new(connection);
+                share(&app, Some(connection.clone()));
                 backoff = Duration::from_millis(200);
                 let err = relay(&app, &publisher).await;
+                share(&app, None);
                 app.broker_up.store(false, Ordering::Relaxed);
                 tracing::warn!(error = %err, "lost the broker; tasks wait in the outbox");
                 let _ = connection.close(200, "reconnecting".into()).await;
@@ -42,6 +45,13 @@ pub async fn run(app: Arc<App>, amqp_url: String, topology: Topology) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Lends the connection to metrics scrapes, or takes it back.
+fn share(app: &App, connection: Option<Arc<queue::lapin::Connection>>) {
+    if let Ok(mut broker) = app.broker.lock() {
+        *broker = connection;
     }
 }
 

@@ -37,6 +37,9 @@ pub struct Settings {
     /// How long a task may wait in `pending` before `task_stuck` is raised
     /// (`SLIPWAY_PENDING_ALERT`, a duration such as `10m`).
     pub pending_alert: String,
+    /// Where `GET /metrics` is served (`SLIPWAY_METRICS_ADDR`); empty: not
+    /// at all; port 0 picks one.
+    pub metrics_addr: String,
     pub log: String,
     pub log_json: bool,
 }
@@ -57,6 +60,7 @@ impl Default for Settings {
             max_requeues: 1,
             database_pool_size: 8,
             pending_alert: "10m".to_owned(),
+            metrics_addr: "127.0.0.1:9464".to_owned(),
             log: "info".to_owned(),
             log_json: false,
         }
@@ -102,7 +106,13 @@ impl Settings {
                 ));
             }
         }
+        self.metrics_addr()?;
         Ok(())
+    }
+
+    /// `metrics_addr` read: `None` when metrics are off.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        telemetry::metrics::parse_addr("SLIPWAY_METRICS_ADDR", &self.metrics_addr)
     }
 
     /// `pending_alert` as a duration (checked by [`Settings::check`]).

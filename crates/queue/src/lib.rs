@@ -292,3 +292,36 @@ pub async fn event_consumer(
         .await?;
     Ok((channel, consumer))
 }
+
+/// A queue as the broker counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    /// Messages ready for delivery (not those delivered and unacknowledged).
+    pub ready: u32,
+    /// Consumers attached to it.
+    pub consumers: u32,
+}
+
+/// Looks at the task and the notify queue with passive declares, on a
+/// channel of its own (a missing queue closes the channel it was asked on).
+pub async fn depths(connection: &Connection, topology: &Topology) -> Result<(Depth, Depth)> {
+    let channel = connection.create_channel().await?;
+    let tasks = depth(&channel, &topology.tasks_queue()).await?;
+    let notify = depth(&channel, &topology.notify_queue()).await?;
+    let _ = channel.close(200, "looked".into()).await;
+    Ok((tasks, notify))
+}
+
+async fn depth(channel: &Channel, name: &str) -> Result<Depth> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let queue = channel
+        .queue_declare(name.into(), passive, FieldTable::default())
+        .await?;
+    Ok(Depth {
+        ready: queue.message_count(),
+        consumers: queue.consumer_count(),
+    })
+}

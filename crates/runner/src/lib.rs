@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod docker;
 pub mod executor;
 pub mod git;
+pub mod metrics;
 pub mod process;
 pub mod settings;
 pub mod ship;
@@ -39,6 +40,8 @@ pub enum Error {
     Settings(String),
     #[error("cannot reach the broker: {0}")]
     Broker(#[from] queue::Error),
+    #[error("{0}")]
+    Metrics(#[from] telemetry::metrics::Error),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -50,6 +53,9 @@ pub struct Runner {
     settings: Settings,
     runner_id: String,
     context: Arc<Context>,
+    metrics: Arc<metrics::Metrics>,
+    /// `GET /metrics`, when `SLIPWAY_METRICS_ADDR` is set.
+    listener: Option<telemetry::metrics::Listener>,
 }
 
 impl Runner {
@@ -107,10 +113,17 @@ impl Runner {
             keep_images: settings.keep_images,
             keep_containers: settings.keep_containers,
         });
+        let listener = match settings.metrics_addr().map_err(Error::Settings)? {
+            Some(addr) => Some(telemetry::metrics::Listener::bind(addr).await?),
+            None => None,
+        };
+        let metrics = Arc::new(metrics::Metrics::new(settings.concurrency())?);
         Ok(Self {
             settings,
             runner_id,
             context,
+            metrics,
+            listener,
         })
     }
 
@@ -118,10 +131,35 @@ impl Runner {
         &self.runner_id
     }
 
+    /// Where `GET /metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Takes and runs tasks until `shutdown` resolves; then stops the running
     /// steps and returns (their leases lapse and the tasks are re-queued).
     /// Fails when the orchestrator refuses the runner's token.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let (metrics_stop, mut metrics_stopped) = watch::channel(false);
+        let served = self.listener.take().map(|listener| {
+            let metrics = self.metrics.clone();
+            let render = move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            };
+            tokio::spawn(listener.serve(render, async move {
+                let _ = metrics_stopped.wait_for(|s| *s).await;
+            }))
+        });
+        let outcome = self.work(shutdown).await;
+        let _ = metrics_stop.send(true);
+        if let Some(served) = served {
+            let _ = served.await;
+        }
+        outcome
+    }
+
+    async fn work(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let concurrency = self.settings.concurrency();
         let slots = Arc::new(Semaphore::new(concurrency));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -257,6 +295,7 @@ impl Runner {
         let mut client = self.context.client.clone();
         match client.claim(message.task_id, &self.runner_id).await {
             Ok(claim) => {
+                self.metrics.claim(metrics::Claim::Claimed);
                 let _ = delivery.ack(BasicAckOptions::default()).await;
                 let Some(lease) = claim.lease.clone() else {
                     tracing::warn!(task_id = message.task_id, "claim without a lease");
@@ -270,8 +309,10 @@ impl Runner {
                     claim,
                 };
                 let (ctx, stop) = (self.context.clone(), stop.clone());
+                let counted = self.metrics.running();
                 running.spawn(async move {
                     executor::execute(ctx, job, stop).await;
+                    drop(counted);
                     drop(permit);
                 });
                 Taken::Yes
@@ -279,6 +320,7 @@ impl Runner {
             // Already claimed, finished, cancelled or deleted: the message is moot.
             Err(e) if matches!(e.0.code, ErrorCode::Conflict | ErrorCode::NotFound) => {
                 tracing::info!(task_id = message.task_id, reason = %e, "task not claimable; dropping the message");
+                self.metrics.claim(metrics::Claim::Moot);
                 let _ = delivery.ack(BasicAckOptions::default()).await;
                 Taken::Dropped
             }
@@ -290,6 +332,7 @@ impl Runner {
             }
             Err(e) => {
                 tracing::warn!(task_id = message.task_id, error = %e, "cannot claim; the task goes back to the queue");
+                self.metrics.claim(metrics::Claim::Error);
                 requeue().await;
                 Taken::Later
             }

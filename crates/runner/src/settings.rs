@@ -39,6 +39,10 @@ pub struct Settings {
     pub kill_grace_ms: u64,
     /// Time between heartbeats; a cancel reaches a step within about this.
     pub heartbeat_ms: u64,
+    /// Where `GET /metrics` is served (`SLIPWAY_METRICS_ADDR`); empty (the
+    /// default): not at all, as several runners may share a host; port 0
+    /// picks one.
+    pub metrics_addr: String,
     pub log: String,
     pub log_json: bool,
 }
@@ -61,6 +65,7 @@ impl Default for Settings {
             runner_id: String::new(),
             kill_grace_ms: 5000,
             heartbeat_ms: 1000,
+            metrics_addr: String::new(),
             log: "info".to_owned(),
             log_json: false,
         }
@@ -75,7 +80,13 @@ impl Settings {
         if self.heartbeat_ms == 0 {
             return Err("SLIPWAY_HEARTBEAT_MS must be positive".to_owned());
         }
+        self.metrics_addr()?;
         Ok(())
+    }
+
+    /// `metrics_addr` read: `None` when metrics are off.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        telemetry::metrics::parse_addr("SLIPWAY_METRICS_ADDR", &self.metrics_addr)
     }
 
     /// The token presented to the orchestrator.

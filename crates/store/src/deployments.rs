@@ -705,12 +705,12 @@ fn finish_manual_rollback(
 
 /// Fails the deploys a task still had under way when it ended (its runner
 /// was lost, it was cancelled mid-deploy), so their environment is not held
-/// busy forever.
+/// busy forever. Returns them as they are now.
 pub(crate) fn fail_in_flight(
     conn: &mut PgConnection,
     task: &crate::tasks::TaskRow,
     why: &str,
-) -> Result<()> {
+) -> Result<Vec<DeploymentRow>> {
     let in_flight: Vec<DeploymentRow> = deployments::table
         .filter(
             deployments::task_id
@@ -723,14 +723,16 @@ pub(crate) fn fail_in_flight(
         ]))
         .select(DeploymentRow::as_select())
         .load(conn)?;
-    for d in in_flight {
-        advance(
-            conn,
-            d.id,
-            DeploymentEvent::Fail,
-            Some(why),
-            Some("deploy_failed"),
-        )?;
-    }
-    Ok(())
+    in_flight
+        .into_iter()
+        .map(|d| {
+            advance(
+                conn,
+                d.id,
+                DeploymentEvent::Fail,
+                Some(why),
+                Some("deploy_failed"),
+            )
+        })
+        .collect()
 }

@@ -328,13 +328,14 @@ fn target(event: StepEvent) -> StepStatus {
     }
 }
 
-/// Applies a runner's step change under its lease.
+/// Applies a runner's step change under its lease; returns the step as it
+/// is now, or `None` when the report repeated one already applied.
 pub fn update_step(
     conn: &mut PgConnection,
     id: i64,
     token: &str,
     change: &StepChange,
-) -> Result<()> {
+) -> Result<Option<StepRow>> {
     conn.transaction(|conn| {
         lock_leased(conn, id, token)?;
         let step: StepRow = steps::table
@@ -346,7 +347,7 @@ pub fn update_step(
         let current = step.status()?;
         // A report repeated after a lost answer changes nothing.
         if current == target(change.event) && current != StepStatus::Pending {
-            return Ok(());
+            return Ok(None);
         }
         let next = current.apply(change.event)?;
         let now = Utc::now();
@@ -355,7 +356,7 @@ pub fn update_step(
             _ => step.started_at,
         };
         let finished_at = next.is_finished().then_some(now);
-        diesel::update(steps::table.find((id, change.position)))
+        let row = diesel::update(steps::table.find((id, change.position)))
             .set((
                 steps::status.eq(next.as_str()),
                 steps::exit_code.eq(change.exit_code),
@@ -363,8 +364,9 @@ pub fn update_step(
                 steps::started_at.eq(started_at),
                 steps::finished_at.eq(finished_at),
             ))
-            .execute(conn)?;
-        Ok(())
+            .returning(StepRow::as_returning())
+            .get_result(conn)?;
+        Ok(Some(row))
     })
 }
 
@@ -465,15 +467,16 @@ fn end_event(
 
 /// Ends a task: its status, its error, and every step that never ran marked
 /// skipped (a running one cancelled), so nothing stays pending or running.
+/// Returns the task as it is now.
 fn end(
     conn: &mut PgConnection,
     task: &TaskRow,
     event: TaskEvent,
     error: Option<&str>,
-) -> Result<TaskStatus> {
+) -> Result<TaskRow> {
     let next = task.status()?.apply(event)?;
     let now = Utc::now();
-    diesel::update(tasks::table.find(task.id))
+    let ended = diesel::update(tasks::table.find(task.id))
         .set((
             tasks::status.eq(next.as_str()),
             tasks::error.eq(error),
@@ -481,7 +484,8 @@ fn end(
             tasks::lease_token.eq(None::<String>),
             tasks::lease_expires_at.eq(None::<DateTime<Utc>>),
         ))
-        .execute(conn)?;
+        .returning(TaskRow::as_returning())
+        .get_result(conn)?;
     for step in step_rows(conn, task.id)? {
         let event = match step.status()? {
             StepStatus::Pending => StepEvent::Skipped,
@@ -497,7 +501,16 @@ fn end(
             .execute(conn)?;
     }
     end_event(conn, task, next, error)?;
-    Ok(next)
+    Ok(ended)
+}
+
+/// A task's end as committed: what metrics and callers look at.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// The task after its end (status, start and finish times).
+    pub task: TaskRow,
+    /// The deployments it still had under way, failed by its end.
+    pub deploys_failed: Vec<crate::deployments::DeploymentRow>,
 }
 
 /// A runner's final word on a task it holds.
@@ -507,11 +520,16 @@ pub fn finish(
     token: &str,
     event: TaskEvent,
     error: Option<&str>,
-) -> Result<TaskStatus> {
+) -> Result<Ended> {
     conn.transaction(|conn| {
         let task = lock_leased(conn, id, token)?;
-        crate::deployments::fail_in_flight(conn, &task, "the task ended during the deploy")?;
-        end(conn, &task, event, error)
+        let deploys_failed =
+            crate::deployments::fail_in_flight(conn, &task, "the task ended during the deploy")?;
+        let task = end(conn, &task, event, error)?;
+        Ok(Ended {
+            task,
+            deploys_failed,
+        })
     })
 }
 
@@ -590,11 +608,12 @@ pub const RUNNER_LOST: &str = "runner lost";
 
 /// Deals with every running task whose lease ran out before `now`: re-queued
 /// while it has re-queues left, failed with "runner lost" after that.
+/// Returns each with what happened to it, as committed.
 pub fn expire_leases(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     max_requeues: i32,
-) -> Result<Vec<(i64, Expired)>> {
+) -> Result<Vec<(Ended, Expired)>> {
     conn.transaction(|conn| {
         let expired: Vec<TaskRow> = tasks::table
             .filter(tasks::status.eq(TaskStatus::Running.as_str()))
@@ -605,26 +624,31 @@ pub fn expire_leases(
             .load(conn)?;
         let mut outcomes = Vec::with_capacity(expired.len());
         for task in expired {
-            crate::deployments::fail_in_flight(conn, &task, RUNNER_LOST)?;
-            let outcome = if task.cancel_requested {
-                end(conn, &task, TaskEvent::Cancelled, None)?;
-                Expired::Cancelled
+            let deploys_failed = crate::deployments::fail_in_flight(conn, &task, RUNNER_LOST)?;
+            let (task, outcome) = if task.cancel_requested {
+                let task = end(conn, &task, TaskEvent::Cancelled, None)?;
+                (task, Expired::Cancelled)
             } else if task.requeues < max_requeues {
-                requeue(conn, &task)?;
-                Expired::Requeued
+                (requeue(conn, &task)?, Expired::Requeued)
             } else {
-                end(conn, &task, TaskEvent::Failed, Some(RUNNER_LOST))?;
-                Expired::Failed
+                let task = end(conn, &task, TaskEvent::Failed, Some(RUNNER_LOST))?;
+                (task, Expired::Failed)
             };
-            outcomes.push((task.id, outcome));
+            outcomes.push((
+                Ended {
+                    task,
+                    deploys_failed,
+                },
+                outcome,
+            ));
         }
         Ok(outcomes)
     })
 }
 
-fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<()> {
+fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<TaskRow> {
     let next = task.status()?.apply(TaskEvent::Requeued)?;
-    diesel::update(tasks::table.find(task.id))
+    let requeued = diesel::update(tasks::table.find(task.id))
         .set((
             tasks::status.eq(next.as_str()),
             tasks::requeues.eq(task.requeues + 1),
@@ -633,7 +657,8 @@ fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<()> {
             tasks::lease_token.eq(None::<String>),
             tasks::lease_expires_at.eq(None::<DateTime<Utc>>),
         ))
-        .execute(conn)?;
+        .returning(TaskRow::as_returning())
+        .get_result(conn)?;
     let runner = task.runner_id.as_deref().unwrap_or("?");
     let summary = format!(
         "runner {runner} stopped heartbeating; task {} runs again from the start",
@@ -659,7 +684,8 @@ fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<()> {
         0,
         b"runner lost: the task was re-queued and runs again from the start\n",
     )?;
-    outbox::push(conn, task.id)
+    outbox::push(conn, task.id)?;
+    Ok(requeued)
 }
 
 /// Marks a pending task failed before it ran (its definition or secrets
@@ -756,4 +782,23 @@ pub fn flag_stuck(conn: &mut PgConnection, waited_since: DateTime<Utc>) -> Resul
         }
         Ok(stuck.into_iter().map(|t| t.id).collect())
     })
+}
+
+/// How many tasks are pending and how many running (the partial index on
+/// unfinished tasks answers this without reading finished ones).
+pub fn count_unfinished(conn: &mut PgConnection) -> Result<Vec<(String, i64)>> {
+    Ok(tasks::table
+        .filter(tasks::status.eq_any([TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]))
+        .group_by(tasks::status)
+        .select((tasks::status, diesel::dsl::count_star()))
+        .load(conn)?)
+}
+
+/// How many distinct runners hold a lease that has not run out at `now`.
+pub fn busy_runners(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<i64> {
+    Ok(tasks::table
+        .filter(tasks::status.eq(TaskStatus::Running.as_str()))
+        .filter(tasks::lease_expires_at.gt(now))
+        .select(diesel::dsl::count(tasks::runner_id).aggregate_distinct())
+        .first(conn)?)
 }

@@ -234,7 +234,10 @@ mod tests {
         waits.observe(2.0);
         let text = render(&registry);
         assert!(text.contains("# TYPE demo_total counter"), "{text}");
-        assert!(text.contains("demo_total{outcome=\"accepted\"} 2"), "{text}");
+        assert!(
+            text.contains("demo_total{outcome=\"accepted\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("demo_seconds_bucket{le=\"1\"} 0"), "{text}");
         assert!(text.contains("demo_seconds_bucket{le=\"5\"} 1"), "{text}");
         assert!(text.contains("demo_seconds_count 1"), "{text}");

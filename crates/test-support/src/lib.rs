@@ -9,6 +9,7 @@ pub mod git;
 pub mod hooks;
 pub mod images;
 pub mod receivers;
+pub mod scrape;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -126,6 +127,7 @@ impl Stack {
             max_requeues: 1,
             database_pool_size: 4,
             pending_alert: options.pending_alert.clone(),
+            metrics_addr: "127.0.0.1:0".to_owned(),
             log: "warn".to_owned(),
             log_json: false,
         };
@@ -191,6 +193,30 @@ impl Stack {
         self.orchestrator = Running::orchestrator(settings).await;
     }
 
+    /// The orchestrator's `/metrics` URL (it moves when it restarts).
+    pub fn orchestrator_metrics(&self) -> String {
+        let addr = self
+            .orchestrator
+            .metrics
+            .expect("orchestrator metrics are on");
+        format!("http://{addr}/metrics")
+    }
+
+    /// The gateway's `/metrics` URL.
+    pub fn gateway_metrics(&self) -> String {
+        format!("{}/metrics", self.http)
+    }
+
+    /// The running notifier's `/metrics` URL.
+    pub fn notifier_metrics(&self) -> String {
+        let addr = self
+            .notifier
+            .as_ref()
+            .and_then(|n| n.metrics)
+            .expect("a notifier with metrics on");
+        format!("http://{addr}/metrics")
+    }
+
     /// Settings for one more runner of this stack.
     pub fn runner_settings(&self) -> runner::Settings {
         runner::Settings {
@@ -209,6 +235,7 @@ impl Stack {
             runner_id: String::new(),
             kill_grace_ms: self.options.kill_grace_ms,
             heartbeat_ms: self.options.heartbeat_ms,
+            metrics_addr: String::new(),
             log: "warn".to_owned(),
             log_json: false,
         }
@@ -235,6 +262,7 @@ impl Stack {
             queue_expires_ms: QUEUE_EXPIRES_MS,
             public_url: "http://slipway.test".to_owned(),
             notify_retry_base: "200ms".to_owned(),
+            metrics_addr: "127.0.0.1:0".to_owned(),
             log: "warn".to_owned(),
             ..notifier::Settings::default()
         }
@@ -248,9 +276,14 @@ impl Stack {
             .await
             .expect("notifier starts");
         let addr = format!("http://{}", built.local_addr().expect("bound"));
+        let metrics = built.metrics_addr();
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(built.run(shutdown_signal(rx)));
-        self.notifier = Some(RunningNotifier { stop, task });
+        self.notifier = Some(RunningNotifier {
+            stop,
+            task,
+            metrics,
+        });
         addr
     }
 
@@ -461,11 +494,13 @@ impl Stack {
 struct RunningNotifier {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), notifier::Error>>,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// The stack's orchestrator, which tests may restart.
 struct Running {
     settings: orchestrator::Settings,
+    metrics: Option<std::net::SocketAddr>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), orchestrator::Error>>,
 }
@@ -476,10 +511,12 @@ impl Running {
             .await
             .expect("orchestrator starts");
         settings.grpc_addr = built.local_addr().expect("bound");
+        let metrics = built.metrics_addr();
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(built.run(shutdown_signal(rx)));
         Self {
             settings,
+            metrics,
             stop,
             task,
         }

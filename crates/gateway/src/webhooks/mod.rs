@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::State;
 use crate::body;
 use crate::error::{HttpError, bad_request, unauthorized};
+use crate::metrics::Outcome;
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers()
@@ -36,7 +37,24 @@ struct Delivery {
     ignored: Option<String>,
 }
 
-async fn record(state: &State, d: Delivery) -> Result<HttpResponse, HttpError> {
+/// A delivery's answer and what became of it.
+type Answer = Result<(HttpResponse, Outcome), HttpError>;
+
+/// Counts a delivery's outcome once, whatever path it took.
+fn counted(
+    state: &State,
+    provider: &'static str,
+    answer: Answer,
+) -> Result<HttpResponse, HttpError> {
+    let outcome = match &answer {
+        Ok((_, outcome)) => *outcome,
+        Err(e) => Outcome::of_error(e),
+    };
+    state.metrics.webhook(provider, outcome);
+    answer.map(|(response, _)| response)
+}
+
+async fn record(state: &State, d: Delivery) -> Answer {
     let outcome = state
         .client()
         .ingest_webhook(proto::IngestWebhookRequest {
@@ -57,13 +75,15 @@ async fn record(state: &State, d: Delivery) -> Result<HttpResponse, HttpError> {
     if let Some(ignored) = outcome.ignored {
         body["ignored"] = json!(ignored);
     }
-    let status = if outcome.duplicate {
+    let (status, counted) = if outcome.duplicate {
         body["duplicate"] = json!(true);
-        StatusCode::OK
+        (StatusCode::OK, Outcome::Duplicate)
+    } else if outcome.task_ids.is_empty() {
+        (StatusCode::ACCEPTED, Outcome::Ignored)
     } else {
-        StatusCode::ACCEPTED
+        (StatusCode::ACCEPTED, Outcome::Accepted)
     };
-    Ok(HttpResponse::build(status).json(body))
+    Ok((HttpResponse::build(status).json(body), counted))
 }
 
 /// Every path the listed commits touched, sorted and without repeats.
@@ -90,7 +110,12 @@ pub async fn github(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, HttpError> {
-    let body = body::read(&req, payload, state.settings.webhook_max_bytes).await?;
+    let answer = github_delivery(&state, &req, payload).await;
+    counted(&state, "github", answer)
+}
+
+async fn github_delivery(state: &State, req: &HttpRequest, payload: Payload) -> Answer {
+    let body = body::read(req, payload, state.settings.webhook_max_bytes).await?;
     if state.settings.github_secret.is_empty() {
         return Err(unauthorized(
             "github webhooks are disabled: SLIPWAY_GITHUB_SECRET is not set",
@@ -99,15 +124,15 @@ pub async fn github(
     if !signature::github_valid(
         state.settings.github_secret.as_bytes(),
         &body,
-        header(&req, "x-hub-signature-256"),
+        header(req, "x-hub-signature-256"),
     ) {
         return Err(unauthorized("missing or wrong X-Hub-Signature-256"));
     }
-    let event = header(&req, "x-github-event")
+    let event = header(req, "x-github-event")
         .ok_or_else(|| bad_request("missing X-GitHub-Event header"))?
         .to_owned();
     let body_sha256 = sha256_hex(&body);
-    let delivery_id = header(&req, "x-github-delivery")
+    let delivery_id = header(req, "x-github-delivery")
         .map_or_else(|| format!("sha256:{body_sha256}"), str::to_owned);
     let mut delivery = Delivery {
         provider: "github",
@@ -123,13 +148,13 @@ pub async fn github(
             // Validate the JSON like any delivery, then record it.
             let _: serde_json::Value = parse(&body, "ping")?;
             delivery.ignored = Some("ping".to_owned());
-            record(&state, delivery).await?;
-            Ok(HttpResponse::Ok().json(json!({"pong": true})))
+            let (_, outcome) = record(state, delivery).await?;
+            Ok((HttpResponse::Ok().json(json!({"pong": true})), outcome))
         }
         "push" => {
             let push: github::Push = parse(&body, "push")?;
             delivery.push = Some(push.into_event());
-            record(&state, delivery).await
+            record(state, delivery).await
         }
         "workflow_run" => {
             let run: github::WorkflowRun = parse(&body, "workflow_run")?;
@@ -137,12 +162,12 @@ pub async fn github(
                 Ok(event) => delivery.workflow_run = Some(event),
                 Err(why) => delivery.ignored = Some(why),
             }
-            record(&state, delivery).await
+            record(state, delivery).await
         }
         other => {
             let _: serde_json::Value = parse(&body, other)?;
             delivery.ignored = Some(format!("event {other} not handled"));
-            record(&state, delivery).await
+            record(state, delivery).await
         }
     }
 }
@@ -153,7 +178,12 @@ pub async fn gitlab(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, HttpError> {
-    let body = body::read(&req, payload, state.settings.webhook_max_bytes).await?;
+    let answer = gitlab_delivery(&state, &req, payload).await;
+    counted(&state, "gitlab", answer)
+}
+
+async fn gitlab_delivery(state: &State, req: &HttpRequest, payload: Payload) -> Answer {
+    let body = body::read(req, payload, state.settings.webhook_max_bytes).await?;
     if state.settings.gitlab_token.is_empty() {
         return Err(unauthorized(
             "gitlab webhooks are disabled: SLIPWAY_GITLAB_TOKEN is not set",
@@ -161,15 +191,15 @@ pub async fn gitlab(
     }
     if !signature::gitlab_valid(
         state.settings.gitlab_token.as_bytes(),
-        header(&req, "x-gitlab-token"),
+        header(req, "x-gitlab-token"),
     ) {
         return Err(unauthorized("missing or wrong X-Gitlab-Token"));
     }
-    let event = header(&req, "x-gitlab-event")
+    let event = header(req, "x-gitlab-event")
         .ok_or_else(|| bad_request("missing X-Gitlab-Event header"))?
         .to_owned();
     let body_sha256 = sha256_hex(&body);
-    let delivery_id = header(&req, "x-gitlab-event-uuid")
+    let delivery_id = header(req, "x-gitlab-event-uuid")
         .or_else(|| header(&req, "idempotency-key"))
         .map_or_else(|| format!("sha256:{body_sha256}"), str::to_owned);
     let mut delivery = Delivery {
@@ -191,5 +221,5 @@ pub async fn gitlab(
             delivery.ignored = Some(format!("event {other} not handled"));
         }
     }
-    record(&state, delivery).await
+    record(state, delivery).await
 }
