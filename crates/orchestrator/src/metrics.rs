@@ -133,6 +133,10 @@ impl Metrics {
         // Every bounded series from the start, so rate() sees the first event.
         for status in FINISHED {
             finished.with_label_values(&[status.as_str()]);
+            task_seconds.with_label_values(&[status.as_str()]);
+            for kind in ["clone", "run", "image", "deploy"] {
+                step_seconds.with_label_values(&[kind, status.as_str()]);
+            }
         }
         for outcome in DEPLOY_OUTCOMES {
             deploys.with_label_values(&[outcome.as_str()]);
