@@ -200,7 +200,7 @@ async fn gitlab_delivery(state: &State, req: &HttpRequest, payload: Payload) -> 
         .to_owned();
     let body_sha256 = sha256_hex(&body);
     let delivery_id = header(req, "x-gitlab-event-uuid")
-        .or_else(|| header(&req, "idempotency-key"))
+        .or_else(|| header(req, "idempotency-key"))
         .map_or_else(|| format!("sha256:{body_sha256}"), str::to_owned);
     let mut delivery = Delivery {
         provider: "gitlab",
