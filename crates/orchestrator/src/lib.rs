@@ -163,12 +163,9 @@ impl Orchestrator {
         let runner = InterceptedService::new(runner, move |r| runner_auth.check(r));
         // Reflection describes the services without a token, so grpcurl and
         // other tools can list them; every call still needs its token.
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection = reflection_builder("grpc.reflection.v1.ServerReflection").build_v1()?;
+        let reflection_alpha =
+            reflection_builder("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
         tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, "orchestrator listening");
         // Without TCP_NODELAY, small HTTP/2 frames wait on delayed ACKs (40 ms).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
@@ -204,6 +201,23 @@ impl Orchestrator {
         watchdog.abort();
         result
     }
+}
+
+/// Server reflection that advertises what this server serves (and itself,
+/// `own`): the descriptor set also holds the notifier's own service.
+fn reflection_builder(own: &str) -> tonic_reflection::server::Builder<'static> {
+    [
+        proto::slipway_server::SERVICE_NAME,
+        proto::runner_api_server::SERVICE_NAME,
+        proto::notifier_api_server::SERVICE_NAME,
+    ]
+    .into_iter()
+    .fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .with_service_name(own),
+        tonic_reflection::server::Builder::with_service_name,
+    )
 }
 
 #[cfg(test)]
