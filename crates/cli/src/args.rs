@@ -143,6 +143,7 @@ pub enum SecretCommand {
         /// Workflow name or id.
         workflow: String,
         name: String,
+        /// The value (it then shows in the shell's history and `ps`).
         #[arg(long)]
         value: Option<String>,
     },
@@ -159,6 +160,7 @@ pub struct Wait {
 pub struct Run {
     /// Workflow name or id.
     pub workflow: String,
+    /// The branch to run.
     #[arg(long, default_value = "main")]
     pub branch: String,
     /// The commit (40 hex digits); default: the branch head.
