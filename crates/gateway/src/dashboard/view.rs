@@ -123,6 +123,8 @@ impl From<&Step> for StepRow {
 /// A deployment as the task and workflow pages show it.
 pub struct DeployRow {
     pub id: i64,
+    /// The image's tag: the version a user recognises.
+    pub version: String,
     pub task_id: Option<i64>,
     pub environment: String,
     pub status: String,
@@ -144,8 +146,17 @@ impl From<&Deployment> for DeployRow {
             .strip_prefix("sha256:")
             .map(|h| format!("sha256:{}", &h[..h.len().min(12)]))
             .unwrap_or(digest);
+        // `registry:5000/name:tag`: the tag follows the last `:` after the
+        // last `/` (a registry's port comes before it).
+        let version = image
+            .rsplit_once('/')
+            .map_or(image.as_str(), |(_, last)| last)
+            .rsplit_once(':')
+            .map(|(_, tag)| tag.to_owned())
+            .unwrap_or_default();
         Self {
             id: d.id,
+            version,
             task_id: d.task_id,
             environment: d.environment.clone(),
             status: d.status.clone(),
@@ -299,5 +310,28 @@ mod tests {
         );
         assert_eq!(duration(&None, &t("2026-12-01T10:01:05Z")), "");
         assert_eq!(when(&t("2026-12-01T10:00:00.123Z")), "2026-12-01 10:00:00");
+    }
+
+    #[test]
+    fn a_deployment_shows_its_tag_and_short_digest() {
+        let d = Deployment {
+            id: 3,
+            workflow_id: 1,
+            task_id: Some(7),
+            environment: "dev".to_owned(),
+            status: "succeeded".to_owned(),
+            image: "127.0.0.1:5000/shop:4f1c2a9b3d5e@sha256:0123456789abcdef0123".to_owned(),
+            trigger: "auto".to_owned(),
+            previous_deployment_id: None,
+            created_at: None,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            rollback: None,
+        };
+        let row = DeployRow::from(&d);
+        assert_eq!(row.version, "4f1c2a9b3d5e");
+        assert_eq!(row.image, "127.0.0.1:5000/shop:4f1c2a9b3d5e");
+        assert_eq!(row.digest, "sha256:0123456789ab");
     }
 }
