@@ -17,6 +17,7 @@ fn cargo() -> Command {
 pub fn run(filters: &[String]) -> Result<()> {
     let mut needs = infra::build_needs();
     needs.extend(infra::infra_needs());
+    needs.extend(browser_needs());
     sys::ensure(&needs)?;
     // Ctrl-C reaches the test run too (same process group); xtask itself
     // stays to stop the infrastructure it started.
@@ -25,6 +26,20 @@ pub fn run(filters: &[String]) -> Result<()> {
     let result = checks(&infra, filters);
     infra.stop();
     result
+}
+
+/// The headless browser the dashboard tests drive over WebDriver.
+fn browser_needs() -> [sys::Need; 2] {
+    [
+        sys::Need {
+            package: "chromium",
+            present: || std::path::Path::new("/usr/bin/chromium").is_file(),
+        },
+        sys::Need {
+            package: "chromium-driver",
+            present: || sys::has("chromedriver"),
+        },
+    ]
 }
 
 fn checks(infra: &Infra, filters: &[String]) -> Result<()> {

@@ -112,7 +112,7 @@ pub fn run() -> Result<()> {
 }
 
 fn serve(root: &Path, base: &Path, infra: &Infra, stop: &mpsc::Receiver<()>) -> Result<()> {
-    eprintln!("xtask: building the services (release)");
+    eprintln!("xtask: building the services and the slipway CLI (release)");
     sys::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
             .current_dir(root)
@@ -127,6 +127,8 @@ fn serve(root: &Path, base: &Path, infra: &Infra, stop: &mpsc::Receiver<()>) -> 
                 "runner",
                 "-p",
                 "notifier",
+                "-p",
+                "cli",
             ]),
     )?;
     let bin = root.join("target/release");
@@ -168,7 +170,7 @@ fn serve(root: &Path, base: &Path, infra: &Infra, stop: &mpsc::Receiver<()>) -> 
         })?;
         let token = env.get("SLIPWAY_API_TOKEN").cloned().unwrap_or_default();
         let example = register_example(root, base, &http_addr, &token)?;
-        print_banner(&http_addr, &env, &example);
+        print_banner(&http_addr, &env, &example, &bin.join("slipway"));
         watch(&mut services, stop)
     })();
     // Stop in reverse order of start: notifier, runner, gateway, orchestrator.
@@ -331,8 +333,11 @@ fn find_workflow_id(list: &str, name: &str) -> Option<String> {
         .and_then(|obj| json_field(&format!("{{{obj}"), "id"))
 }
 
-fn print_banner(addr: &str, env: &BTreeMap<String, String>, example: &Example) {
+fn print_banner(addr: &str, env: &BTreeMap<String, String>, example: &Example, slipway: &Path) {
     let get = |k: &str| env.get(k).cloned().unwrap_or_default();
+    let grpc_addr = env
+        .get("SLIPWAY_GRPC_ADDR")
+        .map_or("127.0.0.1:50051", String::as_str);
     let token = get("SLIPWAY_API_TOKEN");
     let task = &example.task_id;
     let lines = [
@@ -354,6 +359,12 @@ fn print_banner(addr: &str, env: &BTreeMap<String, String>, example: &Example) {
         String::new(),
         format!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/tasks/{task}"),
         format!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/tasks/{task}/logs"),
+        String::new(),
+        "Or with the CLI (docs/cli.md):".to_owned(),
+        format!(
+            "  SLIPWAY_ORCHESTRATOR_URL=http://{grpc_addr} SLIPWAY_API_TOKEN={token} {} logs -f {task}",
+            slipway.display()
+        ),
         String::new(),
         "Once it is green, the app answers on dev: curl http://127.0.0.1:18081/health".to_owned(),
         String::new(),

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod body;
+pub mod dashboard;
 pub mod error;
 pub mod json;
 pub mod metrics;
@@ -138,7 +139,7 @@ impl Gateway {
 
 /// Every route of the gateway.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(dashboard))
+    cfg.configure(dashboard::routes)
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics::serve))
@@ -239,15 +240,4 @@ async fn readyz(state: Data<State>) -> HttpResponse {
         _ => HttpResponse::ServiceUnavailable()
             .json(json!({"orchestrator": false, "database": false, "broker": false})),
     }
-}
-
-async fn dashboard(state: Data<State>) -> HttpResponse {
-    let base = &state.settings.public_url;
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(format!(
-            "<!doctype html><title>Slipway</title><h1>Slipway</h1>\
-         <p>REST API at <code>{base}/api</code> (bearer token required): \
-         <a href=\"/api/workflows\">workflows</a>, <a href=\"/api/tasks\">tasks</a>.</p>"
-        ))
 }

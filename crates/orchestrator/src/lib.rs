@@ -54,6 +54,8 @@ pub enum Error {
     Serve(#[from] tonic::transport::Error),
     #[error("{0}")]
     Metrics(#[from] telemetry::metrics::Error),
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// A URL without its password, for messages.
@@ -148,7 +150,8 @@ impl Orchestrator {
         self.metrics.as_ref().and_then(|m| m.local_addr().ok())
     }
 
-    /// Serves both gRPC services and runs the outbox relay and the lease
+    /// Serves the gRPC services (public, runner, notifier API, and server
+    /// reflection) and runs the outbox relay and the lease
     /// watchdog until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let topology = queue::Topology::new(self.settings.queue_prefix.clone())
@@ -186,6 +189,11 @@ impl Orchestrator {
         let notifier_auth = Auth::new(self.settings.notifier_token());
         let notifier = InterceptedService::new(notifier, move |r| notifier_auth.check(r));
         let runner = InterceptedService::new(runner, move |r| runner_auth.check(r));
+        // Reflection describes the services without a token, so grpcurl and
+        // other tools can list them; every call still needs its token.
+        let reflection = reflection_builder("grpc.reflection.v1.ServerReflection").build_v1()?;
+        let reflection_alpha =
+            reflection_builder("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
         tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, "orchestrator listening");
         // Without TCP_NODELAY, small HTTP/2 frames wait on delayed ACKs (40 ms).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
@@ -200,6 +208,8 @@ impl Orchestrator {
             .add_service(public)
             .add_service(runner)
             .add_service(notifier)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
             .serve_with_incoming_shutdown(incoming, signal);
         let deadline = async move {
             if stopped.await.is_ok() {
@@ -223,6 +233,23 @@ impl Orchestrator {
         }
         result
     }
+}
+
+/// Server reflection that advertises what this server serves (and itself,
+/// `own`): the descriptor set also holds the notifier's own service.
+fn reflection_builder(own: &str) -> tonic_reflection::server::Builder<'static> {
+    [
+        proto::slipway_server::SERVICE_NAME,
+        proto::runner_api_server::SERVICE_NAME,
+        proto::notifier_api_server::SERVICE_NAME,
+    ]
+    .into_iter()
+    .fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .with_service_name(own),
+        tonic_reflection::server::Builder::with_service_name,
+    )
 }
 
 #[cfg(test)]

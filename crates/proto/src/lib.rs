@@ -1,9 +1,13 @@
 //! The wire format between Slipway's services: the code generated from
-//! `proto/slipway.proto`, time conversions, and [`ErrorCode`], the one table
-//! that maps an error to both a gRPC and an HTTP status.
+//! `proto/slipway.proto`, its file descriptor set (for gRPC server
+//! reflection), time conversions, and [`ErrorCode`], the one table that maps
+//! an error to both a gRPC and an HTTP status. With the `json` feature, the
+//! REST API's JSON shapes too, shared by the gateway and the CLI.
 
 pub mod auth;
 pub mod error;
+#[cfg(feature = "json")]
+pub mod json;
 
 #[allow(clippy::all, clippy::pedantic)]
 mod generated {
@@ -13,6 +17,10 @@ mod generated {
 pub use error::{ApiError, CallError, ErrorCode};
 pub use generated::*;
 pub use prost_types::Timestamp;
+
+/// The encoded `FileDescriptorSet` of `proto/slipway.proto`, for gRPC server
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("slipway_descriptor");
 
 use chrono::{DateTime, Utc};
 

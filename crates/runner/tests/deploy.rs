@@ -223,24 +223,7 @@ async fn push_app(
     health: &str,
     delivery: &str,
 ) -> serde_json::Value {
-    let files = app(Some(health), None);
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
-    let sha = repo.commit("main", &files, delivery);
-    let (status, body) = stack
-        .github(
-            "push",
-            delivery,
-            &github_push(
-                &repo.url,
-                "refs/heads/main",
-                &sha,
-                delivery,
-                &["www/health"],
-            ),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let task_id = body["task_ids"][0].as_i64().expect("task");
+    let task_id = stack.push_app(repo, health, delivery).await;
     stack.wait_finished(task_id).await
 }
 

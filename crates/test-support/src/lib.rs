@@ -4,6 +4,7 @@
 //! stack gets its own database, cloned from a migrated template, and its own
 //! queue prefix, so tests run in parallel without seeing each other.
 
+pub mod browser;
 pub mod db;
 pub mod git;
 pub mod hooks;
@@ -437,6 +438,24 @@ impl Stack {
         let status = resp.status();
         let text = resp.text().await.expect("body read");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Commits the test app (`images::app`) with this `/health` body to
+    /// `main` and delivers its push; returns the task id.
+    pub async fn push_app(&self, repo: &GitRepo, health: &str, delivery: &str) -> i64 {
+        let files = images::app(Some(health), None);
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+        let sha = repo.commit("main", &files, delivery);
+        let payload = hooks::github_push(
+            &repo.url,
+            "refs/heads/main",
+            &sha,
+            delivery,
+            &["www/health"],
+        );
+        let (status, body) = self.github("push", delivery, &payload).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["task_ids"][0].as_i64().expect("task")
     }
 
     pub async fn task(&self, id: i64) -> Value {

@@ -127,11 +127,20 @@ pub async fn stream(state: Data<State>, path: Path<String>) -> Result<HttpRespon
         };
         std::future::ready(event.map(Ok::<_, actix_web::Error>))
     });
-    Ok(HttpResponse::Ok()
+    Ok(event_stream(events))
+}
+
+/// A `text/event-stream` answer, marked so that proxies pass each event on
+/// at once.
+pub fn event_stream<S>(events: S) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+{
+    HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(events))
+        .streaming(events)
 }
 
 pub async fn retry(state: Data<State>, path: Path<String>) -> Result<HttpResponse, HttpError> {
