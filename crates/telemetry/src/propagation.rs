@@ -118,10 +118,7 @@ mod tests {
 
             let child = tracing::info_span!(parent: None, "consume");
             set_parent_traceparent(&child, traceparent.as_deref());
-            assert_eq!(
-                child.context().span().span_context().trace_id(),
-                trace_id
-            );
+            assert_eq!(child.context().span().span_context().trace_id(), trace_id);
             let stranger = tracing::info_span!(parent: None, "consume");
             set_parent_traceparent(&stranger, Some("not a traceparent"));
             assert_ne!(

@@ -196,9 +196,9 @@ where
             .with_filter(filter)
             .boxed()
     };
-    let exported = OWN_CRATES
-        .iter()
-        .fold(Targets::new(), |t, krate| t.with_target(*krate, LevelFilter::INFO));
+    let exported = OWN_CRATES.iter().fold(Targets::new(), |t, krate| {
+        t.with_target(*krate, LevelFilter::INFO)
+    });
     let spans = provider.map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("slipway"))
@@ -243,7 +243,8 @@ where
             return self.inner.format_event(ctx, writer, event);
         };
         let mut line = String::new();
-        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
         let body = line.strip_suffix('\n').unwrap_or(&line);
         match body.strip_suffix('}') {
             Some(object) if self.json => {
