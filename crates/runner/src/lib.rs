@@ -26,6 +26,7 @@ use queue::lapin::options::{BasicAckOptions, BasicNackOptions};
 use queue::{TaskMessage, Topology};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 pub use settings::Settings;
 
@@ -233,7 +234,8 @@ impl Runner {
     }
 
     /// Claims the task of one delivery and starts it; acknowledges or hands
-    /// the message back as the claim's answer says.
+    /// the message back as the claim's answer says. The claim and the run
+    /// happen in one span, a child of the trace context the message carries.
     async fn take(
         &self,
         delivery: &queue::lapin::message::Delivery,
@@ -254,8 +256,19 @@ impl Runner {
                 })
                 .await;
         };
+        let span = tracing::info_span!(
+            "run task",
+            otel.kind = "consumer",
+            task_id = message.task_id,
+            runner = %self.runner_id,
+        );
+        telemetry::propagation::set_parent(&span, &queue::headers(&delivery.properties));
         let mut client = self.context.client.clone();
-        match client.claim(message.task_id, &self.runner_id).await {
+        let claimed = client
+            .claim(message.task_id, &self.runner_id)
+            .instrument(span.clone())
+            .await;
+        match claimed {
             Ok(claim) => {
                 let _ = delivery.ack(BasicAckOptions::default()).await;
                 let Some(lease) = claim.lease.clone() else {
@@ -270,10 +283,13 @@ impl Runner {
                     claim,
                 };
                 let (ctx, stop) = (self.context.clone(), stop.clone());
-                running.spawn(async move {
-                    executor::execute(ctx, job, stop).await;
-                    drop(permit);
-                });
+                running.spawn(
+                    async move {
+                        executor::execute(ctx, job, stop).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
                 Taken::Yes
             }
             // Already claimed, finished, cancelled or deleted: the message is moot.
