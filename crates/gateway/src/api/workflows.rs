@@ -36,7 +36,7 @@ async fn definition(
     String::from_utf8(raw.to_vec()).map_err(|_| bad_request("the definition is not valid UTF-8"))
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(name = "create workflow", skip_all)]
 pub async fn create(
     state: Data<State>,
     req: HttpRequest,
@@ -71,7 +71,7 @@ pub async fn get(state: Data<State>, path: Path<String>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(Workflow::from(w)))
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(name = "update workflow", skip_all)]
 pub async fn update(
     state: Data<State>,
     path: Path<String>,
