@@ -352,6 +352,36 @@ mod tests {
         assert!(!lines[0].contains("trace_id"), "{}", lines[0]);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unusable_or_absent_collector_never_stops_the_service() {
+        let unusable = Export {
+            endpoint: "not a url".to_owned(),
+            service_name: "slipway-runner".to_owned(),
+        };
+        assert!(provider(&unusable).is_err());
+        // Nothing listens on port 1: spans are made, exports fail, the
+        // stop returns.
+        let absent = Export {
+            endpoint: "http://127.0.0.1:1".to_owned(),
+            service_name: "slipway-runner".to_owned(),
+        };
+        let provider = provider(&absent).expect("an exporter for a valid url");
+        let out = Captured::default();
+        let subscriber = subscriber("info", false, false, out.clone(), Some(&provider));
+        tracing::subscriber::with_default(subscriber, || {
+            for task_id in 0..100 {
+                let span = tracing::info_span!(target: "runner", "task", task_id);
+                let _entered = span.enter();
+                tracing::info!(target: "runner", "inside");
+            }
+        });
+        assert_eq!(out.lines().len(), 100);
+        Tracing {
+            provider: Some(provider),
+        }
+        .shutdown();
+    }
+
     #[test]
     fn export_follows_the_standard_variables() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
