@@ -13,6 +13,7 @@ use queue::Topology;
 use queue::lapin::message::Delivery;
 use queue::lapin::options::{BasicAckOptions, BasicNackOptions};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::deliver::{Deliverer, HandleError};
 
@@ -86,7 +87,27 @@ async fn consume(
     why
 }
 
-async fn handle(deliverer: &Arc<Deliverer>, delivery: Delivery, mut stop: watch::Receiver<bool>) {
+/// Handles one event in a span that joins its task's trace (the message's
+/// `traceparent`).
+async fn handle(deliverer: &Arc<Deliverer>, delivery: Delivery, stop: watch::Receiver<bool>) {
+    let span = tracing::info_span!(
+        "handle event",
+        otel.kind = "consumer",
+        event = tracing::field::Empty,
+        kind = tracing::field::Empty,
+        task_id = tracing::field::Empty,
+    );
+    telemetry::propagation::set_parent(&span, &queue::headers(&delivery.properties));
+    handle_in_span(deliverer, delivery, stop)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_in_span(
+    deliverer: &Arc<Deliverer>,
+    delivery: Delivery,
+    mut stop: watch::Receiver<bool>,
+) {
     let event = match proto::AlertEvent::decode(delivery.data.as_slice())
         .map_err(|e| e.to_string())
         .and_then(|m| crate::convert::from_proto(m).map_err(|e| e.to_string()))
@@ -98,6 +119,12 @@ async fn handle(deliverer: &Arc<Deliverer>, delivery: Delivery, mut stop: watch:
             return;
         }
     };
+    let span = tracing::Span::current();
+    span.record("event", event.id.as_str());
+    span.record("kind", tracing::field::display(&event.kind));
+    if let Some(task_id) = event.task_id {
+        span.record("task_id", task_id);
+    }
     let mut backoff = Duration::from_millis(200);
     loop {
         match deliverer.open(&event).await {

@@ -197,6 +197,15 @@ impl Deliverer {
     }
 
     /// Attempts one claimed delivery and records how it went.
+    #[tracing::instrument(
+        name = "deliver",
+        skip_all,
+        fields(
+            otel.kind = "client",
+            delivery = claimed.delivery.as_ref().map(|d| d.id),
+            channel = claimed.delivery.as_ref().map(|d| d.channel.as_str()),
+        )
+    )]
     pub async fn deliver(&self, claimed: proto::ClaimedDelivery) {
         let (Some(delivery), Some(event)) = (claimed.delivery, claimed.event) else {
             tracing::warn!("claimed delivery without its delivery or event");
@@ -259,10 +268,12 @@ impl Deliverer {
                 return;
             };
             let me = self.clone();
-            tokio::spawn(async move {
+            // In the event's span, when there is one: a first delivery joins
+            // its task's trace.
+            tokio::spawn(tracing::Instrument::in_current_span(async move {
                 me.deliver(c).await;
                 drop(permit);
-            });
+            }));
         }
     }
 

@@ -23,7 +23,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = telemetry::load_settings(Settings::default(), cli.config.as_deref())?;
-    telemetry::init_tracing(&settings.log, settings.log_json);
+    // Held to the end: dropping it flushes the spans not yet exported.
+    let _tracing = telemetry::init_tracing("slipway-notifier", &settings.log, settings.log_json);
     let notifier = Notifier::build(settings).await?;
     notifier.run(telemetry::shutdown_signal()).await?;
     Ok(())

@@ -320,6 +320,7 @@ impl App {
 
     // ---- triggering ----
 
+    /// A task of `row`; it joins the trace of the call creating it.
     fn new_task(row: &WorkflowRow, trigger: &Trigger) -> NewTask {
         let (branch, tag) = match &trigger.git_ref {
             GitRef::Branch(b) => (Some(b.clone()), None),
@@ -339,6 +340,7 @@ impl App {
             author: trigger.author.clone(),
             delivery_id: trigger.delivery_id.clone(),
             deployment_id: None,
+            trace_context: telemetry::propagation::current_traceparent(),
         }
     }
 
@@ -484,6 +486,7 @@ impl App {
                     author: None,
                     delivery_id: Some(delivery_id.clone()),
                     deployment_id: None,
+                    trace_context: telemetry::propagation::current_traceparent(),
                 };
                 planned.push((new, steps));
             }
@@ -550,9 +553,10 @@ impl App {
     }
 
     pub async fn retry_task(&self, id: i64) -> Result<i64, ApiError> {
+        let trace = telemetry::propagation::current_traceparent();
         let new_id = self
             .db(&format!("task {id}"), move |conn| {
-                store::tasks::retry(conn, id)
+                store::tasks::retry(conn, id, trace.as_deref())
             })
             .await?;
         self.queued();
@@ -656,9 +660,10 @@ impl App {
                 format!("workflow {} has no environment {environment}", spec.name),
             ));
         }
+        let trace = telemetry::propagation::current_traceparent();
         let (deployment, carrier) = self
             .db(&format!("task {task_id}"), move |conn| {
-                store::deployments::request_deploy(conn, task_id, &environment)
+                store::deployments::request_deploy(conn, task_id, &environment, trace.as_deref())
             })
             .await?;
         self.queued();
@@ -671,10 +676,17 @@ impl App {
         environment: String,
         to: Option<i64>,
     ) -> Result<(i64, i64, i64), ApiError> {
+        let trace = telemetry::propagation::current_traceparent();
         let (rollback, deployment, carrier) = self
             .db(&format!("workflow {workflow_id}"), move |conn| {
                 store::workflows::live(conn, workflow_id)?;
-                store::deployments::request_rollback(conn, workflow_id, &environment, to)
+                store::deployments::request_rollback(
+                    conn,
+                    workflow_id,
+                    &environment,
+                    to,
+                    trace.as_deref(),
+                )
             })
             .await?;
         self.queued();

@@ -205,6 +205,7 @@ impl Orchestrator {
             let _ = stopping.send(());
         };
         let served = tonic::transport::Server::builder()
+            .trace_fn(grpc::call_span)
             .add_service(public)
             .add_service(runner)
             .add_service(notifier)

@@ -34,7 +34,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = telemetry::load_settings(Settings::default(), cli.config.as_deref())?;
-    telemetry::init_tracing(&settings.log, settings.log_json);
+    // Held to the end: dropping it flushes the spans not yet exported.
+    let _tracing =
+        telemetry::init_tracing("slipway-orchestrator", &settings.log, settings.log_json);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
             let applied = orchestrator::migrate(&settings.database_url).await?;

@@ -2,7 +2,7 @@
 //! RabbitMQ with confirms, and deletes each outbox row (marks each event
 //! published) only once the broker has it. While the broker is down tasks
 //! and events wait in the database; the relay reconnects with backoff and
-//! catches up.
+//! catches up. Each message carries its task's trace context.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use queue::{Publisher, TaskMessage, Topology};
 
 use prost::Message as _;
+use tracing::Instrument as _;
 
 use crate::grpc::alert_event;
 
@@ -106,9 +107,25 @@ async fn publish_tasks(app: &App, publisher: &Publisher) -> Result<bool, Stop> {
         })?;
     let mut done = Vec::with_capacity(entries.len());
     let mut failure = None;
-    for (entry_id, task_id) in &entries {
-        match publisher.publish(TaskMessage { task_id: *task_id }).await {
-            Ok(()) => done.push(*entry_id),
+    for entry in &entries {
+        let span = tracing::info_span!(
+            "publish task",
+            otel.kind = "producer",
+            task_id = entry.task_id
+        );
+        telemetry::propagation::set_parent_traceparent(&span, entry.trace_context.as_deref());
+        let headers = telemetry::propagation::headers(&span);
+        let published = publisher
+            .publish(
+                TaskMessage {
+                    task_id: entry.task_id,
+                },
+                &headers,
+            )
+            .instrument(span)
+            .await;
+        match published {
+            Ok(()) => done.push(entry.id),
             Err(e) => {
                 failure = Some(e.to_string());
                 break;
@@ -147,8 +164,21 @@ async fn publish_events(app: &App, publisher: &Publisher) -> Result<bool, Stop> 
     let mut failure = None;
     for event in events {
         let id = event.id.clone();
+        let span = tracing::info_span!(
+            "publish event",
+            otel.kind = "producer",
+            event = %id,
+            kind = %event.kind,
+            task_id = event.task_id,
+        );
+        telemetry::propagation::set_parent_traceparent(&span, event.trace_context.as_deref());
+        let headers = telemetry::propagation::headers(&span);
         let body = alert_event(event).encode_to_vec();
-        match publisher.publish_event(&id, &body).await {
+        match publisher
+            .publish_event(&id, &body, &headers)
+            .instrument(span)
+            .await
+        {
             Ok(()) => done.push(id),
             Err(e) => {
                 failure = Some(e.to_string());

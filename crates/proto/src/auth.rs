@@ -1,5 +1,6 @@
 //! Bearer tokens on gRPC: the one a client presents ([`Bearer`]) and the
-//! check a server makes ([`RequireBearer`]).
+//! check a server makes ([`RequireBearer`]). Every Slipway client call goes
+//! through [`Bearer`], so it also carries the caller's trace context.
 
 use std::sync::Arc;
 
@@ -8,7 +9,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-/// Adds `authorization: Bearer <token>` to every call.
+/// Adds `authorization: Bearer <token>` to every call, and the W3C trace
+/// context (`traceparent`) of the span the call is made in.
 #[derive(Clone)]
 pub struct Bearer(MetadataValue<Ascii>);
 
@@ -24,6 +26,7 @@ impl Bearer {
 impl Interceptor for Bearer {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         req.metadata_mut().insert("authorization", self.0.clone());
+        telemetry::propagation::inject_metadata(req.metadata_mut());
         Ok(req)
     }
 }

@@ -9,12 +9,18 @@
 //! confirmed, so events published while no notifier runs wait for one. An
 //! event is a `slipway.v1.AlertEvent` in protobuf (the `proto` crate knows
 //! it) with its id as the message id: the notifier records one alert per id.
+//!
+//! Both kinds of message carry their task's W3C trace context in their
+//! headers (`traceparent`), so the runner's and the notifier's spans join
+//! the task's trace.
+
+use std::collections::HashMap;
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +38,37 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// String headers of a message: its trace context.
+pub type Headers = HashMap<String, String>;
+
+/// The string-valued headers of a received message.
+pub fn headers(properties: &BasicProperties) -> Headers {
+    let Some(table) = properties.headers() else {
+        return Headers::new();
+    };
+    table
+        .inner()
+        .iter()
+        .filter_map(|(name, value)| match value {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes())
+                .ok()
+                .map(|v| (name.as_str().to_owned(), v.to_owned())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn field_table(headers: &Headers) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in headers {
+        // A name longer than AMQP allows is left out.
+        if let Ok(name) = ShortString::try_new(name.as_str()) {
+            table.insert(name, AMQPValue::LongString(value.as_str().into()));
+        }
+    }
+    table
+}
 
 /// Names of the queues. The prefix isolates several Slipway installations
 /// (or test runs) on one broker.
@@ -171,20 +208,22 @@ impl Publisher {
         })
     }
 
-    /// Publishes one task; returns once the broker has stored it.
-    pub async fn publish(&self, message: TaskMessage) -> Result<()> {
+    /// Publishes one task with `headers`; returns once the broker has
+    /// stored it.
+    pub async fn publish(&self, message: TaskMessage, headers: &Headers) -> Result<()> {
         let body = serde_json::to_vec(&message)?;
-        self.send("", &self.queue, &body, None).await
+        self.send("", &self.queue, &body, None, headers).await
     }
 
     /// Publishes one event, encoded by the caller (`slipway.v1.AlertEvent`
-    /// in protobuf); returns once the broker has stored it.
-    pub async fn publish_event(&self, id: &str, body: &[u8]) -> Result<()> {
+    /// in protobuf) with `headers`; returns once the broker has stored it.
+    pub async fn publish_event(&self, id: &str, body: &[u8], headers: &Headers) -> Result<()> {
         self.send(
             &self.exchange,
             "",
             body,
             Some((id, "application/x-protobuf")),
+            headers,
         )
         .await
     }
@@ -196,8 +235,12 @@ impl Publisher {
         routing_key: &str,
         body: &[u8],
         event: Option<(&str, &str)>,
+        headers: &Headers,
     ) -> Result<()> {
         let mut properties = BasicProperties::default().with_delivery_mode(2);
+        if !headers.is_empty() {
+            properties = properties.with_headers(field_table(headers));
+        }
         properties = match event {
             Some((id, content_type)) => properties
                 .with_message_id(id.into())

@@ -14,6 +14,7 @@ use domain::mask::{Masker, MaskingStream};
 use domain::push::CommitSha;
 use domain::workflow::{self, EventKind, TemplateVars, Workflow};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::client::{CallError, Lease, RunnerClient};
 use crate::deploy::{Chain, Deploys};
@@ -62,13 +63,16 @@ pub async fn execute(ctx: Arc<Context>, job: Job, mut shutdown: watch::Receiver<
     let stop_tx = Arc::new(stop_tx);
 
     let lease_time = Duration::from_secs(u64::try_from(job.claim.lease_seconds).unwrap_or(0));
-    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
-        ctx.client.clone(),
-        lease.clone(),
-        ctx.heartbeat,
-        lease_time,
-        stop_tx.clone(),
-    )));
+    let heartbeat = AbortOnDrop(tokio::spawn(
+        heartbeat(
+            ctx.client.clone(),
+            lease.clone(),
+            ctx.heartbeat,
+            lease_time,
+            stop_tx.clone(),
+        )
+        .in_current_span(),
+    ));
     let stopper = AbortOnDrop({
         let stop_tx = stop_tx.clone();
         tokio::spawn(async move {

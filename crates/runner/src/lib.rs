@@ -27,6 +27,7 @@ use queue::lapin::options::{BasicAckOptions, BasicNackOptions};
 use queue::{TaskMessage, Topology};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 pub use settings::Settings;
 
@@ -271,7 +272,8 @@ impl Runner {
     }
 
     /// Claims the task of one delivery and starts it; acknowledges or hands
-    /// the message back as the claim's answer says.
+    /// the message back as the claim's answer says. The claim and the run
+    /// happen in one span, a child of the trace context the message carries.
     async fn take(
         &self,
         delivery: &queue::lapin::message::Delivery,
@@ -292,8 +294,19 @@ impl Runner {
                 })
                 .await;
         };
+        let span = tracing::info_span!(
+            "run task",
+            otel.kind = "consumer",
+            task_id = message.task_id,
+            runner = %self.runner_id,
+        );
+        telemetry::propagation::set_parent(&span, &queue::headers(&delivery.properties));
         let mut client = self.context.client.clone();
-        match client.claim(message.task_id, &self.runner_id).await {
+        let claimed = client
+            .claim(message.task_id, &self.runner_id)
+            .instrument(span.clone())
+            .await;
+        match claimed {
             Ok(claim) => {
                 self.metrics.claim(metrics::Claim::Claimed);
                 let _ = delivery.ack(BasicAckOptions::default()).await;
@@ -310,11 +323,14 @@ impl Runner {
                 };
                 let (ctx, stop) = (self.context.clone(), stop.clone());
                 let counted = self.metrics.running();
-                running.spawn(async move {
-                    executor::execute(ctx, job, stop).await;
-                    drop(counted);
-                    drop(permit);
-                });
+                running.spawn(
+                    async move {
+                        executor::execute(ctx, job, stop).await;
+                        drop(counted);
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
                 Taken::Yes
             }
             // Already claimed, finished, cancelled or deleted: the message is moot.

@@ -26,7 +26,10 @@ impl LogSink {
     /// Starts the shipping task for one lease.
     pub fn start(client: RunnerClient, lease: Lease) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(ship(client, lease, rx));
+        // In the task's span: the log calls join the task's trace.
+        tokio::spawn(tracing::Instrument::in_current_span(ship(
+            client, lease, rx,
+        )));
         Self { tx }
     }
 

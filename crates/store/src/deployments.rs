@@ -519,6 +519,7 @@ fn deploy_task(
     task: &crate::tasks::TaskRow,
     deployment: &DeploymentRow,
     trigger: &str,
+    trace_context: Option<&str>,
 ) -> Result<i64> {
     let new = crate::tasks::NewTask {
         workflow_id: task.workflow_id,
@@ -534,6 +535,7 @@ fn deploy_task(
         author: task.author.clone(),
         delivery_id: None,
         deployment_id: Some(deployment.id),
+        trace_context: trace_context.map(str::to_owned),
     };
     // The clone brings the repository's compose files, if the target has some.
     let steps = [
@@ -554,12 +556,13 @@ fn task_row(conn: &mut PgConnection, id: i64) -> Result<crate::tasks::TaskRow> {
 
 /// Deploys a task's image to `environment`: approves the deployment that
 /// waits there for this task, or makes a new one (a re-deploy), and queues
-/// the deploy-only task that carries it out. Returns the deployment and the
-/// task's id.
+/// the deploy-only task that carries it out, in the trace of
+/// `trace_context`. Returns the deployment and the task's id.
 pub fn request_deploy(
     conn: &mut PgConnection,
     task_id: i64,
     environment: &str,
+    trace_context: Option<&str>,
 ) -> Result<(DeploymentRow, i64)> {
     conn.transaction(|conn| {
         let task = task_row(conn, task_id)?;
@@ -601,20 +604,21 @@ pub fn request_deploy(
                 },
             )?,
         };
-        let carrier = deploy_task(conn, &task, &deployment, "deploy")?;
+        let carrier = deploy_task(conn, &task, &deployment, "deploy", trace_context)?;
         Ok((deployment, carrier))
     })
 }
 
 /// Rolls an environment back to `to`, or to its previous healthy
 /// deployment: a new deployment of that version, carried out by a
-/// deploy-only task, with a manual rollback record. Returns the rollback,
-/// the deployment and the task's id.
+/// deploy-only task (in the trace of `trace_context`), with a manual
+/// rollback record. Returns the rollback, the deployment and the task's id.
 pub fn request_rollback(
     conn: &mut PgConnection,
     workflow_id: i64,
     environment: &str,
     to: Option<i64>,
+    trace_context: Option<&str>,
 ) -> Result<(RollbackRow, DeploymentRow, i64)> {
     conn.transaction(|conn| {
         let env = lock_environment(conn, workflow_id, environment)?;
@@ -664,7 +668,7 @@ pub fn request_rollback(
             ))
             .returning(RollbackRow::as_returning())
             .get_result(conn)?;
-        let carrier = deploy_task(conn, &task, &deployment, "rollback")?;
+        let carrier = deploy_task(conn, &task, &deployment, "rollback", trace_context)?;
         Ok((rollback, deployment, carrier))
     })
 }

@@ -123,6 +123,8 @@ pub struct EventRecord {
     pub reason: Option<String>,
     pub outcome: Option<String>,
     pub recovery: bool,
+    /// The W3C `traceparent` of the event's task, for the message's headers.
+    pub trace_context: Option<String>,
 }
 
 type RecordTuple = (
@@ -148,6 +150,7 @@ type RecordTuple = (
         Option<String>,
         Option<String>,
         bool,
+        Option<String>,
     ),
 );
 
@@ -166,7 +169,7 @@ fn record(t: RecordTuple) -> EventRecord {
             environment,
             branch,
         ),
-        (tag, commit, message, summary, error, reason, outcome, recovery),
+        (tag, commit, message, summary, error, reason, outcome, recovery, trace_context),
     ) = t;
     EventRecord {
         id,
@@ -187,6 +190,7 @@ fn record(t: RecordTuple) -> EventRecord {
         reason,
         outcome,
         recovery,
+        trace_context,
     }
 }
 
@@ -221,6 +225,7 @@ macro_rules! records {
                     events::reason,
                     events::outcome,
                     events::recovery,
+                    tasks::trace_context.nullable(),
                 ),
             ))
             .load($conn)?;

@@ -7,7 +7,7 @@
 use diesel::prelude::*;
 
 use crate::Result;
-use crate::schema::outbox;
+use crate::schema::{outbox, tasks};
 
 /// Queues `task_id` for publishing.
 pub fn push(conn: &mut PgConnection, task_id: i64) -> Result<()> {
@@ -17,12 +17,22 @@ pub fn push(conn: &mut PgConnection, task_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// The oldest waiting entries: `(entry id, task id)`.
-pub fn oldest(conn: &mut PgConnection, limit: i64) -> Result<Vec<(i64, i64)>> {
+/// An entry waiting to be published.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct Entry {
+    pub id: i64,
+    pub task_id: i64,
+    /// The task's W3C `traceparent`, for the message's headers.
+    pub trace_context: Option<String>,
+}
+
+/// The oldest waiting entries.
+pub fn oldest(conn: &mut PgConnection, limit: i64) -> Result<Vec<Entry>> {
     Ok(outbox::table
+        .inner_join(tasks::table)
         .order(outbox::id.asc())
         .limit(limit)
-        .select((outbox::id, outbox::task_id))
+        .select((outbox::id, outbox::task_id, tasks::trace_context))
         .load(conn)?)
 }
 

@@ -74,6 +74,7 @@ diesel::table! {
         image_digest -> Nullable<Text>,
         deployment_id -> Nullable<Int8>,
         stuck_alerted_at -> Nullable<Timestamptz>,
+        trace_context -> Nullable<Text>,
     }
 }
 

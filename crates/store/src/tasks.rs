@@ -40,6 +40,8 @@ pub struct TaskRow {
     pub image_digest: Option<String>,
     /// Set on a deploy-only task: the deployment it carries out.
     pub deployment_id: Option<i64>,
+    /// The W3C `traceparent` of the call that created the task.
+    pub trace_context: Option<String>,
 }
 
 impl TaskRow {
@@ -96,6 +98,9 @@ pub struct NewTask {
     pub author: Option<String>,
     pub delivery_id: Option<String>,
     pub deployment_id: Option<i64>,
+    /// The W3C `traceparent` of the call creating the task: the task's
+    /// later work joins that trace.
+    pub trace_context: Option<String>,
 }
 
 /// Creates a pending task with its steps and its outbox entry, atomically
@@ -562,8 +567,9 @@ pub fn cancel(conn: &mut PgConnection, id: i64) -> Result<Cancelled> {
     })
 }
 
-/// A new task for the same commit and workflow version, one attempt later.
-pub fn retry(conn: &mut PgConnection, id: i64) -> Result<i64> {
+/// A new task for the same commit and workflow version, one attempt later,
+/// in the trace of `trace_context` (the retry call's, not the first task's).
+pub fn retry(conn: &mut PgConnection, id: i64, trace_context: Option<&str>) -> Result<i64> {
     conn.transaction(|conn| {
         let task = lock(conn, id)?;
         let status = task.status()?;
@@ -587,6 +593,7 @@ pub fn retry(conn: &mut PgConnection, id: i64) -> Result<i64> {
             author: task.author,
             delivery_id: task.delivery_id,
             deployment_id: None,
+            trace_context: trace_context.map(str::to_owned),
         };
         create(conn, &new, &names)
     })

@@ -1,5 +1,9 @@
 //! What every Slipway binary does at start: read its typed settings (defaults,
-//! then an optional TOML file, then `SLIPWAY_*` variables) and set up tracing.
+//! then an optional TOML file, then `SLIPWAY_*` variables) and set up logging
+//! and distributed tracing ([`trace`], [`propagation`]).
+
+pub mod propagation;
+pub mod trace;
 
 pub mod metrics;
 
@@ -10,7 +14,6 @@ use std::collections::BTreeMap;
 
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-use tracing_subscriber::EnvFilter;
 
 /// A setting that could not be read; its message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -82,20 +85,15 @@ pub fn exit_code<E: std::fmt::Display>(
     }
 }
 
-/// Sets up tracing for a service: `filter` is `SLIPWAY_LOG` (e.g. `info`,
-/// `slipway=debug`); JSON lines when `json` is set, else human-readable.
-pub fn init_tracing(filter: &str, json: bool) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    // A second init (tests start several services in one process) is fine.
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+/// Sets up logging, and span export when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+/// set (see [`trace::Export::from_env`]). `filter` is `SLIPWAY_LOG` (e.g.
+/// `info`, `slipway=debug`); JSON lines when `json` is set, else
+/// human-readable. `service` is the default `service.name` of the spans.
+///
+/// Keep the returned guard until the service stops: dropping it flushes the
+/// spans not yet exported.
+pub fn init_tracing(service: &str, filter: &str, json: bool) -> trace::Tracing {
+    trace::init(filter, json, trace::Export::from_env(service))
 }
 
 /// Resolves on Ctrl-C or SIGTERM: the shutdown every service's `main` waits on.

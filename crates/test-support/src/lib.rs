@@ -9,6 +9,7 @@ pub mod db;
 pub mod git;
 pub mod hooks;
 pub mod images;
+pub mod otlp;
 pub mod receivers;
 pub mod scrape;
 
@@ -301,6 +302,18 @@ impl Stack {
 
     /// Starts a runner as a separate process (so a test can kill it).
     pub fn spawn_runner_process(&mut self, binary: &Path) -> u32 {
+        self.spawn_runner_process_with(binary, &[], Stdio::inherit())
+    }
+
+    /// Starts a runner process with more environment variables (`SLIPWAY_*`
+    /// ones override the stack's) and its stderr, where it logs, sent to
+    /// `stderr`.
+    pub fn spawn_runner_process_with(
+        &mut self,
+        binary: &Path,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> u32 {
         let s = self.runner_settings();
         let child = Command::new(binary)
             .env_clear()
@@ -319,7 +332,9 @@ impl Stack {
             .env("SLIPWAY_HEARTBEAT_MS", s.heartbeat_ms.to_string())
             .env("SLIPWAY_KILL_GRACE_MS", s.kill_grace_ms.to_string())
             .env("SLIPWAY_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("runner process starts");
         let pid = child.id();

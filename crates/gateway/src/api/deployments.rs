@@ -89,7 +89,14 @@ struct DeployBody {
     environment: Option<String>,
 }
 
-/// `POST /api/tasks/{id}/deploy`: approve or repeat a deploy.
+/// `POST /api/tasks/{id}/deploy`: approve or repeat a deploy. The root span
+/// of the deploy task it creates.
+#[tracing::instrument(
+    name = "deploy task",
+    parent = None,
+    skip_all,
+    fields(otel.kind = "server", task_id = tracing::field::Empty)
+)]
 pub async fn deploy_task(
     state: Data<State>,
     path: Path<String>,
@@ -110,6 +117,7 @@ pub async fn deploy_task(
         })
         .await?
         .into_inner();
+    tracing::Span::current().record("task_id", answer.task_id);
     Ok(HttpResponse::Accepted().json(serde_json::json!({
         "deployment_id": answer.deployment_id,
         "task_id": answer.task_id,
@@ -122,7 +130,14 @@ struct RollbackBody {
     deployment_id: Option<i64>,
 }
 
-/// `POST /api/workflows/{id}/environments/{env}/rollback`.
+/// `POST /api/workflows/{id}/environments/{env}/rollback`. The root span of
+/// the rollback task it creates.
+#[tracing::instrument(
+    name = "roll back",
+    parent = None,
+    skip_all,
+    fields(otel.kind = "server", task_id = tracing::field::Empty)
+)]
 pub async fn rollback(
     state: Data<State>,
     path: Path<(String, String)>,
@@ -142,6 +157,7 @@ pub async fn rollback(
         })
         .await?
         .into_inner();
+    tracing::Span::current().record("task_id", answer.task_id);
     Ok(HttpResponse::Accepted().json(serde_json::json!({
         "rollback_id": answer.rollback_id,
         "deployment_id": answer.deployment_id,

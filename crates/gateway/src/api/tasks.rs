@@ -143,13 +143,22 @@ where
         .streaming(events)
 }
 
+/// The root span of the task it creates.
+#[tracing::instrument(
+    name = "retry task",
+    parent = None,
+    skip_all,
+    fields(otel.kind = "server", retry_of = tracing::field::Empty, task_id = tracing::field::Empty)
+)]
 pub async fn retry(state: Data<State>, path: Path<String>) -> Result<HttpResponse, HttpError> {
     let id = path_id(path, "task")?;
+    tracing::Span::current().record("retry_of", id);
     let answer = state
         .client()
         .retry_task(proto::RetryTaskRequest { id })
         .await?
         .into_inner();
+    tracing::Span::current().record("task_id", answer.task_id);
     Ok(HttpResponse::Accepted().json(json!({"task_id": answer.task_id})))
 }
 

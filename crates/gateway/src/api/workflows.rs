@@ -36,7 +36,7 @@ async fn definition(
     String::from_utf8(raw.to_vec()).map_err(|_| bad_request("the definition is not valid UTF-8"))
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(name = "create workflow", skip_all)]
 pub async fn create(
     state: Data<State>,
     req: HttpRequest,
@@ -71,7 +71,7 @@ pub async fn get(state: Data<State>, path: Path<String>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(Workflow::from(w)))
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(name = "update workflow", skip_all)]
 pub async fn update(
     state: Data<State>,
     path: Path<String>,
@@ -104,7 +104,13 @@ struct RunBody {
     commit: Option<String>,
 }
 
-#[tracing::instrument(skip_all)]
+/// The root span of the task it creates.
+#[tracing::instrument(
+    name = "run workflow",
+    parent = None,
+    skip_all,
+    fields(otel.kind = "server", workflow_id = tracing::field::Empty, task_id = tracing::field::Empty)
+)]
 pub async fn run(
     state: Data<State>,
     path: Path<String>,
@@ -112,6 +118,7 @@ pub async fn run(
     payload: Payload,
 ) -> Result<HttpResponse, HttpError> {
     let workflow_id = path_id(path, "workflow")?;
+    tracing::Span::current().record("workflow_id", workflow_id);
     let raw = body::read(&req, payload, state.settings.api_max_bytes).await?;
     let body: RunBody = body::json(&raw)?;
     let branch = body
@@ -126,6 +133,7 @@ pub async fn run(
         })
         .await?
         .into_inner();
+    tracing::Span::current().record("task_id", answer.task_id);
     Ok(HttpResponse::Accepted().json(json!({"task_id": answer.task_id})))
 }
 

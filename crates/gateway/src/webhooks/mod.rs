@@ -68,6 +68,9 @@ async fn record(state: &State, d: Delivery) -> Answer {
         })
         .await?
         .into_inner();
+    if !outcome.task_ids.is_empty() {
+        tracing::Span::current().record("task_ids", format!("{:?}", outcome.task_ids));
+    }
     let mut body = json!({
         "delivery_id": outcome.delivery_id,
         "task_ids": outcome.task_ids,
@@ -104,7 +107,18 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, H
     serde_json::from_value(value).map_err(|e| bad_request(format!("malformed {what} event: {e}")))
 }
 
-#[tracing::instrument(skip_all, fields(delivery = header(&req, "x-github-delivery")))]
+/// The root span of every task a delivery creates (docs/tracing.md).
+#[tracing::instrument(
+    name = "webhook",
+    parent = None,
+    skip_all,
+    fields(
+        otel.kind = "server",
+        provider = "github",
+        delivery = header(&req, "x-github-delivery"),
+        task_ids = tracing::field::Empty,
+    )
+)]
 pub async fn github(
     state: Data<State>,
     req: HttpRequest,
@@ -172,7 +186,18 @@ async fn github_delivery(state: &State, req: &HttpRequest, payload: Payload) -> 
     }
 }
 
-#[tracing::instrument(skip_all, fields(delivery = header(&req, "x-gitlab-event-uuid")))]
+/// The root span of every task a delivery creates (docs/tracing.md).
+#[tracing::instrument(
+    name = "webhook",
+    parent = None,
+    skip_all,
+    fields(
+        otel.kind = "server",
+        provider = "gitlab",
+        delivery = header(&req, "x-gitlab-event-uuid"),
+        task_ids = tracing::field::Empty,
+    )
+)]
 pub async fn gitlab(
     state: Data<State>,
     req: HttpRequest,
