@@ -47,6 +47,8 @@ pub struct App {
     pub(crate) broker: Mutex<Option<Arc<queue::lapin::Connection>>>,
     /// Counted here, after each transition committed.
     pub(crate) metrics: Metrics,
+    /// The runners heard from lately.
+    pub(crate) runners: crate::runners::Runners,
 }
 
 /// Where a manual run or a push comes from, for a new task.
@@ -172,6 +174,7 @@ impl App {
             broker_up: AtomicBool::new(false),
             broker: Mutex::new(None),
             metrics,
+            runners: crate::runners::Runners::default(),
         }
     }
 
@@ -1090,6 +1093,8 @@ impl App {
             None => None,
         };
         self.metrics.set_gauges(unfinished, busy, depths);
+        self.metrics
+            .set_runners(self.runners.online(std::time::Instant::now()));
         telemetry::metrics::render(&self.metrics.registry)
     }
 

@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod logs;
 pub mod metrics;
 pub mod relay;
+pub mod runners;
 pub mod settings;
 pub mod watchdog;
 

@@ -9,7 +9,7 @@ use domain::state::{DeploymentStatus, StepStatus, TaskStatus};
 use store::deployments::{DeploymentRow, RollbackRow};
 use store::tasks::{StepRow, TaskRow};
 use telemetry::metrics::{
-    self, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Registry,
+    self, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
 
 /// Task statuses a task ends in.
@@ -42,6 +42,8 @@ pub struct Metrics {
     runners_busy: IntGaugeVec,
     ready: IntGaugeVec,
     consumers: IntGaugeVec,
+    runners_online: IntGauge,
+    runner_slots: IntGaugeVec,
 }
 
 /// The `kind` label of a step: its name is free only for the workflow's
@@ -130,6 +132,17 @@ impl Metrics {
             "Consumers of the task queue (runners with a free slot) and of the notify queue (notifiers); absent while the broker is unreachable.",
             &["queue"],
         )?;
+        let runners_online = IntGauge::new(
+            "slipway_runners_online",
+            "Runners that announced themselves in the last 15 s, busy or idle.",
+        )?;
+        r.register(Box::new(runners_online.clone()))?;
+        let runner_slots = metrics::gauge(
+            r,
+            "slipway_runner_slots",
+            "Task slots of the runners online, all of them (state=total) and those running a task (state=busy).",
+            &["state"],
+        )?;
         // Every bounded series from the start, so rate() sees the first event.
         for status in FINISHED {
             finished.with_label_values(&[status.as_str()]);
@@ -159,6 +172,8 @@ impl Metrics {
             runners_busy,
             ready,
             consumers,
+            runners_online,
+            runner_slots,
         })
     }
 
@@ -228,6 +243,17 @@ impl Metrics {
         self.rollbacks
             .with_label_values(&[r.reason.as_str(), r.status.as_str()])
             .inc();
+    }
+
+    /// Sets the runner gauges from the announcements heard.
+    pub fn set_runners(&self, online: crate::runners::Online) {
+        self.runners_online.set(online.runners);
+        self.runner_slots
+            .with_label_values(&["total"])
+            .set(online.slots);
+        self.runner_slots
+            .with_label_values(&["busy"])
+            .set(online.busy);
     }
 
     /// Sets the gauges read at scrape time; `None` for what could not be

@@ -38,8 +38,18 @@ async fn metrics_move_with_webhooks_tasks_and_notifications() {
         // The runner and the notifier consume once they are up.
         m.value("slipway_queue_consumers", &[("queue", "tasks")]) >= 1.0
             && m.value("slipway_queue_consumers", &[("queue", "notify")]) >= 1.0
+            && m.value("slipway_runners_online", &[]) >= 1.0
     })
     .await;
+    // The stack's one runner, idle, with its two slots.
+    assert_eq!(
+        orchestrator_before.get("slipway_runners_online", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        orchestrator_before.get("slipway_runner_slots", &[("state", "total")]),
+        Some(2.0)
+    );
     let notifier_before = scrape(&client, &stack.notifier_metrics()).await;
     assert_eq!(gateway_before.type_of(WEBHOOKS), Some("counter"));
     assert_eq!(
@@ -193,7 +203,7 @@ async fn metrics_move_with_webhooks_tasks_and_notifications() {
     );
     // Labels are low-cardinality: none names a task, a commit or a delivery.
     let bounded = [
-        "status", "kind", "outcome", "reason", "queue", "provider", "le",
+        "status", "kind", "outcome", "reason", "queue", "provider", "le", "state",
     ];
     for sample in orchestrator.samples.iter().chain(&gateway.samples) {
         for (key, value) in &sample.labels {

@@ -57,6 +57,26 @@ impl RunnerClient {
             .into_inner())
     }
 
+    /// Says the runner is alive (or, with `leaving`, that it stops).
+    pub async fn announce(
+        &mut self,
+        runner_id: &str,
+        slots: usize,
+        busy: usize,
+        leaving: bool,
+    ) -> Result<(), CallError> {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.inner
+            .announce(proto::AnnounceRequest {
+                runner_id: runner_id.to_owned(),
+                slots: count(slots),
+                busy: count(busy),
+                leaving,
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Renews the lease; true when a cancel was requested.
     pub async fn heartbeat(&mut self, lease: &Lease) -> Result<bool, CallError> {
         Ok(self

@@ -168,6 +168,13 @@ impl Runner {
         let topology = Topology::new(self.settings.queue_prefix.clone())
             .expiring(self.settings.queue_expires_ms);
         tracing::info!(runner = %self.runner_id, concurrency, "runner started");
+        let announcer = tokio::spawn(announce(
+            self.context.client.clone(),
+            self.runner_id.clone(),
+            slots.clone(),
+            concurrency,
+            stop_rx.clone(),
+        ));
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(200);
         let mut outcome = Ok(());
@@ -262,6 +269,7 @@ impl Runner {
             }
         }
         let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), announcer).await;
         let grace = Duration::from_millis(self.settings.kill_grace_ms) + Duration::from_secs(2);
         let _ = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}
@@ -368,6 +376,31 @@ enum Taken {
 
 /// Stops consuming while every slot is busy, handing back to the queue any
 /// message the broker sent before the cancel reached it.
+/// How often the runner tells the orchestrator it is alive, busy or not
+/// (what `slipway_runners_online` counts).
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+
+/// Announces the runner until `stop`, then says it leaves.
+async fn announce(
+    mut client: RunnerClient,
+    runner_id: String,
+    slots: Arc<Semaphore>,
+    total: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let busy = total.saturating_sub(slots.available_permits());
+        if let Err(e) = client.announce(&runner_id, total, busy, false).await {
+            tracing::debug!(error = %e, "cannot announce the runner");
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            () = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+        }
+    }
+    let _ = client.announce(&runner_id, total, 0, true).await;
+}
+
 async fn pause(channel: &queue::lapin::Channel, mut consumer: queue::lapin::Consumer, tag: &str) {
     if let Err(e) = queue::stop_consuming(channel, tag).await {
         tracing::warn!(error = %e, "cannot pause consuming");

@@ -69,6 +69,22 @@ impl RunnerApi for RunnerService {
         Ok(Response::new(proto::HeartbeatResponse { cancel_requested }))
     }
 
+    async fn announce(&self, req: Request<proto::AnnounceRequest>) -> Answer<proto::Empty> {
+        let req = req.into_inner();
+        if req.runner_id.is_empty() {
+            return Err(ApiError::new(ErrorCode::BadRequest, "runner_id is required").into());
+        }
+        self.app.runners.announce(
+            req.runner_id,
+            crate::runners::Presence {
+                slots: req.slots,
+                busy: req.busy,
+            },
+            req.leaving,
+        );
+        Ok(Response::new(proto::Empty {}))
+    }
+
     async fn report_commit(
         &self,
         req: Request<proto::ReportCommitRequest>,
