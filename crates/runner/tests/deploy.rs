@@ -201,6 +201,28 @@ async fn deploys_are_health_gated_and_rolled_back_by_themselves() {
     let (status, one) = stack.get(&format!("/api/deployments/{v2_id}")).await;
     assert_eq!(status, 200);
     assert_eq!(one["rollback"]["status"], "succeeded");
+    // The metrics counted each outcome once.
+    let metrics =
+        test_support::scrape::scrape(&reqwest::Client::new(), &stack.orchestrator_metrics()).await;
+    let count = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels);
+    assert_eq!(
+        count("slipway_deploys_total", &[("outcome", "succeeded")]),
+        1.0
+    );
+    assert_eq!(
+        count("slipway_deploys_total", &[("outcome", "failed")]),
+        2.0
+    );
+    for reason in ["health_check_failed", "deploy_failed"] {
+        assert_eq!(
+            count(
+                "slipway_rollbacks_total",
+                &[("reason", reason), ("outcome", "succeeded")]
+            ),
+            1.0,
+            "{reason}"
+        );
+    }
     let labels = docker
         .list_containers(&[
             ("slipway.environment", "dev"),
