@@ -139,7 +139,7 @@ impl Metrics {
         r.register(Box::new(runners_online.clone()))?;
         let runner_slots = metrics::gauge(
             r,
-            "slipway_runner_slots",
+            "slipway_online_runner_slots",
             "Task slots of the runners online, all of them (state=total) and those running a task (state=busy).",
             &["state"],
         )?;

@@ -47,8 +47,12 @@ async fn metrics_move_with_webhooks_tasks_and_notifications() {
         Some(1.0)
     );
     assert_eq!(
-        orchestrator_before.get("slipway_runner_slots", &[("state", "total")]),
+        orchestrator_before.get("slipway_online_runner_slots", &[("state", "total")]),
         Some(2.0)
+    );
+    assert_eq!(
+        orchestrator_before.get("slipway_online_runner_slots", &[("state", "busy")]),
+        Some(0.0)
     );
     let notifier_before = scrape(&client, &stack.notifier_metrics()).await;
     assert_eq!(gateway_before.type_of(WEBHOOKS), Some("counter"));

@@ -171,7 +171,7 @@ impl Runner {
         let announcer = tokio::spawn(announce(
             self.context.client.clone(),
             self.runner_id.clone(),
-            slots.clone(),
+            self.metrics.clone(),
             concurrency,
             stop_rx.clone(),
         ));
@@ -384,12 +384,13 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
 async fn announce(
     mut client: RunnerClient,
     runner_id: String,
-    slots: Arc<Semaphore>,
+    metrics: Arc<metrics::Metrics>,
     total: usize,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let busy = total.saturating_sub(slots.available_permits());
+        // Not the free permits: one is held while waiting for a delivery.
+        let busy = metrics.running_now();
         if let Err(e) = client.announce(&runner_id, total, busy, false).await {
             tracing::debug!(error = %e, "cannot announce the runner");
         }

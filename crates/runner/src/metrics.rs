@@ -73,6 +73,11 @@ impl Metrics {
         Running(self.running.clone())
     }
 
+    /// How many tasks run now.
+    pub fn running_now(&self) -> usize {
+        usize::try_from(self.running.get()).unwrap_or(0)
+    }
+
     pub fn render(&self) -> String {
         metrics::render(&self.registry)
     }
