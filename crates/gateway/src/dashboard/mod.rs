@@ -278,8 +278,10 @@ struct TasksPage {
     rows: Vec<TaskRow>,
     workflows: Vec<Choice>,
     statuses: Vec<Choice>,
-    /// Where the script fetches fresh rows (the same filters).
+    /// Where the script fetches fresh rows (the same filters and page).
     src: String,
+    /// The next page of older tasks, when there is one.
+    older: String,
 }
 
 /// One `<option>` of a filter.
@@ -481,6 +483,8 @@ async fn logout(session: Session, form: Form<CsrfForm>) -> Result<HttpResponse, 
 struct TasksQuery {
     workflow_id: Option<String>,
     status: Option<String>,
+    /// Tasks older than this id (the next page).
+    before: Option<String>,
 }
 
 impl TasksQuery {
@@ -496,6 +500,26 @@ impl TasksQuery {
             .filter(|s| STATUSES.contains(&s.as_str()));
         (workflow, status)
     }
+
+    fn before(&self) -> Option<i64> {
+        self.before.as_deref().and_then(|b| b.parse::<i64>().ok())
+    }
+
+    /// The query string of these filters, with `before` when given.
+    fn query(&self, before: Option<i64>) -> String {
+        let (workflow_id, status) = self.filters();
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(w) = workflow_id {
+            q.append_pair("workflow_id", &w.to_string());
+        }
+        if let Some(s) = &status {
+            q.append_pair("status", s);
+        }
+        if let Some(b) = before {
+            q.append_pair("before", &b.to_string());
+        }
+        q.finish()
+    }
 }
 
 async fn list_tasks(state: &State, q: &TasksQuery) -> Result<Vec<TaskRow>, PageError> {
@@ -506,7 +530,7 @@ async fn list_tasks(state: &State, q: &TasksQuery) -> Result<Vec<TaskRow>, PageE
             workflow_id,
             status,
             limit: Some(TASK_PAGE),
-            ..Default::default()
+            before: q.before(),
         })
         .await?
         .into_inner()
@@ -530,13 +554,13 @@ async fn tasks_page(
         .into_inner()
         .workflows;
     let (workflow_id, status) = query.filters();
-    let mut src = url::form_urlencoded::Serializer::new(String::new());
-    if let Some(w) = workflow_id {
-        src.append_pair("workflow_id", &w.to_string());
-    }
-    if let Some(s) = &status {
-        src.append_pair("status", s);
-    }
+    // A full page may have more behind it.
+    let older = match rows.last() {
+        Some(last) if rows.len() as i64 == TASK_PAGE => {
+            format!("/?{}", query.query(Some(last.id)))
+        }
+        _ => String::new(),
+    };
     page(&TasksPage {
         csrf: session.csrf(),
         rows,
@@ -556,7 +580,8 @@ async fn tasks_page(
                 selected: status.as_deref() == Some(*s),
             })
             .collect(),
-        src: format!("/ui/tasks?{}", src.finish()),
+        src: format!("/ui/tasks?{}", query.query(query.before())),
+        older,
     })
 }
 
