@@ -1,5 +1,6 @@
-//! `cargo xtask test`: infrastructure, then fmt, clippy with warnings
-//! denied, and every test against the real Postgres and RabbitMQ.
+//! `cargo xtask test`: infrastructure, then the compose file's check, fmt,
+//! clippy with warnings denied, and every test against the real Postgres
+//! and RabbitMQ.
 
 use std::process::Command;
 
@@ -18,6 +19,7 @@ pub fn run(filters: &[String]) -> Result<()> {
     let mut needs = infra::build_needs();
     needs.extend(infra::infra_needs());
     needs.extend(browser_needs());
+    needs.push(compose_need());
     sys::ensure(&needs)?;
     // Ctrl-C reaches the test run too (same process group); xtask itself
     // stays to stop the infrastructure it started.
@@ -42,7 +44,34 @@ fn browser_needs() -> [sys::Need; 2] {
     ]
 }
 
+/// What checks `compose/docker-compose.yml`.
+fn compose_need() -> sys::Need {
+    sys::Need {
+        package: "docker-compose",
+        present: || sys::has("docker-compose"),
+    }
+}
+
+/// The compose file must stay valid with the example settings a user
+/// starts from; `config -q` checks it without pulling or starting anything.
+fn compose_config() -> Result<()> {
+    eprintln!("xtask: docker-compose config");
+    sys::run(
+        Command::new("docker-compose")
+            .current_dir(sys::root())
+            .args([
+                "-f",
+                "compose/docker-compose.yml",
+                "--env-file",
+                "compose/.env.example",
+                "config",
+                "-q",
+            ]),
+    )
+}
+
 fn checks(infra: &Infra, filters: &[String]) -> Result<()> {
+    compose_config()?;
     eprintln!("xtask: cargo fmt --check");
     sys::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     eprintln!("xtask: cargo clippy");

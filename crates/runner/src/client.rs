@@ -34,7 +34,8 @@ pub struct RunnerClient {
 
 impl RunnerClient {
     pub fn new(url: &str, token: &str) -> Result<Self, String> {
-        let bearer = Bearer::new(token).ok_or("SLIPWAY_API_TOKEN must be printable ASCII")?;
+        let bearer = Bearer::new(token)
+            .ok_or("SLIPWAY_RUNNER_TOKEN (or SLIPWAY_API_TOKEN) must be printable ASCII")?;
         let channel = proto::orchestrator_channel(url, Duration::from_secs(30))?;
         Ok(Self {
             inner: RunnerApiClient::with_interceptor(channel, bearer)

@@ -62,7 +62,7 @@ pub struct Runner {
 impl Runner {
     pub async fn build(settings: Settings) -> Result<Self, Error> {
         settings.check().map_err(Error::Settings)?;
-        let client = RunnerClient::new(&settings.orchestrator_url, &settings.api_token)
+        let client = RunnerClient::new(&settings.orchestrator_url, settings.token())
             .map_err(Error::Settings)?;
         // Fail at start when the orchestrator refuses the token; an
         // orchestrator that is not up yet is fine, runners wait for it.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use test_support::hooks::{github_push, gitlab_push};
-use test_support::{DEADLINE, GitRepo, Stack, step};
+use test_support::{DEADLINE, GitRepo, Options, Stack, step};
 
 fn workflow(name: &str, repo: &GitRepo, steps: &str) -> String {
     format!("name: {name}\nrepo: {}\nsteps:\n{steps}", repo.url)
@@ -60,6 +60,32 @@ async fn a_signed_push_runs_the_steps_to_success() {
         "{log}"
     );
     assert!(log.contains("==> test\ntests passed\n"), "{log}");
+}
+
+/// With `SLIPWAY_RUNNER_TOKEN` set on both sides, the runner presents it
+/// rather than the API token it also has, and the orchestrator takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_with_its_own_token_runs_tasks() {
+    let stack = Stack::with(Options {
+        runner_token: format!("runner-{}", uuid::Uuid::new_v4().simple()),
+        ..Options::default()
+    })
+    .await;
+    let repo = GitRepo::new();
+    stack
+        .create_workflow(&workflow(
+            "own-token",
+            &repo,
+            "  - name: build\n    run: echo built\n",
+        ))
+        .await;
+    let sha = repo.commit("main", &[("a.txt", "a\n")], "first");
+    let payload = github_push(&repo.url, "refs/heads/main", &sha, "first", &["a.txt"]);
+    let (status, body) = stack.github("push", "delivery-own-token", &payload).await;
+    assert_eq!(status, 202, "{body}");
+    let task_id = body["task_ids"][0].as_i64().expect("a task");
+    let task = stack.wait_finished(task_id).await;
+    assert_eq!(task["status"], "success", "{task:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,9 @@ pub struct Options {
     pub orchestrator_amqp_url: Option<String>,
     /// `SLIPWAY_PENDING_ALERT` of the orchestrator.
     pub pending_alert: String,
+    /// `SLIPWAY_RUNNER_TOKEN` of the orchestrator and the runners; empty:
+    /// they use the API token.
+    pub runner_token: String,
 }
 
 impl Default for Options {
@@ -72,6 +75,7 @@ impl Default for Options {
             webhook_max_bytes: 25 * 1024 * 1024,
             orchestrator_amqp_url: None,
             pending_alert: "10m".to_owned(),
+            runner_token: String::new(),
         }
     }
 }
@@ -119,7 +123,7 @@ impl Stack {
                 .clone()
                 .unwrap_or_else(amqp_url),
             api_token: token.clone(),
-            runner_token: String::new(),
+            runner_token: options.runner_token.clone(),
             // Its own, so the tests prove notifiers need nothing else.
             notifier_token: NOTIFIER_TOKEN.to_owned(),
             secret_key: "test-secret-key".to_owned(),
@@ -233,7 +237,7 @@ impl Stack {
             keep_containers: 1,
             data_dir: self.data_dir.path().to_path_buf(),
             runner_concurrency: self.options.runner_concurrency,
-            runner_token: String::new(),
+            runner_token: self.options.runner_token.clone(),
             runner_id: String::new(),
             kill_grace_ms: self.options.kill_grace_ms,
             heartbeat_ms: self.options.heartbeat_ms,
