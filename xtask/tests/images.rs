@@ -124,6 +124,9 @@ fn hand_over(dir: &Path, uid: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_runs_every_service_and_a_task_end_to_end() {
+    // Where the time went, shown when the test fails.
+    let started = Instant::now();
+    let progress = |what: &str| eprintln!("images test: {what} after {:?}", started.elapsed());
     // Builds the binaries (a no-op after the test build) and the image
     // (a no-op when its context did not change).
     let built = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -136,6 +139,7 @@ async fn the_image_runs_every_service_and_a_task_end_to_end() {
         text(&built.stdout),
         text(&built.stderr)
     );
+    progress("image built");
     let root_user = nix::unistd::geteuid().is_root();
 
     let db = TestDb::create();
@@ -243,6 +247,7 @@ async fn the_image_runs_every_service_and_a_task_end_to_end() {
         &["slipway-runner"],
     ));
 
+    progress("containers started");
     let names = &cleanup.0;
     // The health checks, from inside each container.
     wait_healthy(&names[0], &["slipway-orchestrator", "healthcheck"], names);
@@ -250,6 +255,7 @@ async fn the_image_runs_every_service_and_a_task_end_to_end() {
     wait_healthy(&names[2], &["slipway-notifier", "healthcheck"], names);
     wait_healthy(&names[3], &["slipway-runner", "healthcheck"], names);
 
+    progress("all healthy");
     // Services run as the image's user, not root.
     let (code, _) = exec(&names[1], &["sh", "-c", "test \"$(id -u)\" = 10001"]);
     assert_eq!(code, Some(0), "the gateway runs as uid {UID}");
@@ -327,6 +333,7 @@ async fn the_image_runs_every_service_and_a_task_end_to_end() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    progress("task finished");
     let log = client
         .get(format!("{api}/api/tasks/{task_id}/logs"))
         .bearer_auth(&token)

@@ -254,23 +254,6 @@ fn reflection_builder(own: &str) -> tonic_reflection::server::Builder<'static> {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://slipway:pw@127.0.0.1:5432/slipway"),
-            "postgres://slipway:***@127.0.0.1:5432/slipway"
-        );
-        assert_eq!(
-            redact("amqp://127.0.0.1:5672/%2f"),
-            "amqp://127.0.0.1:5672/%2f"
-        );
-    }
-}
-
 /// `slipway-orchestrator healthcheck`: calls `Ready` on its own gRPC
 /// listener (`SLIPWAY_GRPC_ADDR`, with `SLIPWAY_API_TOKEN`); healthy when it
 /// answers and reports both the database and the broker up.
@@ -305,5 +288,22 @@ pub async fn healthcheck(settings: &Settings) -> Result<(), telemetry::health::H
         (database, broker) => Err(HealthError::Unhealthy(format!(
             "not ready: database up {database}, broker up {broker}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://slipway:pw@127.0.0.1:5432/slipway"),
+            "postgres://slipway:***@127.0.0.1:5432/slipway"
+        );
+        assert_eq!(
+            redact("amqp://127.0.0.1:5672/%2f"),
+            "amqp://127.0.0.1:5672/%2f"
+        );
     }
 }
