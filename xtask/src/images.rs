@@ -191,8 +191,9 @@ pub fn build(profile: Profile, cargo_build: bool) -> Result<Built> {
             tags.join(" "),
             context.display()
         );
-        let out = sys::output(&mut cmd)?;
-        drop(out);
+        // The output only matters when the build fails, and then it is in
+        // the error.
+        sys::output(&mut cmd)?;
     }
     let inspect = sys::output(Command::new("docker").args([
         "image",
