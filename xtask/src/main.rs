@@ -6,11 +6,14 @@
 //!   foreground until Ctrl-C.
 //! - `cargo xtask test`: the same infrastructure, then fmt, clippy and every
 //!   test.
+//! - `cargo xtask images [--debug]`: the `slipway/slipway` image, built
+//!   from local files only (see deploy/README.md).
 //! - `cargo xtask infra`: only the test profile's Postgres and RabbitMQ, in
 //!   the foreground, for running single tests with `cargo nextest`.
 
 mod docker;
 mod http;
+mod images;
 mod infra;
 mod sys;
 mod test;
@@ -24,8 +27,9 @@ fn main() -> ExitCode {
         Some("up") => up::run(),
         Some("test") => test::run(&args[1..]),
         Some("infra") => test::infra_foreground(),
+        Some("images") => images::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <up|test [test filters...]|infra>");
+            eprintln!("usage: cargo xtask <up|test [test filters...]|infra|images [--debug]>");
             return ExitCode::from(2);
         }
     };

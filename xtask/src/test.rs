@@ -20,6 +20,8 @@ pub fn run(filters: &[String]) -> Result<()> {
     needs.extend(infra::infra_needs());
     needs.extend(browser_needs());
     needs.push(compose_need());
+    // The image test assembles the image from these files.
+    needs.extend(crate::images::needs());
     sys::ensure(&needs)?;
     // Ctrl-C reaches the test run too (same process group); xtask itself
     // stays to stop the infrastructure it started.

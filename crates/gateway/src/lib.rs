@@ -241,3 +241,10 @@ async fn readyz(state: Data<State>) -> HttpResponse {
             .json(json!({"orchestrator": false, "database": false, "broker": false})),
     }
 }
+
+/// `slipway-gateway healthcheck`: healthy when `GET /healthz` on
+/// `SLIPWAY_HTTP_ADDR` answers 2xx. Liveness only: `/readyz` also needs the
+/// orchestrator, and a gateway should not be restarted for its peer.
+pub async fn healthcheck(settings: &Settings) -> Result<(), telemetry::health::HealthError> {
+    telemetry::health::http_get(telemetry::health::local(settings.http_addr), "/healthz").await
+}

@@ -1,16 +1,24 @@
-//! `slipway-gateway [--config FILE]`
+//! `slipway-gateway [--config FILE] [healthcheck]`
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use gateway::{Gateway, Settings};
 
 #[derive(Parser)]
 #[command(version, about = "Slipway gateway: webhooks, REST API, dashboard")]
 struct Cli {
     /// TOML file with settings; SLIPWAY_* variables override it.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Probe the running service (exit 0 healthy, 1 otherwise); see deploy/README.md.
+    Healthcheck,
 }
 
 #[tokio::main]
@@ -20,6 +28,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = telemetry::load_settings(Settings::default(), cli.config.as_deref())?;
+    if let Some(Command::Healthcheck) = cli.command {
+        return Ok(gateway::healthcheck(&settings).await?);
+    }
     // Held to the end: dropping it flushes the spans not yet exported.
     let _tracing = telemetry::init_tracing("slipway-gateway", &settings.log, settings.log_json);
     let gateway = Gateway::build(settings)?;

@@ -163,3 +163,12 @@ impl Notifier {
         served.map_err(Error::from)
     }
 }
+
+/// `slipway-notifier healthcheck`: healthy when its gRPC listener
+/// (`SLIPWAY_NOTIFIER_ADDR`) accepts a connection. Liveness only: a lost
+/// broker is reconnected to with backoff by the notifier itself, and a
+/// restart would not bring it back sooner.
+pub async fn healthcheck(settings: &Settings) -> Result<(), telemetry::health::HealthError> {
+    let addr = telemetry::health::local(settings.notifier_addr);
+    telemetry::health::connect(&addr.to_string()).await
+}

@@ -254,6 +254,43 @@ fn reflection_builder(own: &str) -> tonic_reflection::server::Builder<'static> {
     )
 }
 
+/// `slipway-orchestrator healthcheck`: calls `Ready` on its own gRPC
+/// listener (`SLIPWAY_GRPC_ADDR`, with `SLIPWAY_API_TOKEN`); healthy when it
+/// answers and reports both the database and the broker up.
+pub async fn healthcheck(settings: &Settings) -> Result<(), telemetry::health::HealthError> {
+    use telemetry::health::{HealthError, TIMEOUT, local};
+    let addr = local(settings.grpc_addr);
+    let url = format!("http://{addr}");
+    let bearer = proto::auth::Bearer::new(&settings.api_token).ok_or_else(|| {
+        HealthError::Unhealthy("SLIPWAY_API_TOKEN cannot be sent as a header".to_owned())
+    })?;
+    let ask = async {
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| HealthError::Unhealthy(format!("{url}: {e}")))?
+            .connect()
+            .await
+            .map_err(|e| HealthError::Connect {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        let mut client = proto::slipway_client::SlipwayClient::with_interceptor(channel, bearer);
+        client
+            .ready(proto::Empty {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| HealthError::Unhealthy(format!("ready failed: {}", s.message())))
+    };
+    let ready = tokio::time::timeout(TIMEOUT, ask)
+        .await
+        .unwrap_or_else(|_| Err(HealthError::Timeout(url.clone())))?;
+    match (ready.database, ready.broker) {
+        (true, true) => Ok(()),
+        (database, broker) => Err(HealthError::Unhealthy(format!(
+            "not ready: database up {database}, broker up {broker}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact;

@@ -1,4 +1,4 @@
-//! `slipway-orchestrator [--config FILE] [serve|migrate]`
+//! `slipway-orchestrator [--config FILE] [serve|migrate|healthcheck]`
 
 use std::path::PathBuf;
 
@@ -24,6 +24,8 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Probe the running orchestrator (exit 0 healthy, 1 otherwise); see deploy/README.md.
+    Healthcheck,
 }
 
 #[tokio::main]
@@ -34,15 +36,19 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = telemetry::load_settings(Settings::default(), cli.config.as_deref())?;
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Healthcheck = command {
+        return Ok(orchestrator::healthcheck(&settings).await?);
+    }
     // Held to the end: dropping it flushes the spans not yet exported.
     let _tracing =
         telemetry::init_tracing("slipway-orchestrator", &settings.log, settings.log_json);
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Migrate => {
             let applied = orchestrator::migrate(&settings.database_url).await?;
             println!("applied {} migration(s)", applied.len());
         }
-        Command::Serve => {
+        Command::Healthcheck | Command::Serve => {
             let orchestrator = Orchestrator::build(settings).await?;
             orchestrator.run(telemetry::shutdown_signal()).await?;
         }

@@ -418,3 +418,15 @@ async fn pause(channel: &queue::lapin::Channel, mut consumer: queue::lapin::Cons
     })
     .await;
 }
+
+/// `slipway-runner healthcheck`: a runner serves nothing but `/metrics`, so
+/// with `SLIPWAY_METRICS_ADDR` set it is healthy when `GET /metrics`
+/// answers; without it, when the broker it takes tasks from
+/// (`SLIPWAY_AMQP_URL`) accepts a connection.
+pub async fn healthcheck(settings: &Settings) -> Result<(), telemetry::health::HealthError> {
+    use telemetry::health::{self, HealthError};
+    match settings.metrics_addr().map_err(HealthError::Unhealthy)? {
+        Some(addr) if addr.port() != 0 => health::http_get(health::local(addr), "/metrics").await,
+        _ => health::connect(&health::url_target(&settings.amqp_url)?).await,
+    }
+}

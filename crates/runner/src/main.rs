@@ -1,8 +1,8 @@
-//! `slipway-runner [--config FILE]`
+//! `slipway-runner [--config FILE] [healthcheck]`
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use runner::{Runner, Settings};
 
 #[derive(Parser)]
@@ -12,8 +12,16 @@ use runner::{Runner, Settings};
 )]
 struct Cli {
     /// TOML file with settings; SLIPWAY_* variables override it.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Probe the running service (exit 0 healthy, 1 otherwise); see deploy/README.md.
+    Healthcheck,
 }
 
 #[tokio::main]
@@ -23,6 +31,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = telemetry::load_settings(Settings::default(), cli.config.as_deref())?;
+    if let Some(Command::Healthcheck) = cli.command {
+        return Ok(runner::healthcheck(&settings).await?);
+    }
     // Held to the end: dropping it flushes the spans not yet exported.
     let _tracing = telemetry::init_tracing("slipway-runner", &settings.log, settings.log_json);
     let runner = Runner::build(settings).await?;

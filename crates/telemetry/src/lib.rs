@@ -5,6 +5,7 @@
 pub mod propagation;
 pub mod trace;
 
+pub mod health;
 pub mod metrics;
 
 use std::path::Path;
