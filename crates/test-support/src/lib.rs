@@ -329,6 +329,7 @@ impl Stack {
             .env("SLIPWAY_ORCHESTRATOR_URL", &s.orchestrator_url)
             .env("SLIPWAY_AMQP_URL", &s.amqp_url)
             .env("SLIPWAY_API_TOKEN", &s.api_token)
+            .env("SLIPWAY_RUNNER_TOKEN", &s.runner_token)
             .env("SLIPWAY_QUEUE_PREFIX", &s.queue_prefix)
             .env("SLIPWAY_REGISTRY", &s.registry)
             .env("SLIPWAY_QUEUE_EXPIRES_MS", s.queue_expires_ms.to_string())
