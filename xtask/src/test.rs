@@ -20,6 +20,11 @@ pub fn run(filters: &[String]) -> Result<()> {
     needs.extend(infra::infra_needs());
     needs.extend(browser_needs());
     needs.push(compose_need());
+    // The runner on a second "host" lives in a network namespace.
+    needs.push(sys::Need {
+        package: "iproute2",
+        present: || sys::has("ip"),
+    });
     // The image test assembles the image from these files.
     needs.extend(crate::images::needs());
     sys::ensure(&needs)?;

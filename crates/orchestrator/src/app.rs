@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use domain::labels::Labels;
 use domain::push::{GitRef, PushEvent};
 use domain::state::DeploymentEvent;
 use domain::state::{StepEvent, TaskEvent, TaskStatus};
@@ -324,7 +325,7 @@ impl App {
     // ---- triggering ----
 
     /// A task of `row`; it joins the trace of the call creating it.
-    fn new_task(row: &WorkflowRow, trigger: &Trigger) -> NewTask {
+    fn new_task(row: &WorkflowRow, spec: &Workflow, trigger: &Trigger) -> NewTask {
         let (branch, tag) = match &trigger.git_ref {
             GitRef::Branch(b) => (Some(b.clone()), None),
             GitRef::Tag(t) => (None, Some(t.clone())),
@@ -344,6 +345,7 @@ impl App {
             delivery_id: trigger.delivery_id.clone(),
             deployment_id: None,
             trace_context: telemetry::propagation::current_traceparent(),
+            runs_on: spec.runs_on.key(),
         }
     }
 
@@ -378,7 +380,7 @@ impl App {
             author: None,
             delivery_id: None,
         };
-        let new = Self::new_task(&row, &trigger);
+        let new = Self::new_task(&row, &spec, &trigger);
         let id = self
             .db("workflow", move |conn| {
                 store::tasks::create(conn, &new, &steps)
@@ -434,7 +436,7 @@ impl App {
                             author: push.author.clone(),
                             delivery_id: Some(delivery_id.clone()),
                         };
-                        planned.push((Self::new_task(&row, &trigger), step_names(&spec)));
+                        planned.push((Self::new_task(&row, &spec, &trigger), step_names(&spec)));
                     }
                     Err(domain::push::Ignored::RepositoryMismatch) => {}
                     Err(reason) => reasons.push(format!("{}: {reason}", row.name)),
@@ -490,6 +492,7 @@ impl App {
                     delivery_id: Some(delivery_id.clone()),
                     deployment_id: None,
                     trace_context: telemetry::propagation::current_traceparent(),
+                    runs_on: spec.runs_on.key(),
                 };
                 planned.push((new, steps));
             }
@@ -797,7 +800,12 @@ impl App {
 
     // ---- runners ----
 
-    pub async fn claim(&self, task_id: i64, runner_id: String) -> Result<Claim, ApiError> {
+    pub async fn claim(
+        &self,
+        task_id: i64,
+        runner_id: String,
+        labels: Labels,
+    ) -> Result<Claim, ApiError> {
         let detail = self.get_task(task_id).await?;
         let status = detail.task.status().map_err(internal)?;
         if status != TaskStatus::Pending {
@@ -866,7 +874,7 @@ impl App {
         let t = token.clone();
         let claimed = self
             .db(&format!("task {task_id}"), move |conn| {
-                store::tasks::claim(conn, task_id, &runner_id, &t, lease_until)
+                store::tasks::claim(conn, task_id, &runner_id, &labels, &t, lease_until)
             })
             .await?;
         self.metrics.claimed(&claimed);
@@ -1074,19 +1082,20 @@ impl App {
                 Ok((
                     store::tasks::count_unfinished(conn)?,
                     store::tasks::busy_runners(conn, now)?,
+                    store::tasks::pending_label_sets(conn)?,
                 ))
             })
             .await;
-        let (unfinished, busy) = match counts {
-            Ok((unfinished, busy)) => (Some(unfinished), Some(busy)),
+        let (unfinished, busy, label_sets) = match counts {
+            Ok((unfinished, busy, sets)) => (Some(unfinished), Some(busy), sets),
             Err(e) => {
                 tracing::debug!(error = %e, "metrics without the database's counts");
-                (None, None)
+                (None, None, Vec::new())
             }
         };
         let connection = self.broker.lock().ok().and_then(|b| b.clone());
         let depths = match connection {
-            Some(c) => queue::depths(&c, topology)
+            Some(c) => queue::depths(&c, topology, &label_sets)
                 .await
                 .inspect_err(|e| tracing::debug!(error = %e, "metrics without queue depths"))
                 .ok(),

@@ -262,7 +262,7 @@ impl Metrics {
         &self,
         unfinished: Option<Vec<(String, i64)>>,
         busy: Option<i64>,
-        depths: Option<(queue::Depth, queue::Depth)>,
+        depths: Option<Vec<(String, queue::Depth)>>,
     ) {
         self.tasks.reset();
         if let Some(counts) = unfinished {
@@ -280,15 +280,13 @@ impl Metrics {
         }
         self.ready.reset();
         self.consumers.reset();
-        if let Some((tasks, notify)) = depths {
-            for (queue, depth) in [("tasks", tasks), ("notify", notify)] {
-                self.ready
-                    .with_label_values(&[queue])
-                    .set(i64::from(depth.ready));
-                self.consumers
-                    .with_label_values(&[queue])
-                    .set(i64::from(depth.consumers));
-            }
+        for (queue, depth) in depths.unwrap_or_default() {
+            self.ready
+                .with_label_values(&[queue.as_str()])
+                .set(i64::from(depth.ready));
+            self.consumers
+                .with_label_values(&[queue.as_str()])
+                .set(i64::from(depth.consumers));
         }
     }
 }

@@ -120,6 +120,7 @@ async fn publish_tasks(app: &App, publisher: &Publisher) -> Result<bool, Stop> {
                 TaskMessage {
                     task_id: entry.task_id,
                 },
+                &entry.runs_on,
                 &headers,
             )
             .instrument(span)

@@ -1,8 +1,14 @@
 //! Slipway's RabbitMQ topology. Tasks travel from the orchestrator to runners
-//! on one durable queue, as persistent messages published with confirms. A
+//! on durable queues, as persistent messages published with confirms. A
 //! message only names a task: the task itself lives in Postgres, and a runner
 //! claims it there before running it, so a message delivered twice runs the
 //! task once.
+//!
+//! There is one task queue per set of runner labels a task needs:
+//! `slipway.tasks` for none, `slipway.tasks.<labels sorted, joined by +>`
+//! otherwise. A runner consumes the queue of every subset of its own labels,
+//! so it only ever receives tasks it can run, and a task that no runner can
+//! run waits in its queue.
 //!
 //! Events (alerts.md) travel from the orchestrator to notifiers through a
 //! durable fanout exchange into a durable queue, also persistent and
@@ -14,7 +20,8 @@
 //! headers (`traceparent`), so the runner's and the notifier's spans join
 //! the task's trace.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -95,9 +102,19 @@ impl Topology {
         self
     }
 
-    /// The queue runners take tasks from.
+    /// The queue of tasks that need no labels.
     pub fn tasks_queue(&self) -> String {
-        format!("{}slipway.tasks", self.prefix)
+        self.tasks_queue_for("")
+    }
+
+    /// The queue of tasks needing the labels `runs_on`, in their canonical
+    /// form (sorted, joined by `+`; empty for none).
+    pub fn tasks_queue_for(&self, runs_on: &str) -> String {
+        if runs_on.is_empty() {
+            format!("{}slipway.tasks", self.prefix)
+        } else {
+            format!("{}slipway.tasks.{runs_on}", self.prefix)
+        }
     }
 
     /// The exchange events are published to.
@@ -136,10 +153,10 @@ pub async fn connect(url: &str) -> Result<Connection> {
     Ok(Connection::connect(url, ConnectionProperties::default()).await?)
 }
 
-async fn declare_tasks(channel: &Channel, topology: &Topology) -> Result<()> {
+async fn declare_tasks(channel: &Channel, topology: &Topology, queue: &str) -> Result<()> {
     channel
         .queue_declare(
-            topology.tasks_queue().as_str().into(),
+            queue.into(),
             QueueDeclareOptions::durable(),
             topology.queue_arguments(),
         )
@@ -188,8 +205,11 @@ async fn declare_events(channel: &Channel, topology: &Topology) -> Result<()> {
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
-    queue: String,
+    topology: Topology,
     exchange: String,
+    /// Task queues declared on this channel: a message published to a queue
+    /// that does not exist would be dropped, confirmed all the same.
+    declared: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Publisher {
@@ -199,20 +219,39 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        declare_tasks(&channel, topology).await?;
+        let queue = topology.tasks_queue();
+        declare_tasks(&channel, topology, &queue).await?;
         declare_events(&channel, topology).await?;
         Ok(Self {
             channel,
-            queue: topology.tasks_queue(),
+            topology: topology.clone(),
             exchange: topology.events_exchange(),
+            declared: Arc::new(Mutex::new(HashSet::from([queue]))),
         })
     }
 
-    /// Publishes one task with `headers`; returns once the broker has
-    /// stored it.
-    pub async fn publish(&self, message: TaskMessage, headers: &Headers) -> Result<()> {
+    /// Publishes one task to the queue of the labels it needs (`runs_on`,
+    /// canonical form) with `headers`; returns once the broker has stored it.
+    pub async fn publish(
+        &self,
+        message: TaskMessage,
+        runs_on: &str,
+        headers: &Headers,
+    ) -> Result<()> {
+        let queue = self.topology.tasks_queue_for(runs_on);
+        let known = self
+            .declared
+            .lock()
+            .map(|d| d.contains(&queue))
+            .unwrap_or(false);
+        if !known {
+            declare_tasks(&self.channel, &self.topology, &queue).await?;
+            if let Ok(mut declared) = self.declared.lock() {
+                declared.insert(queue.clone());
+            }
+        }
         let body = serde_json::to_vec(&message)?;
-        self.send("", &self.queue, &body, None, headers).await
+        self.send("", &queue, &body, None, headers).await
     }
 
     /// Publishes one event, encoded by the caller (`slipway.v1.AlertEvent`
@@ -270,30 +309,35 @@ impl Publisher {
     }
 }
 
-/// Opens a channel for consuming tasks, with at most `prefetch`
-/// unacknowledged messages.
+/// Opens a channel for consuming the task queues `queues` (declaring them),
+/// with at most `prefetch` unacknowledged messages across all of its
+/// consumers.
 pub async fn consumer_channel(
     connection: &Connection,
     topology: &Topology,
+    queues: &[String],
     prefetch: u16,
 ) -> Result<Channel> {
     let channel = connection.create_channel().await?;
+    // RabbitMQ reads `global` as "shared by the channel's consumers".
     channel
-        .basic_qos(prefetch, BasicQosOptions::default())
+        .basic_qos(prefetch, BasicQosOptions { global: true })
         .await?;
-    declare_tasks(&channel, topology).await?;
+    for queue in queues {
+        declare_tasks(&channel, topology, queue).await?;
+    }
     Ok(channel)
 }
 
-/// Starts (or restarts) consuming the task queue on `channel`.
+/// Starts (or restarts) consuming the task queue `queue` on `channel`.
 pub async fn start_consuming(
     channel: &Channel,
-    topology: &Topology,
+    queue: &str,
     consumer_tag: &str,
 ) -> Result<Consumer> {
     Ok(channel
         .basic_consume(
-            topology.tasks_queue().as_str().into(),
+            queue.into(),
             consumer_tag.into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -345,14 +389,29 @@ pub struct Depth {
     pub consumers: u32,
 }
 
-/// Looks at the task and the notify queue with passive declares, on a
-/// channel of its own (a missing queue closes the channel it was asked on).
-pub async fn depths(connection: &Connection, topology: &Topology) -> Result<(Depth, Depth)> {
-    let channel = connection.create_channel().await?;
-    let tasks = depth(&channel, &topology.tasks_queue()).await?;
-    let notify = depth(&channel, &topology.notify_queue()).await?;
+/// Looks at the queues with passive declares, on a channel of its own (a
+/// missing queue closes the channel it was asked on): the unlabelled task
+/// queue as `tasks`, the queue of each label set in `runs_on` (canonical
+/// forms) as `tasks.<labels>`, and the notify queue as `notify`. A label
+/// set's queue that does not exist (yet) is left out.
+pub async fn depths(
+    connection: &Connection,
+    topology: &Topology,
+    runs_on: &[String],
+) -> Result<Vec<(String, Depth)>> {
+    let mut channel = connection.create_channel().await?;
+    let mut found = vec![
+        ("tasks".to_owned(), depth(&channel, &topology.tasks_queue()).await?),
+        ("notify".to_owned(), depth(&channel, &topology.notify_queue()).await?),
+    ];
+    for labels in runs_on.iter().filter(|l| !l.is_empty()) {
+        match depth(&channel, &topology.tasks_queue_for(labels)).await {
+            Ok(d) => found.push((format!("tasks.{labels}"), d)),
+            Err(_) => channel = connection.create_channel().await?,
+        }
+    }
     let _ = channel.close(200, "looked".into()).await;
-    Ok((tasks, notify))
+    Ok(found)
 }
 
 async fn depth(channel: &Channel, name: &str) -> Result<Depth> {

@@ -47,12 +47,14 @@ impl RunnerClient {
         &mut self,
         task_id: i64,
         runner_id: &str,
+        labels: &domain::labels::Labels,
     ) -> Result<proto::ClaimTaskResponse, CallError> {
         Ok(self
             .inner
             .claim_task(proto::ClaimTaskRequest {
                 task_id,
                 runner_id: runner_id.to_owned(),
+                labels: labels.iter().map(str::to_owned).collect(),
             })
             .await?
             .into_inner())

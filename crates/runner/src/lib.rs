@@ -21,6 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::labels::Labels;
 use futures_util::StreamExt;
 use proto::ErrorCode;
 use queue::lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -53,6 +54,8 @@ pub enum Error {
 pub struct Runner {
     settings: Settings,
     runner_id: String,
+    /// `SLIPWAY_RUNNER_LABELS`: which tasks this runner may take.
+    labels: Labels,
     context: Arc<Context>,
     metrics: Arc<metrics::Metrics>,
     /// `GET /metrics`, when `SLIPWAY_METRICS_ADDR` is set.
@@ -62,6 +65,7 @@ pub struct Runner {
 impl Runner {
     pub async fn build(settings: Settings) -> Result<Self, Error> {
         settings.check().map_err(Error::Settings)?;
+        let labels = settings.labels().map_err(Error::Settings)?;
         let client = RunnerClient::new(&settings.orchestrator_url, settings.token())
             .map_err(Error::Settings)?;
         // Fail at start when the orchestrator refuses the token; an
@@ -73,9 +77,7 @@ impl Runner {
         if let Err(e) = client.clone().heartbeat(&probe).await
             && e.0.code == ErrorCode::Unauthenticated
         {
-            return Err(Error::Settings(format!(
-                "the orchestrator refuses this runner's token: {e}"
-            )));
+            return Err(token_refused(&e));
         }
         // Fail at start, in one line, when the broker is not there.
         let probe = queue::connect(&settings.amqp_url).await?;
@@ -122,6 +124,7 @@ impl Runner {
         Ok(Self {
             settings,
             runner_id,
+            labels,
             context,
             metrics,
             listener,
@@ -167,7 +170,14 @@ impl Runner {
         let mut running = JoinSet::new();
         let topology = Topology::new(self.settings.queue_prefix.clone())
             .expiring(self.settings.queue_expires_ms);
-        tracing::info!(runner = %self.runner_id, concurrency, "runner started");
+        // The queue of every label set this runner can serve.
+        let queues: Vec<String> = self
+            .labels
+            .subsets()
+            .iter()
+            .map(|s| topology.tasks_queue_for(&s.key()))
+            .collect();
+        tracing::info!(runner = %self.runner_id, concurrency, labels = %self.labels, "runner started");
         let announcer = tokio::spawn(announce(
             self.context.client.clone(),
             self.runner_id.clone(),
@@ -181,7 +191,7 @@ impl Runner {
         'connect: loop {
             let opened = async {
                 let conn = queue::connect(&self.settings.amqp_url).await?;
-                let channel = queue::consumer_channel(&conn, &topology, 1).await?;
+                let channel = queue::consumer_channel(&conn, &topology, &queues, 1).await?;
                 Ok::<_, queue::Error>((conn, channel))
             };
             let (conn, channel) = tokio::select! {
@@ -200,7 +210,7 @@ impl Runner {
                 },
             };
             backoff = Duration::from_millis(200);
-            let mut consumer: Option<queue::lapin::Consumer> = None;
+            let mut consumer: Option<Consumers> = None;
             loop {
                 // Reap finished tasks so the set does not grow.
                 while running.try_join_next().is_some() {}
@@ -219,15 +229,13 @@ impl Runner {
                 };
                 let active = match consumer.take() {
                     Some(c) => c,
-                    None => {
-                        match queue::start_consuming(&channel, &topology, &self.runner_id).await {
-                            Ok(c) => c,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot consume");
-                                continue 'connect;
-                            }
+                    None => match consume(&channel, &queues, &self.runner_id).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot consume");
+                            continue 'connect;
                         }
-                    }
+                    },
                 };
                 let mut active = active;
                 let delivery = tokio::select! {
@@ -235,7 +243,7 @@ impl Runner {
                         let _ = conn.close(200, "shutting down".into()).await;
                         break 'connect;
                     }
-                    d = active.next() => d,
+                    d = active.stream.next() => d,
                 };
                 consumer = Some(active);
                 let delivery = match delivery {
@@ -264,7 +272,7 @@ impl Runner {
                 if slots.available_permits() == 0
                     && let Some(c) = consumer.take()
                 {
-                    pause(&channel, c, &self.runner_id).await;
+                    pause(&channel, c).await;
                 }
             }
         }
@@ -311,7 +319,7 @@ impl Runner {
         telemetry::propagation::set_parent(&span, &queue::headers(&delivery.properties));
         let mut client = self.context.client.clone();
         let claimed = client
-            .claim(message.task_id, &self.runner_id)
+            .claim(message.task_id, &self.runner_id, &self.labels)
             .instrument(span.clone())
             .await;
         match claimed {
@@ -350,9 +358,7 @@ impl Runner {
             }
             Err(e) if e.0.code == ErrorCode::Unauthenticated => {
                 requeue().await;
-                Taken::Refused(Error::Settings(format!(
-                    "the orchestrator refuses this runner's token: {e}"
-                )))
+                Taken::Refused(token_refused(&e))
             }
             Err(e) => {
                 tracing::warn!(task_id = message.task_id, error = %e, "cannot claim; the task goes back to the queue");
@@ -362,6 +368,13 @@ impl Runner {
             }
         }
     }
+}
+
+/// The orchestrator refused the runner's token: say which setting to fix.
+fn token_refused(e: &client::CallError) -> Error {
+    Error::Settings(format!(
+        "the orchestrator refuses this runner's token ({e}): set SLIPWAY_RUNNER_TOKEN to the orchestrator's SLIPWAY_RUNNER_TOKEN, or to its SLIPWAY_API_TOKEN when it has none"
+    ))
 }
 
 /// What became of one delivery.
@@ -374,8 +387,6 @@ enum Taken {
     Refused(Error),
 }
 
-/// Stops consuming while every slot is busy, handing back to the queue any
-/// message the broker sent before the cancel reached it.
 /// How often the runner tells the orchestrator it is alive, busy or not
 /// (what `slipway_runners_online` counts).
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
@@ -402,12 +413,43 @@ async fn announce(
     let _ = client.announce(&runner_id, total, 0, true).await;
 }
 
-async fn pause(channel: &queue::lapin::Channel, mut consumer: queue::lapin::Consumer, tag: &str) {
-    if let Err(e) = queue::stop_consuming(channel, tag).await {
-        tracing::warn!(error = %e, "cannot pause consuming");
+/// The consumers of one channel, one per queue, read as one stream.
+struct Consumers {
+    tags: Vec<String>,
+    stream: futures_util::stream::SelectAll<queue::lapin::Consumer>,
+}
+
+/// Starts consuming each of `queues` (the channel's prefetch of 1 is shared
+/// by them all).
+async fn consume(
+    channel: &queue::lapin::Channel,
+    queues: &[String],
+    runner_id: &str,
+) -> Result<Consumers, queue::Error> {
+    let mut consumers = Consumers {
+        tags: Vec::with_capacity(queues.len()),
+        stream: futures_util::stream::SelectAll::new(),
+    };
+    for (i, queue) in queues.iter().enumerate() {
+        let tag = format!("{runner_id}.{i}");
+        consumers
+            .stream
+            .push(queue::start_consuming(channel, queue, &tag).await?);
+        consumers.tags.push(tag);
+    }
+    Ok(consumers)
+}
+
+/// Stops consuming while every slot is busy, handing back to the queue any
+/// message the broker sent before the cancel reached it.
+async fn pause(channel: &queue::lapin::Channel, mut consumers: Consumers) {
+    for tag in &consumers.tags {
+        if let Err(e) = queue::stop_consuming(channel, tag).await {
+            tracing::warn!(error = %e, "cannot pause consuming");
+        }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(Ok(delivery)) = consumer.next().await {
+        while let Some(Ok(delivery)) = consumers.stream.next().await {
             let _ = delivery
                 .nack(BasicNackOptions {
                     requeue: true,

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use domain::labels::Labels;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +36,9 @@ pub struct Settings {
     pub runner_concurrency: usize,
     /// How the runner names itself in leases; empty: host name and a random suffix.
     pub runner_id: String,
+    /// `SLIPWAY_RUNNER_LABELS`: labels separated by commas (`linux,gpu`); the
+    /// runner takes the tasks of workflows whose `runs_on` it has all of.
+    pub runner_labels: String,
     /// Time between SIGTERM and SIGKILL when a step is stopped.
     pub kill_grace_ms: u64,
     /// Time between heartbeats; a cancel reaches a step within about this.
@@ -63,6 +67,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./.slipway/data"),
             runner_concurrency: 0,
             runner_id: String::new(),
+            runner_labels: String::new(),
             kill_grace_ms: 5000,
             heartbeat_ms: 1000,
             metrics_addr: String::new(),
@@ -81,7 +86,13 @@ impl Settings {
             return Err("SLIPWAY_HEARTBEAT_MS must be positive".to_owned());
         }
         self.metrics_addr()?;
+        self.labels()?;
         Ok(())
+    }
+
+    /// `runner_labels` read.
+    pub fn labels(&self) -> Result<Labels, String> {
+        Labels::parse_list(&self.runner_labels).map_err(|e| format!("SLIPWAY_RUNNER_LABELS: {e}"))
     }
 
     /// `metrics_addr` read: `None` when metrics are off.

@@ -536,6 +536,7 @@ fn deploy_task(
         delivery_id: None,
         deployment_id: Some(deployment.id),
         trace_context: trace_context.map(str::to_owned),
+        runs_on: task.runs_on.clone(),
     };
     // The clone brings the repository's compose files, if the target has some.
     let steps = [

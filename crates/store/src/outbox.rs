@@ -24,6 +24,8 @@ pub struct Entry {
     pub task_id: i64,
     /// The task's W3C `traceparent`, for the message's headers.
     pub trace_context: Option<String>,
+    /// The labels the task needs: which task queue it goes to.
+    pub runs_on: String,
 }
 
 /// The oldest waiting entries.
@@ -32,7 +34,12 @@ pub fn oldest(conn: &mut PgConnection, limit: i64) -> Result<Vec<Entry>> {
         .inner_join(tasks::table)
         .order(outbox::id.asc())
         .limit(limit)
-        .select((outbox::id, outbox::task_id, tasks::trace_context))
+        .select((
+            outbox::id,
+            outbox::task_id,
+            tasks::trace_context,
+            tasks::runs_on,
+        ))
         .load(conn)?)
 }
 

@@ -75,6 +75,7 @@ diesel::table! {
         deployment_id -> Nullable<Int8>,
         stuck_alerted_at -> Nullable<Timestamptz>,
         trace_context -> Nullable<Text>,
+        runs_on -> Text,
     }
 }
 

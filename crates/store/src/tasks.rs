@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use domain::labels::Labels;
 use domain::state::{StepEvent, StepStatus, TaskEvent, TaskStatus};
 
 use crate::events::{self, Event};
@@ -42,6 +43,9 @@ pub struct TaskRow {
     pub deployment_id: Option<i64>,
     /// The W3C `traceparent` of the call that created the task.
     pub trace_context: Option<String>,
+    /// The runner labels the task needs, in their canonical form
+    /// ([`domain::labels::Labels::key`]).
+    pub runs_on: String,
 }
 
 impl TaskRow {
@@ -101,6 +105,8 @@ pub struct NewTask {
     /// The W3C `traceparent` of the call creating the task: the task's
     /// later work joins that trace.
     pub trace_context: Option<String>,
+    /// The runner labels the task needs ([`domain::labels::Labels::key`]).
+    pub runs_on: String,
 }
 
 /// Creates a pending task with its steps and its outbox entry, atomically
@@ -233,17 +239,31 @@ pub(crate) fn lock_leased(conn: &mut PgConnection, id: i64, token: &str) -> Resu
     Ok(task)
 }
 
-/// Gives the lease on a pending task to a runner.
+/// Gives the lease on a pending task to a runner with `labels`. A runner
+/// lacking one of the task's labels got the message by mistake (queues are
+/// per label set): it is refused with `Conflict`, and the task is queued
+/// again for its own queue.
 pub fn claim(
     conn: &mut PgConnection,
     id: i64,
     runner_id: &str,
+    labels: &Labels,
     token: &str,
     lease_until: DateTime<Utc>,
 ) -> Result<TaskRow> {
-    conn.transaction(|conn| {
+    conn.transaction(|conn| -> Result<Result<TaskRow>> {
         let task = lock(conn, id)?;
-        let next = task.status()?.apply(TaskEvent::Claimed)?;
+        let status = task.status()?;
+        let needed = Labels::from_key(&task.runs_on).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let missing = needed.missing_from(labels);
+        if status == TaskStatus::Pending && !missing.is_empty() {
+            outbox::push(conn, id)?;
+            return Ok(Err(Error::Conflict(format!(
+                "task {id} needs runner labels {needed}; runner {runner_id} lacks {}",
+                missing.join(", ")
+            ))));
+        }
+        let next = status.apply(TaskEvent::Claimed)?;
         let now = Utc::now();
         let row = diesel::update(tasks::table.find(id))
             .set((
@@ -257,8 +277,8 @@ pub fn claim(
             .get_result(conn)?;
         let summary = format!("task {id} started on runner {runner_id}");
         task_event(conn, &row, "task_started", summary, None, false)?;
-        Ok(row)
-    })
+        Ok(Ok(row))
+    })?
 }
 
 /// Extends a held lease; returns whether a cancel was requested.
@@ -594,6 +614,7 @@ pub fn retry(conn: &mut PgConnection, id: i64, trace_context: Option<&str>) -> R
             delivery_id: task.delivery_id,
             deployment_id: None,
             trace_context: trace_context.map(str::to_owned),
+            runs_on: task.runs_on,
         };
         create(conn, &new, &names)
     })
@@ -733,6 +754,17 @@ pub fn extend_running_leases(conn: &mut PgConnection, lease_until: DateTime<Utc>
             .set(tasks::lease_expires_at.eq(lease_until))
             .execute(conn)?,
     )
+}
+
+/// The label sets (canonical forms) of the pending tasks that need labels:
+/// the task queues worth looking at besides the unlabelled one.
+pub fn pending_label_sets(conn: &mut PgConnection) -> Result<Vec<String>> {
+    Ok(tasks::table
+        .filter(tasks::status.eq(TaskStatus::Pending.as_str()))
+        .filter(tasks::runs_on.ne(""))
+        .select(tasks::runs_on)
+        .distinct()
+        .load(conn)?)
 }
 
 /// Queues again the tasks pending since before `waited_since` that have no

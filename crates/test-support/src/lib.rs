@@ -9,6 +9,7 @@ pub mod db;
 pub mod git;
 pub mod hooks;
 pub mod images;
+pub mod netns;
 pub mod otlp;
 pub mod receivers;
 pub mod scrape;
@@ -239,6 +240,7 @@ impl Stack {
             runner_concurrency: self.options.runner_concurrency,
             runner_token: self.options.runner_token.clone(),
             runner_id: String::new(),
+            runner_labels: String::new(),
             kill_grace_ms: self.options.kill_grace_ms,
             heartbeat_ms: self.options.heartbeat_ms,
             metrics_addr: String::new(),
@@ -249,7 +251,13 @@ impl Stack {
 
     /// Starts a runner in this process.
     pub async fn spawn_runner(&self) {
-        let runner = runner::Runner::build(self.runner_settings())
+        self.spawn_runner_with(self.runner_settings()).await;
+    }
+
+    /// Starts a runner in this process with `settings` (from
+    /// [`Stack::runner_settings`], changed).
+    pub async fn spawn_runner_with(&self, settings: runner::Settings) {
+        let runner = runner::Runner::build(settings)
             .await
             .expect("runner starts");
         tokio::spawn(runner.run(shutdown_signal(self.shutdown.subscribe())));

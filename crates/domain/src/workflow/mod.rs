@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::labels::Labels;
+
 mod parse;
 mod patterns;
 mod repo;
@@ -31,6 +33,8 @@ pub struct Workflow {
     pub name: WorkflowName,
     pub repo: RepoUrl,
     pub on: Triggers,
+    /// Labels a runner needs to take the workflow's tasks (`runs_on`).
+    pub runs_on: Labels,
     /// Variables for every step, below the step's own `env`.
     pub env: BTreeMap<String, String>,
     /// Server-side secrets exposed to steps as variables of the same name.

@@ -79,7 +79,8 @@ pub fn parse(yaml: &str) -> Result<Workflow> {
 
 fn workflow(root: &Field<'_>) -> Result<Workflow> {
     let r = root.record(&[
-        "name", "repo", "on", "env", "secrets", "timeout", "steps", "image", "deploy", "notify",
+        "name", "repo", "on", "runs_on", "env", "secrets", "timeout", "steps", "image", "deploy",
+        "notify",
     ])?;
     let name = r.required("name")?.parse_with(WorkflowName::parse)?;
     let repo = r.required("repo")?.parse_with(RepoUrl::parse)?;
@@ -91,6 +92,7 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
         },
         Some(on) => triggers(&on)?,
     };
+    let runs_on = r.field("runs_on").map(|f| runs_on(&f)).transpose()?;
     let env = r.field("env").map(|f| env_vars(&f, false)).transpose()?;
     let secrets = r.field("secrets").map(|f| secrets(&f)).transpose()?;
     let timeout = r
@@ -148,6 +150,7 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
         name,
         repo,
         on,
+        runs_on: runs_on.unwrap_or_default(),
         env: env.unwrap_or_default(),
         secrets: secrets.unwrap_or_default(),
         timeout: timeout.unwrap_or(DEFAULT_TASK_TIMEOUT),
@@ -188,6 +191,21 @@ fn push_trigger(f: &Field<'_>) -> Result<PushTrigger> {
         tags: r.field("tags").map(|f| f.patterns()).transpose()?,
         paths: r.field("paths").map(|f| f.patterns()).transpose()?,
     })
+}
+
+/// `runs_on: gpu` or `runs_on: [linux, gpu]`.
+fn runs_on(f: &Field<'_>) -> Result<Labels> {
+    let items = match &f.node.value {
+        Value::Seq(_) => f.seq()?,
+        _ => vec![f.clone()],
+    };
+    let mut labels = Vec::with_capacity(items.len());
+    for item in &items {
+        let label = item.nonempty_text()?;
+        Labels::new([&label]).map_err(|e| item.error(e.to_string()))?;
+        labels.push(label);
+    }
+    Labels::new(labels).map_err(|e| f.error(e.to_string()))
 }
 
 fn secrets(f: &Field<'_>) -> Result<Vec<SecretName>> {

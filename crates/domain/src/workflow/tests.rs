@@ -455,6 +455,15 @@ deploy:
 
 const HEAD: &str = "name: hello\nrepo: https://github.com/acme/hello.git\n";
 
+#[test]
+fn runs_on_takes_one_label_or_a_list() {
+    let one = parse(&format!("{SMALLEST}runs_on: gpu\n")).unwrap();
+    assert_eq!(one.runs_on.key(), "gpu");
+    let list = parse(&format!("{SMALLEST}runs_on: [linux, gpu, linux]\n")).unwrap();
+    assert_eq!(list.runs_on.key(), "gpu+linux");
+    assert!(parse(SMALLEST).unwrap().runs_on.is_empty());
+}
+
 /// Each invalid input with the message a user sees. Inputs starting with
 /// `+` are appended to `HEAD` (so their line numbers start at 3).
 #[test]
@@ -498,6 +507,23 @@ fn invalid_workflows() {
             "+steps: \"x\"\n",
             "steps: expected a sequence, found a string at line 3, column 8",
         ),
+        // runs_on
+        (
+            "+runs_on: GPU\nsteps: [{name: t, run: make}]\n",
+            r#"runs_on: invalid label "GPU": use 1 to 32 characters a-z, 0-9, ., _ and - at line 3, column 10"#,
+        ),
+        (
+            "+runs_on: [linux, \"a+b\"]\nsteps: [{name: t, run: make}]\n",
+            r#"runs_on[1]: invalid label "a+b": use 1 to 32 characters a-z, 0-9, ., _ and - at line 3, column 18"#,
+        ),
+        (
+            "+runs_on: [a, b, c, d, e, f, g]\nsteps: [{name: t, run: make}]\n",
+            "runs_on: too many labels (7): at most 6 at line 3, column 10",
+        ),
+        (
+            "+runs_on: {gpu: true}\nsteps: [{name: t, run: make}]\n",
+            "runs_on: expected a string, found a mapping at line 3, column 10",
+        ),
         (
             "+steps:\n  - run\n",
             "steps[0]: expected a mapping, found a string at line 4, column 5",
@@ -525,7 +551,7 @@ fn invalid_workflows() {
         ),
         (
             "+stages: []\n",
-            "stages: unknown key (expected one of: name, repo, on, env, secrets, timeout, steps, image, deploy, notify) at line 3, column 1",
+            "stages: unknown key (expected one of: name, repo, on, runs_on, env, secrets, timeout, steps, image, deploy, notify) at line 3, column 1",
         ),
         (
             "+steps: []\nsteps: []\n",
@@ -541,7 +567,7 @@ fn invalid_workflows() {
         ),
         (
             "+steps: [{name: t, run: make}]\nx: 1\n",
-            "x: unknown key (expected one of: name, repo, on, env, secrets, timeout, steps, image, deploy, notify) at line 4, column 1",
+            "x: unknown key (expected one of: name, repo, on, runs_on, env, secrets, timeout, steps, image, deploy, notify) at line 4, column 1",
         ),
         (
             "+steps:\n  - {name: t, run: make, continue_on_error: [true]}\n",
