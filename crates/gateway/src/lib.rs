@@ -46,7 +46,7 @@ pub enum Error {
     },
     #[error("{0}")]
     Metrics(#[from] telemetry::metrics::Error),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on SLIPWAY_HTTP_ADDR={addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

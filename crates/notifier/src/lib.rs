@@ -38,7 +38,7 @@ use crate::orchestrator::Orchestrator;
 pub enum Error {
     #[error("{0}")]
     Settings(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on SLIPWAY_NOTIFIER_ADDR={addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

@@ -44,9 +44,9 @@ use crate::grpc::{Auth, NotifierService, PublicApi, RunnerService};
 pub enum Error {
     #[error("{0}")]
     Settings(String),
-    #[error("cannot reach the database at {url}: {source}")]
+    #[error("cannot reach the database at SLIPWAY_DATABASE_URL={url}: {source}")]
     Database { url: String, source: store::Error },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on SLIPWAY_GRPC_ADDR={addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

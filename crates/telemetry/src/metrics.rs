@@ -48,7 +48,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Error {
     #[error("cannot register metric: {0}")]
     Register(#[from] prometheus::Error),
-    #[error("cannot listen for metrics on {addr}: {source}")]
+    #[error("cannot listen for metrics on SLIPWAY_METRICS_ADDR={addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
