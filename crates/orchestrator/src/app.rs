@@ -22,7 +22,7 @@ use store::webhooks::{DeliveryRow, NewDelivery};
 use store::workflows::WorkflowRow;
 use tokio::sync::{Notify, broadcast};
 
-use crate::crypto::SecretBox;
+use crate::crypto::{Reseal, SecretBox};
 use crate::metrics::Metrics;
 
 /// Largest secret value accepted.
@@ -158,7 +158,7 @@ pub fn step_names(spec: &Workflow) -> Vec<String> {
 impl App {
     pub fn new(
         pool: store::Pool,
-        secret_key: &str,
+        secrets: SecretBox,
         lease: Duration,
         max_requeues: i32,
         metrics: Metrics,
@@ -166,7 +166,7 @@ impl App {
         let (changes, _) = broadcast::channel(1024);
         Self {
             pool,
-            secrets: SecretBox::new(secret_key),
+            secrets,
             outbox: Arc::new(Notify::new()),
             changes,
             specs: Mutex::new(HashMap::new()),
@@ -312,6 +312,42 @@ impl App {
             store::secrets::put(conn, workflow_id, &name, &nonce, &sealed)
         })
         .await
+    }
+
+    /// While the secret key rotates, seals every stored secret that the
+    /// previous key sealed with the current one; logs those neither opens.
+    pub async fn reseal_secrets(&self) -> Result<(), ApiError> {
+        if !self.secrets.rotating() {
+            return Ok(());
+        }
+        let secrets = self.secrets.clone();
+        let (replaced, unreadable) = self
+            .db("secrets", move |conn| {
+                let mut unreadable = Vec::new();
+                let replaced = store::secrets::reseal_all(conn, |s| {
+                    match secrets.reseal(s.workflow_id, &s.name, &s.nonce, &s.ciphertext) {
+                        Reseal::Current => None,
+                        Reseal::Resealed(nonce, sealed) => Some((nonce, sealed)),
+                        Reseal::Unreadable => {
+                            unreadable.push(format!("{}/{}", s.workflow_id, s.name));
+                            None
+                        }
+                    }
+                })?;
+                Ok((replaced, unreadable))
+            })
+            .await?;
+        tracing::info!(
+            resealed = replaced,
+            "stored secrets are sealed with the current SLIPWAY_SECRET_KEY; SLIPWAY_SECRET_KEY_PREVIOUS can be removed"
+        );
+        if !unreadable.is_empty() {
+            tracing::warn!(
+                secrets = ?unreadable,
+                "neither SLIPWAY_SECRET_KEY nor SLIPWAY_SECRET_KEY_PREVIOUS opens these secrets (workflow id/name): set them again"
+            );
+        }
+        Ok(())
     }
 
     pub async fn list_secrets(&self, workflow_id: i64) -> Result<Vec<String>, ApiError> {

@@ -2,6 +2,11 @@
 //! SHA-256 of `SLIPWAY_SECRET_KEY`, so any string of enough entropy works;
 //! each secret's workflow and name are bound in as associated data, so a
 //! sealed value cannot be moved to another secret.
+//!
+//! Rotating the key: with the new key in `SLIPWAY_SECRET_KEY` and the old
+//! one in `SLIPWAY_SECRET_KEY_PREVIOUS`, secrets open with either, and the
+//! orchestrator seals every stored secret again with the new key at start
+//! ([`SecretBox::reseal`]), after which the old key can go.
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -15,6 +20,19 @@ pub struct OpenError(pub String);
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// The key being rotated away from: opens, never seals.
+    previous: Option<XChaCha20Poly1305>,
+}
+
+/// What [`SecretBox::reseal`] made of a stored secret.
+#[derive(Debug)]
+pub enum Reseal {
+    /// Already sealed with the current key.
+    Current,
+    /// Sealed with the previous key: `(nonce, ciphertext)` under the current one.
+    Resealed(Vec<u8>, Vec<u8>),
+    /// Neither key opens it.
+    Unreadable,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -27,11 +45,46 @@ fn aad(workflow_id: i64, name: &str) -> Vec<u8> {
     format!("slipway-secret/{workflow_id}/{name}").into_bytes()
 }
 
+fn cipher(key: &str) -> XChaCha20Poly1305 {
+    let digest = Sha256::digest(key.as_bytes());
+    XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(digest.as_slice()))
+}
+
 impl SecretBox {
     pub fn new(key: &str) -> Self {
-        let digest = Sha256::digest(key.as_bytes());
         Self {
-            cipher: XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(digest.as_slice())),
+            cipher: cipher(key),
+            previous: None,
+        }
+    }
+
+    /// Also opens what `previous` sealed (empty: no previous key).
+    pub fn with_previous(mut self, previous: &str) -> Self {
+        self.previous = (!previous.is_empty()).then(|| cipher(previous));
+        self
+    }
+
+    /// Whether a previous key is set, so stored secrets may need resealing.
+    pub fn rotating(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// A stored secret, sealed again with the current key when the previous
+    /// one sealed it.
+    pub fn reseal(&self, workflow_id: i64, name: &str, nonce: &[u8], ciphertext: &[u8]) -> Reseal {
+        if decrypt(&self.cipher, workflow_id, name, nonce, ciphertext).is_some() {
+            return Reseal::Current;
+        }
+        match self
+            .previous
+            .as_ref()
+            .and_then(|p| decrypt(p, workflow_id, name, nonce, ciphertext))
+        {
+            Some(value) => {
+                let (nonce, sealed) = self.seal(workflow_id, name, &value);
+                Reseal::Resealed(nonce, sealed)
+            }
+            None => Reseal::Unreadable,
         }
     }
 
@@ -61,23 +114,36 @@ impl SecretBox {
         nonce: &[u8],
         ciphertext: &[u8],
     ) -> Result<String, OpenError> {
-        let err = || OpenError(name.to_owned());
-        if nonce.len() != 24 {
-            return Err(err());
-        }
-        let aad = aad(workflow_id, name);
-        let plain = self
-            .cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| err())?;
-        String::from_utf8(plain).map_err(|_| err())
+        decrypt(&self.cipher, workflow_id, name, nonce, ciphertext)
+            .or_else(|| {
+                let previous = self.previous.as_ref()?;
+                decrypt(previous, workflow_id, name, nonce, ciphertext)
+            })
+            .ok_or_else(|| OpenError(name.to_owned()))
     }
+}
+
+fn decrypt(
+    cipher: &XChaCha20Poly1305,
+    workflow_id: i64,
+    name: &str,
+    nonce: &[u8],
+    ciphertext: &[u8],
+) -> Option<String> {
+    if nonce.len() != 24 {
+        return None;
+    }
+    let aad = aad(workflow_id, name);
+    let plain = cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: &aad,
+            },
+        )
+        .ok()?;
+    String::from_utf8(plain).ok()
 }
 
 #[cfg(test)]
@@ -90,6 +156,30 @@ mod tests {
         let (nonce, sealed) = b.seal(1, "TOKEN", "hunter2");
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(b.open(1, "TOKEN", &nonce, &sealed).unwrap(), "hunter2");
+    }
+
+    #[test]
+    fn a_previous_key_opens_and_is_resealed_away() {
+        let (nonce, sealed) = SecretBox::new("old").seal(1, "TOKEN", "hunter2");
+        let rotating = SecretBox::new("new").with_previous("old");
+        assert_eq!(
+            rotating.open(1, "TOKEN", &nonce, &sealed).unwrap(),
+            "hunter2"
+        );
+        let Reseal::Resealed(nonce, sealed) = rotating.reseal(1, "TOKEN", &nonce, &sealed) else {
+            panic!("not resealed");
+        };
+        let new = SecretBox::new("new");
+        assert_eq!(new.open(1, "TOKEN", &nonce, &sealed).unwrap(), "hunter2");
+        assert!(matches!(
+            rotating.reseal(1, "TOKEN", &nonce, &sealed),
+            Reseal::Current
+        ));
+        let (n, s) = SecretBox::new("lost").seal(1, "TOKEN", "x");
+        assert!(matches!(
+            rotating.reseal(1, "TOKEN", &n, &s),
+            Reseal::Unreadable
+        ));
     }
 
     #[test]

@@ -127,13 +127,20 @@ impl Orchestrator {
             Some(addr) => Some(telemetry::metrics::Listener::bind(addr).await?),
             None => None,
         };
+        let secrets = crypto::SecretBox::new(&settings.secret_key)
+            .with_previous(&settings.secret_key_previous);
         let app = Arc::new(App::new(
             pool,
-            &settings.secret_key,
+            secrets,
             Duration::from_secs(settings.lease_seconds),
             settings.max_requeues,
             metrics::Metrics::new()?,
         ));
+        // Secrets open with either key meanwhile, so a failure here only
+        // delays the rotation to the next start.
+        if let Err(e) = app.reseal_secrets().await {
+            tracing::warn!(error = %e, "cannot seal the stored secrets with the new key yet");
+        }
         Ok(Self {
             settings,
             listener,

@@ -22,6 +22,9 @@ pub struct Settings {
     pub notifier_token: String,
     /// Key that seals stored secrets. Required.
     pub secret_key: String,
+    /// The key being rotated away from (`SLIPWAY_SECRET_KEY_PREVIOUS`): it
+    /// still opens secrets, which are sealed again with `secret_key` at start.
+    pub secret_key_previous: String,
     /// Prefix of queue names, to share a broker between installations.
     pub queue_prefix: String,
     /// Delete the task queue after this long unused (0: never); for
@@ -54,6 +57,7 @@ impl Default for Settings {
             runner_token: String::new(),
             notifier_token: String::new(),
             secret_key: String::new(),
+            secret_key_previous: String::new(),
             queue_prefix: String::new(),
             queue_expires_ms: 0,
             lease_seconds: 20,

@@ -401,8 +401,14 @@ pub async fn depths(
 ) -> Result<Vec<(String, Depth)>> {
     let mut channel = connection.create_channel().await?;
     let mut found = vec![
-        ("tasks".to_owned(), depth(&channel, &topology.tasks_queue()).await?),
-        ("notify".to_owned(), depth(&channel, &topology.notify_queue()).await?),
+        (
+            "tasks".to_owned(),
+            depth(&channel, &topology.tasks_queue()).await?,
+        ),
+        (
+            "notify".to_owned(),
+            depth(&channel, &topology.notify_queue()).await?,
+        ),
     ];
     for labels in runs_on.iter().filter(|l| !l.is_empty()) {
         match depth(&channel, &topology.tasks_queue_for(labels)).await {

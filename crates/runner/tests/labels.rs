@@ -87,7 +87,10 @@ async fn labelled_tasks_go_only_to_runners_with_the_labels() {
 
     // The waiting task shows in its label set's queue.
     scrape_until(&stack.client, &stack.orchestrator_metrics(), |m| {
-        m.get("slipway_queue_messages_ready", &[("queue", "tasks.arm+gpu")]) == Some(1.0)
+        m.get(
+            "slipway_queue_messages_ready",
+            &[("queue", "tasks.arm+gpu")],
+        ) == Some(1.0)
     })
     .await;
 

@@ -52,6 +52,51 @@ pub fn names(conn: &mut PgConnection, workflow_id: i64) -> Result<Vec<String>> {
         .load(conn)?)
 }
 
+/// A sealed secret and its workflow.
+#[derive(Debug, Clone, Queryable)]
+pub struct StoredSecret {
+    pub workflow_id: i64,
+    pub name: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// Replaces every secret with what `reseal` makes of it (`None`: left as
+/// it is), in one transaction that locks them all, so a secret set
+/// meanwhile is not overwritten with an older value. Returns the number
+/// replaced.
+pub fn reseal_all(
+    conn: &mut PgConnection,
+    mut reseal: impl FnMut(&StoredSecret) -> Option<(Vec<u8>, Vec<u8>)>,
+) -> Result<usize> {
+    conn.transaction(|conn| {
+        let all: Vec<StoredSecret> = secrets::table
+            .order((secrets::workflow_id.asc(), secrets::name.asc()))
+            .select((
+                secrets::workflow_id,
+                secrets::name,
+                secrets::nonce,
+                secrets::ciphertext,
+            ))
+            .for_update()
+            .load(conn)?;
+        let mut replaced = 0;
+        for secret in &all {
+            if let Some((nonce, ciphertext)) = reseal(secret) {
+                diesel::update(
+                    secrets::table
+                        .filter(secrets::workflow_id.eq(secret.workflow_id))
+                        .filter(secrets::name.eq(&secret.name)),
+                )
+                .set((secrets::nonce.eq(nonce), secrets::ciphertext.eq(ciphertext)))
+                .execute(conn)?;
+                replaced += 1;
+            }
+        }
+        Ok(replaced)
+    })
+}
+
 /// Every sealed secret of a workflow.
 pub fn sealed(conn: &mut PgConnection, workflow_id: i64) -> Result<Vec<SealedSecret>> {
     Ok(secrets::table

@@ -128,6 +128,7 @@ impl Stack {
             // Its own, so the tests prove notifiers need nothing else.
             notifier_token: NOTIFIER_TOKEN.to_owned(),
             secret_key: "test-secret-key".to_owned(),
+            secret_key_previous: String::new(),
             queue_prefix: queue_prefix.clone(),
             queue_expires_ms: QUEUE_EXPIRES_MS,
             lease_seconds: options.lease_seconds,
@@ -193,10 +194,22 @@ impl Stack {
 
     /// Starts the orchestrator again on its address and database.
     pub async fn start_orchestrator(&mut self, amqp_url: Option<String>) {
+        self.start_orchestrator_with(|settings| {
+            if let Some(url) = amqp_url {
+                settings.amqp_url = url;
+            }
+        })
+        .await;
+    }
+
+    /// Starts the orchestrator again on its address and database, with its
+    /// settings changed by `change`.
+    pub async fn start_orchestrator_with(
+        &mut self,
+        change: impl FnOnce(&mut orchestrator::Settings),
+    ) {
         let mut settings = self.orchestrator.settings.clone();
-        if let Some(url) = amqp_url {
-            settings.amqp_url = url;
-        }
+        change(&mut settings);
         self.orchestrator = Running::orchestrator(settings).await;
     }
 
