@@ -76,6 +76,7 @@ diesel::table! {
         stuck_alerted_at -> Nullable<Timestamptz>,
         trace_context -> Nullable<Text>,
         runs_on -> Text,
+        republished_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -767,13 +767,20 @@ pub fn pending_label_sets(conn: &mut PgConnection) -> Result<Vec<String>> {
         .load(conn)?)
 }
 
-/// Queues again the tasks pending since before `waited_since` that have no
-/// outbox entry: their message was lost outside Slipway. Returns their ids.
+/// Queues again the tasks pending since before `waited_since` (and not
+/// published again since then) that have no outbox entry: their message may
+/// have been lost outside Slipway. Their wait (`queued_at`) goes on: this is
+/// not a new one. Returns their ids.
 pub fn republish_stale(conn: &mut PgConnection, waited_since: DateTime<Utc>) -> Result<Vec<i64>> {
     conn.transaction(|conn| {
         let stale: Vec<i64> = tasks::table
             .filter(tasks::status.eq(TaskStatus::Pending.as_str()))
             .filter(tasks::queued_at.lt(waited_since))
+            .filter(
+                tasks::republished_at
+                    .is_null()
+                    .or(tasks::republished_at.lt(waited_since)),
+            )
             .filter(diesel::dsl::not(diesel::dsl::exists(
                 crate::schema::outbox::table.filter(crate::schema::outbox::task_id.eq(tasks::id)),
             )))
@@ -785,7 +792,7 @@ pub fn republish_stale(conn: &mut PgConnection, waited_since: DateTime<Utc>) -> 
             outbox::push(conn, *id)?;
         }
         diesel::update(tasks::table.filter(tasks::id.eq_any(&stale)))
-            .set(tasks::queued_at.eq(Utc::now()))
+            .set(tasks::republished_at.eq(Utc::now()))
             .execute(conn)?;
         Ok(stale)
     })

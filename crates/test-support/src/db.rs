@@ -25,6 +25,24 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// Runs one SQL statement on this database (for a test to move a row
+    /// back in time, say); returns the rows it touched.
+    pub fn execute(&self, sql: &str) -> usize {
+        let mut conn = PgConnection::establish(&self.url).expect("connect to the test database");
+        sql_query(sql)
+            .execute(&mut conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The `count(*) AS n` of one SQL query on this database.
+    pub fn count(&self, sql: &str) -> i64 {
+        let mut conn = PgConnection::establish(&self.url).expect("connect to the test database");
+        sql_query(sql)
+            .get_result::<Count>(&mut conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .n
+    }
+
     pub fn create() -> Self {
         let admin_url = admin_url();
         let mut admin = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
