@@ -18,6 +18,7 @@ pub mod watchdog;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +94,9 @@ pub async fn migrate(database_url: &str) -> Result<Vec<String>, Error> {
 pub struct Orchestrator {
     settings: Settings,
     listener: TcpListener,
+    /// TLS of the gRPC listener, when `SLIPWAY_GRPC_TLS_CERT` and
+    /// `SLIPWAY_GRPC_TLS_KEY` are set.
+    tls: Option<tonic::transport::ServerTlsConfig>,
     /// `GET /metrics`, unless `SLIPWAY_METRICS_ADDR` is empty.
     metrics: Option<telemetry::metrics::Listener>,
     app: Arc<App>,
@@ -103,6 +107,10 @@ impl Orchestrator {
     /// the gRPC listener.
     pub async fn build(settings: Settings) -> Result<Self, Error> {
         settings.check().map_err(Error::Settings)?;
+        let tls = proto::tls::server_config(&settings.grpc_tls_cert, &settings.grpc_tls_key)
+            .map_err(Error::Settings)?;
+        queue::tls_config(&settings.amqp_url, settings.amqp_ca())
+            .map_err(|e| Error::Settings(e.to_string()))?;
         let applied = migrate(&settings.database_url).await?;
         if !applied.is_empty() {
             tracing::info!(?applied, "applied migrations");
@@ -137,6 +145,7 @@ impl Orchestrator {
         Ok(Self {
             settings,
             listener,
+            tls,
             metrics,
             app,
         })
@@ -160,6 +169,7 @@ impl Orchestrator {
         let relay = tokio::spawn(relay::run(
             self.app.clone(),
             self.settings.amqp_url.clone(),
+            self.settings.amqp_ca().map(Path::to_path_buf),
             topology.clone(),
         ));
         let watchdog = tokio::spawn(watchdog::run(
@@ -195,7 +205,7 @@ impl Orchestrator {
         let reflection = reflection_builder("grpc.reflection.v1.ServerReflection").build_v1()?;
         let reflection_alpha =
             reflection_builder("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
-        tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, "orchestrator listening");
+        tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, tls = self.tls.is_some(), "orchestrator listening");
         // Without TCP_NODELAY, small HTTP/2 frames wait on delayed ACKs (40 ms).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         // A graceful stop waits for open calls; a followed log would hold it
@@ -205,7 +215,11 @@ impl Orchestrator {
             shutdown.await;
             let _ = stopping.send(());
         };
-        let served = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            server = server.tls_config(tls)?;
+        }
+        let served = server
             .trace_fn(grpc::call_span)
             .add_service(public)
             .add_service(runner)
