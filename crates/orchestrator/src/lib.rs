@@ -274,6 +274,11 @@ fn reflection_builder(own: &str) -> tonic_reflection::server::Builder<'static> {
 pub async fn healthcheck(settings: &Settings) -> Result<(), telemetry::health::HealthError> {
     use telemetry::health::{HealthError, TIMEOUT, local};
     let addr = local(settings.grpc_addr);
+    if proto::tls::path_setting(&settings.grpc_tls_cert).is_some() {
+        // The certificate names what remote clients dial, not necessarily
+        // the loopback address: with TLS, only the listener is checked.
+        return telemetry::health::connect(&addr.to_string()).await;
+    }
     let url = format!("http://{addr}");
     let bearer = proto::auth::Bearer::new(&settings.api_token).ok_or_else(|| {
         HealthError::Unhealthy("SLIPWAY_API_TOKEN cannot be sent as a header".to_owned())
