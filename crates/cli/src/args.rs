@@ -20,6 +20,11 @@ pub struct Cli {
     )]
     pub orchestrator_url: String,
 
+    /// A PEM file of the CA that signed the orchestrator's certificate,
+    /// trusted instead of the system roots for an https:// URL.
+    #[arg(long, env = "SLIPWAY_ORCHESTRATOR_CA", global = true)]
+    pub ca: Option<PathBuf>,
+
     /// The API's bearer token.
     #[arg(long, env = "SLIPWAY_API_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,

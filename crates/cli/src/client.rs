@@ -23,8 +23,12 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 pub type Client = SlipwayClient<InterceptedService<Channel, Bearer>>;
 
 /// A client of the orchestrator at `url`; connects on the first call.
-pub fn connect(url: &str, token: Option<&str>) -> Result<Client, Error> {
-    let channel = proto::orchestrator_channel(url, CALL_TIMEOUT)
+pub fn connect(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    token: Option<&str>,
+) -> Result<Client, Error> {
+    let channel = proto::orchestrator_channel(url, ca, CALL_TIMEOUT)
         .map_err(|e| Error::Usage(e.replace("SLIPWAY_ORCHESTRATOR_URL", "--orchestrator-url")))?;
     let bearer = Bearer::new(token.unwrap_or_default()).ok_or_else(|| {
         Error::Usage("the api token (SLIPWAY_API_TOKEN) must be printable ascii".to_owned())

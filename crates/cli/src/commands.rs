@@ -19,7 +19,11 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     // Offline: no connection, so no setting of one can get in the way.
     let mut c = match &cli.command {
         Command::Validate { file } => return validate(file, format),
-        _ => client::connect(&cli.orchestrator_url, cli.token.as_deref())?,
+        _ => client::connect(
+            &cli.orchestrator_url,
+            cli.ca.as_deref(),
+            cli.token.as_deref(),
+        )?,
     };
     let c = &mut c;
     match cli.command {

@@ -535,3 +535,29 @@ async fn deploy_and_rollback_from_the_command_line() {
     let ran = slipway(&stack, &["deploy", &v2_task, "staging"]).await;
     assert_eq!(ran.code, 5, "no such environment: {ran:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_orchestrator_is_reached_with_its_ca() {
+    let ca = std::sync::Arc::new(test_support::tls::TestCa::new());
+    let stack = Stack::with(test_support::Options {
+        runners: 0,
+        grpc_tls: Some(ca.clone()),
+        ..test_support::Options::default()
+    })
+    .await;
+    let ca_path = ca.ca.display().to_string();
+    let ran = ok(&stack, &["workflows", "--ca", &ca_path]).await;
+    assert!(ran.stderr.is_empty(), "{ran:#?}");
+    let ran = slipway_env(
+        &stack,
+        &["workflows"],
+        &[("SLIPWAY_ORCHESTRATOR_CA", &ca_path)],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:#?}");
+
+    // The system roots do not know the test CA.
+    let ran = slipway(&stack, &["workflows"]).await;
+    assert_ne!(ran.code, 0, "{ran:#?}");
+    assert!(ran.stderr.contains("TLS failed"), "{ran:#?}");
+}

@@ -28,7 +28,7 @@ use proto::slipway_client::SlipwayClient;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub use settings::Settings;
 
@@ -39,11 +39,6 @@ use crate::error::{HttpError, not_found, unauthorized};
 pub enum Error {
     #[error("{0}")]
     Settings(String),
-    #[error("invalid SLIPWAY_ORCHESTRATOR_URL {url:?}: {source}")]
-    OrchestratorUrl {
-        url: String,
-        source: tonic::transport::Error,
-    },
     #[error("{0}")]
     Metrics(#[from] telemetry::metrics::Error),
     #[error("cannot listen on SLIPWAY_HTTP_ADDR={addr}: {source}")]
@@ -83,14 +78,12 @@ impl Gateway {
         })?;
         // Connect lazily: the gateway starts (and answers 503) while the
         // orchestrator is still down.
-        let channel = Endpoint::from_shared(settings.orchestrator_url.clone())
-            .map_err(|source| Error::OrchestratorUrl {
-                url: settings.orchestrator_url.clone(),
-                source,
-            })?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = proto::orchestrator_endpoint(
+            &settings.orchestrator_url,
+            proto::tls::path_setting(&settings.orchestrator_ca),
+        )
+        .map_err(Error::Settings)?
+        .connect_lazy();
         let client = SlipwayClient::with_interceptor(channel, token)
             .max_decoding_message_size(64 * 1024 * 1024);
         let listener = TcpListener::bind(settings.http_addr).map_err(|source| Error::Bind {

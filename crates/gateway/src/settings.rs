@@ -9,6 +9,9 @@ pub struct Settings {
     /// Where the HTTP server listens (`SLIPWAY_HTTP_ADDR`); port 0 picks one.
     pub http_addr: SocketAddr,
     pub orchestrator_url: String,
+    /// A PEM file of the CA that signed the orchestrator's certificate
+    /// (`SLIPWAY_ORCHESTRATOR_CA`), trusted instead of the system roots.
+    pub orchestrator_ca: String,
     /// Bearer token for `/api/*` (and what the gateway presents to the
     /// orchestrator). Required.
     pub api_token: String,
@@ -30,6 +33,7 @@ impl Default for Settings {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             orchestrator_url: "http://127.0.0.1:50051".to_owned(),
+            orchestrator_ca: String::new(),
             api_token: String::new(),
             github_secret: String::new(),
             gitlab_token: String::new(),

@@ -23,6 +23,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub async fn run(
     deliverer: Arc<Deliverer>,
     amqp_url: String,
+    amqp_ca: Option<std::path::PathBuf>,
     topology: Topology,
     prefetch: u16,
     mut stop: watch::Receiver<bool>,
@@ -30,7 +31,7 @@ pub async fn run(
     let mut backoff = Duration::from_millis(200);
     let tag = format!("notifier-{}", std::process::id());
     loop {
-        match queue::connect(&amqp_url).await {
+        match queue::connect(&amqp_url, amqp_ca.as_deref()).await {
             Ok(connection) => {
                 match queue::event_consumer(&connection, &topology, prefetch, &tag).await {
                     Ok((_channel, consumer)) => {

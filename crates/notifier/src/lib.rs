@@ -71,8 +71,14 @@ impl Notifier {
             &settings.smtp_from,
         )
         .map_err(Error::Settings)?;
+        queue::tls_config(
+            &settings.amqp_url,
+            proto::tls::path_setting(&settings.amqp_ca),
+        )
+        .map_err(|e| Error::Settings(e.to_string()))?;
         let orchestrator = Orchestrator::new(
             &settings.orchestrator_url,
+            proto::tls::path_setting(&settings.orchestrator_ca),
             &settings.api_token,
             settings.internal_token(),
         )
@@ -120,6 +126,7 @@ impl Notifier {
         let consumer = tokio::spawn(consume::run(
             self.deliverer.clone(),
             self.settings.amqp_url.clone(),
+            proto::tls::path_setting(&self.settings.amqp_ca).map(std::path::Path::to_path_buf),
             topology,
             self.settings.notify_concurrency,
             stopped.clone(),

@@ -21,8 +21,13 @@ pub struct Orchestrator {
 }
 
 impl Orchestrator {
-    pub fn new(url: &str, api_token: &str, internal_token: &str) -> Result<Self, String> {
-        let channel = proto::orchestrator_channel(url, Duration::from_secs(30))?;
+    pub fn new(
+        url: &str,
+        ca: Option<&std::path::Path>,
+        api_token: &str,
+        internal_token: &str,
+    ) -> Result<Self, String> {
+        let channel = proto::orchestrator_channel(url, ca, Duration::from_secs(30))?;
         let api = Bearer::new(api_token).ok_or("SLIPWAY_API_TOKEN must be printable ASCII")?;
         let internal =
             Bearer::new(internal_token).ok_or("SLIPWAY_NOTIFIER_TOKEN must be printable ASCII")?;

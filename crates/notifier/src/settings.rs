@@ -12,7 +12,13 @@ pub struct Settings {
     /// Where the notifier's gRPC service listens (`SLIPWAY_NOTIFIER_ADDR`).
     pub notifier_addr: SocketAddr,
     pub orchestrator_url: String,
+    /// A PEM file of the CA that signed the orchestrator's certificate
+    /// (`SLIPWAY_ORCHESTRATOR_CA`), trusted instead of the system roots.
+    pub orchestrator_ca: String,
     pub amqp_url: String,
+    /// A PEM file of a CA trusted for an `amqps://` broker besides the
+    /// system roots (`SLIPWAY_AMQP_CA`).
+    pub amqp_ca: String,
     /// Bearer token of the public API: callers of this service present it,
     /// and it is presented to the orchestrator. Required.
     pub api_token: String,
@@ -58,7 +64,9 @@ impl Default for Settings {
         Self {
             notifier_addr: SocketAddr::from(([127, 0, 0, 1], 50053)),
             orchestrator_url: "http://127.0.0.1:50051".to_owned(),
+            orchestrator_ca: String::new(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            amqp_ca: String::new(),
             api_token: String::new(),
             notifier_token: String::new(),
             runner_token: String::new(),

@@ -736,7 +736,7 @@ async fn a_malformed_event_is_dropped_and_the_next_is_sent() {
     stack.start_notifier(stack.notifier_settings()).await;
 
     let topology = queue::Topology::new(stack.queue_prefix.clone());
-    let connection = queue::connect(&stack.amqp_url).await.expect("broker");
+    let connection = queue::connect(&stack.amqp_url, None).await.expect("broker");
     let channel = connection.create_channel().await.expect("channel");
     for body in [&b"not json"[..], br#"{"id": "x", "type": "no_such_event"}"#] {
         channel

@@ -18,6 +18,7 @@ pub mod watchdog;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +94,9 @@ pub async fn migrate(database_url: &str) -> Result<Vec<String>, Error> {
 pub struct Orchestrator {
     settings: Settings,
     listener: TcpListener,
+    /// TLS of the gRPC listener, when `SLIPWAY_GRPC_TLS_CERT` and
+    /// `SLIPWAY_GRPC_TLS_KEY` are set.
+    tls: Option<tonic::transport::ServerTlsConfig>,
     /// `GET /metrics`, unless `SLIPWAY_METRICS_ADDR` is empty.
     metrics: Option<telemetry::metrics::Listener>,
     app: Arc<App>,
@@ -103,6 +107,10 @@ impl Orchestrator {
     /// the gRPC listener.
     pub async fn build(settings: Settings) -> Result<Self, Error> {
         settings.check().map_err(Error::Settings)?;
+        let tls = proto::tls::server_config(&settings.grpc_tls_cert, &settings.grpc_tls_key)
+            .map_err(Error::Settings)?;
+        queue::tls_config(&settings.amqp_url, settings.amqp_ca())
+            .map_err(|e| Error::Settings(e.to_string()))?;
         let applied = migrate(&settings.database_url).await?;
         if !applied.is_empty() {
             tracing::info!(?applied, "applied migrations");
@@ -144,6 +152,7 @@ impl Orchestrator {
         Ok(Self {
             settings,
             listener,
+            tls,
             metrics,
             app,
         })
@@ -167,6 +176,7 @@ impl Orchestrator {
         let relay = tokio::spawn(relay::run(
             self.app.clone(),
             self.settings.amqp_url.clone(),
+            self.settings.amqp_ca().map(Path::to_path_buf),
             topology.clone(),
         ));
         let watchdog = tokio::spawn(watchdog::run(
@@ -202,7 +212,7 @@ impl Orchestrator {
         let reflection = reflection_builder("grpc.reflection.v1.ServerReflection").build_v1()?;
         let reflection_alpha =
             reflection_builder("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
-        tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, "orchestrator listening");
+        tracing::info!(addr = %self.listener.local_addr().map_err(|source| Error::Bind { addr: self.settings.grpc_addr, source })?, tls = self.tls.is_some(), "orchestrator listening");
         // Without TCP_NODELAY, small HTTP/2 frames wait on delayed ACKs (40 ms).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         // A graceful stop waits for open calls; a followed log would hold it
@@ -212,7 +222,11 @@ impl Orchestrator {
             shutdown.await;
             let _ = stopping.send(());
         };
-        let served = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            server = server.tls_config(tls)?;
+        }
+        let served = server
             .trace_fn(grpc::call_span)
             .add_service(public)
             .add_service(runner)
@@ -267,6 +281,11 @@ fn reflection_builder(own: &str) -> tonic_reflection::server::Builder<'static> {
 pub async fn healthcheck(settings: &Settings) -> Result<(), telemetry::health::HealthError> {
     use telemetry::health::{HealthError, TIMEOUT, local};
     let addr = local(settings.grpc_addr);
+    if proto::tls::path_setting(&settings.grpc_tls_cert).is_some() {
+        // The certificate names what remote clients dial, not necessarily
+        // the loopback address: with TLS, only the listener is checked.
+        return telemetry::health::connect(&addr.to_string()).await;
+    }
     let url = format!("http://{addr}");
     let bearer = proto::auth::Bearer::new(&settings.api_token).ok_or_else(|| {
         HealthError::Unhealthy("SLIPWAY_API_TOKEN cannot be sent as a header".to_owned())

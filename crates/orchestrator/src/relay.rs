@@ -4,6 +4,7 @@
 //! and events wait in the database; the relay reconnects with backoff and
 //! catches up. Each message carries its task's trace context.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -23,10 +24,10 @@ const BATCH: i64 = 100;
 const IDLE_POLL: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-pub async fn run(app: Arc<App>, amqp_url: String, topology: Topology) {
+pub async fn run(app: Arc<App>, amqp_url: String, amqp_ca: Option<PathBuf>, topology: Topology) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match connect(&amqp_url, &topology).await {
+        match connect(&amqp_url, amqp_ca.as_deref(), &topology).await {
             Ok((connection, publisher)) => {
                 tracing::info!("connected to the broker");
                 app.broker_up.store(true, Ordering::Relaxed);
@@ -58,9 +59,10 @@ fn share(app: &App, connection: Option<Arc<queue::lapin::Connection>>) {
 
 async fn connect(
     url: &str,
+    ca: Option<&Path>,
     topology: &Topology,
 ) -> queue::Result<(queue::lapin::Connection, Publisher)> {
-    let connection = queue::connect(url).await?;
+    let connection = queue::connect(url, ca).await?;
     let publisher = Publisher::open(&connection, topology).await?;
     Ok((connection, publisher))
 }

@@ -11,6 +11,14 @@ pub struct Settings {
     pub grpc_addr: SocketAddr,
     pub database_url: String,
     pub amqp_url: String,
+    /// A PEM file of a CA trusted for an `amqps://` broker besides the
+    /// system roots (`SLIPWAY_AMQP_CA`); empty: the system roots alone.
+    pub amqp_ca: String,
+    /// The gRPC listener's certificate chain (`SLIPWAY_GRPC_TLS_CERT`, PEM);
+    /// with `grpc_tls_key`, the listener serves TLS only (docs/tls.md).
+    pub grpc_tls_cert: String,
+    /// The private key of `grpc_tls_cert` (`SLIPWAY_GRPC_TLS_KEY`, PEM).
+    pub grpc_tls_key: String,
     /// Bearer token every gRPC caller presents. Required.
     pub api_token: String,
     /// Token runners present (`SLIPWAY_RUNNER_TOKEN`); empty: the API token.
@@ -53,6 +61,9 @@ impl Default for Settings {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: "postgres://slipway@127.0.0.1:5432/slipway".to_owned(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            amqp_ca: String::new(),
+            grpc_tls_cert: String::new(),
+            grpc_tls_key: String::new(),
             api_token: String::new(),
             runner_token: String::new(),
             notifier_token: String::new(),
@@ -72,6 +83,11 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// `SLIPWAY_AMQP_CA`, when set.
+    pub fn amqp_ca(&self) -> Option<&std::path::Path> {
+        proto::tls::path_setting(&self.amqp_ca)
+    }
+
     /// The token of the runner API.
     pub fn runner_token(&self) -> &str {
         if self.runner_token.is_empty() {

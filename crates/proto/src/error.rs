@@ -122,7 +122,10 @@ impl From<tonic::Status> for ApiError {
         }
         let code = ErrorCode::from_grpc(status.code());
         let message = match code {
-            ErrorCode::Unavailable => format!("orchestrator unavailable: {}", status.message()),
+            ErrorCode::Unavailable => match crate::tls::failure(&status) {
+                Some(why) => format!("orchestrator unavailable: TLS failed: {why}"),
+                None => format!("orchestrator unavailable: {}", status.message()),
+            },
             _ => status.message().to_owned(),
         };
         ApiError::new(code, message)

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 #[cfg(feature = "json")]
 pub mod json;
+pub mod tls;
 
 #[allow(clippy::all, clippy::pedantic)]
 mod generated {
@@ -40,15 +41,58 @@ pub fn datetime(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
 
 /// A channel to the orchestrator at `url` (`SLIPWAY_ORCHESTRATOR_URL`),
 /// connected on first use, so a service starts while the orchestrator is
-/// still down; calls give up after `timeout`.
+/// still down; calls give up after `timeout`. An `https://` URL uses TLS,
+/// trusting `ca` (`SLIPWAY_ORCHESTRATOR_CA`, a PEM file) alone when given,
+/// else the system and webpki roots.
 pub fn orchestrator_channel(
     url: &str,
+    ca: Option<&std::path::Path>,
     timeout: std::time::Duration,
 ) -> Result<tonic::transport::Channel, String> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
+    Ok(orchestrator_endpoint(url, ca)?
+        .timeout(timeout)
+        .connect_lazy())
+}
+
+/// The endpoint [`orchestrator_channel`] connects to, for a caller that
+/// sets its own timeouts.
+pub fn orchestrator_endpoint(
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<tonic::transport::Endpoint, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("invalid SLIPWAY_ORCHESTRATOR_URL {url:?}: {e}"))?
         .connect_timeout(std::time::Duration::from_secs(3))
-        .timeout(timeout)
-        .tcp_nodelay(true)
-        .connect_lazy())
+        .tcp_nodelay(true);
+    let https = endpoint.uri().scheme_str() == Some("https");
+    match tls::client_config(url, https, ca)? {
+        Some(config) => endpoint
+            .tls_config(config)
+            .map_err(|e| format!("TLS to {url}: {e}")),
+        None => Ok(endpoint),
+    }
+}
+
+/// For an `https://` orchestrator URL, connects once to find out at start
+/// whether the TLS handshake succeeds: `Err` says why it does not (an
+/// untrusted certificate, a server without TLS). An orchestrator that does
+/// not answer at all is fine: services wait for it.
+pub async fn check_orchestrator_tls(url: &str, ca: Option<&std::path::Path>) -> Result<(), String> {
+    let endpoint = orchestrator_endpoint(url, ca)?;
+    if endpoint.uri().scheme_str() != Some("https") {
+        return Ok(());
+    }
+    match endpoint.connect().await {
+        Err(e) => match tls::failure(&e) {
+            Some(why) => Err(format!(
+                "TLS with the orchestrator at {url} failed: {why} (trusting {})",
+                ca.map_or_else(
+                    || "the system roots; set SLIPWAY_ORCHESTRATOR_CA for a private CA".to_owned(),
+                    |ca| format!("SLIPWAY_ORCHESTRATOR_CA {}", ca.display())
+                )
+            )),
+            None => Ok(()),
+        },
+        Ok(_) => Ok(()),
+    }
 }

@@ -21,6 +21,7 @@
 //! the task's trace.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use lapin::options::{
@@ -28,7 +29,9 @@ use lapin::options::{
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Connection, Consumer, DefaultConnectionBuilder, ExchangeKind,
+};
 use serde::{Deserialize, Serialize};
 
 pub use lapin;
@@ -42,6 +45,9 @@ pub enum Error {
     Nacked,
     #[error("malformed task message: {0}")]
     Malformed(#[from] serde_json::Error),
+    /// `SLIPWAY_AMQP_CA` cannot be used.
+    #[error("{0}")]
+    Tls(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -148,9 +154,50 @@ impl TaskMessage {
     }
 }
 
-/// Opens a connection to the broker.
-pub async fn connect(url: &str) -> Result<Connection> {
-    Ok(Connection::connect(url, ConnectionProperties::default()).await?)
+/// Opens a connection to the broker. An `amqps://` URL uses TLS, trusting
+/// the system roots and, when given, `ca` (`SLIPWAY_AMQP_CA`, a PEM file).
+pub async fn connect(url: &str, ca: Option<&Path>) -> Result<Connection> {
+    Ok(DefaultConnectionBuilder::new()?
+        .with_uri_str(url.to_owned())
+        .with_tls_config(tls_config(url, ca)?)
+        .connect()
+        .await?)
+}
+
+/// The TLS settings [`connect`] uses; a service calls it at start so a
+/// `SLIPWAY_AMQP_CA` it cannot use stops it there.
+pub fn tls_config(url: &str, ca: Option<&Path>) -> Result<lapin::tcp::OwnedTLSConfig> {
+    let cert_chain = match ca {
+        None => None,
+        Some(_) if !url.starts_with("amqps://") => {
+            return Err(Error::Tls(
+                "SLIPWAY_AMQP_CA is set but SLIPWAY_AMQP_URL is not amqps://".to_owned(),
+            ));
+        }
+        Some(path) => Some(read_ca(path)?),
+    };
+    Ok(lapin::tcp::OwnedTLSConfig {
+        identity: None,
+        cert_chain,
+    })
+}
+
+/// The PEM text of `SLIPWAY_AMQP_CA`, checked to hold a certificate (lapin
+/// would skip anything else without a word).
+fn read_ca(path: &Path) -> Result<String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| {
+        Error::Tls(format!(
+            "SLIPWAY_AMQP_CA: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(Error::Tls(format!(
+            "SLIPWAY_AMQP_CA: {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(pem)
 }
 
 async fn declare_tasks(channel: &Channel, topology: &Topology, queue: &str) -> Result<()> {

@@ -33,10 +33,10 @@ pub struct RunnerClient {
 }
 
 impl RunnerClient {
-    pub fn new(url: &str, token: &str) -> Result<Self, String> {
+    pub fn new(url: &str, ca: Option<&std::path::Path>, token: &str) -> Result<Self, String> {
         let bearer = Bearer::new(token)
             .ok_or("SLIPWAY_RUNNER_TOKEN (or SLIPWAY_API_TOKEN) must be printable ASCII")?;
-        let channel = proto::orchestrator_channel(url, Duration::from_secs(30))?;
+        let channel = proto::orchestrator_channel(url, ca, Duration::from_secs(30))?;
         Ok(Self {
             inner: RunnerApiClient::with_interceptor(channel, bearer)
                 .max_decoding_message_size(64 * 1024 * 1024),

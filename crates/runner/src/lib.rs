@@ -66,7 +66,16 @@ impl Runner {
     pub async fn build(settings: Settings) -> Result<Self, Error> {
         settings.check().map_err(Error::Settings)?;
         let labels = settings.labels().map_err(Error::Settings)?;
-        let client = RunnerClient::new(&settings.orchestrator_url, settings.token())
+        let client = RunnerClient::new(
+            &settings.orchestrator_url,
+            settings.orchestrator_ca(),
+            settings.token(),
+        )
+        .map_err(Error::Settings)?;
+        // A TLS handshake that fails (an untrusted certificate) is a
+        // setting to fix, not an orchestrator to wait for.
+        proto::check_orchestrator_tls(&settings.orchestrator_url, settings.orchestrator_ca())
+            .await
             .map_err(Error::Settings)?;
         // Fail at start when the orchestrator refuses the token; an
         // orchestrator that is not up yet is fine, runners wait for it.
@@ -80,7 +89,7 @@ impl Runner {
             return Err(token_refused(&e));
         }
         // Fail at start, in one line, when the broker is not there.
-        let probe = queue::connect(&settings.amqp_url).await?;
+        let probe = queue::connect(&settings.amqp_url, settings.amqp_ca()).await?;
         let _ = probe.close(200, "probe".into()).await;
         let workspaces = settings.data_dir.join("workspaces");
         tokio::fs::create_dir_all(&workspaces)
@@ -190,7 +199,7 @@ impl Runner {
         let mut outcome = Ok(());
         'connect: loop {
             let opened = async {
-                let conn = queue::connect(&self.settings.amqp_url).await?;
+                let conn = queue::connect(&self.settings.amqp_url, self.settings.amqp_ca()).await?;
                 let channel = queue::consumer_channel(&conn, &topology, &queues, 1).await?;
                 Ok::<_, queue::Error>((conn, channel))
             };

@@ -8,7 +8,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     pub orchestrator_url: String,
+    /// A PEM file of the CA that signed the orchestrator's certificate
+    /// (`SLIPWAY_ORCHESTRATOR_CA`), trusted instead of the system roots;
+    /// empty: the system roots (docs/tls.md).
+    pub orchestrator_ca: String,
     pub amqp_url: String,
+    /// A PEM file of a CA trusted for an `amqps://` broker besides the
+    /// system roots (`SLIPWAY_AMQP_CA`); empty: the system roots alone.
+    pub amqp_ca: String,
     /// Token the runner presents to the orchestrator, unless `runner_token`
     /// is set. One of the two is required.
     pub api_token: String,
@@ -55,7 +62,9 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             orchestrator_url: "http://127.0.0.1:50051".to_owned(),
+            orchestrator_ca: String::new(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            amqp_ca: String::new(),
             api_token: String::new(),
             runner_token: String::new(),
             queue_prefix: String::new(),
@@ -107,6 +116,16 @@ impl Settings {
         } else {
             &self.runner_token
         }
+    }
+
+    /// `SLIPWAY_ORCHESTRATOR_CA`, when set.
+    pub fn orchestrator_ca(&self) -> Option<&std::path::Path> {
+        proto::tls::path_setting(&self.orchestrator_ca)
+    }
+
+    /// `SLIPWAY_AMQP_CA`, when set.
+    pub fn amqp_ca(&self) -> Option<&std::path::Path> {
+        proto::tls::path_setting(&self.amqp_ca)
     }
 
     pub fn concurrency(&self) -> usize {

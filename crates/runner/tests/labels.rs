@@ -96,7 +96,7 @@ async fn labelled_tasks_go_only_to_runners_with_the_labels() {
 
     // A runner without the labels that claims the waiting task anyway (its
     // message id seen some other way) is refused, and the task still waits.
-    let mut intruder = RunnerClient::new(&stack.grpc_url, &stack.token).expect("client");
+    let mut intruder = RunnerClient::new(&stack.grpc_url, None, &stack.token).expect("client");
     let refused = intruder
         .claim(
             waiting,

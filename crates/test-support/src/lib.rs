@@ -13,6 +13,7 @@ pub mod netns;
 pub mod otlp;
 pub mod receivers;
 pub mod scrape;
+pub mod tls;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -63,6 +64,10 @@ pub struct Options {
     /// `SLIPWAY_RUNNER_TOKEN` of the orchestrator and the runners; empty:
     /// they use the API token.
     pub runner_token: String,
+    /// TLS on the orchestrator's gRPC listener, with this CA's server
+    /// certificate; the stack's services reach it over `https://` trusting
+    /// the CA.
+    pub grpc_tls: Option<std::sync::Arc<tls::TestCa>>,
 }
 
 impl Default for Options {
@@ -77,6 +82,7 @@ impl Default for Options {
             orchestrator_amqp_url: None,
             pending_alert: "10m".to_owned(),
             runner_token: String::new(),
+            grpc_tls: None,
         }
     }
 }
@@ -138,15 +144,37 @@ impl Stack {
             metrics_addr: "127.0.0.1:0".to_owned(),
             log: "warn".to_owned(),
             log_json: false,
+            amqp_ca: String::new(),
+            grpc_tls_cert: options
+                .grpc_tls
+                .as_ref()
+                .map(|ca| tls::TestCa::setting(&ca.cert))
+                .unwrap_or_default(),
+            grpc_tls_key: options
+                .grpc_tls
+                .as_ref()
+                .map(|ca| tls::TestCa::setting(&ca.key))
+                .unwrap_or_default(),
         };
         let orchestrator = Running::orchestrator(orchestrator_settings).await;
-        let grpc_url = format!("http://{}", orchestrator.settings.grpc_addr);
+        let scheme = if options.grpc_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let grpc_url = format!("{scheme}://{}", orchestrator.settings.grpc_addr);
+        let orchestrator_ca = options
+            .grpc_tls
+            .as_ref()
+            .map(|ca| tls::TestCa::setting(&ca.ca))
+            .unwrap_or_default();
 
         let github_secret = "github-secret".to_owned();
         let gitlab_token = "gitlab-token".to_owned();
         let gateway = gateway::Gateway::build(gateway::Settings {
             http_addr: "127.0.0.1:0".parse().expect("address"),
             orchestrator_url: grpc_url.clone(),
+            orchestrator_ca,
             api_token: token.clone(),
             github_secret: github_secret.clone(),
             gitlab_token: gitlab_token.clone(),
@@ -241,7 +269,9 @@ impl Stack {
     pub fn runner_settings(&self) -> runner::Settings {
         runner::Settings {
             orchestrator_url: self.grpc_url.clone(),
+            orchestrator_ca: self.orchestrator_ca(),
             amqp_url: self.amqp_url.clone(),
+            amqp_ca: String::new(),
             api_token: self.token.clone(),
             queue_prefix: self.queue_prefix.clone(),
             queue_expires_ms: QUEUE_EXPIRES_MS,
@@ -260,6 +290,16 @@ impl Stack {
             log: "warn".to_owned(),
             log_json: false,
         }
+    }
+
+    /// `SLIPWAY_ORCHESTRATOR_CA` of the stack's services: the CA of
+    /// [`Options::grpc_tls`], or empty.
+    pub fn orchestrator_ca(&self) -> String {
+        self.options
+            .grpc_tls
+            .as_ref()
+            .map(|ca| tls::TestCa::setting(&ca.ca))
+            .unwrap_or_default()
     }
 
     /// Starts a runner in this process.
@@ -282,6 +322,7 @@ impl Stack {
         notifier::Settings {
             notifier_addr: "127.0.0.1:0".parse().expect("address"),
             orchestrator_url: self.grpc_url.clone(),
+            orchestrator_ca: self.orchestrator_ca(),
             amqp_url: self.amqp_url.clone(),
             api_token: self.token.clone(),
             notifier_token: NOTIFIER_TOKEN.to_owned(),
@@ -349,6 +390,7 @@ impl Stack {
             )
             .env("SLIPWAY_ORCHESTRATOR_URL", &s.orchestrator_url)
             .env("SLIPWAY_AMQP_URL", &s.amqp_url)
+            .env("SLIPWAY_ORCHESTRATOR_CA", &s.orchestrator_ca)
             .env("SLIPWAY_API_TOKEN", &s.api_token)
             .env("SLIPWAY_RUNNER_TOKEN", &s.runner_token)
             .env("SLIPWAY_QUEUE_PREFIX", &s.queue_prefix)
