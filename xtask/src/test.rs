@@ -25,6 +25,11 @@ pub fn run(filters: &[String]) -> Result<()> {
         package: "iproute2",
         present: || sys::has("ip"),
     });
+    // The TLS tests make a throwaway CA with it.
+    needs.push(sys::Need {
+        package: "openssl",
+        present: || sys::has("openssl"),
+    });
     // The image test assembles the image from these files.
     needs.extend(crate::images::needs());
     sys::ensure(&needs)?;

@@ -40,7 +40,7 @@ use crate::executor::{Context, Job};
 pub enum Error {
     #[error("{0}")]
     Settings(String),
-    #[error("cannot reach the broker: {0}")]
+    #[error("cannot reach the broker at SLIPWAY_AMQP_URL: {0}")]
     Broker(#[from] queue::Error),
     #[error("{0}")]
     Metrics(#[from] telemetry::metrics::Error),
