@@ -31,17 +31,6 @@ async fn log_in(browser: &Browser, stack: &Stack, path: &str) {
     .await;
 }
 
-async fn run(stack: &Stack, workflow_id: i64) -> i64 {
-    let (status, body) = stack
-        .post(
-            &format!("/api/workflows/{workflow_id}/run"),
-            json!({"branch": "main"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    body["task_id"].as_i64().expect("task id")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_follows_a_log_then_cancels_and_retries_the_task() {
     let stack = Stack::start().await;
@@ -83,7 +72,7 @@ async fn a_user_follows_a_log_then_cancels_and_retries_the_task() {
     log_in(&browser, &stack, "/").await;
 
     // The list picks up a new task without a reload.
-    let task = run(&stack, workflow).await;
+    let task = stack.run_workflow(workflow).await;
     browser
         .wait_text(&format!("#task-rows tr[data-task=\"{task}\"]"), |t| {
             t.contains("slow")

@@ -8,14 +8,7 @@ use serde_json::Value;
 use test_support::{GitRepo, Stack};
 
 async fn run_to_end(stack: &Stack, workflow_id: i64) -> Value {
-    let (status, body) = stack
-        .post(
-            &format!("/api/workflows/{workflow_id}/run"),
-            serde_json::json!({"branch": "main"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let task_id = body["task_id"].as_i64().expect("task id");
+    let task_id = stack.run_workflow(workflow_id).await;
     stack.wait_finished(task_id).await
 }
 

@@ -25,14 +25,7 @@ async fn a_task_waiting_longer_than_the_alert_is_stuck_once_even_when_published_
             repo.url
         ))
         .await;
-    let (status, body) = stack
-        .post(
-            &format!("/api/workflows/{id}/run"),
-            serde_json::json!({"branch": "main"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let task_id = body["task_id"].as_i64().expect("task id");
+    let task_id = stack.run_workflow(id).await;
 
     // Once published, the task has waited 20 minutes, as far as the
     // database knows: past the 5 minutes after which the watchdog publishes

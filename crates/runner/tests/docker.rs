@@ -63,13 +63,7 @@ async fn cancel_of_a_container_step_leaves_no_container() {
         ))
         .await;
     repo.commit("main", &[("a.txt", "a")], "m");
-    let (_, body) = stack
-        .post(
-            &format!("/api/workflows/{id}/run"),
-            json!({"branch": "main"}),
-        )
-        .await;
-    let task_id = body["task_id"].as_i64().expect("task id");
+    let task_id = stack.run_workflow(id).await;
     stack
         .wait_task(task_id, DEADLINE, |t| {
             step(t, "wait")["status"] == "running"

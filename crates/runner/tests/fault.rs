@@ -26,14 +26,7 @@ async fn start_task(stack: &Stack, repo: &GitRepo) -> i64 {
         ))
         .await;
     repo.commit("main", &[("a.txt", "a")], "m");
-    let (status, body) = stack
-        .post(
-            &format!("/api/workflows/{id}/run"),
-            serde_json::json!({"branch": "main"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    body["task_id"].as_i64().expect("task id")
+    stack.run_workflow(id).await
 }
 
 async fn wait_running(stack: &Stack, task_id: i64, after_requeue: bool) {
@@ -156,26 +149,14 @@ async fn a_busy_runner_leaves_the_next_task_to_a_free_one() {
         .await;
     repo.commit("main", &[("a.txt", "a")], "m");
     stack.spawn_runner().await;
-    let (_, body) = stack
-        .post(
-            &format!("/api/workflows/{slow}/run"),
-            serde_json::json!({"branch": "main"}),
-        )
-        .await;
-    let slow_task = body["task_id"].as_i64().expect("task id");
+    let slow_task = stack.run_workflow(slow).await;
     stack
         .wait_task(slow_task, WITHIN, |t| {
             step(t, "wait")["status"] == "running"
         })
         .await;
     // The only runner is full; the next task must not wait in its hands.
-    let (_, body) = stack
-        .post(
-            &format!("/api/workflows/{quick}/run"),
-            serde_json::json!({"branch": "main"}),
-        )
-        .await;
-    let quick_task = body["task_id"].as_i64().expect("task id");
+    let quick_task = stack.run_workflow(quick).await;
     let pid = stack.spawn_runner_process(RUNNER.as_ref());
     let task = stack
         .wait_task(quick_task, Duration::from_secs(20), |t| {

@@ -33,17 +33,6 @@ async fn workflow(stack: &Stack, repo: &GitRepo, name: &str, runs_on: Option<&st
         .await
 }
 
-async fn run(stack: &Stack, workflow_id: i64) -> i64 {
-    let (status, body) = stack
-        .post(
-            &format!("/api/workflows/{workflow_id}/run"),
-            serde_json::json!({"branch": "main"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    body["task_id"].as_i64().expect("task id")
-}
-
 /// Runs the task to success and says under which runner directory it ran.
 async fn ran_under(stack: &Stack, task_id: i64, dirs: &[&Path]) -> usize {
     let task = stack.wait_finished(task_id).await;
@@ -77,12 +66,12 @@ async fn labelled_tasks_go_only_to_runners_with_the_labels() {
     let any = workflow(&stack, &repo, "anywhere", None).await;
 
     // No runner has gpu and arm: that task waits, while the others run.
-    let waiting = run(&stack, both).await;
+    let waiting = stack.run_workflow(both).await;
     for _ in 0..4 {
-        let task = run(&stack, gpu).await;
+        let task = stack.run_workflow(gpu).await;
         assert_eq!(ran_under(&stack, task, &dirs).await, 1, "gpu task");
     }
-    let task = run(&stack, any).await;
+    let task = stack.run_workflow(any).await;
     assert_ne!(ran_under(&stack, task, &dirs).await, 2, "unlabelled task");
 
     // The waiting task shows in its label set's queue.

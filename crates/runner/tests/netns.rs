@@ -118,14 +118,7 @@ async fn a_runner_on_another_host_joins_and_takes_its_labelled_task() {
         ))
         .await;
     for _ in 0..3 {
-        let (status, body) = stack
-            .post(
-                &format!("/api/workflows/{id}/run"),
-                serde_json::json!({"branch": "main"}),
-            )
-            .await;
-        assert_eq!(status, 202, "{body}");
-        let task_id = body["task_id"].as_i64().expect("task id");
+        let task_id = stack.run_workflow(id).await;
         let task = stack.wait_finished(task_id).await;
         assert_eq!(task["status"], "success", "{task:#}");
         let log = stack.logs(task_id).await;

@@ -150,14 +150,7 @@ async fn cancel_stops_a_running_step_within_two_seconds() {
         ))
         .await;
     repo.commit("main", &[("a.txt", "a")], "m");
-    let (status, body) = stack
-        .post(
-            &format!("/api/workflows/{id}/run"),
-            json!({"branch": "main"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let task_id = body["task_id"].as_i64().expect("task id");
+    let task_id = stack.run_workflow(id).await;
     stack
         .wait_task(task_id, DEADLINE, |t| {
             step(t, "wait")["status"] == "running"
@@ -271,13 +264,7 @@ async fn the_live_log_streams_until_the_task_ends() {
         ))
         .await;
     repo.commit("main", &[("a.txt", "a")], "m");
-    let (_, body) = stack
-        .post(
-            &format!("/api/workflows/{id}/run"),
-            json!({"branch": "main"}),
-        )
-        .await;
-    let task_id = body["task_id"].as_i64().expect("task id");
+    let task_id = stack.run_workflow(id).await;
     let mut resp = stack
         .client
         .get(format!("{}/api/tasks/{task_id}/logs/stream", stack.http))
@@ -327,14 +314,7 @@ async fn two_runners_share_the_queue_and_each_task_runs_once() {
     repo.commit("main", &[("a.txt", "a")], "m");
     let mut ids = Vec::new();
     for _ in 0..6 {
-        let (status, body) = stack
-            .post(
-                &format!("/api/workflows/{id}/run"),
-                json!({"branch": "main"}),
-            )
-            .await;
-        assert_eq!(status, 202, "{body}");
-        ids.push(body["task_id"].as_i64().expect("task id"));
+        ids.push(stack.run_workflow(id).await);
     }
     for task_id in &ids {
         assert_eq!(stack.wait_finished(*task_id).await["status"], "success");

@@ -464,6 +464,22 @@ impl Stack {
         body["id"].as_i64().expect("workflow id")
     }
 
+    /// Runs the workflow by hand on `main`'s head; returns the task id.
+    pub async fn run_workflow(&self, workflow_id: i64) -> i64 {
+        let (status, body) = self
+            .post(
+                &format!("/api/workflows/{workflow_id}/run"),
+                serde_json::json!({"branch": "main"}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "run workflow {workflow_id}: {body}"
+        );
+        body["task_id"].as_i64().expect("task id")
+    }
+
     pub async fn set_secret(&self, workflow_id: i64, name: &str, value: &str) {
         let (status, body) = self
             .api(
