@@ -123,13 +123,13 @@ impl Metrics {
         let ready = metrics::gauge(
             r,
             "slipway_queue_messages_ready",
-            "Messages ready for delivery in the task and the notify queue; absent while the broker is unreachable.",
+            "Messages ready for delivery in the task queues (one per label set) and the notify queue; absent while the broker is unreachable.",
             &["queue"],
         )?;
         let consumers = metrics::gauge(
             r,
             "slipway_queue_consumers",
-            "Consumers of the task queue (runners with a free slot) and of the notify queue (notifiers); absent while the broker is unreachable.",
+            "Consumers of the task queues (runners with a free slot) and of the notify queue (notifiers); absent while the broker is unreachable.",
             &["queue"],
         )?;
         let runners_online = IntGauge::new(
