@@ -5,6 +5,7 @@
 pub mod alert;
 pub mod labels;
 pub mod mask;
+pub mod plan;
 pub mod push;
 pub mod state;
 pub mod workflow;

@@ -3,12 +3,33 @@
 //! back just the bytes that could still become a secret and masks the
 //! completed text.
 
+use std::borrow::Cow;
+
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 /// What a masked secret is replaced with.
 pub const MASK: &[u8] = b"***";
+
+/// A URL as it may be shown: a password in its userinfo becomes `***`
+/// (`https://bot:***@host/x.git`), and so does a userinfo without one, which
+/// is usually a token (`https://***@host/x.git`). Anything else is unchanged.
+pub fn redact_url(url: &str) -> Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return url.into();
+    };
+    let shown = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    // `rest` continues with the `@` after the userinfo.
+    format!("{scheme}://{shown}{}", &rest[userinfo.len()..]).into()
+}
 
 /// The set of byte strings to hide: each secret and its base64 form.
 #[derive(Debug, Clone)]
@@ -146,6 +167,34 @@ impl MaskingStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        let cases = [
+            (
+                "https://bot:pw@github.com/acme/x.git",
+                "https://bot:***@github.com/acme/x.git",
+            ),
+            (
+                "https://ghp_token@github.com/acme/x.git",
+                "https://***@github.com/acme/x.git",
+            ),
+            (
+                "postgres://slipway:pw@127.0.0.1:5432/slipway",
+                "postgres://slipway:***@127.0.0.1:5432/slipway",
+            ),
+            ("amqp://u:p:q@h/%2f", "amqp://u:***@h/%2f"),
+            ("https://host/a@b", "https://host/a@b"),
+            ("https://host?x=a@b", "https://host?x=a@b"),
+            ("amqp://127.0.0.1:5672/%2f", "amqp://127.0.0.1:5672/%2f"),
+            ("file:///srv/x.git", "file:///srv/x.git"),
+            ("git@github.com:acme/x.git", "git@github.com:acme/x.git"),
+            ("", ""),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
 
     fn stream_through(secrets: &[&str], chunks: &[&str]) -> String {
         let mut stream = MaskingStream::new(Masker::new(secrets.iter().copied()));

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::labels::Labels;
+use domain::plan::{Plan, Trigger};
 use domain::push::{GitRef, PushEvent};
 use domain::state::DeploymentEvent;
 use domain::state::{StepEvent, TaskEvent, TaskStatus};
@@ -17,7 +18,7 @@ use proto::{ApiError, ErrorCode};
 use store::PgConnection;
 use store::alerts::{AlertFilter, AlertView, Attempt, OpenAlert};
 use store::deployments::{DeploymentRow, EnvironmentView, NewDeployment, RollbackRow, Start};
-use store::tasks::{NewTask, StepChange, TaskDetail, TaskFilter};
+use store::tasks::{NewTask, Source, StepChange, TaskDetail, TaskFilter};
 use store::webhooks::{DeliveryRow, NewDelivery};
 use store::workflows::WorkflowRow;
 use tokio::sync::{Notify, broadcast};
@@ -50,16 +51,6 @@ pub struct App {
     pub(crate) metrics: Metrics,
     /// The runners heard from lately.
     pub(crate) runners: crate::runners::Runners,
-}
-
-/// Where a manual run or a push comes from, for a new task.
-pub struct Trigger {
-    pub kind: &'static str,
-    pub git_ref: GitRef,
-    pub commit: Option<String>,
-    pub message: Option<String>,
-    pub author: Option<String>,
-    pub delivery_id: Option<String>,
 }
 
 /// What a webhook delivery came to.
@@ -138,21 +129,6 @@ fn invalid_workflow(err: &workflow::SpecError) -> ApiError {
 
 fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, msg)
-}
-
-/// The steps of a task of this workflow, in the order they run.
-pub fn step_names(spec: &Workflow) -> Vec<String> {
-    let mut names = vec!["clone".to_owned()];
-    names.extend(spec.steps.iter().map(|s| s.name.to_string()));
-    if spec.image.is_some() {
-        names.push("image".to_owned());
-    }
-    names.extend(
-        spec.deploy
-            .iter()
-            .map(|d| format!("deploy:{}", d.environment)),
-    );
-    names
 }
 
 impl App {
@@ -360,29 +336,18 @@ impl App {
 
     // ---- triggering ----
 
-    /// A task of `row`; it joins the trace of the call creating it.
-    fn new_task(row: &WorkflowRow, spec: &Workflow, trigger: &Trigger) -> NewTask {
-        let (branch, tag) = match &trigger.git_ref {
-            GitRef::Branch(b) => (Some(b.clone()), None),
-            GitRef::Tag(t) => (None, Some(t.clone())),
-        };
-        NewTask {
-            workflow_id: row.id,
-            workflow_version: row.version,
-            status: TaskStatus::Pending.as_str().to_owned(),
-            trigger: trigger.kind.to_owned(),
-            attempt: 1,
-            retry_of: None,
-            branch,
-            tag,
-            commit_sha: trigger.commit.clone(),
-            message: trigger.message.clone(),
-            author: trigger.author.clone(),
-            delivery_id: trigger.delivery_id.clone(),
-            deployment_id: None,
-            trace_context: telemetry::propagation::current_traceparent(),
-            runs_on: spec.runs_on.key(),
-        }
+    /// A task of `row` from `source`, with the steps of its plan; it joins
+    /// the trace of the call creating it.
+    fn new_task(row: &WorkflowRow, spec: &Workflow, source: Source) -> (NewTask, Vec<String>) {
+        let steps = Plan::for_task(spec, source.trigger, None).names();
+        let new = NewTask::new(
+            row.id,
+            row.version,
+            spec.runs_on.key(),
+            source,
+            telemetry::propagation::current_traceparent(),
+        );
+        (new, steps)
     }
 
     pub async fn run_workflow(
@@ -407,16 +372,11 @@ impl App {
         };
         let (row, definition) = self.get_workflow(workflow_id).await?;
         let spec = self.spec(row.id, row.version, &definition)?;
-        let steps = step_names(&spec);
-        let trigger = Trigger {
-            kind: "manual",
-            git_ref: GitRef::Branch(branch),
-            commit,
-            message: None,
-            author: None,
-            delivery_id: None,
+        let source = Source {
+            commit_sha: commit,
+            ..Source::new(Trigger::Manual, Some(GitRef::Branch(branch)))
         };
-        let new = Self::new_task(&row, &spec, &trigger);
+        let (new, steps) = Self::new_task(&row, &spec, source);
         let id = self
             .db("workflow", move |conn| {
                 store::tasks::create(conn, &new, &steps)
@@ -464,15 +424,14 @@ impl App {
                 };
                 match spec.match_push(push) {
                     Ok(()) => {
-                        let trigger = Trigger {
-                            kind: "push",
-                            git_ref: push.git_ref.clone(),
-                            commit: Some(push.after.as_str().to_owned()),
+                        let source = Source {
+                            commit_sha: Some(push.after.as_str().to_owned()),
                             message: push.message.clone(),
                             author: push.author.clone(),
                             delivery_id: Some(delivery_id.clone()),
+                            ..Source::new(Trigger::Push, Some(push.git_ref.clone()))
                         };
-                        planned.push((Self::new_task(&row, &spec, &trigger), step_names(&spec)));
+                        planned.push(Self::new_task(&row, &spec, source));
                     }
                     Err(domain::push::Ignored::RepositoryMismatch) => {}
                     Err(reason) => reasons.push(format!("{}: {reason}", row.name)),
@@ -505,32 +464,17 @@ impl App {
                 if !listed || !same_repo || spec.image.is_none() || spec.deploy.is_empty() {
                     continue;
                 }
-                // Deploy-only: the clone (for compose files), then the deploys
-                // of the image CI pushed for this commit.
-                let mut steps = vec!["clone".to_owned()];
-                steps.extend(
-                    spec.deploy
-                        .iter()
-                        .map(|d| format!("deploy:{}", d.environment)),
-                );
-                let new = NewTask {
-                    workflow_id: row.id,
-                    workflow_version: row.version,
-                    status: TaskStatus::Pending.as_str().to_owned(),
-                    trigger: "workflow_run".to_owned(),
-                    attempt: 1,
-                    retry_of: None,
-                    branch: run.head_branch.clone(),
-                    tag: None,
+                // Deploy-only: the deploys of the image CI pushed for this commit.
+                let source = Source {
                     commit_sha: Some(run.head_sha.as_str().to_owned()),
                     message: Some(format!("{} succeeded", run.workflow)),
-                    author: None,
                     delivery_id: Some(delivery_id.clone()),
-                    deployment_id: None,
-                    trace_context: telemetry::propagation::current_traceparent(),
-                    runs_on: spec.runs_on.key(),
+                    ..Source::new(
+                        Trigger::WorkflowRun,
+                        run.head_branch.clone().map(GitRef::Branch),
+                    )
                 };
-                planned.push((new, steps));
+                planned.push(Self::new_task(&row, &spec, source));
             }
             if planned.is_empty() && ignored.is_none() {
                 ignored = Some(format!("no workflow deploys after {}", run.workflow));
@@ -705,7 +649,7 @@ impl App {
         let trace = telemetry::propagation::current_traceparent();
         let (deployment, carrier) = self
             .db(&format!("task {task_id}"), move |conn| {
-                store::deployments::request_deploy(conn, task_id, &environment, trace.as_deref())
+                store::task_deploys::request_deploy(conn, task_id, &environment, trace.as_deref())
             })
             .await?;
         self.queued();
@@ -722,7 +666,7 @@ impl App {
         let (rollback, deployment, carrier) = self
             .db(&format!("workflow {workflow_id}"), move |conn| {
                 store::workflows::live(conn, workflow_id)?;
-                store::deployments::request_rollback(
+                store::task_deploys::request_rollback(
                     conn,
                     workflow_id,
                     &environment,
@@ -744,8 +688,8 @@ impl App {
         auto: bool,
     ) -> Result<DeploymentRow, ApiError> {
         self.db("task", move |conn| {
-            store::deployments::check_task_lease(conn, task_id, &token)?;
-            let workflow_id = store::deployments::task_workflow(conn, task_id)?;
+            store::tasks::check_lease(conn, task_id, &token)?;
+            let workflow_id = store::tasks::workflow_of(conn, task_id)?;
             store::deployments::create(
                 conn,
                 &NewDeployment {
@@ -769,7 +713,7 @@ impl App {
         id: i64,
     ) -> Result<Start, ApiError> {
         self.db(&format!("deployment {id}"), move |conn| {
-            store::deployments::check_task_lease(conn, task_id, &token)?;
+            store::tasks::check_lease(conn, task_id, &token)?;
             store::deployments::start(conn, id)
         })
         .await
@@ -796,7 +740,7 @@ impl App {
             return Err(bad_request(format!("unknown deploy alert {a:?}")));
         }
         self.db(&format!("deployment {id}"), move |conn| {
-            store::deployments::check_task_lease(conn, task_id, &token)?;
+            store::tasks::check_lease(conn, task_id, &token)?;
             store::deployments::advance(conn, id, event, error.as_deref(), alert.as_deref())
         })
         .await
@@ -824,7 +768,7 @@ impl App {
             return Err(bad_request(format!("unknown rollback reason {reason:?}")));
         }
         self.db(&format!("deployment {id}"), move |conn| {
-            store::deployments::check_task_lease(conn, task_id, &token)?;
+            store::tasks::check_lease(conn, task_id, &token)?;
             store::deployments::record_rollback(conn, id, to, &reason, succeeded, error.as_deref())
         })
         .await
@@ -1039,7 +983,7 @@ impl App {
     ) -> Result<(), ApiError> {
         let ended = self
             .db("task", move |conn| {
-                store::tasks::finish(conn, task_id, &token, event, error.as_deref())
+                store::task_deploys::finish(conn, task_id, &token, event, error.as_deref())
             })
             .await?;
         self.task_ended(&ended);
@@ -1081,13 +1025,13 @@ impl App {
         let max = self.max_requeues;
         let expired = self
             .db("tasks", move |conn| {
-                store::tasks::expire_leases(conn, Utc::now(), max)
+                store::task_deploys::expire_leases(conn, Utc::now(), max)
             })
             .await?;
         for (ended, outcome) in expired {
             let task_id = ended.task.id;
             tracing::warn!(task_id, ?outcome, "runner lost");
-            if outcome == store::tasks::Expired::Requeued {
+            if outcome == store::task_deploys::Expired::Requeued {
                 self.metrics.task_requeued();
                 for d in &ended.deploys_failed {
                     self.metrics.deployment_changed(d);
@@ -1102,7 +1046,7 @@ impl App {
     }
 
     /// Counts a task's committed end and the deploys it cut short.
-    fn task_ended(&self, ended: &store::tasks::Ended) {
+    fn task_ended(&self, ended: &store::task_deploys::Ended) {
         self.metrics.task_ended(&ended.task);
         for d in &ended.deploys_failed {
             self.metrics.deployment_changed(d);

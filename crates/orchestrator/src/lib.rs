@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::mask::redact_url;
 use proto::notifier_api_server::NotifierApiServer;
 use proto::runner_api_server::RunnerApiServer;
 use proto::slipway_server::SlipwayServer;
@@ -60,25 +61,11 @@ pub enum Error {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// A URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// Connects to the database and applies pending migrations.
 pub async fn migrate(database_url: &str) -> Result<Vec<String>, Error> {
     let url = database_url.to_owned();
     let db_err = |source| Error::Database {
-        url: redact(database_url),
+        url: redact_url(database_url).into_owned(),
         source,
     };
     let result = tokio::task::spawn_blocking(move || {
@@ -122,7 +109,7 @@ impl Orchestrator {
                 .await
                 .map_err(|e| Error::Settings(e.to_string()))?
                 .map_err(|source| Error::Database {
-                    url: redact(&settings.database_url),
+                    url: redact_url(&settings.database_url).into_owned(),
                     source,
                 })?;
         let listener = TcpListener::bind(settings.grpc_addr)
@@ -314,22 +301,5 @@ pub async fn healthcheck(settings: &Settings) -> Result<(), telemetry::health::H
         (database, broker) => Err(HealthError::Unhealthy(format!(
             "not ready: database up {database}, broker up {broker}"
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://slipway:pw@127.0.0.1:5432/slipway"),
-            "postgres://slipway:***@127.0.0.1:5432/slipway"
-        );
-        assert_eq!(
-            redact("amqp://127.0.0.1:5672/%2f"),
-            "amqp://127.0.0.1:5672/%2f"
-        );
     }
 }

@@ -5,6 +5,7 @@
 //! database and the broker at scrape time.
 
 use chrono::{DateTime, Utc};
+use domain::plan::StepKind;
 use domain::state::{DeploymentStatus, StepStatus, TaskStatus};
 use store::deployments::{DeploymentRow, RollbackRow};
 use store::tasks::{StepRow, TaskRow};
@@ -44,17 +45,6 @@ pub struct Metrics {
     consumers: IntGaugeVec,
     runners_online: IntGauge,
     runner_slots: IntGaugeVec,
-}
-
-/// The `kind` label of a step: its name is free only for the workflow's
-/// own steps, so the label stays bounded.
-pub fn step_kind(name: &str) -> &'static str {
-    match name {
-        "clone" => "clone",
-        "image" => "image",
-        n if n.starts_with("deploy:") => "deploy",
-        _ => "run",
-    }
 }
 
 fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -147,8 +137,8 @@ impl Metrics {
         for status in FINISHED {
             finished.with_label_values(&[status.as_str()]);
             task_seconds.with_label_values(&[status.as_str()]);
-            for kind in ["clone", "run", "image", "deploy"] {
-                step_seconds.with_label_values(&[kind, status.as_str()]);
+            for kind in StepKind::ALL {
+                step_seconds.with_label_values(&[kind.as_str(), status.as_str()]);
             }
         }
         for outcome in DEPLOY_OUTCOMES {
@@ -213,7 +203,9 @@ impl Metrics {
         }
         if let (Some(started), Some(finished)) = (step.started_at, step.finished_at) {
             self.step_seconds
-                .with_label_values(&[step_kind(&step.name), status.as_str()])
+                // The `kind` label, not the name: names are free only for the
+                // workflow's own steps, and the label must stay bounded.
+                .with_label_values(&[StepKind::of(&step.name).as_str(), status.as_str()])
                 .observe(seconds(started, finished));
         }
     }

@@ -2,6 +2,7 @@
 //! and errors sorted into transient (retry) and final (the lease is gone or
 //! the request is wrong).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use proto::auth::Bearer;
@@ -12,7 +13,9 @@ use tonic::transport::Channel;
 /// A held lease.
 #[derive(Debug, Clone)]
 pub struct Lease {
+    /// The task it is a lease on.
     pub task_id: i64,
+    /// What proves the lease is still this runner's.
     pub token: String,
 }
 
@@ -26,6 +29,115 @@ impl Lease {
 }
 
 pub use proto::CallError;
+
+/// A claimed task as the runner works with it: the orchestrator's answer
+/// with its wire types left here.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The lease every report about the task presents.
+    pub lease: Lease,
+    /// How long the lease lasts without a heartbeat.
+    pub lease_time: Duration,
+    /// The YAML of the task's workflow version.
+    pub definition: String,
+    /// The workflow's name, for the log and the labels of what it makes.
+    pub workflow: String,
+    /// The repository URL to clone (it may carry credentials).
+    pub repo: String,
+    /// What started the task (`push`, `manual`, ...): it decides the plan.
+    pub trigger: String,
+    /// The branch or tag pushed; at most one is set.
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    /// The commit to check out; `None`: the branch's head.
+    pub commit: Option<String>,
+    /// The secrets the workflow's steps and deploy targets name.
+    pub secrets: HashMap<String, String>,
+    /// The registry login, from the workflow's REGISTRY_USERNAME and
+    /// REGISTRY_PASSWORD secrets (a password alone logs in as `slipway`).
+    pub registry: Option<(String, String)>,
+    /// Set for a deploy-only task: the deployment it carries out.
+    pub deployment: Option<Order>,
+}
+
+/// The deployment a deploy-only task carries out.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// The deployment's id, for its reports.
+    pub id: i64,
+    /// `repository@sha256:...`, what to deploy.
+    pub image: String,
+    /// Where it goes.
+    pub environment: String,
+}
+
+impl TryFrom<proto::ClaimTaskResponse> for Claim {
+    type Error = CallError;
+
+    fn try_from(c: proto::ClaimTaskResponse) -> Result<Self, CallError> {
+        let lease = c.lease.ok_or_else(|| {
+            // The claim is stored; the message is moot either way.
+            CallError(proto::ApiError::new(
+                proto::ErrorCode::Conflict,
+                "the claim came without a lease",
+            ))
+        })?;
+        let registry = match (c.registry_username, c.registry_password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, Some(password)) => Some(("slipway".to_owned(), password)),
+            _ => None,
+        };
+        let deployment = match (
+            c.deployment_id,
+            c.deployment_image,
+            c.deployment_environment,
+        ) {
+            (Some(id), Some(image), Some(environment)) => Some(Order {
+                id,
+                image,
+                environment,
+            }),
+            _ => None,
+        };
+        Ok(Claim {
+            lease: Lease {
+                task_id: lease.task_id,
+                token: lease.lease_token,
+            },
+            lease_time: Duration::from_secs(u64::try_from(c.lease_seconds).unwrap_or(0)),
+            definition: c.definition,
+            workflow: c.workflow,
+            repo: c.repo,
+            trigger: c.trigger,
+            branch: c.branch,
+            tag: c.tag,
+            commit: c.commit,
+            secrets: c.secrets.into_iter().collect(),
+            registry,
+            deployment,
+        })
+    }
+}
+
+/// What asking to start a deployment came to.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// It is deploying; `previous` is the environment's current version.
+    Started { previous: Option<Version> },
+    /// Another deploy of the environment runs, or an older one waits.
+    Busy,
+    /// A newer version is already deployed.
+    Skipped,
+}
+
+/// A deployed version, to roll back to.
+#[derive(Debug, Clone)]
+pub struct Version {
+    /// Its deployment's id, for the rollback record and the parked container.
+    pub id: i64,
+    /// `repository@sha256:...`.
+    pub image: String,
+}
 
 #[derive(Clone)]
 pub struct RunnerClient {
@@ -48,16 +160,16 @@ impl RunnerClient {
         task_id: i64,
         runner_id: &str,
         labels: &domain::labels::Labels,
-    ) -> Result<proto::ClaimTaskResponse, CallError> {
-        Ok(self
-            .inner
+    ) -> Result<Claim, CallError> {
+        self.inner
             .claim_task(proto::ClaimTaskRequest {
                 task_id,
                 runner_id: runner_id.to_owned(),
                 labels: labels.iter().map(str::to_owned).collect(),
             })
             .await?
-            .into_inner())
+            .into_inner()
+            .try_into()
     }
 
     /// Says the runner is alive (or, with `leaving`, that it stops).
@@ -122,7 +234,7 @@ impl RunnerClient {
         environment: &str,
         image: &str,
         auto: bool,
-    ) -> Result<proto::Deployment, CallError> {
+    ) -> Result<i64, CallError> {
         Ok(self
             .inner
             .create_deployment(proto::CreateDeploymentRequest {
@@ -132,22 +244,29 @@ impl RunnerClient {
                 auto,
             })
             .await?
-            .into_inner())
+            .into_inner()
+            .id)
     }
 
-    pub async fn start_deployment(
-        &mut self,
-        lease: &Lease,
-        id: i64,
-    ) -> Result<proto::StartDeploymentResponse, CallError> {
-        Ok(self
+    pub async fn start_deployment(&mut self, lease: &Lease, id: i64) -> Result<Start, CallError> {
+        let answer = self
             .inner
             .start_deployment(proto::DeploymentRef {
                 lease: Some(lease.proto()),
                 deployment_id: id,
             })
             .await?
-            .into_inner())
+            .into_inner();
+        Ok(match answer.outcome.as_str() {
+            "started" => Start::Started {
+                previous: answer.previous.map(|p| Version {
+                    id: p.id,
+                    image: p.image,
+                }),
+            },
+            "skipped" => Start::Skipped,
+            _ => Start::Busy,
+        })
     }
 
     pub async fn advance_deployment(

@@ -8,12 +8,14 @@
 //! [`Runner::run`] works until `shutdown` resolves.
 
 pub mod client;
+pub mod context;
 pub mod deploy;
 pub mod docker;
 pub mod executor;
 pub mod git;
 pub mod metrics;
 pub mod process;
+mod report;
 pub mod settings;
 pub mod ship;
 
@@ -33,7 +35,7 @@ use tracing::Instrument as _;
 pub use settings::Settings;
 
 use crate::client::{Lease, RunnerClient};
-use crate::executor::{Context, Job};
+use crate::context::Context;
 
 /// Why the runner could not start.
 #[derive(Debug, thiserror::Error)]
@@ -335,22 +337,11 @@ impl Runner {
             Ok(claim) => {
                 self.metrics.claim(metrics::Claim::Claimed);
                 let _ = delivery.ack(BasicAckOptions::default()).await;
-                let Some(lease) = claim.lease.clone() else {
-                    tracing::warn!(task_id = message.task_id, "claim without a lease");
-                    return Taken::Dropped;
-                };
-                let job = Job {
-                    lease: Lease {
-                        task_id: lease.task_id,
-                        token: lease.lease_token,
-                    },
-                    claim,
-                };
                 let (ctx, stop) = (self.context.clone(), stop.clone());
                 let counted = self.metrics.running();
                 running.spawn(
                     async move {
-                        executor::execute(ctx, job, stop).await;
+                        executor::execute(ctx, claim, stop).await;
                         drop(counted);
                         drop(permit);
                     }

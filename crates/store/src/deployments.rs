@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use domain::state::{DeploymentEvent, DeploymentStatus};
 
 use crate::events::{self, Event};
-use crate::schema::{deployments, environments, rollbacks, tasks};
+use crate::schema::{deployments, environments, rollbacks};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -79,7 +79,7 @@ pub struct NewDeployment {
     pub auto: bool,
 }
 
-fn get_row(conn: &mut PgConnection, id: i64) -> Result<DeploymentRow> {
+pub(crate) fn get_row(conn: &mut PgConnection, id: i64) -> Result<DeploymentRow> {
     deployments::table
         .find(id)
         .select(DeploymentRow::as_select())
@@ -99,7 +99,7 @@ fn lock_row(conn: &mut PgConnection, id: i64) -> Result<DeploymentRow> {
 }
 
 /// The environment's row, created on first use, locked for the transaction.
-fn lock_environment(
+pub(crate) fn lock_environment(
     conn: &mut PgConnection,
     workflow_id: i64,
     name: &str,
@@ -302,8 +302,7 @@ pub fn advance(
                     ))
                     .execute(conn)?;
                 let summary = format!("{} is healthy on {}", row.image, row.environment);
-                let recovery =
-                    events::deployment_recovers(conn, row.workflow_id, &row.environment, row.id)?;
+                let recovery = recovers(conn, row.workflow_id, &row.environment, row.id)?;
                 emit(conn, "deploy_succeeded", &row, summary, None, |e| {
                     e.recovery = recovery;
                 })?;
@@ -324,6 +323,26 @@ pub fn advance(
         }
         Ok(row)
     })
+}
+
+/// Whether a deployment that succeeded follows a failed one of the same
+/// environment.
+fn recovers(
+    conn: &mut PgConnection,
+    workflow_id: i64,
+    environment: &str,
+    deployment_id: i64,
+) -> Result<bool> {
+    let last: Option<String> = deployments::table
+        .filter(deployments::workflow_id.eq(workflow_id))
+        .filter(deployments::environment.eq(environment))
+        .filter(deployments::id.ne(deployment_id))
+        .filter(deployments::status.eq_any(["succeeded", "failed", "rolled_back", "timed_out"]))
+        .order(deployments::finished_at.desc().nulls_last())
+        .select(deployments::status)
+        .first(conn)
+        .optional()?;
+    Ok(last.is_some_and(|s| s != "succeeded"))
 }
 
 /// A rollback of a failed deployment to `to` (the previous healthy one);
@@ -489,189 +508,13 @@ pub fn environments(conn: &mut PgConnection, workflow_id: i64) -> Result<Vec<Env
     Ok(out)
 }
 
-/// Checks that `task_id` is held with `token`, for deploy reports made
-/// under a task's lease.
-pub fn check_task_lease(conn: &mut PgConnection, task_id: i64, token: &str) -> Result<()> {
-    conn.transaction(|conn| crate::tasks::lock_leased(conn, task_id, token).map(|_| ()))
-}
-
-/// The workflow of a task, for deployments created under its lease.
-pub fn task_workflow(conn: &mut PgConnection, task_id: i64) -> Result<i64> {
-    tasks::table
-        .find(task_id)
-        .select(tasks::workflow_id)
-        .first(conn)
-        .optional()?
-        .ok_or(Error::NotFound)
-}
-
 /// `registry/name@sha256:...` from a task's pushed reference and digest.
-fn by_digest(reference: &str, digest: &str) -> String {
+pub(crate) fn by_digest(reference: &str, digest: &str) -> String {
     let repository = match reference.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => repo,
         _ => reference,
     };
     format!("{repository}@{digest}")
-}
-
-fn deploy_task(
-    conn: &mut PgConnection,
-    task: &crate::tasks::TaskRow,
-    deployment: &DeploymentRow,
-    trigger: &str,
-    trace_context: Option<&str>,
-) -> Result<i64> {
-    let new = crate::tasks::NewTask {
-        workflow_id: task.workflow_id,
-        workflow_version: task.workflow_version,
-        status: domain::state::TaskStatus::Pending.as_str().to_owned(),
-        trigger: trigger.to_owned(),
-        attempt: 1,
-        retry_of: None,
-        branch: task.branch.clone(),
-        tag: task.tag.clone(),
-        commit_sha: task.commit_sha.clone(),
-        message: task.message.clone(),
-        author: task.author.clone(),
-        delivery_id: None,
-        deployment_id: Some(deployment.id),
-        trace_context: trace_context.map(str::to_owned),
-        runs_on: task.runs_on.clone(),
-    };
-    // The clone brings the repository's compose files, if the target has some.
-    let steps = [
-        "clone".to_owned(),
-        format!("deploy:{}", deployment.environment),
-    ];
-    crate::tasks::create(conn, &new, &steps)
-}
-
-fn task_row(conn: &mut PgConnection, id: i64) -> Result<crate::tasks::TaskRow> {
-    tasks::table
-        .find(id)
-        .select(crate::tasks::TaskRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(Error::NotFound)
-}
-
-/// Deploys a task's image to `environment`: approves the deployment that
-/// waits there for this task, or makes a new one (a re-deploy), and queues
-/// the deploy-only task that carries it out, in the trace of
-/// `trace_context`. Returns the deployment and the task's id.
-pub fn request_deploy(
-    conn: &mut PgConnection,
-    task_id: i64,
-    environment: &str,
-    trace_context: Option<&str>,
-) -> Result<(DeploymentRow, i64)> {
-    conn.transaction(|conn| {
-        let task = task_row(conn, task_id)?;
-        let (Some(reference), Some(digest)) = (&task.image_reference, &task.image_digest) else {
-            return Err(Error::Conflict(format!(
-                "task {task_id} has no image to deploy"
-            )));
-        };
-        lock_environment(conn, task.workflow_id, environment)?;
-        let waiting: Option<DeploymentRow> = deployments::table
-            .filter(deployments::task_id.eq(task_id))
-            .filter(deployments::environment.eq(environment))
-            .filter(deployments::status.eq(DeploymentStatus::AwaitingApproval.as_str()))
-            .order(deployments::id.desc())
-            .for_update()
-            .select(DeploymentRow::as_select())
-            .first(conn)
-            .optional()?;
-        let deployment = match waiting {
-            Some(d) => {
-                let next = d.status()?.apply(DeploymentEvent::Approve)?;
-                diesel::update(deployments::table.find(d.id))
-                    .set((
-                        deployments::status.eq(next.as_str()),
-                        deployments::trigger.eq("approval"),
-                    ))
-                    .returning(DeploymentRow::as_returning())
-                    .get_result(conn)?
-            }
-            None => create(
-                conn,
-                &NewDeployment {
-                    workflow_id: task.workflow_id,
-                    task_id: Some(task_id),
-                    environment: environment.to_owned(),
-                    image: by_digest(reference, digest),
-                    trigger: "manual".to_owned(),
-                    auto: true,
-                },
-            )?,
-        };
-        let carrier = deploy_task(conn, &task, &deployment, "deploy", trace_context)?;
-        Ok((deployment, carrier))
-    })
-}
-
-/// Rolls an environment back to `to`, or to its previous healthy
-/// deployment: a new deployment of that version, carried out by a
-/// deploy-only task (in the trace of `trace_context`), with a manual
-/// rollback record. Returns the rollback, the deployment and the task's id.
-pub fn request_rollback(
-    conn: &mut PgConnection,
-    workflow_id: i64,
-    environment: &str,
-    to: Option<i64>,
-    trace_context: Option<&str>,
-) -> Result<(RollbackRow, DeploymentRow, i64)> {
-    conn.transaction(|conn| {
-        let env = lock_environment(conn, workflow_id, environment)?;
-        let Some(target_id) = to.or(env.previous_deployment_id) else {
-            return Err(Error::Conflict(format!(
-                "{environment} has no previous deployment to roll back to"
-            )));
-        };
-        let target = get_row(conn, target_id)?;
-        if target.workflow_id != workflow_id || target.environment != environment {
-            return Err(Error::Conflict(format!(
-                "deployment {target_id} is not a deployment of {environment}"
-            )));
-        }
-        let healthy_once = matches!(target.status()?, DeploymentStatus::Succeeded);
-        if !healthy_once {
-            return Err(Error::Conflict(format!(
-                "deployment {target_id} was never healthy"
-            )));
-        }
-        let Some(target_task) = target.task_id else {
-            return Err(Error::Conflict(format!(
-                "deployment {target_id} has no task"
-            )));
-        };
-        let task = task_row(conn, target_task)?;
-        let deployment = create(
-            conn,
-            &NewDeployment {
-                workflow_id,
-                task_id: Some(target_task),
-                environment: environment.to_owned(),
-                image: target.image.clone(),
-                trigger: "rollback".to_owned(),
-                auto: true,
-            },
-        )?;
-        let rollback: RollbackRow = diesel::insert_into(rollbacks::table)
-            .values((
-                rollbacks::workflow_id.eq(workflow_id),
-                rollbacks::environment.eq(environment),
-                rollbacks::from_deployment_id.eq(env.current_deployment_id),
-                rollbacks::to_deployment_id.eq(target_id),
-                rollbacks::reason.eq("manual"),
-                rollbacks::status.eq("running"),
-                rollbacks::via_deployment_id.eq(deployment.id),
-            ))
-            .returning(RollbackRow::as_returning())
-            .get_result(conn)?;
-        let carrier = deploy_task(conn, &task, &deployment, "rollback", trace_context)?;
-        Ok((rollback, deployment, carrier))
-    })
 }
 
 /// Ends the manual rollback a deployment carries out, if any.
@@ -713,14 +556,15 @@ fn finish_manual_rollback(
 /// busy forever. Returns them as they are now.
 pub(crate) fn fail_in_flight(
     conn: &mut PgConnection,
-    task: &crate::tasks::TaskRow,
+    task_id: i64,
+    deployment_id: Option<i64>,
     why: &str,
 ) -> Result<Vec<DeploymentRow>> {
     let in_flight: Vec<DeploymentRow> = deployments::table
         .filter(
             deployments::task_id
-                .eq(task.id)
-                .or(deployments::id.nullable().eq(task.deployment_id)),
+                .eq(task_id)
+                .or(deployments::id.nullable().eq(deployment_id)),
         )
         .filter(deployments::status.eq_any([
             DeploymentStatus::Deploying.as_str(),

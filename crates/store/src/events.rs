@@ -5,10 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use domain::state::TaskStatus;
 
 use crate::Result;
-use crate::schema::{deployments, events, tasks, workflows};
+use crate::schema::{events, tasks, workflows};
 
 /// An event to record.
 #[derive(Debug, Clone, Default)]
@@ -58,48 +57,6 @@ pub fn emit(conn: &mut PgConnection, event: &Event<'_>) -> Result<String> {
         ))
         .execute(conn)?;
     Ok(id)
-}
-
-/// Whether the task ending in success follows a failure: the last task of
-/// the same workflow and branch (or tag) that finished before it failed.
-pub fn task_recovers(conn: &mut PgConnection, task: &crate::tasks::TaskRow) -> Result<bool> {
-    let mut query = tasks::table
-        .filter(tasks::workflow_id.eq(task.workflow_id))
-        .filter(tasks::id.ne(task.id))
-        .filter(tasks::deployment_id.is_null())
-        .filter(tasks::status.eq_any([TaskStatus::Success.as_str(), TaskStatus::Failed.as_str()]))
-        .into_boxed();
-    query = match (&task.branch, &task.tag) {
-        (Some(b), _) => query.filter(tasks::branch.eq(b)),
-        (None, Some(t)) => query.filter(tasks::tag.eq(t)),
-        (None, None) => return Ok(false),
-    };
-    let last: Option<String> = query
-        .order(tasks::finished_at.desc().nulls_last())
-        .select(tasks::status)
-        .first(conn)
-        .optional()?;
-    Ok(last.as_deref() == Some(TaskStatus::Failed.as_str()))
-}
-
-/// Whether a deployment that succeeded follows a failed one of the same
-/// environment.
-pub fn deployment_recovers(
-    conn: &mut PgConnection,
-    workflow_id: i64,
-    environment: &str,
-    deployment_id: i64,
-) -> Result<bool> {
-    let last: Option<String> = deployments::table
-        .filter(deployments::workflow_id.eq(workflow_id))
-        .filter(deployments::environment.eq(environment))
-        .filter(deployments::id.ne(deployment_id))
-        .filter(deployments::status.eq_any(["succeeded", "failed", "rolled_back", "timed_out"]))
-        .order(deployments::finished_at.desc().nulls_last())
-        .select(deployments::status)
-        .first(conn)
-        .optional()?;
-    Ok(last.is_some_and(|s| s != "succeeded"))
 }
 
 /// An event with what it refers to, as the notifier needs it.

@@ -13,6 +13,7 @@ pub mod logs;
 pub mod outbox;
 pub mod schema;
 pub mod secrets;
+pub mod task_deploys;
 pub mod tasks;
 pub mod webhooks;
 pub mod workflows;

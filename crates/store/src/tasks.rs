@@ -5,6 +5,8 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use domain::labels::Labels;
+use domain::plan::{StepKind, Trigger};
+use domain::push::GitRef;
 use domain::state::{StepEvent, StepStatus, TaskEvent, TaskStatus};
 
 use crate::events::{self, Event};
@@ -85,28 +87,131 @@ pub struct TaskDetail {
     pub steps: Vec<StepRow>,
 }
 
-/// What a new task is made of.
+/// What a new task is made of; built by [`NewTask::new`].
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = tasks)]
 pub struct NewTask {
-    pub workflow_id: i64,
-    pub workflow_version: i32,
-    pub status: String,
-    pub trigger: String,
-    pub attempt: i32,
-    pub retry_of: Option<i64>,
+    workflow_id: i64,
+    workflow_version: i32,
+    status: String,
+    trigger: String,
+    attempt: i32,
+    retry_of: Option<i64>,
+    branch: Option<String>,
+    tag: Option<String>,
+    commit_sha: Option<String>,
+    message: Option<String>,
+    author: Option<String>,
+    delivery_id: Option<String>,
+    deployment_id: Option<i64>,
+    trace_context: Option<String>,
+    runs_on: String,
+}
+
+/// What starts a new task and for which commit: all that differs between
+/// a push, a manual run, a `workflow_run`, a deploy, a rollback and a retry.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// What started it; it decides the task's plan.
+    pub trigger: Trigger,
+    /// The branch or tag the commit was pushed to (at most one is set).
     pub branch: Option<String>,
     pub tag: Option<String>,
+    /// `None` for a manual run of a branch: the runner resolves its head.
     pub commit_sha: Option<String>,
+    /// The commit's message and author, shown with the task.
     pub message: Option<String>,
     pub author: Option<String>,
+    /// The webhook delivery that created it, for a push or `workflow_run`.
     pub delivery_id: Option<String>,
+    /// The deployment a deploy or rollback task carries out.
     pub deployment_id: Option<i64>,
-    /// The W3C `traceparent` of the call creating the task: the task's
-    /// later work joins that trace.
-    pub trace_context: Option<String>,
-    /// The runner labels the task needs ([`domain::labels::Labels::key`]).
-    pub runs_on: String,
+    /// 1, or one more than the task it retries.
+    pub attempt: i32,
+    /// The task it retries.
+    pub retry_of: Option<i64>,
+}
+
+impl Source {
+    /// A first attempt at `git_ref` (none for a task without a ref).
+    pub fn new(trigger: Trigger, git_ref: Option<GitRef>) -> Source {
+        let (branch, tag) = match git_ref {
+            Some(GitRef::Branch(b)) => (Some(b), None),
+            Some(GitRef::Tag(t)) => (None, Some(t)),
+            None => (None, None),
+        };
+        Source {
+            trigger,
+            branch,
+            tag,
+            commit_sha: None,
+            message: None,
+            author: None,
+            delivery_id: None,
+            deployment_id: None,
+            attempt: 1,
+            retry_of: None,
+        }
+    }
+
+    /// A task for the same commit as `task` (a deploy of its image, a retry).
+    pub fn after(task: &TaskRow, trigger: Trigger) -> Source {
+        Source {
+            trigger,
+            branch: task.branch.clone(),
+            tag: task.tag.clone(),
+            commit_sha: task.commit_sha.clone(),
+            message: task.message.clone(),
+            author: task.author.clone(),
+            delivery_id: None,
+            deployment_id: None,
+            attempt: 1,
+            retry_of: None,
+        }
+    }
+}
+
+impl NewTask {
+    /// A task of the same workflow version as `task`, needing the same
+    /// runner labels (a retry, a deploy of its image).
+    pub fn following(task: &TaskRow, source: Source, trace_context: Option<&str>) -> NewTask {
+        NewTask::new(
+            task.workflow_id,
+            task.workflow_version,
+            task.runs_on.clone(),
+            source,
+            trace_context.map(str::to_owned),
+        )
+    }
+
+    /// A pending task of a workflow version that needs the runner labels
+    /// `runs_on` ([`Labels::key`]), joining the trace of `trace_context`
+    /// (the W3C `traceparent` of the call creating it).
+    pub fn new(
+        workflow_id: i64,
+        workflow_version: i32,
+        runs_on: String,
+        source: Source,
+        trace_context: Option<String>,
+    ) -> NewTask {
+        NewTask {
+            workflow_id,
+            workflow_version,
+            status: TaskStatus::Pending.as_str().to_owned(),
+            trigger: source.trigger.as_str().to_owned(),
+            attempt: source.attempt,
+            retry_of: source.retry_of,
+            branch: source.branch,
+            tag: source.tag,
+            commit_sha: source.commit_sha,
+            message: source.message,
+            author: source.author,
+            delivery_id: source.delivery_id,
+            deployment_id: source.deployment_id,
+            trace_context,
+            runs_on,
+        }
+    }
 }
 
 /// Creates a pending task with its steps and its outbox entry, atomically
@@ -217,6 +322,16 @@ pub fn list(conn: &mut PgConnection, filter: &TaskFilter) -> Result<Vec<TaskDeta
         .collect())
 }
 
+/// One task's row.
+pub(crate) fn row(conn: &mut PgConnection, id: i64) -> Result<TaskRow> {
+    tasks::table
+        .find(id)
+        .select(TaskRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound)
+}
+
 fn lock(conn: &mut PgConnection, id: i64) -> Result<TaskRow> {
     tasks::table
         .find(id)
@@ -237,6 +352,22 @@ pub(crate) fn lock_leased(conn: &mut PgConnection, id: i64, token: &str) -> Resu
         return Err(Error::LeaseLost);
     }
     Ok(task)
+}
+
+/// Checks that `task_id` is held with `token`, for deploy reports made
+/// under a task's lease.
+pub fn check_lease(conn: &mut PgConnection, task_id: i64, token: &str) -> Result<()> {
+    conn.transaction(|conn| lock_leased(conn, task_id, token).map(|_| ()))
+}
+
+/// The workflow of a task, for deployments created under its lease.
+pub fn workflow_of(conn: &mut PgConnection, task_id: i64) -> Result<i64> {
+    tasks::table
+        .find(task_id)
+        .select(tasks::workflow_id)
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound)
 }
 
 /// Gives the lease on a pending task to a runner with `labels`. A runner
@@ -444,6 +575,28 @@ fn task_event(
     Ok(())
 }
 
+/// Whether the task ending in success follows a failure: the last task of
+/// the same workflow and branch (or tag) that finished before it failed.
+fn recovers(conn: &mut PgConnection, task: &TaskRow) -> Result<bool> {
+    let mut query = tasks::table
+        .filter(tasks::workflow_id.eq(task.workflow_id))
+        .filter(tasks::id.ne(task.id))
+        .filter(tasks::deployment_id.is_null())
+        .filter(tasks::status.eq_any([TaskStatus::Success.as_str(), TaskStatus::Failed.as_str()]))
+        .into_boxed();
+    query = match (&task.branch, &task.tag) {
+        (Some(b), _) => query.filter(tasks::branch.eq(b)),
+        (None, Some(t)) => query.filter(tasks::tag.eq(t)),
+        (None, None) => return Ok(false),
+    };
+    let last: Option<String> = query
+        .order(tasks::finished_at.desc().nulls_last())
+        .select(tasks::status)
+        .first(conn)
+        .optional()?;
+    Ok(last.as_deref() == Some(TaskStatus::Failed.as_str()))
+}
+
 /// The event of a task's end (alerts.md). A failure of a deploy step has
 /// its own deploy events, and a lost runner its `runner_lost`, so neither
 /// is a `build_failed`.
@@ -456,7 +609,7 @@ fn end_event(
     let id = task.id;
     match status {
         TaskStatus::Success => {
-            let recovery = events::task_recovers(conn, task)?;
+            let recovery = recovers(conn, task)?;
             let summary = format!("task {id} succeeded");
             task_event(conn, task, "task_succeeded", summary, None, recovery)
         }
@@ -477,11 +630,11 @@ fn end_event(
                 .select(steps::name)
                 .first(conn)
                 .optional()?;
-            let summary = match failed.as_deref() {
-                Some(step) if step.starts_with("deploy:") => return Ok(()),
-                Some("clone") => format!("task {id}: the clone failed"),
-                Some("image") => format!("task {id}: the image build or push failed"),
-                Some(step) => format!("task {id}: step {step} failed"),
+            let summary = match failed.as_deref().map(|name| (StepKind::of(name), name)) {
+                Some((StepKind::Deploy, _)) => return Ok(()),
+                Some((StepKind::Clone, _)) => format!("task {id}: the clone failed"),
+                Some((StepKind::Image, _)) => format!("task {id}: the image build or push failed"),
+                Some((StepKind::Run, step)) => format!("task {id}: step {step} failed"),
                 None => format!("task {id} failed before it ran"),
             };
             task_event(conn, task, "build_failed", summary, error, false)
@@ -493,7 +646,7 @@ fn end_event(
 /// Ends a task: its status, its error, and every step that never ran marked
 /// skipped (a running one cancelled), so nothing stays pending or running.
 /// Returns the task as it is now.
-fn end(
+pub(crate) fn end(
     conn: &mut PgConnection,
     task: &TaskRow,
     event: TaskEvent,
@@ -527,35 +680,6 @@ fn end(
     }
     end_event(conn, task, next, error)?;
     Ok(ended)
-}
-
-/// A task's end as committed: what metrics and callers look at.
-#[derive(Debug, Clone)]
-pub struct Ended {
-    /// The task after its end (status, start and finish times).
-    pub task: TaskRow,
-    /// The deployments it still had under way, failed by its end.
-    pub deploys_failed: Vec<crate::deployments::DeploymentRow>,
-}
-
-/// A runner's final word on a task it holds.
-pub fn finish(
-    conn: &mut PgConnection,
-    id: i64,
-    token: &str,
-    event: TaskEvent,
-    error: Option<&str>,
-) -> Result<Ended> {
-    conn.transaction(|conn| {
-        let task = lock_leased(conn, id, token)?;
-        let deploys_failed =
-            crate::deployments::fail_in_flight(conn, &task, "the task ended during the deploy")?;
-        let task = end(conn, &task, event, error)?;
-        Ok(Ended {
-            task,
-            deploys_failed,
-        })
-    })
 }
 
 /// What a cancel request did.
@@ -598,83 +722,22 @@ pub fn retry(conn: &mut PgConnection, id: i64, trace_context: Option<&str>) -> R
                 "only a failed or cancelled task can be retried; task {id} is {status}"
             )));
         }
+        // The same steps as before, whatever the workflow's plan is now.
         let names: Vec<String> = step_rows(conn, id)?.into_iter().map(|s| s.name).collect();
-        let new = NewTask {
-            workflow_id: task.workflow_id,
-            workflow_version: task.workflow_version,
-            status: TaskStatus::Pending.as_str().to_owned(),
-            trigger: task.trigger,
+        let trigger = Trigger::parse(&task.trigger)
+            .ok_or_else(|| Error::Corrupt(format!("unknown trigger {:?}", task.trigger)))?;
+        let source = Source {
+            delivery_id: task.delivery_id.clone(),
             attempt: task.attempt + 1,
             retry_of: Some(id),
-            branch: task.branch,
-            tag: task.tag,
-            commit_sha: task.commit_sha,
-            message: task.message,
-            author: task.author,
-            delivery_id: task.delivery_id,
-            deployment_id: None,
-            trace_context: trace_context.map(str::to_owned),
-            runs_on: task.runs_on,
+            ..Source::after(&task, trigger)
         };
+        let new = NewTask::following(&task, source, trace_context);
         create(conn, &new, &names)
     })
 }
 
-/// What happened to a task whose runner stopped heartbeating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expired {
-    /// Back in the queue, to run again from the start.
-    Requeued,
-    /// Failed with "runner lost": it had been re-queued before.
-    Failed,
-    /// A cancel had been requested: the task is cancelled.
-    Cancelled,
-}
-
-/// The error of a task whose runner was lost for good.
-pub const RUNNER_LOST: &str = "runner lost";
-
-/// Deals with every running task whose lease ran out before `now`: re-queued
-/// while it has re-queues left, failed with "runner lost" after that.
-/// Returns each with what happened to it, as committed.
-pub fn expire_leases(
-    conn: &mut PgConnection,
-    now: DateTime<Utc>,
-    max_requeues: i32,
-) -> Result<Vec<(Ended, Expired)>> {
-    conn.transaction(|conn| {
-        let expired: Vec<TaskRow> = tasks::table
-            .filter(tasks::status.eq(TaskStatus::Running.as_str()))
-            .filter(tasks::lease_expires_at.lt(now))
-            .for_update()
-            .skip_locked()
-            .select(TaskRow::as_select())
-            .load(conn)?;
-        let mut outcomes = Vec::with_capacity(expired.len());
-        for task in expired {
-            let deploys_failed = crate::deployments::fail_in_flight(conn, &task, RUNNER_LOST)?;
-            let (task, outcome) = if task.cancel_requested {
-                let task = end(conn, &task, TaskEvent::Cancelled, None)?;
-                (task, Expired::Cancelled)
-            } else if task.requeues < max_requeues {
-                (requeue(conn, &task)?, Expired::Requeued)
-            } else {
-                let task = end(conn, &task, TaskEvent::Failed, Some(RUNNER_LOST))?;
-                (task, Expired::Failed)
-            };
-            outcomes.push((
-                Ended {
-                    task,
-                    deploys_failed,
-                },
-                outcome,
-            ));
-        }
-        Ok(outcomes)
-    })
-}
-
-fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<TaskRow> {
+pub(crate) fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<TaskRow> {
     let next = task.status()?.apply(TaskEvent::Requeued)?;
     let requeued = diesel::update(tasks::table.find(task.id))
         .set((
@@ -715,6 +778,9 @@ fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<TaskRow> {
     outbox::push(conn, task.id)?;
     Ok(requeued)
 }
+
+/// The error of a task whose runner was lost for good.
+pub const RUNNER_LOST: &str = "runner lost";
 
 /// Marks a pending task failed before it ran (its definition or secrets
 /// could not be loaded).

@@ -25,7 +25,7 @@ pub use secrets::{resolve_secrets, secret_refs};
 pub use template::{Template, TemplateVars};
 pub use values::{
     AlertEvent, EnvName, EventKind, MAX_DURATION, RollbackMode, SecretName, StepName, ValueError,
-    WorkflowName, parse_duration,
+    WorkflowName, format_duration, parse_duration,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]

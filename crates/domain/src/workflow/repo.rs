@@ -2,7 +2,6 @@
 //! the same repository (workflow.md: scheme, host and path compared
 //! case-insensitively, a trailing `.git` and `/` ignored).
 
-use std::borrow::Cow;
 use std::fmt;
 
 use super::ValueError;
@@ -57,24 +56,9 @@ impl fmt::Display for RepoUrl {
 impl fmt::Debug for RepoUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("RepoUrl")
-            .field(&redacted(&self.original))
+            .field(&crate::mask::redact_url(&self.original))
             .finish()
     }
-}
-
-fn redacted(url: &str) -> Cow<'_, str> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.into();
-    };
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let Some((userinfo, _)) = authority.rsplit_once('@') else {
-        return url.into();
-    };
-    let Some((user, _password)) = userinfo.split_once(':') else {
-        return url.into();
-    };
-    // `rest` continues with the `@` after the userinfo.
-    format!("{scheme}://{user}:***{}", &rest[userinfo.len()..]).into()
 }
 
 fn default_port(scheme: &str) -> &'static str {

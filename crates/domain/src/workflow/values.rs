@@ -63,6 +63,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     })
 }
 
+/// Writes a duration as a workflow would (`10m`, `90s`, `2h`, `300ms`): the
+/// largest unit that divides it, so messages quote what the user wrote.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(3_600_000) && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
 /// Checks a name against `[first][rest]{0,max-1}`.
 fn check_name(
     s: &str,
@@ -151,7 +166,7 @@ impl StepName {
     /// Names of the system steps, which share the task's step list with the
     /// user's steps (workflow.md, "What runs, in order").
     pub fn parse(s: &str) -> Result<StepName, ValueError> {
-        if s == "clone" || s == "image" || s.starts_with("deploy:") {
+        if crate::plan::is_reserved(s) {
             return Err(ValueError::Reserved {
                 kind: "step name",
                 value: s.to_owned(),
@@ -352,6 +367,22 @@ mod tests {
             parse_duration("5 minutes").unwrap_err().to_string(),
             r#"invalid duration "5 minutes""#
         );
+    }
+
+    #[test]
+    fn durations_are_written_as_parsed() {
+        let cases = [
+            (Duration::from_secs(600), "10m"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_millis(300), "300ms"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::ZERO, "0s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(format_duration(d), want);
+            assert_eq!(parse_duration(want), Ok(d));
+        }
     }
 
     #[test]

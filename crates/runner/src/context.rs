@@ -1,0 +1,30 @@
+//! What running a task needs from its runner: the orchestrator client, the
+//! workspace root, the Docker Engine and the settings that shape a task.
+//! The executor and the deploys both read it, so it lives apart from both.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::client::RunnerClient;
+use crate::docker::Docker;
+
+/// Shared by every task the runner runs.
+pub struct Context {
+    /// The runner API, for the lease, the reports and the log.
+    pub client: RunnerClient,
+    /// Where each task gets a fresh checkout of its own.
+    pub workspaces: PathBuf,
+    /// How often a held lease is renewed.
+    pub heartbeat: Duration,
+    /// How long a stopped step gets between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// The Docker Engine, for container steps and images; `None` when the
+    /// runner could not set up a connection (those steps then fail).
+    pub docker: Option<Docker>,
+    /// `host:port[/prefix]` images are pushed under.
+    pub registry: String,
+    /// Local images kept per deployed repository.
+    pub keep_images: usize,
+    /// Stopped versions kept per environment (at least one).
+    pub keep_containers: usize,
+}

@@ -1,0 +1,184 @@
+//! The `compose` driver: a service of a compose project from the
+//! repository, run by the host's compose CLI with the service's image
+//! replaced through an override file; a rollback is `up -d` again with the
+//! previous digest.
+
+use domain::workflow::{ComposeTarget, DeploySpec};
+
+use super::{Deploys, Failure};
+use crate::client::Version;
+use crate::docker::Docker;
+
+impl Deploys<'_> {
+    /// Runs the compose CLI of the host (`docker compose` or
+    /// `docker-compose`) on the target's file in the workspace; returns its
+    /// output, or the error with its last lines.
+    async fn compose(
+        &self,
+        target: &ComposeTarget,
+        args: &[&str],
+        image: Option<&str>,
+    ) -> Result<String, String> {
+        let workspace = self.workspace;
+        let file = workspace.join(&target.file);
+        let dir = file.parent().unwrap_or(workspace).to_path_buf();
+        let mut files = vec![file.display().to_string()];
+        let override_file = dir.join(".slipway-compose-override.yml");
+        if override_file.is_file() {
+            files.push(override_file.display().to_string());
+        }
+        let (program, mut full): (&str, Vec<String>) = if compose_plugin().await {
+            ("docker", vec!["compose".to_owned()])
+        } else {
+            ("docker-compose", Vec::new())
+        };
+        full.extend(["-p".to_owned(), target.project.clone()]);
+        for f in files {
+            full.extend(["-f".to_owned(), f]);
+        }
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(&full)
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null());
+        if let Some(image) = image {
+            cmd.env("SLIPWAY_IMAGE", image);
+        }
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            let mut tail: Vec<&str> = text.lines().rev().take(5).collect();
+            tail.reverse();
+            Err(format!(
+                "{program} {} failed: {}",
+                args.join(" "),
+                tail.join(" | ")
+            ))
+        }
+    }
+
+    /// Writes the override that puts `image` and the slipway labels on the
+    /// target's service, in the compose file's own format version.
+    fn compose_override(
+        &self,
+        target: &ComposeTarget,
+        env: &str,
+        id: i64,
+        image: &str,
+    ) -> Result<(), String> {
+        let workspace = self.workspace;
+        let file = workspace.join(&target.file);
+        let main = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", target.file))?;
+        let version = main
+            .lines()
+            .find(|l| l.starts_with("version:"))
+            .map(|l| format!("{l}\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "{version}services:\n  {service}:\n    image: \"{image}\"\n    labels:\n      slipway.workflow: \"{workflow}\"\n      slipway.environment: \"{env}\"\n      slipway.deployment: \"{id}\"\n",
+            service = target.service,
+            workflow = self.workflow,
+        );
+        let dir = file.parent().unwrap_or(workspace);
+        std::fs::write(dir.join(".slipway-compose-override.yml"), text)
+            .map_err(|e| format!("cannot write the compose override: {e}"))
+    }
+
+    /// The `compose` driver: `up -d` with the service's image replaced, then
+    /// probe and watch.
+    pub(super) async fn compose_deploy(
+        &self,
+        docker: &Docker,
+        spec: &DeploySpec,
+        target: &ComposeTarget,
+        id: i64,
+        image: &str,
+        position: i32,
+    ) -> Result<(), Failure> {
+        self.compose_override(target, spec.environment.as_str(), id, image)
+            .map_err(Failure::deploy)?;
+        let output = self
+            .compose(target, &["up", "-d", "--remove-orphans"], Some(image))
+            .await
+            .map_err(Failure::deploy)?;
+        for line in output.lines() {
+            self.sink.line(position, line);
+        }
+        if !self.advance(id, "verify", None, None).await {
+            return Err(Failure::deploy("the deploy's lease was lost".to_owned()));
+        }
+        self.verify(docker, None, spec.health.as_ref(), position)
+            .await
+    }
+
+    /// Compose rollback: `up -d` again with the previous digest.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn compose_roll_back(
+        &self,
+        docker: &Docker,
+        spec: &DeploySpec,
+        target: &ComposeTarget,
+        failed: i64,
+        previous: Option<Version>,
+        reason: &str,
+        position: i32,
+    ) {
+        if previous.is_none() {
+            let _ = self.compose(target, &["stop"], None).await;
+        }
+        let Some(previous) = self
+            .rolling_back_to(previous, failed, reason, position)
+            .await
+        else {
+            return;
+        };
+        let env = spec.environment.as_str();
+        let result = match self.compose_override(target, env, previous.id, &previous.image) {
+            Err(e) => Err(e),
+            Ok(()) => match self
+                .compose(
+                    target,
+                    &["up", "-d", "--remove-orphans"],
+                    Some(&previous.image),
+                )
+                .await
+            {
+                Err(e) => Err(e),
+                Ok(_) => self
+                    .verify(docker, None, spec.health.as_ref(), position)
+                    .await
+                    .map_err(|f| f.error),
+            },
+        };
+        self.rolled_back(failed, previous.id, reason, result, position)
+            .await;
+    }
+
+    /// Stops the project's containers: a deploy past its budget is left for
+    /// a person.
+    pub(super) async fn compose_stop(&self, target: &ComposeTarget) {
+        let _ = self.compose(target, &["stop"], None).await;
+    }
+}
+
+/// Whether the host's docker CLI has the compose plugin.
+async fn compose_plugin() -> bool {
+    tokio::process::Command::new("docker")
+        .args(["compose", "version"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}

@@ -1,0 +1,144 @@
+//! The `image` step: the workflow's image built from the checkout with every
+//! rendered tag, and pushed to the runner's registry.
+
+use std::path::Path;
+
+use domain::mask::Masker;
+use domain::push::CommitSha;
+use domain::workflow::{ImageSpec, TemplateVars};
+
+use crate::client::Claim;
+use crate::context::Context;
+use crate::docker::BuildSpec;
+use crate::ship::LogSink;
+
+/// A rendered tag as Docker accepts it: `[A-Za-z0-9_.-]`, at most 128
+/// characters, not starting with `.` or `-`; `None` when nothing is left.
+fn docker_tag(rendered: &str) -> Option<String> {
+    let tag: String = rendered
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| matches!(c, '.' | '-'))
+        .take(128)
+        .collect();
+    (!tag.is_empty()).then_some(tag)
+}
+
+/// Where the image step writes its log, and what it must mask there.
+pub(super) struct Output<'a> {
+    pub sink: &'a LogSink,
+    pub masker: &'a Masker,
+    pub position: i32,
+}
+
+/// Builds the workflow's image and pushes every tag; returns the first
+/// reference and the pushed digest.
+pub(super) async fn build_and_push(
+    ctx: &Context,
+    claim: &Claim,
+    image: &ImageSpec,
+    workspace: &Path,
+    commit: &str,
+    out: Output<'_>,
+) -> Result<(String, String), String> {
+    let docker = ctx
+        .docker
+        .as_ref()
+        .ok_or("this runner has no Docker Engine")?;
+    let vars = TemplateVars {
+        sha: CommitSha::parse(commit).map_err(|e| format!("invalid commit {commit}: {e}"))?,
+        branch: claim.branch.clone(),
+        tag: claim.tag.clone(),
+        task_id: claim.lease.task_id,
+    };
+    let mut references: Vec<String> = Vec::new();
+    for template in &image.tags {
+        if let Some(tag) = docker_tag(&template.render(&vars)) {
+            let reference = format!(
+                "{}/{}:{tag}",
+                ctx.registry.trim_end_matches('/'),
+                image.name
+            );
+            if !references.contains(&reference) {
+                references.push(reference);
+            }
+        }
+    }
+    let Some(first) = references.first().cloned() else {
+        return Err("image failed: no tag left after rendering image.tags".to_owned());
+    };
+    let build_args: Vec<(String, String)> = image
+        .build_args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.render(&vars)))
+        .collect();
+    // Not the deploy labels: containers inherit their image's labels.
+    let labels = vec![
+        ("slipway.image.workflow".to_owned(), claim.workflow.clone()),
+        (
+            "slipway.image.task".to_owned(),
+            claim.lease.task_id.to_string(),
+        ),
+        ("slipway.image.commit".to_owned(), commit.to_owned()),
+    ];
+    let Output {
+        sink,
+        masker,
+        position,
+    } = out;
+    let log = |line: &str| sink.write(position, masker.mask(format!("{line}\n").as_bytes()));
+    sink.line(position, &format!("building {first}"));
+    let spec = BuildSpec {
+        context: &workspace.join(&image.context),
+        dockerfile: &image.dockerfile,
+        build_args: &build_args,
+        labels: &labels,
+        tags: &references,
+    };
+    docker
+        .build(spec, log)
+        .await
+        .map_err(|e| format!("image build failed: {e}"))?;
+    let credentials = credentials(claim);
+    let mut digest = String::new();
+    for reference in &references {
+        sink.line(position, &format!("pushing {reference}"));
+        let pushed = docker
+            .push(reference, credentials, log)
+            .await
+            .map_err(|e| format!("image push failed: {e}"))?;
+        if digest.is_empty() {
+            digest = pushed;
+        }
+    }
+    Ok((first, digest))
+}
+
+/// The claim's registry login, as the engine takes it.
+pub(super) fn credentials(claim: &Claim) -> Option<(&str, &str)> {
+    claim
+        .registry
+        .as_ref()
+        .map(|(user, password)| (user.as_str(), password.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_tags_become_docker_tags() {
+        assert_eq!(docker_tag("4f1c2a9b3d5e").as_deref(), Some("4f1c2a9b3d5e"));
+        assert_eq!(docker_tag("release-1.2").as_deref(), Some("release-1.2"));
+        assert_eq!(docker_tag("feat/x@y").as_deref(), Some("feat-x-y"));
+        assert_eq!(docker_tag("-.x").as_deref(), Some("x"));
+        assert_eq!(docker_tag(""), None);
+        assert_eq!(docker_tag(&"a".repeat(200)).map(|t| t.len()), Some(128));
+    }
+}

@@ -1,0 +1,514 @@
+//! The walk through a claimed task's plan ([`domain::plan`]): each step in
+//! turn, the clone, the workflow's steps, the image, the deploys, with what
+//! earlier steps left for later ones (the commit, the pushed image, an
+//! environment waiting for approval). The first failure ends the walk; the
+//! orchestrator marks the steps never reached as skipped.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use domain::mask::{Masker, MaskingStream, redact_url};
+use domain::plan::{Plan, Step, Trigger};
+use domain::workflow::{self, Workflow, format_duration};
+use tokio::sync::watch;
+
+use super::env::{Place, base_env};
+use super::image::{self, Output};
+use super::{End, stopped};
+use crate::client::{Claim, Lease};
+use crate::context::Context;
+use crate::deploy::{Deploys, Halt};
+use crate::docker::StepSpec;
+use crate::git;
+use crate::process::{self, Ending, Script, Stop};
+use crate::report::{Steps, persist};
+use crate::ship::LogSink;
+
+/// Runs the task's plan to its end.
+pub(super) async fn run(
+    ctx: &Context,
+    claim: &Claim,
+    workspace: &Path,
+    stop: watch::Receiver<Stop>,
+) -> End {
+    let spec = match workflow::parse(&claim.definition) {
+        Ok(spec) => spec,
+        Err(e) => return End::Failed(format!("invalid workflow definition: {e}")),
+    };
+    let Some(trigger) = Trigger::parse(&claim.trigger) else {
+        return End::Failed(format!("unknown trigger {:?}", claim.trigger));
+    };
+    let environment = claim.deployment.as_ref().map(|d| d.environment.as_str());
+    let plan = Plan::for_task(&spec, trigger, environment);
+    let sink = LogSink::start(ctx.client.clone(), claim.lease.clone());
+    let masker = Masker::new(claim.secrets.values());
+    let mut walk = Walk {
+        ctx,
+        claim,
+        lease: &claim.lease,
+        spec: &spec,
+        trigger,
+        workspace,
+        sink: &sink,
+        masker: &masker,
+        stop,
+        deadline: Instant::now(),
+        commit: String::new(),
+        image: None,
+        waiting: false,
+    };
+    for planned in plan.steps() {
+        let position = planned.position;
+        let ended = match &planned.step {
+            Step::Clone => walk.clone_repo(position).await,
+            Step::Run(index) => walk.user_step(*index, position).await,
+            Step::Image => walk.image(position).await,
+            Step::Deploy(env) => walk.deploy(env, position).await,
+        };
+        if let Err(end) = ended {
+            sink.flush().await;
+            return end;
+        }
+    }
+    sink.flush().await;
+    End::Success
+}
+
+/// One task's walk, and what its steps leave for the next ones.
+struct Walk<'a> {
+    ctx: &'a Context,
+    claim: &'a Claim,
+    lease: &'a Lease,
+    spec: &'a Workflow,
+    trigger: Trigger,
+    workspace: &'a Path,
+    sink: &'a LogSink,
+    masker: &'a Masker,
+    stop: watch::Receiver<Stop>,
+    /// When the task's budget (`timeout`) runs out; it starts with the clone.
+    deadline: Instant,
+    /// The commit checked out, once the clone is done.
+    commit: String,
+    /// `repository@sha256:...` to deploy, once pushed or found.
+    image: Option<String>,
+    /// An earlier environment waits for approval: later ones are skipped.
+    waiting: bool,
+}
+
+/// What a step leaves: go on, or the task's end.
+type Next = Result<(), End>;
+
+impl Walk<'_> {
+    /// Where the step reports and log lines go.
+    fn steps(&self) -> Steps<'_> {
+        Steps {
+            ctx: self.ctx,
+            lease: self.lease,
+            sink: self.sink,
+        }
+    }
+
+    /// Reports a step's status; the task is abandoned when the lease is gone.
+    async fn reported(&self, position: i32, status: &'static str, code: Option<i32>) -> Next {
+        if self.steps().report(position, status, code, None).await {
+            Ok(())
+        } else {
+            Err(End::Abandoned)
+        }
+    }
+
+    /// Logs and reports a failed step, which ends the task.
+    async fn fail(&self, position: i32, error: String) -> Next {
+        if self.steps().fail(position, &error).await {
+            Err(End::Failed(error))
+        } else {
+            Err(End::Abandoned)
+        }
+    }
+
+    /// Logs and reports a step skipped for `why`.
+    async fn skip(&self, position: i32, why: &str) -> Next {
+        if self.steps().skip(position, why).await {
+            Ok(())
+        } else {
+            Err(End::Abandoned)
+        }
+    }
+
+    /// Ends the walk before the next step when a stop was asked for.
+    fn check_stop(&self) -> Next {
+        match *self.stop.borrow() {
+            Stop::Abort => Err(End::Abandoned),
+            Stop::Cancel => Err(End::Cancelled),
+            Stop::No => Ok(()),
+        }
+    }
+
+    /// Ends a step that a cancel stopped while it ran.
+    async fn cancelled(&self, position: i32) -> Next {
+        self.sink.line(position, "cancelled");
+        self.sink.flush().await;
+        self.steps().report(position, "cancelled", None, None).await;
+        Err(End::Cancelled)
+    }
+
+    /// An error text as it may be shown: the repository URL without
+    /// credentials, secrets masked.
+    fn scrub(&self, text: &str) -> String {
+        let repo = &self.claim.repo;
+        let text = text.replace(repo.as_str(), &redact_url(repo));
+        String::from_utf8_lossy(&self.masker.mask(text.as_bytes())).into_owned()
+    }
+
+    /// `clone`: the task's commit, checked out into a fresh workspace. The
+    /// task's budget starts here.
+    async fn clone_repo(&mut self, position: i32) -> Next {
+        self.reported(position, "running", None).await?;
+        let c = self.claim;
+        let git_ref = match (&c.tag, &c.branch) {
+            (Some(tag), _) => format!("refs/tags/{tag}"),
+            (None, Some(branch)) => format!("refs/heads/{branch}"),
+            (None, None) => "HEAD".to_owned(),
+        };
+        self.sink.line(
+            position,
+            &format!("cloning {} ({git_ref})", redact_url(&c.repo)),
+        );
+        if let Some(parent) = self.workspace.parent()
+            && let Err(e) = tokio::fs::create_dir_all(parent).await
+        {
+            let e = format!("cannot create the workspace: {e}");
+            return self.fail(position, e).await;
+        }
+        let _ = tokio::fs::remove_dir_all(self.workspace).await;
+        self.deadline = Instant::now()
+            .checked_add(self.spec.timeout)
+            .unwrap_or_else(|| Instant::now() + workflow::MAX_DURATION);
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let cloning = {
+            let (url, dir, r, commit, flag) = (
+                c.repo.clone(),
+                self.workspace.to_path_buf(),
+                git_ref,
+                c.commit.clone(),
+                interrupt.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                git::checkout(&url, &dir, &r, commit.as_deref(), &flag)
+            })
+        };
+        let cloned = tokio::select! {
+            joined = cloning => Some(joined),
+            () = tokio::time::sleep_until(self.deadline.into()) => None,
+            // The stop itself is read below.
+            () = stopped(self.stop.clone()) => None,
+        };
+        // Whatever ended the wait, a fetch still going must stop.
+        interrupt.store(true, Ordering::Relaxed);
+        let stop_now = *self.stop.borrow();
+        self.commit = match (stop_now, cloned) {
+            (Stop::Abort, _) => return Err(End::Abandoned),
+            (Stop::Cancel, _) => return self.cancelled(position).await,
+            (Stop::No, None) => {
+                let e = format!(
+                    "task timed out after {} while cloning",
+                    format_duration(self.spec.timeout)
+                );
+                return self.fail(position, e).await;
+            }
+            (Stop::No, Some(Ok(Ok(sha)))) => sha,
+            (Stop::No, Some(Ok(Err(e)))) => {
+                let e = self.scrub(&format!("clone failed: {e}"));
+                return self.fail(position, e).await;
+            }
+            (Stop::No, Some(Err(e))) => {
+                return self.fail(position, format!("clone failed: {e}")).await;
+            }
+        };
+        if c.commit.is_none() {
+            let reported = persist(&self.ctx.client, |mut cl| {
+                let (lease, commit) = (self.lease.clone(), self.commit.clone());
+                async move { cl.report_commit(&lease, &commit).await }
+            })
+            .await;
+            if reported.is_err() {
+                return Err(End::Abandoned);
+            }
+        }
+        self.sink
+            .line(position, &format!("checked out {}", self.commit));
+        self.sink.flush().await;
+        self.reported(position, "success", Some(0)).await
+    }
+
+    /// One of the workflow's steps, on the host or in its container.
+    async fn user_step(&mut self, index: usize, position: i32) -> Next {
+        self.check_stop()?;
+        let Some(s) = self.spec.steps.get(index) else {
+            return Err(End::Failed(format!("the workflow has no step {index}")));
+        };
+        let c = self.claim;
+        if let Some(when) = &s.when
+            && !when.allows(c.branch.as_deref(), self.trigger.event(c.tag.is_some()))
+        {
+            return self
+                .skip(position, "skipped: its `when` does not match this task")
+                .await;
+        }
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let task_timeout = || {
+            format!(
+                "task timed out after {}",
+                format_duration(self.spec.timeout)
+            )
+        };
+        if remaining.is_zero() {
+            return Err(End::Failed(task_timeout()));
+        }
+        let (timeout, timeout_msg) = match s.timeout {
+            Some(t) if t <= remaining => (
+                t,
+                format!("step {} timed out after {}", s.name, format_duration(t)),
+            ),
+            _ => (remaining, task_timeout()),
+        };
+        self.reported(position, "running", None).await?;
+        let place = match s.image {
+            Some(_) => Place::Container,
+            None => Place::Host,
+        };
+        let mut step_env: BTreeMap<String, String> =
+            base_env(c, self.spec, &self.commit, self.workspace, place);
+        step_env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        step_env.extend(c.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let step_env: Vec<(String, String)> = step_env.into_iter().collect();
+        let mut masking = MaskingStream::new(self.masker.clone());
+        let sink = self.sink;
+        let output = |chunk: &[u8]| sink.write(position, masking.push(chunk));
+        let ending = match (&s.image, &self.ctx.docker) {
+            (None, _) => {
+                let script = Script {
+                    script: &s.run,
+                    cwd: self.workspace,
+                    env: &step_env,
+                    timeout,
+                    grace: self.ctx.grace,
+                };
+                process::run(script, self.stop.clone(), output).await
+            }
+            (Some(image), Some(docker)) => {
+                let labels = vec![
+                    ("slipway.workflow".to_owned(), c.workflow.clone()),
+                    ("slipway.task".to_owned(), self.lease.task_id.to_string()),
+                ];
+                let container = StepSpec {
+                    image,
+                    script: &s.run,
+                    workspace: self.workspace,
+                    env: &step_env,
+                    labels: &labels,
+                    name: None,
+                    user: None,
+                    timeout,
+                    grace: self.ctx.grace,
+                };
+                docker.run_step(container, self.stop.clone(), output).await
+            }
+            (Some(_), None) => Ending::SpawnFailed("this runner has no Docker Engine".to_owned()),
+        };
+        sink.write(position, masking.finish());
+        let (status, exit_code, error) = match ending {
+            Ending::Exited(0) => ("success", Some(0), None),
+            Ending::Exited(code) => (
+                "failed",
+                Some(code),
+                Some(format!("step {} exited with status {code}", s.name)),
+            ),
+            Ending::Signaled(sig) => (
+                "failed",
+                None,
+                Some(format!("step {} was killed by signal {sig}", s.name)),
+            ),
+            Ending::TimedOut => ("failed", None, Some(timeout_msg)),
+            Ending::SpawnFailed(e) => (
+                "failed",
+                None,
+                Some(format!("step {} could not start: {e}", s.name)),
+            ),
+            Ending::Stopped(Stop::Cancel) => return self.cancelled(position).await,
+            Ending::Stopped(_) => return Err(End::Abandoned),
+        };
+        if let Some(e) = &error {
+            sink.line(position, e);
+        }
+        sink.flush().await;
+        if !self
+            .steps()
+            .report(position, status, exit_code, error.clone())
+            .await
+        {
+            return Err(End::Abandoned);
+        }
+        match error {
+            Some(_) if s.continue_on_error => {
+                sink.line(position, "continuing: continue_on_error is set");
+                Ok(())
+            }
+            Some(e) => Err(End::Failed(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// `image`: the workflow's image, built and pushed; what the deploys use.
+    async fn image(&mut self, position: i32) -> Next {
+        self.check_stop()?;
+        let Some(image) = &self.spec.image else {
+            return Err(End::Failed("the workflow builds no image".to_owned()));
+        };
+        self.reported(position, "running", None).await?;
+        let out = Output {
+            sink: self.sink,
+            masker: self.masker,
+            position,
+        };
+        let building = image::build_and_push(
+            self.ctx,
+            self.claim,
+            image,
+            self.workspace,
+            &self.commit,
+            out,
+        );
+        let built = tokio::select! {
+            built = building => Some(built),
+            () = stopped(self.stop.clone()) => None,
+        };
+        match built {
+            Some(Ok((reference, digest))) => {
+                self.sink
+                    .line(position, &format!("pushed {reference}@{digest}"));
+                self.image = Some(format!(
+                    "{}/{}@{digest}",
+                    self.ctx.registry.trim_end_matches('/'),
+                    image.name
+                ));
+                self.sink.flush().await;
+                self.report_image(&reference, &digest).await?;
+                self.reported(position, "success", Some(0)).await
+            }
+            Some(Err(e)) => {
+                let e = self.scrub(&e);
+                self.fail(position, e).await
+            }
+            None if *self.stop.borrow() == Stop::Cancel => self.cancelled(position).await,
+            None => Err(End::Abandoned),
+        }
+    }
+
+    /// Tells the orchestrator which image the task deploys.
+    async fn report_image(&self, reference: &str, digest: &str) -> Next {
+        let reported = persist(&self.ctx.client, |mut cl| {
+            let (lease, reference, digest) =
+                (self.lease.clone(), reference.to_owned(), digest.to_owned());
+            async move { cl.report_image(&lease, &reference, &digest).await }
+        })
+        .await;
+        reported.map_err(|_| End::Abandoned)
+    }
+
+    /// `deploy:<env>`: the deployment a deploy-only task carries out, or the
+    /// next environment of the chain for the task's image.
+    async fn deploy(&mut self, env: &str, position: i32) -> Next {
+        let deploys = Deploys {
+            ctx: self.ctx,
+            lease: self.lease,
+            sink: self.sink,
+            branch: self.claim.branch.as_deref(),
+            secrets: &self.claim.secrets,
+            workflow: &self.claim.workflow,
+            stop: self.stop.clone(),
+            workspace: self.workspace,
+        };
+        let spec = self
+            .spec
+            .deploy
+            .iter()
+            .find(|d| d.environment.as_str() == env);
+        if let Some(order) = &self.claim.deployment {
+            let Some(spec) = spec else {
+                let e = format!("the workflow has no environment {env}");
+                return self.fail(position, e).await;
+            };
+            return deploys
+                .existing(spec, order.id, &order.image, position)
+                .await
+                .map_err(End::from);
+        }
+        self.check_stop()?;
+        if self.trigger == Trigger::WorkflowRun && self.image.is_none() {
+            self.find_pushed(position).await?;
+        }
+        let Some(image) = &self.image else {
+            return self
+                .skip(position, "skipped: the workflow builds no image to deploy")
+                .await;
+        };
+        let Some(spec) = spec else {
+            let e = format!("the workflow has no environment {env}");
+            return self.fail(position, e).await;
+        };
+        deploys
+            .next(spec, image, position, &mut self.waiting)
+            .await
+            .map_err(End::from)
+    }
+
+    /// A `workflow_run` task deploys what external CI pushed for its commit,
+    /// tagged with the short sha, without building.
+    async fn find_pushed(&mut self, position: i32) -> Next {
+        let Some(image) = &self.spec.image else {
+            let e = "the workflow names no image to deploy".to_owned();
+            return self.fail(position, e).await;
+        };
+        let Some(docker) = &self.ctx.docker else {
+            let e = "this runner has no Docker Engine".to_owned();
+            return self.fail(position, e).await;
+        };
+        let registry = self.ctx.registry.trim_end_matches('/');
+        let commit = &self.commit;
+        let reference = format!(
+            "{registry}/{}:{}",
+            image.name,
+            commit.get(..12).unwrap_or(commit)
+        );
+        self.sink.line(
+            position,
+            &format!("deploying the image CI pushed: {reference}"),
+        );
+        let credentials = super::image::credentials(self.claim);
+        let digest = match docker.digest_of(&reference, credentials).await {
+            Ok(d) => d,
+            Err(e) => {
+                return self
+                    .fail(position, format!("no image to deploy: {e}"))
+                    .await;
+            }
+        };
+        self.report_image(&reference, &digest).await?;
+        self.image = Some(format!("{registry}/{}@{digest}", image.name));
+        Ok(())
+    }
+}
+
+impl From<Halt> for End {
+    fn from(halt: Halt) -> Self {
+        match halt {
+            Halt::Failed(e) => End::Failed(e),
+            Halt::Cancelled => End::Cancelled,
+            Halt::Abandoned => End::Abandoned,
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Reports about a task's steps, shared by the walk through its plan and
+//! its deploys: each report is retried while the orchestrator is away, and
+//! a refusal means the lease is gone.
+
+use std::time::{Duration, Instant};
+
+use crate::client::{CallError, Lease, RunnerClient};
+use crate::context::Context;
+use crate::ship::LogSink;
+
+/// Retries a report while the orchestrator is unreachable, for up to a minute.
+pub(crate) async fn persist<T, F, Fut>(client: &RunnerClient, mut call: F) -> Result<T, CallError>
+where
+    F: FnMut(RunnerClient) -> Fut,
+    Fut: Future<Output = Result<T, CallError>>,
+{
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match call(client.clone()).await {
+            Err(e) if e.is_transient() && Instant::now() < give_up => {
+                tracing::warn!(error = %e, "orchestrator unavailable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Where a task's step reports and log lines go.
+#[derive(Clone, Copy)]
+pub(crate) struct Steps<'a> {
+    /// The runner API.
+    pub ctx: &'a Context,
+    /// The task's lease, which every report presents.
+    pub lease: &'a Lease,
+    /// The task's log.
+    pub sink: &'a LogSink,
+}
+
+impl Steps<'_> {
+    /// Reports a step's status; false when the lease is gone.
+    pub async fn report(
+        &self,
+        position: i32,
+        status: &'static str,
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> bool {
+        let result = persist(&self.ctx.client, |mut c| {
+            let (lease, error) = (self.lease.clone(), error.clone());
+            async move {
+                c.update_step(&lease, position, status, exit_code, error)
+                    .await
+            }
+        })
+        .await;
+        if let Err(e) = &result {
+            tracing::warn!(task_id = self.lease.task_id, position, error = %e, "step report refused");
+        }
+        result.is_ok()
+    }
+
+    /// Logs and reports a failed step; false when the lease is gone.
+    pub async fn fail(&self, position: i32, error: &str) -> bool {
+        self.sink.line(position, error);
+        self.sink.flush().await;
+        self.report(position, "failed", None, Some(error.to_owned()))
+            .await
+    }
+
+    /// Logs and reports a step skipped for `why`; false when the lease is gone.
+    pub async fn skip(&self, position: i32, why: &str) -> bool {
+        self.sink.line(position, why);
+        self.sink.flush().await;
+        self.report(position, "skipped", None, None).await
+    }
+}
