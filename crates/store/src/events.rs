@@ -4,6 +4,7 @@
 //! at least once.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl;
 use diesel::prelude::*;
 
 use crate::Result;
@@ -12,12 +13,19 @@ use crate::schema::{events, tasks, workflows};
 /// An event to record.
 #[derive(Debug, Clone, Default)]
 pub struct Event<'a> {
+    /// The alerts.md event type, e.g. `task.failed`.
     pub kind: &'a str,
+    /// The workflow whose notify rules decide where the event goes.
     pub workflow_id: i64,
+    /// The task it reports on, if any; the event takes the task's branch.
     pub task_id: Option<i64>,
+    /// The deployment it reports on, if any.
     pub deployment_id: Option<i64>,
+    /// The deployment's environment, for deploy events.
     pub environment: Option<&'a str>,
+    /// One line saying what happened.
     pub summary: String,
+    /// Why it failed, for failures.
     pub error: Option<&'a str>,
     /// `rolled_back`: why it ran.
     pub reason: Option<&'a str>,
@@ -62,142 +70,139 @@ pub fn emit(conn: &mut PgConnection, event: &Event<'_>) -> Result<String> {
 /// An event with what it refers to, as the notifier needs it.
 #[derive(Debug, Clone)]
 pub struct EventRecord {
+    /// Unique per event, so a consumer recognises a redelivered one.
     pub id: String,
+    /// The alerts.md event type, e.g. `task.failed`.
     pub kind: String,
+    /// When the event was written, shown in the message.
     pub at: DateTime<Utc>,
+    /// The workflow whose notify rules decide where the event goes.
     pub workflow_id: i64,
+    /// The workflow's name, for the message.
     pub workflow: String,
+    /// The version whose notify rules apply: the task's when the event has
+    /// a task, else the workflow's live version.
     pub workflow_version: i32,
+    /// The task the event reports on, if any.
     pub task_id: Option<i64>,
+    /// The deployment the event reports on, if any.
     pub deployment_id: Option<i64>,
+    /// The deployment's environment, for deploy events.
     pub environment: Option<String>,
+    /// The task's branch as it was when the event was written; repeats are
+    /// counted per branch.
     pub branch: Option<String>,
+    /// The task's tag, for tasks started by a tag push.
     pub tag: Option<String>,
+    /// The task's commit SHA, for the message.
     pub commit: Option<String>,
+    /// The task's commit message, for the message.
     pub message: Option<String>,
+    /// One line saying what happened.
     pub summary: String,
+    /// Why it failed, for failures.
     pub error: Option<String>,
+    /// `rolled_back`: why it ran.
     pub reason: Option<String>,
+    /// `rolled_back`: `succeeded` or `failed`.
     pub outcome: Option<String>,
+    /// A success after a failure (alerts.md: recoveries are always sent).
     pub recovery: bool,
     /// The W3C `traceparent` of the event's task, for the message's headers.
     pub trace_context: Option<String>,
 }
 
-type RecordTuple = (
-    (
-        String,
-        String,
-        DateTime<Utc>,
-        i64,
-        String,
-        Option<i32>,
-        i32,
-        Option<i64>,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-    ),
-    (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        bool,
-        Option<String>,
-    ),
-);
+/// An event row with the columns of its workflow and task that an
+/// [`EventRecord`] carries.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = events, check_for_backend(diesel::pg::Pg))]
+struct EventRow {
+    id: String,
+    kind: String,
+    created_at: DateTime<Utc>,
+    workflow_id: i64,
+    task_id: Option<i64>,
+    deployment_id: Option<i64>,
+    environment: Option<String>,
+    branch: Option<String>,
+    summary: String,
+    error: Option<String>,
+    reason: Option<String>,
+    outcome: Option<String>,
+    recovery: bool,
+    #[diesel(embed)]
+    workflow: EventWorkflow,
+    /// `None` when the event has no task; the live version then applies.
+    #[diesel(embed)]
+    task: Option<EventTask>,
+}
 
-fn record(t: RecordTuple) -> EventRecord {
-    let (
-        (
-            id,
-            kind,
-            at,
-            workflow_id,
-            workflow,
-            task_version,
-            live_version,
-            task_id,
-            deployment_id,
-            environment,
-            branch,
-        ),
-        (tag, commit, message, summary, error, reason, outcome, recovery, trace_context),
-    ) = t;
-    EventRecord {
-        id,
-        kind,
-        at,
-        workflow_id,
-        workflow,
-        workflow_version: task_version.unwrap_or(live_version),
-        task_id,
-        deployment_id,
-        environment,
-        branch,
-        tag,
-        commit,
-        message,
-        summary,
-        error,
-        reason,
-        outcome,
-        recovery,
-        trace_context,
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = workflows, check_for_backend(diesel::pg::Pg))]
+struct EventWorkflow {
+    name: String,
+    /// The live version, for events without a task.
+    version: i32,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = tasks, check_for_backend(diesel::pg::Pg))]
+struct EventTask {
+    /// The version the task ran, which may be older than the live one.
+    workflow_version: i32,
+    tag: Option<String>,
+    commit_sha: Option<String>,
+    message: Option<String>,
+    trace_context: Option<String>,
+}
+
+impl From<EventRow> for EventRecord {
+    fn from(row: EventRow) -> Self {
+        let task = row.task;
+        EventRecord {
+            id: row.id,
+            kind: row.kind,
+            at: row.created_at,
+            workflow_id: row.workflow_id,
+            workflow: row.workflow.name,
+            workflow_version: task
+                .as_ref()
+                .map_or(row.workflow.version, |t| t.workflow_version),
+            task_id: row.task_id,
+            deployment_id: row.deployment_id,
+            environment: row.environment,
+            branch: row.branch,
+            tag: task.as_ref().and_then(|t| t.tag.clone()),
+            commit: task.as_ref().and_then(|t| t.commit_sha.clone()),
+            message: task.as_ref().and_then(|t| t.message.clone()),
+            summary: row.summary,
+            error: row.error,
+            reason: row.reason,
+            outcome: row.outcome,
+            recovery: row.recovery,
+            trace_context: task.and_then(|t| t.trace_context),
+        }
     }
 }
 
-/// Loads events joined with their workflow and task; the tokens after the
-/// connection continue the query (filters, order, limit).
-macro_rules! records {
-    ($conn:expr, $($chain:tt)*) => {{
-        let rows: Vec<RecordTuple> = events::table
-            .inner_join(workflows::table.on(workflows::id.eq(events::workflow_id)))
-            .left_join(tasks::table.on(tasks::id.nullable().eq(events::task_id)))
-            $($chain)*
-            .select((
-                (
-                    events::id,
-                    events::kind,
-                    events::created_at,
-                    events::workflow_id,
-                    workflows::name,
-                    tasks::workflow_version.nullable(),
-                    workflows::version,
-                    events::task_id,
-                    events::deployment_id,
-                    events::environment,
-                    events::branch,
-                ),
-                (
-                    tasks::tag.nullable(),
-                    tasks::commit_sha.nullable(),
-                    tasks::message.nullable(),
-                    events::summary,
-                    events::error,
-                    events::reason,
-                    events::outcome,
-                    events::recovery,
-                    tasks::trace_context.nullable(),
-                ),
-            ))
-            .load($conn)?;
-        rows.into_iter().map(record).collect::<Vec<EventRecord>>()
-    }};
+/// Events joined with their workflow and, when they have one, their task:
+/// the rows an [`EventRow`] is selected from.
+#[dsl::auto_type(no_type_alias)]
+fn with_workflow_and_task() -> _ {
+    events::table
+        .inner_join(workflows::table.on(workflows::id.eq(events::workflow_id)))
+        .left_join(tasks::table.on(tasks::id.nullable().eq(events::task_id)))
 }
 
 /// The oldest events not yet confirmed by the broker, in the order written.
 pub fn unpublished(conn: &mut PgConnection, limit: i64) -> Result<Vec<EventRecord>> {
-    Ok(records!(
-        conn,
+    let rows: Vec<EventRow> = with_workflow_and_task()
         .filter(events::published_at.is_null())
         .order(events::seq.asc())
         .limit(limit)
-    ))
+        .select(EventRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(EventRecord::from).collect())
 }
 
 /// Marks events the broker confirmed.
@@ -210,7 +215,11 @@ pub fn mark_published(conn: &mut PgConnection, ids: &[String]) -> Result<()> {
 
 /// The events with these ids, in no particular order.
 pub fn by_ids(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<EventRecord>> {
-    Ok(records!(conn, .filter(events::id.eq_any(ids))))
+    let rows: Vec<EventRow> = with_workflow_and_task()
+        .filter(events::id.eq_any(ids))
+        .select(EventRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(EventRecord::from).collect())
 }
 
 /// The types of a task's events, oldest first (for tests).

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use crate::labels::Labels;
 
+mod deploy;
+mod field;
+mod notify;
 mod parse;
 mod patterns;
 mod repo;

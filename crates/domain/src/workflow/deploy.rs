@@ -1,0 +1,186 @@
+//! The `deploy` list of a workflow: each environment with its target (a
+//! container or a compose service), its health check and the defaults
+//! workflow.md gives them.
+
+use std::time::Duration;
+
+use super::field::{Field, Result, env_vars, is_http_url};
+use super::{
+    ComposeTarget, ContainerTarget, DeploySpec, EnvName, HealthCheck, RollbackMode, Target,
+};
+
+const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(super) fn deploy_spec(f: &Field<'_>) -> Result<DeploySpec> {
+    let r = f.record(&[
+        "environment",
+        "auto",
+        "branches",
+        "target",
+        "health",
+        "rollback",
+        "timeout",
+    ])?;
+    let rollback = r
+        .field("rollback")
+        .map(|f| match f.text()?.as_str() {
+            "auto" => Ok(RollbackMode::Auto),
+            "manual" => Ok(RollbackMode::Manual),
+            other => Err(f.error(format!(
+                "invalid rollback mode \"{other}\": use auto or manual"
+            ))),
+        })
+        .transpose()?;
+    Ok(DeploySpec {
+        environment: r.required("environment")?.parse_with(EnvName::parse)?,
+        auto: r
+            .field("auto")
+            .map(|f| f.boolean())
+            .transpose()?
+            .unwrap_or(true),
+        branches: r.field("branches").map(|f| f.patterns()).transpose()?,
+        target: target(&r.required("target")?)?,
+        health: r.field("health").map(|f| health(&f)).transpose()?,
+        rollback: rollback.unwrap_or_default(),
+        timeout: r
+            .field("timeout")
+            .map(|f| f.positive_duration())
+            .transpose()?
+            .unwrap_or(DEFAULT_DEPLOY_TIMEOUT),
+    })
+}
+
+fn target(f: &Field<'_>) -> Result<Target> {
+    let r = f.record(&["container", "compose"])?;
+    match (r.field("container"), r.field("compose")) {
+        (Some(c), None) => container(&c).map(Target::Container),
+        (None, Some(c)) => compose(&c).map(Target::Compose),
+        (Some(_), Some(c)) => Err(c.key_error("use either container or compose, not both")),
+        (None, None) => Err(f.error(r#"missing required key "container" or "compose""#)),
+    }
+}
+
+fn container(f: &Field<'_>) -> Result<ContainerTarget> {
+    let r = f.record(&["name", "ports", "env", "volumes", "network", "restart"])?;
+    let name_field = r.required("name")?;
+    let name = name_field.text_with_secrets()?;
+    let valid_name = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid_name {
+        return Err(name_field.error(format!(
+            "invalid container name \"{name}\": use A-Z, a-z, 0-9, _, . and -, starting with a letter or digit"
+        )));
+    }
+    let list = |key: &str| -> Result<Vec<String>> {
+        r.field(key)
+            .map(|f| {
+                f.seq()?
+                    .iter()
+                    .map(|item| item.text_with_secrets().and_then(|s| item.no_blank(s)))
+                    .collect()
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let restart = r
+        .field("restart")
+        .map(|f| {
+            let policy = f.text()?;
+            let valid = matches!(policy.as_str(), "no" | "always" | "unless-stopped" | "on-failure")
+                || policy
+                    .strip_prefix("on-failure:")
+                    .is_some_and(|n| n.parse::<u32>().is_ok());
+            if valid {
+                Ok(policy)
+            } else {
+                Err(f.error(format!(
+                    "invalid restart policy \"{policy}\": use no, always, unless-stopped or on-failure[:N]"
+                )))
+            }
+        })
+        .transpose()?;
+    Ok(ContainerTarget {
+        name,
+        ports: list("ports")?,
+        env: r
+            .field("env")
+            .map(|f| env_vars(&f, true))
+            .transpose()?
+            .unwrap_or_default(),
+        volumes: list("volumes")?,
+        network: r
+            .field("network")
+            .map(|f| f.text_with_secrets().and_then(|s| f.no_blank(s)))
+            .transpose()?,
+        restart,
+    })
+}
+
+fn compose(f: &Field<'_>) -> Result<ComposeTarget> {
+    let r = f.record(&["file", "project", "service"])?;
+    let file = r.required("file")?.repo_path()?;
+    let project_field = r.required("project")?;
+    let project = project_field.text_with_secrets()?;
+    // Compose's own rule for project names.
+    let valid_project = project.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && project
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+    if !valid_project {
+        return Err(project_field.error(format!(
+            "invalid compose project name \"{project}\": use a-z, 0-9, _ and -, starting with a letter or digit"
+        )));
+    }
+    let service = r.required("service")?;
+    Ok(ComposeTarget {
+        file,
+        project,
+        service: service
+            .text_with_secrets()
+            .and_then(|s| service.no_blank(s))?,
+    })
+}
+
+fn health(f: &Field<'_>) -> Result<HealthCheck> {
+    let r = f.record(&["url", "expect_status", "interval", "timeout", "watch"])?;
+    let url_field = r.required("url")?;
+    let url = url_field.text()?;
+    if !is_http_url(&url) {
+        return Err(url_field.error(format!(
+            "invalid health check URL \"{url}\": use http:// or https://"
+        )));
+    }
+    let expect_status = r
+        .field("expect_status")
+        .map(|f| {
+            let s = f.text()?;
+            s.parse::<u16>()
+                .ok()
+                .filter(|code| (100..=599).contains(code))
+                .ok_or_else(|| f.error(format!("invalid status code \"{s}\": use 100 to 599")))
+        })
+        .transpose()?;
+    Ok(HealthCheck {
+        url,
+        expect_status: expect_status.unwrap_or(200),
+        interval: r
+            .field("interval")
+            .map(|f| f.positive_duration())
+            .transpose()?
+            .unwrap_or(DEFAULT_HEALTH_INTERVAL),
+        timeout: r
+            .field("timeout")
+            .map(|f| f.positive_duration())
+            .transpose()?
+            .unwrap_or(DEFAULT_HEALTH_TIMEOUT),
+        watch: r
+            .field("watch")
+            .map(|f| f.duration())
+            .transpose()?
+            .unwrap_or(Duration::ZERO),
+    })
+}
