@@ -5,8 +5,8 @@
 //! event is logged and dropped: it can never be handled.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use backon::BackoffBuilder as _;
 use futures_util::StreamExt;
 use prost::Message as _;
 use queue::Topology;
@@ -17,8 +17,6 @@ use tracing::Instrument as _;
 
 use crate::deliver::{Deliverer, HandleError};
 
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
 /// Consumes until `stop` is set, reconnecting to the broker with backoff.
 pub async fn run(
     deliverer: Arc<Deliverer>,
@@ -28,7 +26,7 @@ pub async fn run(
     prefetch: u16,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let mut delays = queue::RECONNECT.build();
     let tag = format!("notifier-{}", std::process::id());
     loop {
         match queue::connect(&amqp_url, amqp_ca.as_deref()).await {
@@ -36,7 +34,7 @@ pub async fn run(
                 match queue::event_consumer(&connection, &topology, prefetch, &tag).await {
                     Ok((_channel, consumer)) => {
                         tracing::info!("taking events from the broker");
-                        backoff = Duration::from_millis(200);
+                        delays = queue::RECONNECT.build();
                         let why = consume(&deliverer, consumer, stop.clone()).await;
                         if let Some(why) = why {
                             tracing::warn!(error = %why, "lost the broker");
@@ -47,16 +45,18 @@ pub async fn run(
                 // Closing hands unacknowledged events back to the queue.
                 let _ = connection.close(200, "notifier stopping".into()).await;
             }
-            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "broker unreachable"),
+            Err(e) => tracing::warn!(error = %e, "broker unreachable"),
         }
         if *stop.borrow() {
             return;
         }
+        // The policy has no end.
+        let backoff = delays.next().unwrap_or_default();
+        tracing::debug!(retry_in = ?backoff, "connecting to the broker again");
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -126,7 +126,7 @@ async fn handle_in_span(
     if let Some(task_id) = event.task_id {
         span.record("task_id", task_id);
     }
-    let mut backoff = Duration::from_millis(200);
+    let mut delays = proto::RETRY_CALLS.build();
     loop {
         match deliverer.open(&event).await {
             Ok(claimed) => {
@@ -144,6 +144,8 @@ async fn handle_in_span(
                 return;
             }
             Err(HandleError::Unavailable(e)) => {
+                // The policy has no end.
+                let backoff = delays.next().unwrap_or_default();
                 tracing::warn!(event = %event.id, error = %e, retry_in = ?backoff, "orchestrator unavailable");
                 let stopping = tokio::select! {
                     _ = tokio::time::sleep(backoff) => false,
@@ -157,7 +159,6 @@ async fn handle_in_span(
                     let _ = delivery.nack(requeue).await;
                     return;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

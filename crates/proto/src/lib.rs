@@ -16,6 +16,15 @@ mod generated {
 }
 
 pub use error::{ApiError, CallError, ErrorCode};
+
+/// How runners and notifiers retry a call the orchestrator could not answer
+/// ([`CallError::is_transient`]): soon, then up to every 5 s, with jitter;
+/// callers bound the total with `with_total_delay` where giving up is right.
+pub const RETRY_CALLS: backon::ExponentialBuilder = backon::ExponentialBuilder::new()
+    .with_min_delay(std::time::Duration::from_millis(100))
+    .with_max_delay(std::time::Duration::from_secs(5))
+    .with_jitter()
+    .without_max_times();
 pub use generated::*;
 pub use prost_types::Timestamp;
 

@@ -36,6 +36,15 @@ use serde::{Deserialize, Serialize};
 
 pub use lapin;
 
+/// How every service retries its broker connection: at once, then waiting
+/// longer each time up to 10 s, with jitter so that runners cut off together
+/// do not come back together, for as long as the service runs.
+pub const RECONNECT: backon::ExponentialBuilder = backon::ExponentialBuilder::new()
+    .with_min_delay(std::time::Duration::from_millis(200))
+    .with_max_delay(std::time::Duration::from_secs(10))
+    .with_jitter()
+    .without_max_times();
+
 /// What can go wrong talking to the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -23,6 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::BackoffBuilder as _;
 use domain::labels::Labels;
 use futures_util::StreamExt;
 use proto::ErrorCode;
@@ -197,7 +198,7 @@ impl Runner {
             stop_rx.clone(),
         ));
         tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(200);
+        let mut delays = queue::RECONNECT.build();
         let mut outcome = Ok(());
         'connect: loop {
             let opened = async {
@@ -210,17 +211,18 @@ impl Runner {
                 c = opened => match c {
                     Ok(c) => c,
                     Err(e) => {
+                        // The policy has no end.
+                        let backoff = delays.next().unwrap_or_default();
                         tracing::warn!(error = %e, retry_in = ?backoff, "broker unreachable");
                         tokio::select! {
                             () = &mut shutdown => break 'connect,
                             () = tokio::time::sleep(backoff) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
                         continue 'connect;
                     }
                 },
             };
-            backoff = Duration::from_millis(200);
+            delays = queue::RECONNECT.build();
             let mut consumer: Option<Consumers> = None;
             loop {
                 // Reap finished tasks so the set does not grow.

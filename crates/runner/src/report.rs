@@ -2,11 +2,17 @@
 //! its deploys: each report is retried while the orchestrator is away, and
 //! a refusal means the lease is gone.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use backon::Retryable as _;
 
 use crate::client::{CallError, Lease, RunnerClient};
 use crate::context::Context;
 use crate::ship::LogSink;
+
+/// How long a report is retried before the task is given up: the lease
+/// has run out long before.
+const GIVE_UP: Duration = Duration::from_secs(60);
 
 /// Retries a report while the orchestrator is unreachable, for up to a minute.
 pub(crate) async fn persist<T, F, Fut>(client: &RunnerClient, mut call: F) -> Result<T, CallError>
@@ -14,18 +20,11 @@ where
     F: FnMut(RunnerClient) -> Fut,
     Fut: Future<Output = Result<T, CallError>>,
 {
-    let give_up = Instant::now() + Duration::from_secs(60);
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match call(client.clone()).await {
-            Err(e) if e.is_transient() && Instant::now() < give_up => {
-                tracing::warn!(error = %e, "orchestrator unavailable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            other => return other,
-        }
-    }
+    (|| call(client.clone()))
+        .retry(proto::RETRY_CALLS.with_total_delay(Some(GIVE_UP)))
+        .when(CallError::is_transient)
+        .notify(|e, _| tracing::warn!(error = %e, "orchestrator unavailable; retrying"))
+        .await
 }
 
 /// Where a task's step reports and log lines go.

@@ -2,11 +2,10 @@
 //! batched per step, and sent by one task so they arrive in the order they
 //! were written. A flush waits until everything queued so far is stored.
 
-use std::time::Duration;
-
+use backon::Retryable as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::{Lease, RunnerClient};
+use crate::client::{CallError, Lease, RunnerClient};
 
 /// Largest batch sent in one call.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -99,19 +98,21 @@ async fn ship(mut client: RunnerClient, lease: Lease, mut rx: mpsc::UnboundedRec
 /// Sends one batch, retrying while the orchestrator is unreachable; false
 /// when the lease is gone.
 async fn send(client: &mut RunnerClient, lease: &Lease, position: i32, data: Vec<u8>) -> bool {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match client.append_log(lease, position, data.clone()).await {
-            Ok(()) => return true,
-            Err(e) if e.is_transient() => {
-                tracing::warn!(task_id = lease.task_id, error = %e, "cannot ship the log; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                tracing::warn!(task_id = lease.task_id, error = %e, "log refused");
-                return false;
-            }
+    let sent = (|| {
+        let (mut client, data) = (client.clone(), data.clone());
+        async move { client.append_log(lease, position, data).await }
+    })
+    .retry(proto::RETRY_CALLS)
+    .when(CallError::is_transient)
+    .notify(
+        |e, _| tracing::warn!(task_id = lease.task_id, error = %e, "cannot ship the log; retrying"),
+    )
+    .await;
+    match sent {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(task_id = lease.task_id, error = %e, "log refused");
+            false
         }
     }
 }
