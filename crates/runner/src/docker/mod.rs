@@ -226,9 +226,6 @@ fn grace_secs(grace: Duration) -> i32 {
 }
 
 #[cfg(test)]
-mod engine_tests;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 

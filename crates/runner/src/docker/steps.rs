@@ -355,7 +355,7 @@ async fn remove_step_container(api: &bollard::Docker, name: &str) {
         .await;
 }
 
-pub(super) fn unique_name(prefix: &str) -> String {
+fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1,70 +1,48 @@
-//! Against the real engine on /var/run/docker.sock. The push test runs a
-//! registry on 127.0.0.1:5000 (`/usr/bin/docker-registry`) unless one
-//! already answers there. Images are built FROM scratch around the host's
-//! static busybox: nothing is pulled from the internet.
+//! The runner's Docker module against the real engine: container steps
+//! (output, exit codes, stops, timeouts, clean-up), builds, pushes (to the
+//! registry `cargo xtask test` runs, and to one that wants credentials) and
+//! the service containers of a deploy. Images are built FROM scratch around
+//! the host's static busybox: nothing is pulled from the internet.
 
-use super::steps::unique_name;
-use super::*;
-use bollard::query_parameters::TagImageOptionsBuilder;
 use std::cell::Cell;
 use std::path::Path;
-use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::{Duration, Instant};
+
+use bollard::API_DEFAULT_VERSION;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::TagImageOptionsBuilder;
+use runner::docker::{
+    BuildSpec, ContainerState, Docker, Ending, Error, ImageRemoval, ServiceSpec, StepSpec, Stop,
+};
+use test_support::auth_registry::AuthRegistry;
+use test_support::images::{self, busybox_context};
+use test_support::registry;
 use tokio::sync::watch;
 
-const BUSYBOX: &str = "slipway-test-busybox:test";
+/// Put on every container made here, with a value per test, to find leftovers.
 const LABEL: &str = "slipway-test.test";
-const REGISTRY: &str = "127.0.0.1:5000";
 
-fn docker() -> Docker {
-    Docker::connect(None).unwrap()
+/// A second client on the engine, at the version the runner negotiated, for
+/// what the runner never asks of it (inspecting and tagging images, removing
+/// networks and volumes): the tests check the runner's work through it.
+async fn engine(docker: &Docker) -> bollard::Docker {
+    let version = docker.api_version().await.expect("the engine answers");
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| h.starts_with("unix://"))
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+    // 120 s: bollard's default request timeout, as the runner uses it.
+    bollard::Docker::connect_with_unix(&socket, 120, &version).expect("a client")
 }
 
+/// The owned pairs the specs take, from literals.
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
 }
 
-/// A build context with the static busybox and a Dockerfile that installs it.
-fn busybox_context(extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy("/bin/busybox", dir.path().join("busybox")).unwrap();
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        format!(
-            "FROM scratch\nCOPY busybox /bin/busybox\n\
-             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n{extra}"
-        ),
-    )
-    .unwrap();
-    dir
-}
-
-/// The shared base image, built once per test run.
-async fn busybox(docker: &Docker) -> &'static str {
-    static BUILT: OnceCell<()> = OnceCell::const_new();
-    BUILT
-        .get_or_init(|| async {
-            let context = busybox_context("");
-            docker
-                .build(
-                    BuildSpec {
-                        context: context.path(),
-                        dockerfile: "Dockerfile",
-                        build_args: &[],
-                        labels: &[],
-                        tags: &[BUSYBOX.to_owned()],
-                    },
-                    |_| {},
-                )
-                .await
-                .unwrap();
-        })
-        .await;
-    BUSYBOX
-}
-
+/// Runs `script` as a step nobody stops: how it ended, and its output.
 async fn run(
     docker: &Docker,
     image: &str,
@@ -95,145 +73,27 @@ async fn run(
     (ending, String::from_utf8_lossy(&out).into_owned())
 }
 
+/// The containers with this test's label value: none once its step is over.
 async fn leftovers(docker: &Docker, label: &str) -> Vec<ContainerState> {
-    docker.list_containers(&[(LABEL, label)]).await.unwrap()
-}
-
-/// A minimal HTTP/1.0 GET: (status, headers, body).
-async fn http_get(
-    addr: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+    docker
+        .list_containers(&[(LABEL, label)])
         .await
-        .map_err(|_| std::io::Error::other("http read timed out"))??;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("bad http answer: {text:?}")))?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line: {head:?}")))?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Ok((status, headers, body.to_owned()))
-}
-
-/// A `docker-registry` child, killed when dropped.
-struct Registry {
-    child: Option<std::process::Child>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The registry on 127.0.0.1:5000: the one already there, or one run for
-/// this test's duration.
-async fn registry() -> Registry {
-    if matches!(http_get(REGISTRY, "/v2/", &[]).await, Ok((200, _, _))) {
-        return Registry {
-            child: None,
-            _dir: None,
-        };
-    }
-    start_registry(REGISTRY, None).await
-}
-
-/// Starts `docker-registry` on `addr`, with htpasswd auth for `user` if given
-/// (bcrypt through perl's crypt(3), which is libxcrypt on Debian).
-async fn start_registry(addr: &str, user: Option<(&str, &str)>) -> Registry {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = format!(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-         http:\n  addr: {addr}\n",
-        dir.path().join("data").display()
-    );
-    if let Some((name, password)) = user {
-        let hash = std::process::Command::new("perl")
-            .args([
-                "-e",
-                "print crypt($ARGV[0], q($2b$05$) . q(slipwaysaltsaltsaltsalt))",
-                password,
-            ])
-            .output()
-            .unwrap();
-        let hash = String::from_utf8(hash.stdout).unwrap();
-        assert!(hash.starts_with("$2b$05$"), "no bcrypt from perl: {hash:?}");
-        let htpasswd = dir.path().join("htpasswd");
-        std::fs::write(&htpasswd, format!("{name}:{hash}\n")).unwrap();
-        config.push_str(&format!(
-            "auth:\n  htpasswd:\n    realm: slipway-test\n    path: {}\n",
-            htpasswd.display()
-        ));
-    }
-    let config_path = dir.path().join("config.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-    let mut child = std::process::Command::new("/usr/bin/docker-registry")
-        .arg("serve")
-        .arg(&config_path)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let ready = if user.is_some() { 401 } else { 200 };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if matches!(http_get(addr, "/v2/", &[]).await, Ok((status, _, _)) if status == ready) {
-            return Registry {
-                child: Some(child),
-                _dir: Some(dir),
-            };
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(dir.path().join("registry.log")).unwrap();
-            panic!("the registry exited ({status}): {log}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the registry on {addr} did not answer in 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .expect("list containers")
 }
 
 #[tokio::test]
 async fn negotiates_the_api_version() {
-    let docker = docker();
+    let docker = images::docker();
     docker.ping().await.unwrap();
-    let api = docker.api().await.unwrap();
+    let negotiated = docker.api_version().await.unwrap();
     // bollard's default (1.53) or the engine's maximum, whichever is lower.
-    let server = api.version().await.unwrap().api_version.unwrap();
-    let negotiated = api.client_version();
+    let server = engine(&docker)
+        .await
+        .version()
+        .await
+        .unwrap()
+        .api_version
+        .unwrap();
     let server: Vec<usize> = server.split('.').map(|n| n.parse().unwrap()).collect();
     let expected = std::cmp::min(
         (server[0], server[1]),
@@ -253,11 +113,11 @@ async fn negotiates_the_api_version() {
 
 #[tokio::test]
 async fn a_step_sees_env_and_workspace_and_its_exit_code() {
-    let docker = docker();
-    let image = busybox(&docker).await;
+    let docker = images::docker();
+    let image = images::busybox(&docker).await;
     let ws = tempfile::tempdir().unwrap();
     std::fs::write(ws.path().join("hello.txt"), "hello from the workspace\n").unwrap();
-    let label = unique_name("exit");
+    let label = images::unique_name("exit");
     let labels = pairs(&[(LABEL, &label)]);
     let env = pairs(&[("GREETING", "hi there"), ("OTHER", "a=b")]);
     let (_tx, rx) = watch::channel(Stop::No);
@@ -299,8 +159,8 @@ async fn a_step_sees_env_and_workspace_and_its_exit_code() {
 
 #[tokio::test]
 async fn sh_e_stops_at_the_first_failure() {
-    let docker = docker();
-    let image = busybox(&docker).await;
+    let docker = images::docker();
+    let image = images::busybox(&docker).await;
     let ws = tempfile::tempdir().unwrap();
     let (ending, out) = run(
         &docker,
@@ -316,10 +176,10 @@ async fn sh_e_stops_at_the_first_failure() {
 }
 
 async fn stop_mid_step(script: &str, grace: Duration) -> Duration {
-    let docker = docker();
-    let image = busybox(&docker).await;
-    let ws = tempfile::tempdir().unwrap();
-    let label = unique_name("stop");
+    let docker = images::docker();
+    let image = images::busybox(&docker).await;
+    let ws = tempfile::tempdir().expect("tempdir");
+    let label = images::unique_name("stop");
     let labels = pairs(&[(LABEL, &label)]);
     let (tx, rx) = watch::channel(Stop::No);
     let stopped_at: Cell<Option<Instant>> = Cell::new(None);
@@ -340,7 +200,7 @@ async fn stop_mid_step(script: &str, grace: Duration) -> Duration {
             |b| {
                 if String::from_utf8_lossy(b).contains("sleeping") && stopped_at.get().is_none() {
                     stopped_at.set(Some(Instant::now()));
-                    tx.send(Stop::Cancel).unwrap();
+                    tx.send(Stop::Cancel).expect("the step listens");
                 }
             },
         )
@@ -374,10 +234,10 @@ async fn a_step_that_ignores_sigterm_is_killed_after_the_grace() {
 
 #[tokio::test]
 async fn a_step_times_out() {
-    let docker = docker();
-    let image = busybox(&docker).await;
+    let docker = images::docker();
+    let image = images::busybox(&docker).await;
     let ws = tempfile::tempdir().unwrap();
-    let label = unique_name("timeout");
+    let label = images::unique_name("timeout");
     let labels = pairs(&[(LABEL, &label)]);
     let started = Instant::now();
     let (ending, out) = run(
@@ -401,10 +261,10 @@ async fn a_step_times_out() {
 
 #[tokio::test]
 async fn a_dropped_step_leaves_no_container() {
-    let docker = docker();
-    let image = busybox(&docker).await;
+    let docker = images::docker();
+    let image = images::busybox(&docker).await;
     let ws = tempfile::tempdir().unwrap();
-    let label = unique_name("dropped");
+    let label = images::unique_name("dropped");
     let labels = pairs(&[(LABEL, &label)]);
     let (_tx, rx) = watch::channel(Stop::No);
     let step = docker.run_step(
@@ -440,9 +300,9 @@ async fn a_dropped_step_leaves_no_container() {
 
 #[tokio::test]
 async fn a_missing_image_is_a_clear_error() {
-    let docker = docker();
+    let docker = images::docker();
     let ws = tempfile::tempdir().unwrap();
-    let label = unique_name("missing");
+    let label = images::unique_name("missing");
     let labels = pairs(&[(LABEL, &label)]);
     // A registry that is not there: fails fast, no internet needed.
     let image = "127.0.0.1:5999/slipway-test/nope:1";
@@ -469,13 +329,13 @@ async fn a_missing_image_is_a_clear_error() {
 
 #[tokio::test]
 async fn builds_with_args_labels_and_every_tag() {
-    let docker = docker();
+    let docker = images::docker();
     let context = busybox_context(
         "ARG GREETING\nRUN echo \"greeting: $GREETING\" > /greeting.txt && echo \"built with $GREETING\"\n",
     );
-    let suffix = unique_name("b");
+    let suffix = images::unique_name("b");
     let tags = vec![
-        format!("{REGISTRY}/slipway-test-build:{suffix}"),
+        format!("{}/slipway-test-build:{suffix}", registry()),
         format!("slipway-test-build:{suffix}-second"),
     ];
     let mut lines = Vec::new();
@@ -497,7 +357,7 @@ async fn builds_with_args_labels_and_every_tag() {
         lines.iter().any(|l| l == "built with hello-arg"),
         "{lines:#?}"
     );
-    let api = docker.api().await.unwrap();
+    let api = engine(&docker).await;
     for tag in &tags {
         let image = api.inspect_image(tag).await.unwrap();
         assert_eq!(image.id.as_deref(), Some(id.as_str()));
@@ -535,7 +395,7 @@ async fn builds_with_args_labels_and_every_tag() {
 
 #[tokio::test]
 async fn a_failing_build_is_an_error_with_its_output() {
-    let docker = docker();
+    let docker = images::docker();
     let context = busybox_context("RUN echo about-to-fail && exit 7\n");
     let err = docker
         .build(
@@ -544,7 +404,7 @@ async fn a_failing_build_is_an_error_with_its_output() {
                 dockerfile: "Dockerfile",
                 build_args: &[],
                 labels: &[],
-                tags: &[format!("slipway-test-failing:{}", unique_name("f"))],
+                tags: &[format!("slipway-test-failing:{}", images::unique_name("f"))],
             },
             |_| {},
         )
@@ -573,7 +433,7 @@ async fn a_failing_build_is_an_error_with_its_output() {
 
 #[tokio::test]
 async fn an_unreadable_context_is_named() {
-    let docker = docker();
+    let docker = images::docker();
     let missing = Path::new("/nonexistent/slipway-test-context");
     let err = docker
         .build(
@@ -596,14 +456,14 @@ async fn an_unreadable_context_is_named() {
 
 #[tokio::test]
 async fn a_stop_sent_before_the_step_starts_counts() {
-    let docker = docker();
+    let docker = images::docker();
     let ws = tempfile::tempdir().unwrap();
     let (tx, rx) = watch::channel(Stop::No);
     tx.send(Stop::Abort).unwrap();
     let ending = docker
         .run_step(
             StepSpec {
-                image: BUSYBOX,
+                image: images::BUSYBOX,
                 script: "true",
                 workspace: ws.path(),
                 env: &[],
@@ -622,13 +482,11 @@ async fn a_stop_sent_before_the_step_starts_counts() {
 
 #[tokio::test]
 async fn a_dropped_image_that_is_in_use_is_reported() {
-    let docker = docker();
-    let image = busybox(&docker).await;
-    let tag = format!("slipway-test-inuse:{}", unique_name("u"));
-    docker
-        .api()
+    let docker = images::docker();
+    let image = images::busybox(&docker).await;
+    let tag = format!("slipway-test-inuse:{}", images::unique_name("u"));
+    engine(&docker)
         .await
-        .unwrap()
         .tag_image(
             image,
             Some(
@@ -640,7 +498,7 @@ async fn a_dropped_image_that_is_in_use_is_reported() {
         )
         .await
         .unwrap();
-    let name = unique_name("inuse");
+    let name = images::unique_name("inuse");
     docker
         .start_service(&ServiceSpec {
             name: name.clone(),
@@ -672,12 +530,12 @@ async fn a_dropped_image_that_is_in_use_is_reported() {
 
 #[tokio::test]
 async fn pushes_and_deploys_by_digest() {
-    let docker = docker();
-    let base = busybox(&docker).await;
-    let _registry = registry().await;
-    let api = docker.api().await.unwrap();
-    let suffix = unique_name("app");
-    let repo = format!("{REGISTRY}/slipway-test-app");
+    let docker = images::docker();
+    let base = images::busybox(&docker).await;
+    let registry = registry();
+    let api = engine(&docker).await;
+    let suffix = images::unique_name("app");
+    let repo = format!("{registry}/slipway-test-app");
     let tag = format!("{repo}:{suffix}");
     let context = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -708,22 +566,11 @@ async fn pushes_and_deploys_by_digest() {
         digest.starts_with("sha256:") && digest.len() == 71,
         "{digest} {progress:#?}"
     );
-    let (status, headers, _) = http_get(
-        REGISTRY,
-        &format!("/v2/slipway-test-app/manifests/{suffix}"),
-        &[(
-            "Accept",
-            "application/vnd.docker.distribution.manifest.v2+json",
-        )],
-    )
-    .await
-    .unwrap();
+    let (status, served) = images::registry_manifest(&registry, "slipway-test-app", &suffix)
+        .await
+        .unwrap();
     assert_eq!(status, 200);
-    let served = headers
-        .iter()
-        .find(|(k, _)| k == "docker-content-digest")
-        .map(|(_, v)| v.as_str());
-    assert_eq!(served, Some(digest.as_str()));
+    assert_eq!(served.as_deref(), Some(digest.as_str()));
 
     // Gone locally, so that the deploy has to pull it by digest.
     assert_eq!(
@@ -731,9 +578,16 @@ async fn pushes_and_deploys_by_digest() {
         ImageRemoval::Removed
     );
     let by_digest = format!("{repo}@{digest}");
-    assert_eq!(
-        status_of(&api.inspect_image(&by_digest).await.unwrap_err()),
-        Some(404)
+    let inspected = api.inspect_image(&by_digest).await;
+    assert!(
+        matches!(
+            inspected,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+        ),
+        "{inspected:?}"
     );
 
     let www = tempfile::tempdir().unwrap();
@@ -742,8 +596,8 @@ async fn pushes_and_deploys_by_digest() {
         "hello from the host volume\n",
     )
     .unwrap();
-    let port = free_port();
-    let label = unique_name("svc");
+    let port = images::free_port();
+    let label = images::unique_name("svc");
     let name = format!("slipway-test-{label}");
     let network = format!("slipway-test-net-{label}");
     let volume = format!("slipway-test-vol-{label}");
@@ -765,10 +619,15 @@ async fn pushes_and_deploys_by_digest() {
         .await
         .unwrap();
 
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/index.html");
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
-        match http_get(&format!("127.0.0.1:{port}"), "/index.html", &[]).await {
-            Ok((200, _, body)) => break body,
+        match http.get(&url).send().await {
+            Ok(answer) if answer.status() == 200 => break answer.text().await.unwrap(),
             other => {
                 assert!(
                     Instant::now() < deadline,
@@ -832,11 +691,11 @@ async fn pushes_and_deploys_by_digest() {
 
 #[tokio::test]
 async fn push_errors_are_errors_and_credentials_work() {
-    let docker = docker();
-    let base = busybox(&docker).await;
-    let api = docker.api().await.unwrap();
-    let secured = format!("127.0.0.1:{}", free_port());
-    let _auth_registry = start_registry(&secured, Some(("ci", "s3cret"))).await;
+    let docker = images::docker();
+    let base = images::busybox(&docker).await;
+    let api = engine(&docker).await;
+    let auth_registry = AuthRegistry::start("ci", "s3cret").await;
+    let secured = auth_registry.addr.clone();
     let cases = [
         ("127.0.0.1:5999", None, Err("connection refused")),
         (&secured, Some(("ci", "wrong")), Err("unauthorized")),
@@ -845,7 +704,7 @@ async fn push_errors_are_errors_and_credentials_work() {
     ];
     for (registry, credentials, expected) in cases {
         let repo = format!("{registry}/slipway-test-push");
-        let tag = unique_name("p");
+        let tag = images::unique_name("p");
         api.tag_image(
             base,
             Some(
@@ -884,9 +743,9 @@ async fn push_errors_are_errors_and_credentials_work() {
 
 #[tokio::test]
 async fn a_service_that_exits_shows_its_code_and_last_words() {
-    let docker = docker();
-    let image = busybox(&docker).await;
-    let name = unique_name("exits");
+    let docker = images::docker();
+    let image = images::busybox(&docker).await;
+    let name = images::unique_name("exits");
     docker
         .start_service(&ServiceSpec {
             name: name.clone(),
@@ -932,10 +791,10 @@ async fn a_service_that_exits_shows_its_code_and_last_words() {
 
 #[tokio::test]
 async fn a_bad_service_spec_is_refused_before_anything_is_made() {
-    let docker = docker();
+    let docker = images::docker();
     let bad = ServiceSpec {
-        name: unique_name("bad"),
-        image: BUSYBOX.into(),
+        name: images::unique_name("bad"),
+        image: images::BUSYBOX.into(),
         ports: vec!["80:http".into()],
         ..Default::default()
     };
