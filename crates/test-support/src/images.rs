@@ -1,21 +1,33 @@
 //! Test images: no image can be pulled here, so the base image is built
 //! `FROM scratch` around the static busybox of Debian's busybox-static.
+//! With what tests of steps, images and deploys share around them: unique
+//! names, free ports, and what the registry serves.
 
 use runner::docker::{BuildSpec, Docker};
 
 /// The base image steps and test apps run on.
 pub const BUSYBOX: &str = "slipway-test-busybox:latest";
 
-/// Builds [`BUSYBOX`] (cheap when the engine has the layers cached).
-pub async fn busybox(docker: &Docker) -> &'static str {
+/// A build context with the static busybox and a Dockerfile that installs
+/// it, followed by the instructions in `extra`.
+pub fn busybox_context(extra: &str) -> tempfile::TempDir {
     let context = tempfile::tempdir().expect("tempdir");
     std::fs::copy("/bin/busybox", context.path().join("busybox"))
         .expect("/bin/busybox (Debian package busybox-static)");
     std::fs::write(
         context.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+        format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n{extra}"
+        ),
     )
     .expect("write Dockerfile");
+    context
+}
+
+/// Builds [`BUSYBOX`] (cheap when the engine has the layers cached).
+pub async fn busybox(docker: &Docker) -> &'static str {
+    let context = busybox_context("");
     docker
         .build(
             BuildSpec {
@@ -37,8 +49,24 @@ pub fn docker() -> Docker {
     Docker::connect(None).expect("docker connection")
 }
 
+/// A name no other test, nor another run, uses: for containers, networks,
+/// volumes, tags and label values.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
 /// The digest the registry serves for `name:tag`, from its HTTP API.
 pub async fn registry_digest(registry: &str, name: &str, tag: &str) -> Option<String> {
+    registry_manifest(registry, name, tag).await.ok()?.1
+}
+
+/// How the registry answers a request for the manifest of `name:tag`: the
+/// HTTP status, and the digest it serves (`Docker-Content-Digest`).
+pub async fn registry_manifest(
+    registry: &str,
+    name: &str,
+    tag: &str,
+) -> Result<(u16, Option<String>), reqwest::Error> {
     let resp = reqwest::Client::new()
         .get(format!("http://{registry}/v2/{name}/manifests/{tag}"))
         .header(
@@ -46,12 +74,13 @@ pub async fn registry_digest(registry: &str, name: &str, tag: &str) -> Option<St
             "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
         )
         .send()
-        .await
-        .ok()?;
-    resp.headers()
+        .await?;
+    let digest = resp
+        .headers()
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+        .map(str::to_owned);
+    Ok((resp.status().as_u16(), digest))
 }
 
 /// A port nothing listens on now, for a deployed app.
@@ -87,7 +116,10 @@ pub fn app(health: Option<&str>, cmd: Option<&str>) -> Vec<(&'static str, String
 }
 
 /// Removes the named containers when dropped, whatever the test did.
-pub struct Cleanup(pub Vec<String>);
+pub struct Cleanup(
+    /// The containers' names, as the test made them.
+    pub Vec<String>,
+);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

@@ -4,6 +4,7 @@
 //! stack gets its own database, cloned from a migrated template, and its own
 //! queue prefix, so tests run in parallel without seeing each other.
 
+pub mod auth_registry;
 pub mod browser;
 pub mod db;
 pub mod git;
@@ -52,9 +53,13 @@ pub struct Options {
     pub runners: usize,
     /// Tasks each runner runs at once.
     pub runner_concurrency: usize,
+    /// How long a claim holds without a heartbeat: short for tests of a lost runner.
     pub lease_seconds: u64,
+    /// How often the runners renew their lease.
     pub heartbeat_ms: u64,
+    /// The runners' time between SIGTERM and SIGKILL for a stopped step.
     pub kill_grace_ms: u64,
+    /// The gateway's limit on a webhook body: small for tests of the 413.
     pub webhook_max_bytes: usize,
     /// The broker the orchestrator publishes to, when not the test broker
     /// (a dead address plays a broker that is down).
@@ -89,20 +94,30 @@ impl Default for Options {
 
 /// A running stack. Dropping it stops the services.
 pub struct Stack {
+    /// The gateway's base URL (`http://127.0.0.1:PORT`), for the REST API and webhooks.
     pub http: String,
+    /// The orchestrator's gRPC URL, for runners and the notifier.
     pub grpc_url: String,
+    /// The API token of the gateway and the orchestrator.
     pub token: String,
+    /// The secret GitHub webhooks are signed with.
     pub github_secret: String,
+    /// The token GitLab webhooks carry.
     pub gitlab_token: String,
+    /// The broker the runners consume from.
     pub amqp_url: String,
+    /// Keeps this stack's queues apart from other tests'.
     pub queue_prefix: String,
+    /// The runners' data directory (workspaces, logs), removed with the stack.
     pub data_dir: tempfile::TempDir,
+    /// One HTTP client for the stack's calls, so connections are reused.
     pub client: reqwest::Client,
     options: Options,
     shutdown: watch::Sender<bool>,
     orchestrator: Running,
     notifier: Option<RunningNotifier>,
     processes: Vec<Child>,
+    /// The stack's own database, cloned from the migrated template.
     // Last: the database is dropped after the services stopped using it.
     pub db: TestDb,
 }
