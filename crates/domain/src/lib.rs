@@ -3,6 +3,7 @@
 //! Pure code: no I/O, no wire or database types.
 
 pub mod alert;
+pub mod image;
 pub mod labels;
 pub mod mask;
 pub mod plan;

@@ -273,6 +273,45 @@ mod tests {
         }
     }
 
+    impl Fixture {
+        /// Checks `git_ref` (at `commit`) out into `co` under the fixture's root.
+        fn checkout(
+            &self,
+            git_ref: &str,
+            commit: Option<&str>,
+        ) -> (PathBuf, Result<String, Error>) {
+            let dir = self.root.join("co");
+            let got = checkout(&self.url, &dir, git_ref, commit, &AtomicBool::new(false));
+            (dir, got)
+        }
+
+        /// Checks `git_ref` (at `commit`) out into `name` and expects a clean
+        /// tree at `sha` whose file.txt holds `text`; returns the checkout.
+        fn expect(
+            &self,
+            name: &str,
+            git_ref: &str,
+            commit: Option<&str>,
+            sha: &str,
+            text: &str,
+        ) -> PathBuf {
+            let dir = self.root.join(name);
+            let got = checkout(&self.url, &dir, git_ref, commit, &AtomicBool::new(false));
+            assert_eq!(got.unwrap(), sha, "{git_ref} {commit:?}");
+            assert_eq!(read(&dir), text);
+            assert_clean_at(&dir, sha);
+            dir
+        }
+
+        /// Expects a checkout to fail, leaving no directory behind.
+        fn refused(&self, url: &str, git_ref: &str, commit: Option<&str>) -> Error {
+            let dir = self.root.join("co");
+            let err = checkout(url, &dir, git_ref, commit, &AtomicBool::new(false)).unwrap_err();
+            assert!(!dir.exists(), "a failed clone is cleaned up: {err}");
+            err
+        }
+    }
+
     fn assert_clean_at(dir: &Path, sha: &str) {
         assert_eq!(git(dir, &["rev-parse", "HEAD"]), sha);
         assert_eq!(git(dir, &["status", "--porcelain"]), "");
@@ -285,18 +324,7 @@ mod tests {
     #[test]
     fn older_commit_on_branch() {
         let f = fixture();
-        let dir = f.root.join("co");
-        let sha = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/main",
-            Some(&f.c1),
-            &AtomicBool::new(false),
-        )
-        .unwrap();
-        assert_eq!(sha, f.c1);
-        assert_eq!(read(&dir), "one\n");
-        assert_clean_at(&dir, &f.c1);
+        let dir = f.expect("co", "refs/heads/main", Some(&f.c1), &f.c1, "one\n");
         // HEAD is detached.
         let sym = Command::new("git")
             .args(["symbolic-ref", "-q", "HEAD"])
@@ -309,35 +337,14 @@ mod tests {
     #[test]
     fn branch_head_without_commit() {
         let f = fixture();
-        let dir = f.root.join("co");
-        let sha = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/main",
-            None,
-            &AtomicBool::new(false),
-        )
-        .unwrap();
-        assert_eq!(sha, f.c2);
-        assert_eq!(read(&dir), "two\n");
-        assert_clean_at(&dir, &f.c2);
+        let dir = f.expect("co", "refs/heads/main", None, &f.c2, "two\n");
         assert_eq!(git(&dir, &["symbolic-ref", "HEAD"]), "refs/heads/main");
     }
 
     #[test]
     fn head_of_current_commit_given() {
         let f = fixture();
-        let dir = f.root.join("co");
-        let sha = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/main",
-            Some(&f.c2),
-            &AtomicBool::new(false),
-        )
-        .unwrap();
-        assert_eq!(sha, f.c2);
-        assert_clean_at(&dir, &f.c2);
+        f.expect("co", "refs/heads/main", Some(&f.c2), &f.c2, "two\n");
     }
 
     #[test]
@@ -347,100 +354,47 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let dir = f.root.join(format!("co{i}"));
-            let sha = checkout(&f.url, &dir, tag, None, &AtomicBool::new(false)).unwrap();
-            assert_eq!(sha, f.c1, "{tag}");
-            assert_eq!(read(&dir), "one\n");
-            assert_clean_at(&dir, &f.c1);
+            f.expect(&format!("co{i}"), tag, None, &f.c1, "one\n");
         }
     }
 
     #[test]
     fn commit_on_another_branch() {
         let f = fixture();
-        let dir = f.root.join("co");
-        let sha = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/main",
-            Some(&f.c3),
-            &AtomicBool::new(false),
-        )
-        .unwrap();
-        assert_eq!(sha, f.c3);
-        assert_eq!(read(&dir), "three\n");
-        assert_clean_at(&dir, &f.c3);
+        f.expect("co", "refs/heads/main", Some(&f.c3), &f.c3, "three\n");
     }
 
     #[test]
     fn commit_only_reachable_from_a_tag() {
         let f = fixture();
-        let dir = f.root.join("co");
-        let sha = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/main",
-            Some(&f.c4),
-            &AtomicBool::new(false),
-        )
-        .unwrap();
-        assert_eq!(sha, f.c4);
-        assert_eq!(read(&dir), "four\n");
-        assert_clean_at(&dir, &f.c4);
+        f.expect("co", "refs/heads/main", Some(&f.c4), &f.c4, "four\n");
     }
 
     #[test]
     fn uppercase_commit_is_accepted() {
         let f = fixture();
-        let dir = f.root.join("co");
         let upper = f.c1.to_uppercase();
-        let sha = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/main",
-            Some(&upper),
-            &AtomicBool::new(false),
-        )
-        .unwrap();
-        assert_eq!(sha, f.c1);
+        let (_, got) = f.checkout("refs/heads/main", Some(&upper));
+        assert_eq!(got.unwrap(), f.c1);
     }
 
     #[test]
     fn missing_commit() {
         let f = fixture();
-        let dir = f.root.join("co");
         let missing = "0123456789abcdef0123456789abcdef01234567";
-        let err = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/main",
-            Some(missing),
-            &AtomicBool::new(false),
-        )
-        .unwrap_err();
+        let err = f.refused(&f.url, "refs/heads/main", Some(missing));
         assert!(matches!(err, Error::CommitNotFound { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
             format!("commit {missing} not found in {}", f.url)
         );
-        assert!(!dir.exists(), "failed clone is cleaned up");
     }
 
     #[test]
     fn existing_empty_dir_is_fine() {
         let f = fixture();
-        let dir = f.root.join("co");
-        std::fs::create_dir(&dir).unwrap();
-        let sha = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/main",
-            Some(&f.c1),
-            &AtomicBool::new(false),
-        )
-        .unwrap();
-        assert_eq!(sha, f.c1);
-        assert_clean_at(&dir, &f.c1);
+        std::fs::create_dir(f.root.join("co")).unwrap();
+        f.expect("co", "refs/heads/main", Some(&f.c1), &f.c1, "one\n");
     }
 
     #[test]
@@ -449,14 +403,8 @@ mod tests {
         let dir = f.root.join("co");
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join("keep"), "x").unwrap();
-        let err = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/main",
-            None,
-            &AtomicBool::new(false),
-        )
-        .unwrap_err();
+        let (_, got) = f.checkout("refs/heads/main", None);
+        let err = got.unwrap_err();
         assert!(matches!(err, Error::Prepare { .. }), "{err:?}");
         assert!(dir.join("keep").exists());
     }
@@ -464,73 +412,35 @@ mod tests {
     #[test]
     fn missing_branch() {
         let f = fixture();
-        let dir = f.root.join("co");
-        let err = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/nope",
-            None,
-            &AtomicBool::new(false),
-        )
-        .unwrap_err();
+        let err = f.refused(&f.url, "refs/heads/nope", None);
         assert!(matches!(err, Error::Fetch { .. }), "{err:?}");
         assert!(err.to_string().contains("refs/heads/nope"), "{err}");
-        assert!(!dir.exists());
     }
 
     #[test]
     fn missing_remote() {
         let f = fixture();
-        let dir = f.root.join("co");
         let url = format!("file://{}", f.root.join("nope.git").display());
-        let err =
-            checkout(&url, &dir, "refs/heads/main", None, &AtomicBool::new(false)).unwrap_err();
+        let err = f.refused(&url, "refs/heads/main", None);
         assert!(matches!(err, Error::Fetch { .. }), "{err:?}");
-        assert!(!dir.exists());
     }
 
     #[test]
     fn invalid_ref_and_url() {
         let f = fixture();
-        let dir = f.root.join("co");
-        let err = checkout(
-            &f.url,
-            &dir,
-            "refs/heads/a..b",
-            None,
-            &AtomicBool::new(false),
-        )
-        .unwrap_err();
+        let err = f.refused(&f.url, "refs/heads/a..b", None);
         assert!(matches!(err, Error::InvalidRef { .. }), "{err:?}");
-        assert!(!dir.exists());
-        let err = checkout(
-            "not a url ::",
-            &dir,
-            "refs/heads/main",
-            None,
-            &AtomicBool::new(false),
-        )
-        .unwrap_err();
+        let err = f.refused("not a url ::", "refs/heads/main", None);
         assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
-        assert!(!dir.exists());
     }
 
     #[test]
     fn invalid_commit() {
         let f = fixture();
-        let dir = f.root.join("co");
         for bad in ["abc", "zz23456789abcdef0123456789abcdef01234567"] {
-            let err = checkout(
-                &f.url,
-                &dir,
-                "refs/heads/main",
-                Some(bad),
-                &AtomicBool::new(false),
-            )
-            .unwrap_err();
+            let err = f.refused(&f.url, "refs/heads/main", Some(bad));
             assert!(matches!(err, Error::InvalidCommit(_)), "{err:?}");
         }
-        assert!(!dir.exists());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
+use domain::image::{Digest, ImageRef};
 use domain::state::{DeploymentEvent, DeploymentStatus};
 
 use crate::events::{self, Event};
@@ -509,12 +510,11 @@ pub fn environments(conn: &mut PgConnection, workflow_id: i64) -> Result<Vec<Env
 }
 
 /// `registry/name@sha256:...` from a task's pushed reference and digest.
-pub(crate) fn by_digest(reference: &str, digest: &str) -> String {
-    let repository = match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => repo,
-        _ => reference,
-    };
-    format!("{repository}@{digest}")
+pub(crate) fn by_digest(reference: &str, digest: &str) -> Result<String> {
+    let pinned = ImageRef::parse(reference)
+        .and_then(|image| Ok(image.pinned(&Digest::parse(digest)?)))
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
+    Ok(pinned.to_string())
 }
 
 /// Ends the manual rollback a deployment carries out, if any.

@@ -159,7 +159,7 @@ pub fn request_deploy(
                     workflow_id: task.workflow_id,
                     task_id: Some(task_id),
                     environment: environment.to_owned(),
-                    image: deployments::by_digest(reference, digest),
+                    image: deployments::by_digest(reference, digest)?,
                     trigger: "manual".to_owned(),
                     auto: true,
                 },

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use domain::image::ImageRef;
 use domain::workflow::{DeploySpec, RollbackMode, Target, format_duration};
 use tokio::sync::watch;
 
@@ -350,8 +351,10 @@ impl Deploys<'_> {
     /// `SLIPWAY_KEEP_IMAGES`; an image a container still uses (the running
     /// or the parked version) stays.
     async fn prune(&self, docker: &Docker, image: &str, position: i32) {
-        let repository = image.split('@').next().unwrap_or(image);
-        let Ok(images) = docker.images_of(repository).await else {
+        let Ok(repository) = ImageRef::parse(image).map(|i| i.repository()) else {
+            return;
+        };
+        let Ok(images) = docker.images_of(&repository).await else {
             return;
         };
         let mut removed = 0;

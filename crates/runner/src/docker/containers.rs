@@ -162,19 +162,12 @@ impl Docker {
     /// `docker start` of an existing (stopped) container.
     pub async fn start_container(&self, name_or_id: &str) -> Result<(), Error> {
         let api = self.api().await?;
-        match api
-            .start_container(
-                name_or_id,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => {
-                Err(Error::NoSuchContainer(name_or_id.to_owned()))
-            }
-            Err(e) => Err(engine(e)),
-        }
+        api.start_container(
+            name_or_id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .map_err(|e| about_container(name_or_id, e))
     }
 
     /// `docker stop`: the container's stop signal, SIGKILL after `grace`. Ok if
@@ -186,24 +179,13 @@ impl Docker {
             .await?
             .clone()
             .with_timeout(grace + Duration::from_secs(REQUEST_TIMEOUT_SECS));
-        match api
-            .stop_container(
-                name_or_id,
-                Some(
-                    StopContainerOptionsBuilder::default()
-                        .t(grace_secs(grace))
-                        .build(),
-                ),
-            )
+        let options = StopContainerOptionsBuilder::default()
+            .t(grace_secs(grace))
+            .build();
+        // 304 (already stopped) counts as a success in bollard.
+        api.stop_container(name_or_id, Some(options))
             .await
-        {
-            // 304 (already stopped) counts as a success in bollard.
-            Ok(()) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => {
-                Err(Error::NoSuchContainer(name_or_id.to_owned()))
-            }
-            Err(e) => Err(engine(e)),
-        }
+            .map_err(|e| about_container(name_or_id, e))
     }
 
     /// `docker rm -f` (keeps anonymous volumes); ok if there is no such container.
@@ -224,21 +206,14 @@ impl Docker {
 
     pub async fn rename_container(&self, name_or_id: &str, new_name: &str) -> Result<(), Error> {
         let api = self.api().await?;
-        match api
-            .rename_container(
-                name_or_id,
-                RenameContainerOptionsBuilder::default()
-                    .name(new_name)
-                    .build(),
-            )
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => {
-                Err(Error::NoSuchContainer(name_or_id.to_owned()))
-            }
-            Err(e) => Err(engine(e)),
-        }
+        api.rename_container(
+            name_or_id,
+            RenameContainerOptionsBuilder::default()
+                .name(new_name)
+                .build(),
+        )
+        .await
+        .map_err(|e| about_container(name_or_id, e))
     }
 
     /// All containers (running or not) that carry every one of these labels.
@@ -296,10 +271,7 @@ impl Docker {
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(chunk) => text.extend_from_slice(&chunk.into_bytes()),
-                Err(e) if status_of(&e) == Some(404) => {
-                    return Err(Error::NoSuchContainer(name_or_id.to_owned()));
-                }
-                Err(e) => return Err(engine(e)),
+                Err(e) => return Err(about_container(name_or_id, e)),
             }
         }
         Ok(String::from_utf8_lossy(&text).into_owned())
@@ -451,6 +423,16 @@ fn check_volume(spec: &str) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// An engine error about the container `name_or_id`: a 404 means there is
+/// no such container.
+fn about_container(name_or_id: &str, e: bollard::errors::Error) -> Error {
+    if status_of(&e) == Some(404) {
+        Error::NoSuchContainer(name_or_id.to_owned())
+    } else {
+        engine(e)
+    }
 }
 
 #[cfg(test)]

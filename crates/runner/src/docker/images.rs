@@ -14,6 +14,7 @@ use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptionsBuilder,
     PushImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
+use domain::image::ImageRef;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
@@ -162,20 +163,13 @@ impl Docker {
             .id
             .unwrap_or(image_id);
         for tag in spec.tags.iter().skip(1) {
-            let (repo, tag_part, digest) = split_reference(tag);
-            if digest.is_some() {
-                return Err(Error::Invalid {
-                    what: "tag",
-                    value: tag.clone(),
-                    reason: "a tag cannot be a digest reference",
-                });
-            }
+            let image = tag_reference("tag", tag)?;
             api.tag_image(
                 &image_id,
                 Some(
                     TagImageOptionsBuilder::default()
-                        .repo(repo)
-                        .tag(tag_part.unwrap_or("latest"))
+                        .repo(&image.repository())
+                        .tag(image.tag.as_deref().unwrap_or("latest"))
                         .build(),
                 ),
             )
@@ -193,25 +187,12 @@ impl Docker {
         mut output: impl FnMut(&str),
     ) -> Result<String, Error> {
         let api = self.api().await?;
-        let (name, tag, digest) = split_reference(reference);
-        if digest.is_some() {
-            return Err(Error::Invalid {
-                what: "reference to push",
-                value: reference.to_owned(),
-                reason: "push a tag, not a digest",
-            });
-        }
-        let tag = tag.unwrap_or("latest");
-        let credentials = credentials.map(|(username, password)| DockerCredentials {
-            username: Some(username.to_owned()),
-            password: Some(password.to_owned()),
-            serveraddress: Some(registry_of(name).to_owned()),
-            ..Default::default()
-        });
+        let image = tag_reference("reference to push", reference)?;
+        let tag = image.tag.as_deref().unwrap_or("latest");
         let stream = api.push_image(
-            name,
+            &image.repository(),
             Some(PushImageOptionsBuilder::default().tag(tag).build()),
-            credentials,
+            login(&image, credentials),
         );
         tokio::pin!(stream);
         let mut pushed: Option<String> = None;
@@ -251,8 +232,7 @@ impl Docker {
         let api = self.api().await?;
         ensure_image(api, reference, credentials).await?;
         let image = api.inspect_image(reference).await.map_err(engine)?;
-        let (name, _, _) = split_reference(reference);
-        let prefix = format!("{name}@");
+        let prefix = format!("{}@", parse_reference("image", reference)?.repository());
         image
             .repo_digests
             .unwrap_or_default()
@@ -331,24 +311,18 @@ pub(super) async fn ensure_image(
         image: image.to_owned(),
         reason,
     };
-    let (name, tag, digest) = split_reference(image);
+    let parsed = parse_reference("image", image)?;
     // Without a tag the engine would pull every tag of the repository.
-    let options = match digest {
+    let options = match &parsed.digest {
         Some(_) => CreateImageOptionsBuilder::default()
             .from_image(image)
             .build(),
         None => CreateImageOptionsBuilder::default()
-            .from_image(name)
-            .tag(tag.unwrap_or("latest"))
+            .from_image(&parsed.repository())
+            .tag(parsed.tag.as_deref().unwrap_or("latest"))
             .build(),
     };
-    let credentials = credentials.map(|(username, password)| DockerCredentials {
-        username: Some(username.to_owned()),
-        password: Some(password.to_owned()),
-        serveraddress: Some(registry_of(name).to_owned()),
-        ..Default::default()
-    });
-    let stream = api.create_image(Some(options), None, credentials);
+    let stream = api.create_image(Some(options), None, login(&parsed, credentials));
     tokio::pin!(stream);
     while let Some(item) = stream.next().await {
         if let Err(e) = item {
@@ -363,31 +337,44 @@ pub(super) async fn ensure_image(
     }
 }
 
-/// Splits "host:port/name:tag@sha256:..." into (name, tag, digest).
-fn split_reference(reference: &str) -> (&str, Option<&str>, Option<&str>) {
-    let (rest, digest) = match reference.split_once('@') {
-        Some((rest, digest)) => (rest, Some(digest)),
-        None => (reference, None),
-    };
-    let last_part = rest.rfind('/').map_or(0, |i| i + 1);
-    match rest[last_part..].rfind(':') {
-        Some(i) => (
-            &rest[..last_part + i],
-            Some(&rest[last_part + i + 1..]),
-            digest,
-        ),
-        None => (rest, None, digest),
-    }
+/// `value` as an image reference, or the error that names it as `what`.
+fn parse_reference(what: &'static str, value: &str) -> Result<ImageRef, Error> {
+    ImageRef::parse(value).map_err(|_| Error::Invalid {
+        what,
+        value: value.to_owned(),
+        reason: "not an image reference ([registry/]name[:tag][@digest])",
+    })
 }
 
-/// The registry a repository name lives on, as the engine keys credentials.
-fn registry_of(name: &str) -> &str {
-    match name.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-            first
-        }
-        _ => "https://index.docker.io/v1/",
+/// `value` as a tag reference (`[registry/]name[:tag]`): a digest names
+/// what is already pushed, it cannot be tagged or pushed to.
+fn tag_reference(what: &'static str, value: &str) -> Result<ImageRef, Error> {
+    let image = parse_reference(what, value)?;
+    if image.digest.is_some() {
+        return Err(Error::Invalid {
+            what,
+            value: value.to_owned(),
+            reason: "a tag, not a digest reference",
+        });
     }
+    Ok(image)
+}
+
+/// The registry login for `image`, keyed as the engine keys credentials: by
+/// the image's registry, Docker Hub's address when it has none.
+fn login(image: &ImageRef, credentials: Option<(&str, &str)>) -> Option<DockerCredentials> {
+    credentials.map(|(username, password)| DockerCredentials {
+        username: Some(username.to_owned()),
+        password: Some(password.to_owned()),
+        serveraddress: Some(
+            image
+                .registry
+                .as_deref()
+                .unwrap_or("https://index.docker.io/v1/")
+                .to_owned(),
+        ),
+        ..Default::default()
+    })
 }
 
 /// "abc: digest: sha256:... size: 528" -> "sha256:...".
@@ -488,25 +475,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splits_references() {
-        assert_eq!(split_reference("busybox"), ("busybox", None, None));
-        assert_eq!(
-            split_reference("127.0.0.1:5000/app:abc"),
-            ("127.0.0.1:5000/app", Some("abc"), None)
+    fn logs_in_where_the_image_lives() {
+        let cases = [
+            ("127.0.0.1:5000/app:abc", "127.0.0.1:5000"),
+            ("localhost/a/b", "localhost"),
+            ("library/busybox", "https://index.docker.io/v1/"),
+            ("busybox", "https://index.docker.io/v1/"),
+        ];
+        for (image, server) in cases {
+            let parsed = parse_reference("image", image).unwrap_or_else(|e| panic!("{e}"));
+            let login = login(&parsed, Some(("u", "p"))).unwrap_or_default();
+            assert_eq!(login.serveraddress.as_deref(), Some(server), "{image}");
+            assert_eq!(login.username.as_deref(), Some("u"));
+        }
+        assert!(
+            login(
+                &parse_reference("image", "busybox").unwrap_or_else(|e| panic!("{e}")),
+                None
+            )
+            .is_none()
         );
-        assert_eq!(
-            split_reference("127.0.0.1:5000/app@sha256:00ff"),
-            ("127.0.0.1:5000/app", None, Some("sha256:00ff"))
-        );
-        assert_eq!(
-            split_reference("localhost:5000/a/b"),
-            ("localhost:5000/a/b", None, None)
-        );
-        assert_eq!(registry_of("127.0.0.1:5000/app"), "127.0.0.1:5000");
-        assert_eq!(
-            registry_of("library/busybox"),
-            "https://index.docker.io/v1/"
-        );
+        assert!(matches!(
+            parse_reference("tag", "app:"),
+            Err(Error::Invalid { what: "tag", .. })
+        ));
     }
 
     #[test]

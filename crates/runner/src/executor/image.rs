@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use domain::image::{Digest, ImageRef};
 use domain::mask::Masker;
 use domain::push::CommitSha;
 use domain::workflow::{ImageSpec, TemplateVars};
@@ -37,8 +38,17 @@ pub(super) struct Output<'a> {
     pub position: i32,
 }
 
-/// Builds the workflow's image and pushes every tag; returns the first
-/// reference and the pushed digest.
+/// What the image step pushed.
+pub(super) struct Pushed {
+    /// The first tag pushed, `registry/name:tag`.
+    pub reference: String,
+    /// The digest the registry gave the image.
+    pub digest: Digest,
+    /// `registry/name@digest`: what the deploys run.
+    pub pinned: ImageRef,
+}
+
+/// Builds the workflow's image and pushes every tag.
 pub(super) async fn build_and_push(
     ctx: &Context,
     claim: &Claim,
@@ -46,7 +56,7 @@ pub(super) async fn build_and_push(
     workspace: &Path,
     commit: &str,
     out: Output<'_>,
-) -> Result<(String, String), String> {
+) -> Result<Pushed, String> {
     let docker = ctx
         .docker
         .as_ref()
@@ -57,14 +67,11 @@ pub(super) async fn build_and_push(
         tag: claim.tag.clone(),
         task_id: claim.lease.task_id,
     };
+    let repository = repository(ctx, image)?;
     let mut references: Vec<String> = Vec::new();
     for template in &image.tags {
         if let Some(tag) = docker_tag(&template.render(&vars)) {
-            let reference = format!(
-                "{}/{}:{tag}",
-                ctx.registry.trim_end_matches('/'),
-                image.name
-            );
+            let reference = repository.tagged(&tag).to_string();
             if !references.contains(&reference) {
                 references.push(reference);
             }
@@ -117,7 +124,19 @@ pub(super) async fn build_and_push(
             digest = pushed;
         }
     }
-    Ok((first, digest))
+    let digest = Digest::parse(&digest).map_err(|e| format!("image push failed: {e}"))?;
+    Ok(Pushed {
+        reference: first,
+        pinned: repository.pinned(&digest),
+        digest,
+    })
+}
+
+/// Where the workflow's image lives: its name under the runner's registry.
+pub(super) fn repository(ctx: &Context, image: &ImageSpec) -> Result<ImageRef, String> {
+    let registry = ctx.registry.trim_end_matches('/');
+    ImageRef::parse(&format!("{registry}/{}", image.name))
+        .map_err(|e| format!("SLIPWAY_REGISTRY and image.name make no image reference: {e}"))
 }
 
 /// The claim's registry login, as the engine takes it.

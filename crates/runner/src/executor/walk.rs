@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use domain::image::Digest;
 use domain::mask::{Masker, MaskingStream, redact_url};
 use domain::plan::{Plan, Step, Trigger};
 use domain::workflow::{self, Workflow, format_duration};
@@ -387,16 +388,13 @@ impl Walk<'_> {
             () = stopped(self.stop.clone()) => None,
         };
         match built {
-            Some(Ok((reference, digest))) => {
+            Some(Ok(pushed)) => {
+                let (reference, digest) = (&pushed.reference, pushed.digest.as_str());
                 self.sink
                     .line(position, &format!("pushed {reference}@{digest}"));
-                self.image = Some(format!(
-                    "{}/{}@{digest}",
-                    self.ctx.registry.trim_end_matches('/'),
-                    image.name
-                ));
+                self.image = Some(pushed.pinned.to_string());
                 self.sink.flush().await;
-                self.report_image(&reference, &digest).await?;
+                self.report_image(reference, digest).await?;
                 self.reported(position, "success", Some(0)).await
             }
             Some(Err(e)) => {
@@ -477,19 +475,25 @@ impl Walk<'_> {
             let e = "this runner has no Docker Engine".to_owned();
             return self.fail(position, e).await;
         };
-        let registry = self.ctx.registry.trim_end_matches('/');
+        let repository = match image::repository(self.ctx, image) {
+            Ok(r) => r,
+            Err(e) => return self.fail(position, e).await,
+        };
         let commit = &self.commit;
-        let reference = format!(
-            "{registry}/{}:{}",
-            image.name,
-            commit.get(..12).unwrap_or(commit)
-        );
+        let reference = repository
+            .tagged(commit.get(..12).unwrap_or(commit))
+            .to_string();
         self.sink.line(
             position,
             &format!("deploying the image CI pushed: {reference}"),
         );
         let credentials = super::image::credentials(self.claim);
-        let digest = match docker.digest_of(&reference, credentials).await {
+        let found = docker
+            .digest_of(&reference, credentials)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|d| Digest::parse(&d).map_err(|e| e.to_string()));
+        let digest = match found {
             Ok(d) => d,
             Err(e) => {
                 return self
@@ -497,8 +501,8 @@ impl Walk<'_> {
                     .await;
             }
         };
-        self.report_image(&reference, &digest).await?;
-        self.image = Some(format!("{registry}/{}@{digest}", image.name));
+        self.report_image(&reference, digest.as_str()).await?;
+        self.image = Some(repository.pinned(&digest).to_string());
         Ok(())
     }
 }
