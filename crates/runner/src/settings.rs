@@ -7,11 +7,14 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
+    /// The orchestrator's gRPC address (`SLIPWAY_ORCHESTRATOR_URL`):
+    /// leases, reports and logs go there; `https://` uses TLS.
     pub orchestrator_url: String,
     /// A PEM file of the CA that signed the orchestrator's certificate
     /// (`SLIPWAY_ORCHESTRATOR_CA`), trusted instead of the system roots;
     /// empty: the system roots (docs/tls.md).
     pub orchestrator_ca: String,
+    /// The broker the task queues live on (`SLIPWAY_AMQP_URL`).
     pub amqp_url: String,
     /// A PEM file of a CA trusted for an `amqps://` broker besides the
     /// system roots (`SLIPWAY_AMQP_CA`); empty: the system roots alone.
@@ -21,6 +24,8 @@ pub struct Settings {
     pub api_token: String,
     /// The orchestrator's runner token (`SLIPWAY_RUNNER_TOKEN`), when it has one.
     pub runner_token: String,
+    /// Prefix of queue names, the orchestrator's, to share a broker
+    /// between installations.
     pub queue_prefix: String,
     /// Delete the task queue after this long unused (0: never); for
     /// throwaway installations such as test runs.
@@ -54,9 +59,18 @@ pub struct Settings {
     /// default): not at all, as several runners may share a host; port 0
     /// picks one.
     pub metrics_addr: String,
+    /// Log filter (`SLIPWAY_LOG`, e.g. `info` or `runner=debug`).
     pub log: String,
+    /// Log lines as JSON, for a log collector (`SLIPWAY_LOG_JSON`).
     pub log_json: bool,
 }
+
+/// The longest heartbeat interval and kill grace accepted: an hour. Longer
+/// ones are mistakes, and overflow clock arithmetic at the extreme.
+const MAX_MS: u64 = 3_600_000;
+
+/// The most tasks one runner takes at once.
+const MAX_CONCURRENCY: usize = 1024;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -91,8 +105,23 @@ impl Settings {
         if self.token().is_empty() {
             return Err("SLIPWAY_RUNNER_TOKEN or SLIPWAY_API_TOKEN is required".to_owned());
         }
-        if self.heartbeat_ms == 0 {
-            return Err("SLIPWAY_HEARTBEAT_MS must be positive".to_owned());
+        if !(1..=MAX_MS).contains(&self.heartbeat_ms) {
+            return Err(format!(
+                "SLIPWAY_HEARTBEAT_MS must be from 1 to {MAX_MS} (an hour), not {}",
+                self.heartbeat_ms
+            ));
+        }
+        if self.kill_grace_ms > MAX_MS {
+            return Err(format!(
+                "SLIPWAY_KILL_GRACE_MS must be at most {MAX_MS} (an hour), not {}",
+                self.kill_grace_ms
+            ));
+        }
+        if self.runner_concurrency > MAX_CONCURRENCY {
+            return Err(format!(
+                "SLIPWAY_RUNNER_CONCURRENCY must be at most {MAX_CONCURRENCY}, not {}",
+                self.runner_concurrency
+            ));
         }
         self.metrics_addr()?;
         self.labels()?;
@@ -133,6 +162,52 @@ impl Settings {
             self.runner_concurrency
         } else {
             std::thread::available_parallelism().map_or(1, usize::from)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_counts_are_bounded_at_start() {
+        let base = Settings {
+            api_token: "t".to_owned(),
+            ..Settings::default()
+        };
+        assert_eq!(base.check(), Ok(()));
+        // A change to valid settings, and the start of the error it makes.
+        type Case = (fn(&mut Settings), Option<&'static str>);
+        let cases: [Case; 7] = [
+            (
+                |s| s.heartbeat_ms = 0,
+                Some("SLIPWAY_HEARTBEAT_MS must be from 1 to 3600000"),
+            ),
+            (|s| s.heartbeat_ms = MAX_MS, None),
+            (
+                |s| s.heartbeat_ms = u64::MAX,
+                Some("SLIPWAY_HEARTBEAT_MS must be from 1 to 3600000"),
+            ),
+            (|s| s.kill_grace_ms = 0, None),
+            (
+                |s| s.kill_grace_ms = MAX_MS + 1,
+                Some("SLIPWAY_KILL_GRACE_MS must be at most 3600000"),
+            ),
+            (|s| s.runner_concurrency = MAX_CONCURRENCY, None),
+            (
+                |s| s.runner_concurrency = usize::MAX,
+                Some("SLIPWAY_RUNNER_CONCURRENCY must be at most 1024"),
+            ),
+        ];
+        for (i, (change, want)) in cases.into_iter().enumerate() {
+            let mut s = base.clone();
+            change(&mut s);
+            match (s.check(), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(want)) => assert!(e.starts_with(want), "case {i}: {e}"),
+                (got, want) => panic!("case {i}: {got:?}, want {want:?}"),
+            }
         }
     }
 }
