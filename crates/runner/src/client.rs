@@ -46,8 +46,9 @@ pub struct Claim {
     pub repo: String,
     /// What started the task (`push`, `manual`, ...): it decides the plan.
     pub trigger: String,
-    /// The branch or tag pushed; at most one is set.
+    /// The branch pushed, or run by hand; `None` for a tag.
     pub branch: Option<String>,
+    /// The tag pushed, for a task of a tag.
     pub tag: Option<String>,
     /// The commit to check out; `None`: the branch's head.
     pub commit: Option<String>,

@@ -40,10 +40,15 @@ pub enum Ending {
 
 /// What a step runs with.
 pub struct Script<'a> {
+    /// The step's `run` text, given to `sh -e` as it is.
     pub script: &'a str,
+    /// The workspace: where the step starts.
     pub cwd: &'a Path,
+    /// The step's whole environment: nothing else is inherited.
     pub env: &'a [(String, String)],
+    /// When the step is stopped as timed out.
     pub timeout: Duration,
+    /// Time between SIGTERM and SIGKILL when the step is stopped.
     pub grace: Duration,
 }
 

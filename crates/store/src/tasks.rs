@@ -114,13 +114,15 @@ pub struct NewTask {
 pub struct Source {
     /// What started it; it decides the task's plan.
     pub trigger: Trigger,
-    /// The branch or tag the commit was pushed to (at most one is set).
+    /// The branch the commit was pushed to, or run by hand.
     pub branch: Option<String>,
+    /// The tag pushed, for a task of a tag (then `branch` is `None`).
     pub tag: Option<String>,
     /// `None` for a manual run of a branch: the runner resolves its head.
     pub commit_sha: Option<String>,
-    /// The commit's message and author, shown with the task.
+    /// The commit's message, shown with the task.
     pub message: Option<String>,
+    /// The commit's author, shown with the task.
     pub author: Option<String>,
     /// The webhook delivery that created it, for a push or `workflow_run`.
     pub delivery_id: Option<String>,

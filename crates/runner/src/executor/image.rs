@@ -33,8 +33,11 @@ fn docker_tag(rendered: &str) -> Option<String> {
 
 /// Where the image step writes its log, and what it must mask there.
 pub(super) struct Output<'a> {
+    /// The task's log.
     pub sink: &'a LogSink,
+    /// Build output may print secrets passed as build args.
     pub masker: &'a Masker,
+    /// The image step's position, which its lines belong to.
     pub position: i32,
 }
 
