@@ -14,6 +14,7 @@ mod convert;
 mod deliver;
 mod grpc;
 mod metrics;
+mod model;
 mod orchestrator;
 pub mod render;
 pub mod settings;
