@@ -32,7 +32,9 @@ const MAX_SENDING: usize = 32;
 
 /// A workflow version's rules with the secrets they name.
 struct Config {
+    /// The parsed definition, whose `notify` rules pick and configure channels.
     workflow: Workflow,
+    /// What the channels' placeholders resolve to.
     secrets: HashMap<String, String>,
 }
 
@@ -66,16 +68,28 @@ impl From<BadEvent> for HandleError {
     }
 }
 
+/// What handling events and sending deliveries needs, shared by the
+/// consumer, the retry loop and the gRPC service.
 pub struct Deliverer {
+    /// Rules, secrets, alerts and deliveries live with the orchestrator.
     pub(crate) orchestrator: Orchestrator,
+    /// The clients that send, shared by every delivery.
     pub(crate) channels: Channels,
+    /// The base of the dashboard links in messages.
     pub(crate) public_url: String,
+    /// The channels of workflows without `notify` rules, if any.
     default_rule: Option<NotifyRule>,
+    /// Repeats within this window are recorded, not sent.
     throttle: Duration,
+    /// The first wait after a failed attempt; it doubles after each one.
     retry_base: Duration,
+    /// After this many attempts a delivery has failed.
     attempts: u32,
+    /// Recently read configs, so a burst of events reads each once.
     configs: Mutex<ConfigCache>,
+    /// Bounds the deliveries sent at once to [`MAX_SENDING`].
     sending: Arc<Semaphore>,
+    /// Counts attempts by channel and outcome.
     pub(crate) metrics: Metrics,
 }
 
