@@ -217,6 +217,45 @@ mod tests {
     }
 
     #[test]
+    fn durations_past_720h_are_refused_by_name() {
+        // Both end up in milliseconds on the wire and in timers: the bound
+        // here keeps any overflow away from run time.
+        let throttle = |v: &str| Settings {
+            notify_throttle: v.into(),
+            ..settings()
+        };
+        let retry_base = |v: &str| Settings {
+            notify_retry_base: v.into(),
+            ..settings()
+        };
+        let cases = [
+            (throttle("721h"), "SLIPWAY_NOTIFY_THROTTLE", "720h"),
+            (
+                retry_base("2592000001ms"),
+                "SLIPWAY_NOTIFY_RETRY_BASE",
+                "720h",
+            ),
+            (
+                retry_base("99999999999999999999h"),
+                "SLIPWAY_NOTIFY_RETRY_BASE",
+                "invalid",
+            ),
+        ];
+        for (s, name, why) in cases {
+            let err = s.check().expect_err(name);
+            assert!(err.starts_with(name) && err.contains(why), "{err}");
+        }
+        let longest = Settings {
+            notify_throttle: "720h".into(),
+            notify_retry_base: "720h".into(),
+            ..settings()
+        };
+        let checked = longest.check().expect("720h is allowed");
+        assert_eq!(checked.throttle, domain::workflow::MAX_DURATION);
+        assert_eq!(checked.retry_base, domain::workflow::MAX_DURATION);
+    }
+
+    #[test]
     fn default_notify_takes_the_seed_events() {
         let s = Settings {
             default_notify: r#"{"email": {"to": ["ops@example.com"]}}"#.into(),
