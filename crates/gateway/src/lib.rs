@@ -52,7 +52,9 @@ pub type Client = SlipwayClient<InterceptedService<Channel, Bearer>>;
 
 /// What every handler shares.
 pub struct State {
+    /// The limits and secrets handlers check requests against.
     pub settings: Settings,
+    /// The orchestrator connection every handler calls through.
     client: Client,
     /// What `GET /metrics` shows.
     pub metrics: metrics::Metrics,
@@ -66,7 +68,9 @@ impl State {
 }
 
 pub struct Gateway {
+    /// Bound in `build`, so that port 0 works.
     listener: TcpListener,
+    /// Handed to every handler.
     state: Data<State>,
 }
 

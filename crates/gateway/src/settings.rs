@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Where the HTTP server listens (`SLIPWAY_HTTP_ADDR`); port 0 picks one.
     pub http_addr: SocketAddr,
+    /// The orchestrator's gRPC endpoint, which every request is passed to.
     pub orchestrator_url: String,
     /// A PEM file of the CA that signed the orchestrator's certificate
     /// (`SLIPWAY_ORCHESTRATOR_CA`), trusted instead of the system roots.
@@ -23,8 +24,11 @@ pub struct Settings {
     pub webhook_max_bytes: usize,
     /// Largest API request body accepted.
     pub api_max_bytes: usize,
+    /// Where users reach the dashboard; `https://` makes its cookies secure-only.
     pub public_url: String,
+    /// Which log lines to write (`SLIPWAY_LOG`, e.g. `info`, `slipway=debug`).
     pub log: String,
+    /// JSON log lines, for a log collector, instead of human-readable ones.
     pub log_json: bool,
 }
 

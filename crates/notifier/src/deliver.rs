@@ -16,7 +16,8 @@ use tokio::sync::{Semaphore, watch};
 use crate::channels::{Channels, SendError, Target};
 use crate::convert::BadEvent;
 use crate::metrics::{Metrics, Outcome};
-use crate::orchestrator::{CallError, Orchestrator, millis};
+use crate::model::{Attempt, Claimed, Failure, NewDelivery, OpenAlert};
+use crate::orchestrator::{CallError, Orchestrator};
 
 /// How long a notifier holds a delivery it is sending: past it, another
 /// may take it (this one died).
@@ -31,7 +32,9 @@ const MAX_SENDING: usize = 32;
 
 /// A workflow version's rules with the secrets they name.
 struct Config {
+    /// The parsed definition, whose `notify` rules pick and configure channels.
     workflow: Workflow,
+    /// What the channels' placeholders resolve to.
     secrets: HashMap<String, String>,
 }
 
@@ -65,16 +68,28 @@ impl From<BadEvent> for HandleError {
     }
 }
 
+/// What handling events and sending deliveries needs, shared by the
+/// consumer, the retry loop and the gRPC service.
 pub struct Deliverer {
+    /// Rules, secrets, alerts and deliveries live with the orchestrator.
     pub(crate) orchestrator: Orchestrator,
+    /// The clients that send, shared by every delivery.
     pub(crate) channels: Channels,
+    /// The base of the dashboard links in messages.
     pub(crate) public_url: String,
+    /// The channels of workflows without `notify` rules, if any.
     default_rule: Option<NotifyRule>,
+    /// Repeats within this window are recorded, not sent.
     throttle: Duration,
+    /// The first wait after a failed attempt; it doubles after each one.
     retry_base: Duration,
+    /// After this many attempts a delivery has failed.
     attempts: u32,
+    /// Recently read configs, so a burst of events reads each once.
     configs: Mutex<ConfigCache>,
+    /// Bounds the deliveries sent at once to [`MAX_SENDING`].
     sending: Arc<Semaphore>,
+    /// Counts attempts by channel and outcome.
     pub(crate) metrics: Metrics,
 }
 
@@ -116,7 +131,7 @@ impl Deliverer {
             .map_err(|e| HandleError::Rejected(format!("stored definition: {e}")))?;
         let config = Arc::new(Config {
             workflow,
-            secrets: answer.secrets.into_iter().collect(),
+            secrets: answer.secrets,
         });
         if let Ok(mut cache) = self.configs.lock() {
             cache.retain(|_, (at, _)| at.elapsed() < CONFIG_TTL);
@@ -128,7 +143,7 @@ impl Deliverer {
     /// Matches an event against its rules and records its alert; returns
     /// the deliveries this notifier should now send (none when nothing
     /// matched, the event was throttled, or it was handled before).
-    pub async fn open(&self, event: &Event) -> Result<Vec<proto::ClaimedDelivery>, HandleError> {
+    pub async fn open(&self, event: &Event) -> Result<Vec<Claimed>, HandleError> {
         let config = self
             .config(event.workflow_id, event.workflow_version)
             .await?;
@@ -143,21 +158,21 @@ impl Deliverer {
         }
         let channels = routes
             .iter()
-            .map(|(rule, channel)| proto::NewDelivery {
-                rule: rule.index(),
-                channel: channel.kind().as_str().to_owned(),
+            .map(|(rule, channel)| NewDelivery {
+                rule: *rule,
+                channel: channel.kind(),
                 target: channel.target(),
             })
             .collect();
         let answer = self
             .orchestrator
-            .open_alert(proto::OpenAlertRequest {
+            .open_alert(OpenAlert {
                 event_id: event.id.clone(),
                 throttle_key: event.throttle_key(),
                 bypass_throttle: event.bypasses_throttle(),
-                throttle_ms: millis(self.throttle),
+                throttle: self.throttle,
                 channels,
-                claim_ms: millis(CLAIM),
+                claim: CLAIM,
             })
             .await?;
         if answer.throttled && answer.created {
@@ -202,16 +217,13 @@ impl Deliverer {
         skip_all,
         fields(
             otel.kind = "client",
-            delivery = claimed.delivery.as_ref().map(|d| d.id),
-            channel = claimed.delivery.as_ref().map(|d| d.channel.as_str()),
+            delivery = claimed.delivery.id,
+            channel = claimed.delivery.channel.as_str(),
         )
     )]
-    pub async fn deliver(&self, claimed: proto::ClaimedDelivery) {
-        let (Some(delivery), Some(event)) = (claimed.delivery, claimed.event) else {
-            tracing::warn!("claimed delivery without its delivery or event");
-            return;
-        };
-        let result = match crate::convert::from_proto(event) {
+    pub async fn deliver(&self, claimed: Claimed) {
+        let Claimed { delivery, event } = claimed;
+        let result = match event {
             Ok(event) => match self.target(&event, delivery.rule, &delivery.channel).await {
                 Ok(target) => {
                     self.channels
@@ -222,18 +234,13 @@ impl Deliverer {
             },
             Err(e) => Err(SendError::config(e.to_string())),
         };
-        let attempt = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
-        let req = match &result {
+        let attempt = delivery.attempts.saturating_add(1);
+        let tried = match &result {
             Ok(()) => {
                 self.metrics
                     .attempted(&delivery.channel, Outcome::Delivered);
                 tracing::info!(delivery = delivery.id, channel = %delivery.channel, target = %delivery.target, attempt, "delivered");
-                proto::RecordAttemptRequest {
-                    delivery_id: delivery.id,
-                    delivered: true,
-                    error: None,
-                    retry_in_ms: None,
-                }
+                Ok(())
             }
             Err(e) => {
                 let retry = (!e.permanent && attempt < self.attempts)
@@ -245,13 +252,15 @@ impl Deliverer {
                     Outcome::Failed
                 };
                 self.metrics.attempted(&delivery.channel, outcome);
-                proto::RecordAttemptRequest {
-                    delivery_id: delivery.id,
-                    delivered: false,
-                    error: Some(e.message.clone()),
-                    retry_in_ms: retry.map(millis),
-                }
+                Err(Failure {
+                    error: e.message.clone(),
+                    retry_in: retry,
+                })
             }
+        };
+        let req = Attempt {
+            delivery_id: delivery.id,
+            result: tried,
         };
         // Not recorded: the claim runs out and the delivery is tried again,
         // which for a delivered one means a second message (at least once).
@@ -262,7 +271,7 @@ impl Deliverer {
 
     /// Sends claimed deliveries in the background, at most
     /// [`MAX_SENDING`] at once.
-    pub async fn spawn_all(self: &Arc<Self>, claimed: Vec<proto::ClaimedDelivery>) {
+    pub async fn spawn_all(self: &Arc<Self>, claimed: Vec<Claimed>) {
         for c in claimed {
             let Ok(permit) = self.sending.clone().acquire_owned().await else {
                 return;

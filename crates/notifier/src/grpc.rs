@@ -122,7 +122,7 @@ impl Notifier for NotifierService {
                 let name = domain::workflow::parse(&config.definition)
                     .map(|w| w.name.to_string())
                     .unwrap_or_default();
-                (config.secrets.into_iter().collect(), id, name)
+                (config.secrets, id, name)
             }
             None if !names.is_empty() => {
                 return Err(bad(

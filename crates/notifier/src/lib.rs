@@ -14,6 +14,7 @@ mod convert;
 mod deliver;
 mod grpc;
 mod metrics;
+mod model;
 mod orchestrator;
 pub mod render;
 pub mod settings;
@@ -50,10 +51,13 @@ pub enum Error {
 }
 
 pub struct Notifier {
+    /// What `run` connects to and consumes with.
     settings: Settings,
+    /// The gRPC listener, bound in `build` so that port 0 works.
     listener: TcpListener,
     /// `GET /metrics`, unless `SLIPWAY_METRICS_ADDR` is empty.
     metrics: Option<telemetry::metrics::Listener>,
+    /// Shared by the consumer, the retry loop and the gRPC service.
     deliverer: Arc<Deliverer>,
 }
 

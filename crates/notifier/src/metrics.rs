@@ -28,6 +28,7 @@ impl Outcome {
 }
 
 pub struct Metrics {
+    /// What `GET /metrics` renders.
     pub(crate) registry: Registry,
     deliveries: IntCounterVec,
 }

@@ -1,6 +1,9 @@
 //! The notifier's side of the orchestrator's gRPC APIs: `NotifierApi` (rules
 //! with secrets, alerts, deliveries) with the internal token, and the public
-//! API's `ListAlerts` with the API token.
+//! API's `ListAlerts` with the API token. The edge of the notifier's client:
+//! its calls take and return the types of [`crate::model`], and the wire's
+//! messages stay here and in `convert.rs`. `ListAlerts` is passed through
+//! for the notifier's own gRPC service, wire to wire.
 
 use std::time::Duration;
 
@@ -10,13 +13,18 @@ use proto::slipway_client::SlipwayClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use crate::convert::millis;
+use crate::model::{Attempt, Claimed, NotifyConfig, OpenAlert, Opened};
+
 type Authed = InterceptedService<Channel, Bearer>;
 
 pub use proto::CallError;
 
 #[derive(Clone)]
 pub struct Orchestrator {
+    /// `NotifierApi`, with the internal token.
     internal: NotifierApiClient<Authed>,
+    /// The public API, with the API token, for `ListAlerts`.
     public: SlipwayClient<Authed>,
 }
 
@@ -37,12 +45,14 @@ impl Orchestrator {
         })
     }
 
+    /// A workflow version's definition (`None`: the live one) with the
+    /// secrets named.
     pub async fn notify_config(
         &self,
         workflow_id: i64,
         version: Option<i32>,
         secret_names: Vec<String>,
-    ) -> Result<proto::NotifyConfig, CallError> {
+    ) -> Result<NotifyConfig, CallError> {
         Ok(self
             .internal
             .clone()
@@ -52,22 +62,29 @@ impl Orchestrator {
                 secret_names,
             })
             .await?
-            .into_inner())
+            .into_inner()
+            .into())
     }
 
-    pub async fn open_alert(
-        &self,
-        req: proto::OpenAlertRequest,
-    ) -> Result<proto::OpenAlertResponse, CallError> {
-        Ok(self.internal.clone().open_alert(req).await?.into_inner())
+    /// Records an event's alert, once per event, with its deliveries unless
+    /// throttled; this notifier holds those for `claim`.
+    pub async fn open_alert(&self, req: OpenAlert) -> Result<Opened, CallError> {
+        Ok(self
+            .internal
+            .clone()
+            .open_alert(proto::OpenAlertRequest::from(req))
+            .await?
+            .into_inner()
+            .into())
     }
 
+    /// Takes up to `limit` due deliveries, held for `claim`.
     pub async fn claim_deliveries(
         &self,
         limit: i32,
         claim: Duration,
-    ) -> Result<Vec<proto::ClaimedDelivery>, CallError> {
-        Ok(self
+    ) -> Result<Vec<Claimed>, CallError> {
+        let answer = self
             .internal
             .clone()
             .claim_deliveries(proto::ClaimDeliveriesRequest {
@@ -75,30 +92,24 @@ impl Orchestrator {
                 claim_ms: millis(claim),
             })
             .await?
-            .into_inner()
-            .deliveries)
+            .into_inner();
+        Ok(crate::convert::claimed(answer.deliveries))
     }
 
-    pub async fn record_attempt(
-        &self,
-        req: proto::RecordAttemptRequest,
-    ) -> Result<proto::Delivery, CallError> {
-        Ok(self
-            .internal
+    /// Records how an attempt went.
+    pub async fn record_attempt(&self, attempt: Attempt) -> Result<(), CallError> {
+        self.internal
             .clone()
-            .record_attempt(req)
-            .await?
-            .into_inner())
+            .record_attempt(proto::RecordAttemptRequest::from(attempt))
+            .await?;
+        Ok(())
     }
 
+    /// The public API's `ListAlerts`, for the notifier's `ListDeliveries`.
     pub async fn list_alerts(
         &self,
         req: proto::ListAlertsRequest,
     ) -> Result<proto::ListAlertsResponse, CallError> {
         Ok(self.public.clone().list_alerts(req).await?.into_inner())
     }
-}
-
-pub fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

@@ -17,9 +17,13 @@ const MAX_ERROR_CHARS: usize = 1500;
 pub struct Message {
     /// One line: what happened, to what.
     pub headline: String,
+    /// The text part of an e-mail, and Slack's text for notifications.
     pub plain: String,
+    /// The HTML part of an e-mail, for mail clients that show it.
     pub html: String,
+    /// Slack's mrkdwn, for both webhooks and `chat.postMessage`.
     pub slack: String,
+    /// DingTalk's markdown.
     pub markdown: String,
     /// The event's page on the dashboard.
     pub url: String,
@@ -206,25 +210,42 @@ pub fn render(event: &Event, public_url: &str, test: bool) -> Message {
 /// The body of a webhook delivery: the event as alerts.md lists it.
 #[derive(Debug, Serialize)]
 pub struct EventJson<'a> {
+    /// The event's id: receivers dedupe on it, as a delivery may come twice.
     pub id: &'a str,
+    /// What happened (`build_failed`, ...): what receivers branch on.
     #[serde(rename = "type")]
     pub kind: &'a str,
+    /// When it happened, RFC 3339 UTC.
     pub at: &'a str,
+    /// The workflow's name, for people reading the payload.
     pub workflow: &'a str,
+    /// The workflow's id, for calls back to the API.
     pub workflow_id: i64,
+    /// The task it is about, if any, for calls back to the API.
     pub task_id: Option<i64>,
+    /// The branch built, when it was a branch.
     pub branch: Option<&'a str>,
+    /// The tag built, when it was a tag.
     pub tag: Option<&'a str>,
+    /// The full commit SHA.
     pub commit: Option<&'a str>,
+    /// The environment of a deploy event.
     pub environment: Option<&'a str>,
+    /// The deployment of a deploy event, for calls back to the API.
     pub deployment_id: Option<i64>,
+    /// The event in a line, ready to show.
     pub summary: &'a str,
+    /// Why it failed, in full, when it failed.
     pub error: Option<&'a str>,
+    /// `rolled_back`: why the rollback ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
+    /// `rolled_back`: whether the rollback itself succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<&'a str>,
+    /// A success after a failure: sent despite the throttle.
     pub recovery: bool,
+    /// The event's page on the dashboard.
     pub url: &'a str,
     /// Set when the message is a test of the channel, not an event.
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Where the notifier's gRPC service listens (`SLIPWAY_NOTIFIER_ADDR`).
     pub notifier_addr: SocketAddr,
+    /// The orchestrator's gRPC endpoint: rules, secrets, alerts, deliveries.
     pub orchestrator_url: String,
     /// A PEM file of the CA that signed the orchestrator's certificate
     /// (`SLIPWAY_ORCHESTRATOR_CA`), trusted instead of the system roots.
     pub orchestrator_ca: String,
+    /// The broker the orchestrator publishes events to (`SLIPWAY_AMQP_URL`).
     pub amqp_url: String,
     /// A PEM file of a CA trusted for an `amqps://` broker besides the
     /// system roots (`SLIPWAY_AMQP_CA`).
@@ -26,6 +28,7 @@ pub struct Settings {
     /// empty: `SLIPWAY_RUNNER_TOKEN`, then the API token, as the
     /// orchestrator falls back.
     pub notifier_token: String,
+    /// The runner token, a fallback of `notifier_token` as on the orchestrator.
     pub runner_token: String,
     /// Prefix of queue names, as the orchestrator's.
     pub queue_prefix: String,
@@ -49,13 +52,16 @@ pub struct Settings {
     pub slack_api_url: String,
     /// `smtp://user:pass@host:port` (`smtps://` for TLS); empty: no e-mail.
     pub smtp_url: String,
+    /// The `From:` of e-mail messages.
     pub smtp_from: String,
     /// Events handled at once.
     pub notify_concurrency: u16,
     /// Where `GET /metrics` is served (`SLIPWAY_METRICS_ADDR`); empty: not
     /// at all; port 0 picks one.
     pub metrics_addr: String,
+    /// Which log lines to write (`SLIPWAY_LOG`, e.g. `info`, `slipway=debug`).
     pub log: String,
+    /// JSON log lines, for a log collector, instead of human-readable ones.
     pub log_json: bool,
 }
 
@@ -91,9 +97,13 @@ impl Default for Settings {
 /// The settings in the form the notifier uses them, checked.
 #[derive(Debug, Clone)]
 pub struct Checked {
+    /// `notify_throttle`: the window in which repeats are recorded, not sent.
     pub throttle: Duration,
+    /// `notify_retry_base`: the first wait after a failed attempt.
     pub retry_base: Duration,
+    /// `notify_attempts`: after this many, a delivery has failed.
     pub attempts: u32,
+    /// `default_notify`, parsed: the channels of workflows without rules.
     pub default_rule: Option<NotifyRule>,
     /// Where `GET /metrics` is served, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
@@ -204,6 +214,45 @@ mod tests {
             let err = s.check().expect_err(name);
             assert!(err.starts_with(name), "{err}");
         }
+    }
+
+    #[test]
+    fn durations_past_720h_are_refused_by_name() {
+        // Both end up in milliseconds on the wire and in timers: the bound
+        // here keeps any overflow away from run time.
+        let throttle = |v: &str| Settings {
+            notify_throttle: v.into(),
+            ..settings()
+        };
+        let retry_base = |v: &str| Settings {
+            notify_retry_base: v.into(),
+            ..settings()
+        };
+        let cases = [
+            (throttle("721h"), "SLIPWAY_NOTIFY_THROTTLE", "720h"),
+            (
+                retry_base("2592000001ms"),
+                "SLIPWAY_NOTIFY_RETRY_BASE",
+                "720h",
+            ),
+            (
+                retry_base("99999999999999999999h"),
+                "SLIPWAY_NOTIFY_RETRY_BASE",
+                "invalid",
+            ),
+        ];
+        for (s, name, why) in cases {
+            let err = s.check().expect_err(name);
+            assert!(err.starts_with(name) && err.contains(why), "{err}");
+        }
+        let longest = Settings {
+            notify_throttle: "720h".into(),
+            notify_retry_base: "720h".into(),
+            ..settings()
+        };
+        let checked = longest.check().expect("720h is allowed");
+        assert_eq!(checked.throttle, domain::workflow::MAX_DURATION);
+        assert_eq!(checked.retry_base, domain::workflow::MAX_DURATION);
     }
 
     #[test]

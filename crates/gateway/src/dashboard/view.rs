@@ -63,15 +63,25 @@ pub fn is_active(status: &str) -> bool {
 
 /// One line of the task list.
 pub struct TaskRow {
+    /// The task's number and the link to its page.
     pub id: i64,
+    /// The workflow's name, as the link text.
     pub workflow: String,
+    /// The link to the workflow's page.
     pub workflow_id: i64,
+    /// Shown, and the class that colours it.
     pub status: String,
+    /// What started the task (`push`, `manual`, ...).
     pub trigger: String,
+    /// The branch, or `tag NAME`, that was built.
     pub git_ref: String,
+    /// The commit, short, as in image tags.
     pub commit: String,
+    /// The commit message's first line, to tell commits apart.
     pub subject: String,
+    /// When the task was queued.
     pub created: String,
+    /// How long it ran, or has run so far.
     pub duration: String,
 }
 
@@ -100,11 +110,17 @@ fn git_ref(t: &Task) -> String {
     }
 }
 
+/// One step of a task, as the task page lists them.
 pub struct StepRow {
+    /// The step's name, and the key of its log section.
     pub name: String,
+    /// Shown, and the class that colours it.
     pub status: String,
+    /// The command's exit code; empty until it exits.
     pub exit_code: String,
+    /// How long it ran, or has run so far.
     pub duration: String,
+    /// Why it failed; empty when it did not.
     pub error: String,
 }
 
@@ -122,17 +138,27 @@ impl From<&Step> for StepRow {
 
 /// A deployment as the task and workflow pages show it.
 pub struct DeployRow {
+    /// The deployment's number, and the key of its row.
     pub id: i64,
     /// The image's tag: the version a user recognises.
     pub version: String,
+    /// The task whose image it deploys, linked, and the task its approve form goes to.
     pub task_id: Option<i64>,
+    /// Where it went, and the value of its approve form.
     pub environment: String,
+    /// Shown, and the class that colours it.
     pub status: String,
+    /// The image without its digest, where `version` is read from.
     pub image: String,
+    /// The digest, short: what actually runs.
     pub digest: String,
+    /// What started it (`auto`, `approval`, `manual`, `rollback`).
     pub trigger: String,
+    /// When it last changed: finished, else started, else created.
     pub when: String,
+    /// Why it failed; empty when it did not.
     pub error: String,
+    /// The rollback it led to, in words; empty when none.
     pub rollback: String,
 }
 
@@ -182,9 +208,13 @@ fn rollback_text(r: &Rollback) -> String {
     }
 }
 
+/// An environment on the workflow page, with what a rollback would restore.
 pub struct EnvRow {
+    /// The environment's name, and the path of its rollback form.
     pub name: String,
+    /// What runs there now.
     pub current: Option<DeployRow>,
+    /// What ran before: the target of a rollback, which is disabled without it.
     pub previous: Option<DeployRow>,
 }
 
@@ -198,14 +228,23 @@ impl From<&Environment> for EnvRow {
     }
 }
 
+/// A rollback on the workflow page.
 pub struct RollbackRow {
+    /// The rollback's number, and the key of its row.
     pub id: i64,
+    /// The environment rolled back.
     pub environment: String,
+    /// The deployment rolled back from, as `#N`.
     pub from: String,
+    /// The deployment rolled back to, as `#N`; empty when there was none.
     pub to: String,
+    /// Why it ran (`deploy_failed`, `health_check_failed`, `manual`).
     pub reason: String,
+    /// Shown, and the class that colours it.
     pub status: String,
+    /// When it was recorded.
     pub when: String,
+    /// Why it failed; empty when it did not.
     pub error: String,
 }
 
@@ -225,11 +264,17 @@ impl From<&Rollback> for RollbackRow {
     }
 }
 
+/// A workflow as its list and its page show it.
 pub struct WorkflowRow {
+    /// The link to its page, and the path of its forms.
     pub id: i64,
+    /// The workflow's name, as the title and link text.
     pub name: String,
+    /// The repository it builds.
     pub repo: String,
+    /// The live definition's version, to tell an edit took.
     pub version: i32,
+    /// When the definition last changed.
     pub updated: String,
 }
 
@@ -245,24 +290,41 @@ impl From<&Workflow> for WorkflowRow {
     }
 }
 
+/// One channel of an alert on the alerts page.
 pub struct DeliveryRow {
+    /// The kind of channel (`slack`, `email`, `dingtalk`, `webhook`).
     pub channel: String,
+    /// Where it went, without secrets, to tell two of a kind apart.
     pub target: String,
+    /// Shown, and the class that colours it.
     pub status: String,
+    /// Attempts so far: a retried delivery shows more than one.
     pub attempts: i32,
+    /// Why the last attempt failed; empty when it did not.
     pub last_error: String,
 }
 
+/// An alert on the alerts page, with its deliveries.
 pub struct AlertRow {
+    /// The key of its row.
     pub id: i64,
+    /// The event's type (`build_failed`, ...).
     pub kind: String,
+    /// The workflow's name, as the link text.
     pub workflow: String,
+    /// The link to the workflow's page.
     pub workflow_id: i64,
+    /// The task it is about, linked, when it is about one.
     pub task_id: Option<i64>,
+    /// The environment of a deploy event; empty for others.
     pub environment: String,
+    /// The event in a line.
     pub summary: String,
+    /// `throttled`, or how its deliveries went; also the class that colours it.
     pub status: String,
+    /// When the event happened.
     pub when: String,
+    /// Each channel it went to and how that went.
     pub deliveries: Vec<DeliveryRow>,
 }
 

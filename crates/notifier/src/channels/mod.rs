@@ -123,6 +123,7 @@ impl Target {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct SendError {
+    /// What went wrong, safe to log and to show through the API.
     pub message: String,
     /// Trying again cannot help (a missing secret, e-mail not configured).
     pub permanent: bool,
