@@ -77,11 +77,34 @@ fn db_error(err: store::Error, what: &str) -> ApiError {
             tracing::warn!(error = %e, "database unavailable");
             ApiError::new(ErrorCode::Unavailable, "database unavailable")
         }
-        store::Error::Database(diesel_err) if diesel_err.to_string().contains("connection") => {
+        store::Error::Database(diesel_err) if connection_lost(&diesel_err) => {
             tracing::warn!(error = %diesel_err, "database connection lost");
             ApiError::new(ErrorCode::Unavailable, "database unavailable")
         }
         other => internal(other),
+    }
+}
+
+/// Whether diesel failed because the connection to the database went away
+/// (worth retrying once it is back), rather than because of the query.
+fn connection_lost(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        // libpq found the connection closed, or the server answered with a
+        // connection-class SQLSTATE (08xxx).
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        // libpq could not send the query. It also refuses queries over the
+        // bind-parameter limit this way, but ours stay far below it.
+        | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
+        // An earlier failure, a lost connection in practice, left the
+        // connection's transaction state unknown; the pool drops it.
+        | Error::BrokenTransactionManager => true,
+        // The commit failed and so did the rollback after it.
+        Error::RollbackErrorOnCommit {
+            rollback_error,
+            commit_error,
+        } => connection_lost(commit_error) || connection_lost(rollback_error),
+        _ => false,
     }
 }
 
@@ -212,5 +235,119 @@ impl App {
         self.metrics
             .set_runners(self.runners.online(std::time::Instant::now()));
         telemetry::metrics::render(&self.metrics.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind as Kind, Error as Diesel};
+    use proto::ErrorCode;
+
+    use super::{connection_lost, db_error};
+
+    /// An error the database reported, of `kind`, with libpq's `message`.
+    fn reported(kind: Kind, message: &str) -> Diesel {
+        Diesel::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    /// A failed commit whose rollback failed too.
+    fn commit_failed(commit: Diesel, rollback: Diesel) -> Diesel {
+        Diesel::RollbackErrorOnCommit {
+            rollback_error: Box::new(rollback),
+            commit_error: Box::new(commit),
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_by_the_errors_kind_not_its_message() {
+        let closed = || reported(Kind::ClosedConnection, "server closed the connection");
+        let cases = [
+            ("closed", closed(), true),
+            (
+                "closed, message without the word",
+                reported(Kind::ClosedConnection, "SSL SYSCALL error: EOF detected"),
+                true,
+            ),
+            (
+                "not sent",
+                reported(
+                    Kind::UnableToSendCommand,
+                    "could not send data to server: Broken pipe",
+                ),
+                true,
+            ),
+            (
+                "broken transaction manager",
+                Diesel::BrokenTransactionManager,
+                true,
+            ),
+            (
+                "commit on a lost connection",
+                commit_failed(closed(), Diesel::BrokenTransactionManager),
+                true,
+            ),
+            (
+                "rollback on a lost connection",
+                commit_failed(reported(Kind::SerializationFailure, "conflict"), closed()),
+                true,
+            ),
+            (
+                "commit failed, connection there",
+                commit_failed(
+                    reported(Kind::SerializationFailure, "conflict"),
+                    reported(Kind::Unknown, "no"),
+                ),
+                false,
+            ),
+            (
+                "constraint naming a connection",
+                reported(
+                    Kind::UniqueViolation,
+                    "duplicate key value violates unique constraint \"connections_pkey\"",
+                ),
+                false,
+            ),
+            (
+                "query naming a connection",
+                reported(Kind::Unknown, "relation \"connection\" does not exist"),
+                false,
+            ),
+            ("no row", Diesel::NotFound, false),
+        ];
+        for (case, err, lost) in cases {
+            assert_eq!(connection_lost(&err), lost, "{case}");
+        }
+    }
+
+    #[test]
+    fn store_errors_map_to_the_code_a_caller_sees() {
+        use ErrorCode::{Conflict, Internal, NotFound, Unavailable};
+        let cases = [
+            ("missing row", store::Error::NotFound, NotFound),
+            (
+                "conflict",
+                store::Error::Conflict("taken".to_owned()),
+                Conflict,
+            ),
+            ("lease lost", store::Error::LeaseLost, Conflict),
+            (
+                "connection lost",
+                store::Error::Database(Diesel::BrokenTransactionManager),
+                Unavailable,
+            ),
+            (
+                "query failed",
+                store::Error::Database(reported(Kind::CheckViolation, "connection")),
+                Internal,
+            ),
+            (
+                "corrupt value",
+                store::Error::Corrupt("status".to_owned()),
+                Internal,
+            ),
+        ];
+        for (case, err, code) in cases {
+            assert_eq!(db_error(err, "task 1").code, code, "{case}");
+        }
     }
 }
