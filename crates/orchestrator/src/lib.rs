@@ -81,13 +81,16 @@ pub async fn migrate(database_url: &str) -> Result<Vec<String>, Error> {
 }
 
 pub struct Orchestrator {
+    /// Checked settings; `run` reads the tokens and broker settings from it.
     settings: Settings,
+    /// Bound in `build`, so tests can ask for port 0 and read the port.
     listener: TcpListener,
     /// TLS of the gRPC listener, when `SLIPWAY_GRPC_TLS_CERT` and
     /// `SLIPWAY_GRPC_TLS_KEY` are set.
     tls: Option<tonic::transport::ServerTlsConfig>,
     /// `GET /metrics`, unless `SLIPWAY_METRICS_ADDR` is empty.
     metrics: Option<telemetry::metrics::Listener>,
+    /// The state the gRPC services and the background loops share.
     app: Arc<App>,
 }
 
