@@ -7,6 +7,7 @@
 //! tests); [`Orchestrator::run`] serves until `shutdown` resolves.
 
 pub mod app;
+pub mod background;
 pub mod crypto;
 pub mod grpc;
 pub mod logs;
@@ -39,6 +40,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 use crate::app::App;
+use crate::background::Shutdown;
 use crate::grpc::{Auth, NotifierService, PublicApi, RunnerService};
 
 /// Why the orchestrator could not start or stopped.
@@ -79,13 +81,16 @@ pub async fn migrate(database_url: &str) -> Result<Vec<String>, Error> {
 }
 
 pub struct Orchestrator {
+    /// Checked settings; `run` reads the tokens and broker settings from it.
     settings: Settings,
+    /// Bound in `build`, so tests can ask for port 0 and read the port.
     listener: TcpListener,
     /// TLS of the gRPC listener, when `SLIPWAY_GRPC_TLS_CERT` and
     /// `SLIPWAY_GRPC_TLS_KEY` are set.
     tls: Option<tonic::transport::ServerTlsConfig>,
     /// `GET /metrics`, unless `SLIPWAY_METRICS_ADDR` is empty.
     metrics: Option<telemetry::metrics::Listener>,
+    /// The state the gRPC services and the background loops share.
     app: Arc<App>,
 }
 
@@ -160,27 +165,34 @@ impl Orchestrator {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let topology = queue::Topology::new(self.settings.queue_prefix.clone())
             .expiring(self.settings.queue_expires_ms);
-        let relay = tokio::spawn(relay::run(
+        // The background loops stop after the gRPC server, each at a point
+        // where nothing it began is left half done.
+        let (stop_loops, loops_stop) = tokio::sync::watch::channel(false);
+        let loops_stop = Shutdown::new(loops_stop);
+        let relay = relay::Relay::new(
             self.app.clone(),
-            self.settings.amqp_url.clone(),
-            self.settings.amqp_ca().map(Path::to_path_buf),
-            topology.clone(),
-        ));
-        let watchdog = tokio::spawn(watchdog::run(
+            relay::Options {
+                amqp_url: self.settings.amqp_url.clone(),
+                amqp_ca: self.settings.amqp_ca().map(Path::to_path_buf),
+                topology: topology.clone(),
+            },
+        )
+        .start(loops_stop.clone());
+        let watchdog = watchdog::Watchdog::new(
             self.app.clone(),
-            self.settings.pending_alert_after(),
-        ));
-        let (metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
+            watchdog::Options {
+                stuck_after: self.settings.pending_alert_after(),
+            },
+        )
+        .start(loops_stop.clone());
         let metrics = self.metrics.map(|listener| {
             let (app, topology) = (self.app.clone(), topology.clone());
             let render = move || {
                 let (app, topology) = (app.clone(), topology.clone());
                 async move { app.render_metrics(&topology).await }
             };
-            let mut stopped = metrics_stopped;
-            tokio::spawn(listener.serve(render, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }))
+            let mut stopped = loops_stop;
+            tokio::spawn(listener.serve(render, async move { stopped.requested().await }))
         });
 
         let public_auth = Auth::new(&self.settings.api_token);
@@ -235,9 +247,11 @@ impl Orchestrator {
                 Ok(())
             }
         };
-        relay.abort();
-        watchdog.abort();
-        let _ = metrics_stop.send(true);
+        let _ = stop_loops.send(true);
+        tokio::join!(
+            relay.stopped(SHUTDOWN_GRACE),
+            watchdog.stopped(SHUTDOWN_GRACE)
+        );
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }

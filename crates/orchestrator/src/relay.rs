@@ -3,6 +3,9 @@
 //! published) only once the broker has it. While the broker is down tasks
 //! and events wait in the database; the relay reconnects with backoff and
 //! catches up. Each message carries its task's trace context.
+//!
+//! [`Relay::start`] runs it until its [`Shutdown`]; a batch being published
+//! is finished first, so what the broker confirmed leaves the outbox.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,9 +17,9 @@ use queue::{Publisher, TaskMessage, Topology};
 use prost::Message as _;
 use tracing::Instrument as _;
 
-use crate::grpc::alert_event;
-
 use crate::app::App;
+use crate::background::{Handle, Shutdown};
+use crate::grpc::alert_event;
 
 /// Entries published per round.
 const BATCH: i64 = 100;
@@ -24,29 +27,94 @@ const BATCH: i64 = 100;
 const IDLE_POLL: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-pub async fn run(app: Arc<App>, amqp_url: String, amqp_ca: Option<PathBuf>, topology: Topology) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match connect(&amqp_url, amqp_ca.as_deref(), &topology).await {
-            Ok((connection, publisher)) => {
-                tracing::info!("connected to the broker");
-                app.broker_up.store(true, Ordering::Relaxed);
-                let connection = Arc::new(connection);
-                share(&app, Some(connection.clone()));
-                backoff = Duration::from_millis(200);
-                let err = relay(&app, &publisher).await;
-                share(&app, None);
-                app.broker_up.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %err, "lost the broker; tasks wait in the outbox");
-                let _ = connection.close(200, "reconnecting".into()).await;
+/// Where the relay publishes to.
+pub struct Options {
+    /// The broker (`SLIPWAY_AMQP_URL`).
+    pub amqp_url: String,
+    /// A CA trusted for an `amqps://` broker besides the system roots
+    /// (`SLIPWAY_AMQP_CA`).
+    pub amqp_ca: Option<PathBuf>,
+    /// The queues and exchange it declares and publishes to.
+    pub topology: Topology,
+}
+
+/// The outbox relay, ready to run.
+pub struct Relay {
+    /// The outbox it reads, and where it tells whether the broker is up.
+    app: Arc<App>,
+    /// Where it publishes to.
+    options: Options,
+}
+
+/// Why the relay let go of a broker connection.
+enum Release {
+    /// The broker failed: reconnect.
+    Lost(String),
+    /// The relay was told to stop.
+    Shutdown,
+}
+
+impl Relay {
+    pub fn new(app: Arc<App>, options: Options) -> Self {
+        Self { app, options }
+    }
+
+    /// Runs the relay on the runtime until `shutdown`.
+    pub fn start(self, shutdown: Shutdown) -> Handle {
+        Handle::spawn("relay", self.run(shutdown))
+    }
+
+    /// Publishes until `shutdown`, reconnecting to the broker as needed.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let Self { app, options } = self;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let connecting = connect(
+                &options.amqp_url,
+                options.amqp_ca.as_deref(),
+                &options.topology,
+            );
+            let connected = tokio::select! {
+                biased;
+                () = shutdown.requested() => return,
+                connected = connecting => connected,
+            };
+            match connected {
+                Ok((connection, publisher)) => {
+                    tracing::info!("connected to the broker");
+                    app.broker_up.store(true, Ordering::Relaxed);
+                    let connection = Arc::new(connection);
+                    share(&app, Some(connection.clone()));
+                    backoff = Duration::from_millis(200);
+                    let released = relay(&app, &publisher, &mut shutdown).await;
+                    share(&app, None);
+                    app.broker_up.store(false, Ordering::Relaxed);
+                    match released {
+                        Release::Lost(err) => {
+                            tracing::warn!(
+                                error = %err,
+                                "lost the broker; tasks wait in the outbox"
+                            );
+                            let _ = connection.close(200, "reconnecting".into()).await;
+                        }
+                        Release::Shutdown => {
+                            let _ = connection.close(200, "shutting down".into()).await;
+                            return;
+                        }
+                    }
+                }
+                Err(err) => {
+                    app.broker_up.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %err, retry_in = ?backoff, "broker unreachable");
+                }
             }
-            Err(err) => {
-                app.broker_up.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %err, retry_in = ?backoff, "broker unreachable");
+            tokio::select! {
+                biased;
+                () = shutdown.requested() => return,
+                () = tokio::time::sleep(backoff) => {}
             }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -75,9 +143,11 @@ enum Stop {
     Database,
 }
 
-/// Publishes until the broker fails; returns why.
-async fn relay(app: &App, publisher: &Publisher) -> String {
-    loop {
+/// Publishes until the broker fails or `shutdown`; says which.
+async fn relay(app: &App, publisher: &Publisher, shutdown: &mut Shutdown) -> Release {
+    // A round in hand runs to its end, so what the broker confirmed leaves
+    // the outbox before the relay stops.
+    while !shutdown.is_requested() {
         let round = async {
             let tasks_full = publish_tasks(app, publisher).await?;
             let events_full = publish_events(app, publisher).await?;
@@ -86,16 +156,25 @@ async fn relay(app: &App, publisher: &Publisher) -> String {
         match round.await {
             Ok(more) => {
                 if !publisher.is_open() {
-                    return "channel closed".to_owned();
+                    return Release::Lost("channel closed".to_owned());
                 }
                 if !more {
-                    let _ = tokio::time::timeout(IDLE_POLL, app.outbox.notified()).await;
+                    tokio::select! {
+                        biased;
+                        () = shutdown.requested() => {}
+                        _ = tokio::time::timeout(IDLE_POLL, app.outbox.notified()) => {}
+                    }
                 }
             }
-            Err(Stop::Broker(err)) => return err,
-            Err(Stop::Database) => tokio::time::sleep(IDLE_POLL).await,
+            Err(Stop::Broker(err)) => return Release::Lost(err),
+            Err(Stop::Database) => tokio::select! {
+                biased;
+                () = shutdown.requested() => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            },
         }
     }
+    Release::Shutdown
 }
 
 /// Publishes a batch of outbox entries; true when the batch was full.

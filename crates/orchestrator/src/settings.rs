@@ -2,14 +2,37 @@
 //! file, then `SLIPWAY_*` variables.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
 
+use domain::workflow::{ValueError, format_duration, parse_duration};
 use serde::{Deserialize, Serialize};
+
+/// Leases a runner may hold a task for: long enough for a heartbeat to
+/// arrive within one, short enough that a lost runner's task is back within
+/// the hour. Larger values also overflow the arithmetic on timestamps.
+const LEASE_SECONDS: RangeInclusive<u64> = 2..=3600;
+
+/// How long a task may wait before `task_stuck`: from a second (the
+/// watchdog raises it at its next pass, a few seconds later at most) to a
+/// week.
+const PENDING_ALERT: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600);
+
+/// Shortest `x-expires` of an expiring queue: it must outlive the reconnect
+/// of a runner or notifier (at most 10 s apart), or the messages waiting in
+/// it are deleted with it.
+const MIN_QUEUE_EXPIRES_MS: u32 = 60_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     /// Where the gRPC API listens (`SLIPWAY_GRPC_ADDR`); port 0 picks one.
     pub grpc_addr: SocketAddr,
+    /// The database the orchestrator alone connects to
+    /// (`SLIPWAY_DATABASE_URL`).
     pub database_url: String,
+    /// The broker the relay publishes tasks and events to
+    /// (`SLIPWAY_AMQP_URL`).
     pub amqp_url: String,
     /// A PEM file of a CA trusted for an `amqps://` broker besides the
     /// system roots (`SLIPWAY_AMQP_CA`); empty: the system roots alone.
@@ -35,10 +58,10 @@ pub struct Settings {
     pub secret_key_previous: String,
     /// Prefix of queue names, to share a broker between installations.
     pub queue_prefix: String,
-    /// Delete the task queue after this long unused (0: never); for
-    /// throwaway installations such as test runs.
+    /// Delete the task queue after this long unused (0: never, else at
+    /// least a minute); for throwaway installations such as test runs.
     pub queue_expires_ms: u32,
-    /// How long a runner's lease lasts without a heartbeat.
+    /// How long a runner's lease lasts without a heartbeat (2 to 3600).
     pub lease_seconds: u64,
     /// How often a task whose runner vanished goes back to the queue before
     /// it fails with "runner lost".
@@ -46,12 +69,15 @@ pub struct Settings {
     /// Database connections in the pool.
     pub database_pool_size: u32,
     /// How long a task may wait in `pending` before `task_stuck` is raised
-    /// (`SLIPWAY_PENDING_ALERT`, a duration such as `10m`).
+    /// (`SLIPWAY_PENDING_ALERT`, a duration such as `10m`, from `1s` to
+    /// `168h`).
     pub pending_alert: String,
     /// Where `GET /metrics` is served (`SLIPWAY_METRICS_ADDR`); empty: not
     /// at all; port 0 picks one.
     pub metrics_addr: String,
+    /// Which logs are written (`SLIPWAY_LOG`, a tracing filter such as `info`).
     pub log: String,
+    /// Logs as JSON lines, for collectors (`SLIPWAY_LOG_JSON`).
     pub log_json: bool,
 }
 
@@ -114,17 +140,37 @@ impl Settings {
         if self.secret_key.is_empty() {
             return Err("SLIPWAY_SECRET_KEY is required".to_owned());
         }
-        if self.lease_seconds < 2 {
-            return Err("SLIPWAY_LEASE_SECONDS must be at least 2".to_owned());
+        if !LEASE_SECONDS.contains(&self.lease_seconds) {
+            return Err(format!(
+                "SLIPWAY_LEASE_SECONDS must be at least {} and at most {} (seconds), got {}",
+                LEASE_SECONDS.start(),
+                LEASE_SECONDS.end(),
+                self.lease_seconds
+            ));
         }
-        match domain::workflow::parse_duration(&self.pending_alert) {
-            Ok(d) if !d.is_zero() => {}
-            _ => {
+        match parse_duration(&self.pending_alert) {
+            Ok(d) if PENDING_ALERT.contains(&d) => {}
+            Ok(_) | Err(ValueError::DurationTooLong(_)) => {
+                return Err(format!(
+                    "SLIPWAY_PENDING_ALERT must be between {} and {}, got {:?}",
+                    format_duration(*PENDING_ALERT.start()),
+                    format_duration(*PENDING_ALERT.end()),
+                    self.pending_alert
+                ));
+            }
+            Err(_) => {
                 return Err(format!(
                     "SLIPWAY_PENDING_ALERT: invalid duration {:?}: use e.g. 10m or 90s",
                     self.pending_alert
                 ));
             }
+        }
+        if self.queue_expires_ms != 0 && self.queue_expires_ms < MIN_QUEUE_EXPIRES_MS {
+            return Err(format!(
+                "SLIPWAY_QUEUE_EXPIRES_MS must be 0 (never) or between {MIN_QUEUE_EXPIRES_MS} and {}, got {}",
+                u32::MAX,
+                self.queue_expires_ms
+            ));
         }
         self.metrics_addr()?;
         Ok(())
@@ -136,8 +182,96 @@ impl Settings {
     }
 
     /// `pending_alert` as a duration (checked by [`Settings::check`]).
-    pub fn pending_alert_after(&self) -> std::time::Duration {
-        domain::workflow::parse_duration(&self.pending_alert)
-            .unwrap_or(std::time::Duration::from_secs(600))
+    pub fn pending_alert_after(&self) -> Duration {
+        parse_duration(&self.pending_alert).unwrap_or(Duration::from_secs(600))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    /// The check of valid settings with `change` made.
+    fn checked(change: impl FnOnce(&mut Settings)) -> Result<(), String> {
+        let mut settings = Settings {
+            api_token: "token".to_owned(),
+            secret_key: "key".to_owned(),
+            ..Settings::default()
+        };
+        change(&mut settings);
+        settings.check()
+    }
+
+    /// Asserts that the check passed when `ok`, else failed with a message
+    /// that starts with `error`.
+    fn assert_checked(case: impl std::fmt::Debug, got: Result<(), String>, ok: bool, error: &str) {
+        match got {
+            Ok(()) => assert!(ok, "{case:?} passed"),
+            Err(e) => assert!(!ok && e.starts_with(error), "{case:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_pass() {
+        assert_eq!(checked(|_| {}), Ok(()));
+    }
+
+    #[test]
+    fn the_lease_is_bounded() {
+        let error = "SLIPWAY_LEASE_SECONDS must be at least 2 and at most 3600 (seconds), got";
+        let cases = [
+            (0, false),
+            (1, false),
+            (2, true),
+            (3600, true),
+            (3601, false),
+            // Would overflow `Utc::now() + lease`.
+            (u64::MAX, false),
+        ];
+        for (lease, ok) in cases {
+            assert_checked(lease, checked(|s| s.lease_seconds = lease), ok, error);
+        }
+    }
+
+    #[test]
+    fn the_pending_alert_is_bounded() {
+        let error = "SLIPWAY_PENDING_ALERT must be between 1s and 168h, got";
+        let cases = [
+            ("0s", false),
+            ("999ms", false),
+            ("1s", true),
+            ("10m", true),
+            ("168h", true),
+            ("169h", false),
+            // Past what a duration may be at all.
+            ("9999h", false),
+        ];
+        for (after, ok) in cases {
+            let got = checked(|s| s.pending_alert = after.to_owned());
+            assert_checked(after, got, ok, error);
+        }
+        let got = checked(|s| s.pending_alert = "soon".to_owned());
+        assert_checked(
+            "soon",
+            got,
+            false,
+            "SLIPWAY_PENDING_ALERT: invalid duration",
+        );
+    }
+
+    #[test]
+    fn an_expiring_queue_lives_at_least_a_minute() {
+        let error =
+            "SLIPWAY_QUEUE_EXPIRES_MS must be 0 (never) or between 60000 and 4294967295, got";
+        let cases = [
+            (0, true),
+            (1, false),
+            (59_999, false),
+            (60_000, true),
+            (u32::MAX, true),
+        ];
+        for (ms, ok) in cases {
+            assert_checked(ms, checked(|s| s.queue_expires_ms = ms), ok, error);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Conversions between proto messages and the orchestrator's types.
 
 use domain::push::{CommitSha, GitRef, PushEvent};
+use domain::state::{DeploymentEvent, StepEvent, TaskEvent};
 use proto::{ApiError, ErrorCode};
 use store::alerts::{AlertView, Claimed, DeliveryRow};
 use store::deployments::{DeploymentRow, RollbackRow};
@@ -199,4 +200,37 @@ pub fn alert(a: AlertView) -> proto::Alert {
         created_at: Some(proto::timestamp(a.alert.created_at)),
         deliveries: a.deliveries.into_iter().map(delivery).collect(),
     }
+}
+
+/// Parses a step status a runner reports into the event that leads there.
+pub fn step_event(status: &str) -> Result<StepEvent, ApiError> {
+    Ok(match status {
+        "running" => StepEvent::Started,
+        "success" => StepEvent::Succeeded,
+        "failed" => StepEvent::Failed,
+        "skipped" => StepEvent::Skipped,
+        "cancelled" => StepEvent::Cancelled,
+        other => return Err(bad(format!("unknown step status {other:?}"))),
+    })
+}
+
+/// Parses a deployment event a runner reports.
+pub fn deployment_event(event: &str) -> Result<DeploymentEvent, ApiError> {
+    Ok(match event {
+        "verify" => DeploymentEvent::Verify,
+        "succeed" => DeploymentEvent::Succeed,
+        "fail" => DeploymentEvent::Fail,
+        "time_out" => DeploymentEvent::TimeOut,
+        other => return Err(bad(format!("unknown deployment event {other:?}"))),
+    })
+}
+
+/// Parses a task's final status a runner reports.
+pub fn task_event(status: &str) -> Result<TaskEvent, ApiError> {
+    Ok(match status {
+        "success" => TaskEvent::Succeeded,
+        "failed" => TaskEvent::Failed,
+        "cancelled" => TaskEvent::Cancelled,
+        other => return Err(bad(format!("unknown final status {other:?}"))),
+    })
 }

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use store::deployments::Start;
 
 use super::convert;
-use crate::app::{self, App};
+use crate::app::App;
 
 pub struct RunnerService {
     app: Arc<App>,
@@ -111,7 +111,7 @@ impl RunnerApi for RunnerService {
         let (task_id, token) = lease(req.lease)?;
         let change = StepChange {
             position: req.position,
-            event: app::step_event(&req.status)?,
+            event: convert::step_event(&req.status)?,
             exit_code: req.exit_code,
             error: req.error,
         };
@@ -180,7 +180,7 @@ impl RunnerApi for RunnerService {
     ) -> Answer<proto::Deployment> {
         let req = req.into_inner();
         let (task_id, token) = lease(req.lease)?;
-        let event = app::deployment_event(&req.event)?;
+        let event = convert::deployment_event(&req.event)?;
         let row = self
             .app
             .advance_deployment(
@@ -219,7 +219,7 @@ impl RunnerApi for RunnerService {
     async fn finish_task(&self, req: Request<proto::FinishTaskRequest>) -> Answer<proto::Empty> {
         let req = req.into_inner();
         let (task_id, token) = lease(req.lease)?;
-        let event = app::task_event(&req.status)?;
+        let event = convert::task_event(&req.status)?;
         self.app.finish(task_id, token, event, req.error).await?;
         Ok(Response::new(proto::Empty {}))
     }

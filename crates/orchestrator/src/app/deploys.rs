@@ -1,0 +1,225 @@
+//! Deployments and environments: what users read and request (a deploy of a
+//! task's image, a rollback), and what the runner carrying them out reports
+//! under its task's lease.
+
+use domain::state::DeploymentEvent;
+use proto::{ApiError, ErrorCode};
+use store::deployments::{DeploymentRow, EnvironmentView, NewDeployment, RollbackRow, Start};
+
+use super::{App, bad_request};
+
+impl App {
+    pub async fn task_deployments(
+        &self,
+        task_id: i64,
+    ) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>, ApiError> {
+        self.db("task", move |conn| {
+            store::deployments::for_task(conn, task_id)
+        })
+        .await
+    }
+
+    pub async fn list_deployments(
+        &self,
+        workflow_id: Option<i64>,
+        environment: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>, ApiError> {
+        self.db("deployments", move |conn| {
+            store::deployments::list(conn, workflow_id, environment.as_deref(), limit)
+        })
+        .await
+    }
+
+    pub async fn get_deployment(
+        &self,
+        id: i64,
+    ) -> Result<(DeploymentRow, Option<RollbackRow>), ApiError> {
+        self.db(&format!("deployment {id}"), move |conn| {
+            store::deployments::get(conn, id)
+        })
+        .await
+    }
+
+    pub async fn list_rollbacks(
+        &self,
+        workflow_id: Option<i64>,
+        environment: Option<String>,
+    ) -> Result<Vec<RollbackRow>, ApiError> {
+        self.db("rollbacks", move |conn| {
+            store::deployments::rollbacks(conn, workflow_id, environment.as_deref())
+        })
+        .await
+    }
+
+    pub async fn list_environments(
+        &self,
+        workflow_id: i64,
+    ) -> Result<Vec<EnvironmentView>, ApiError> {
+        self.db(&format!("workflow {workflow_id}"), move |conn| {
+            store::workflows::live(conn, workflow_id)?;
+            store::deployments::environments(conn, workflow_id)
+        })
+        .await
+    }
+
+    pub async fn deploy_task(
+        &self,
+        task_id: i64,
+        environment: String,
+    ) -> Result<(i64, i64), ApiError> {
+        let detail = self.get_task(task_id).await?;
+        let definition = {
+            let (w, v) = (detail.task.workflow_id, detail.task.workflow_version);
+            self.db("workflow", move |conn| {
+                store::workflows::definition(conn, w, v)
+            })
+            .await?
+        };
+        let spec = self.spec(
+            detail.task.workflow_id,
+            detail.task.workflow_version,
+            &definition,
+        )?;
+        if !spec
+            .deploy
+            .iter()
+            .any(|d| d.environment.as_str() == environment)
+        {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("workflow {} has no environment {environment}", spec.name),
+            ));
+        }
+        let trace = telemetry::propagation::current_traceparent();
+        let (deployment, carrier) = self
+            .db(&format!("task {task_id}"), move |conn| {
+                store::task_deploys::request_deploy(conn, task_id, &environment, trace.as_deref())
+            })
+            .await?;
+        self.queued();
+        Ok((deployment.id, carrier))
+    }
+
+    pub async fn rollback_environment(
+        &self,
+        workflow_id: i64,
+        environment: String,
+        to: Option<i64>,
+    ) -> Result<(i64, i64, i64), ApiError> {
+        let trace = telemetry::propagation::current_traceparent();
+        let (rollback, deployment, carrier) = self
+            .db(&format!("workflow {workflow_id}"), move |conn| {
+                store::workflows::live(conn, workflow_id)?;
+                store::task_deploys::request_rollback(
+                    conn,
+                    workflow_id,
+                    &environment,
+                    to,
+                    trace.as_deref(),
+                )
+            })
+            .await?;
+        self.queued();
+        Ok((rollback.id, deployment.id, carrier))
+    }
+
+    pub async fn create_deployment(
+        &self,
+        task_id: i64,
+        token: String,
+        environment: String,
+        image: String,
+        auto: bool,
+    ) -> Result<DeploymentRow, ApiError> {
+        self.db("task", move |conn| {
+            store::tasks::check_lease(conn, task_id, &token)?;
+            let workflow_id = store::tasks::workflow_of(conn, task_id)?;
+            store::deployments::create(
+                conn,
+                &NewDeployment {
+                    workflow_id,
+                    task_id: Some(task_id),
+                    environment,
+                    image,
+                    trigger: "auto".to_owned(),
+                    auto,
+                },
+            )
+        })
+        .await
+        .inspect(|_| self.queued())
+    }
+
+    pub async fn start_deployment(
+        &self,
+        task_id: i64,
+        token: String,
+        id: i64,
+    ) -> Result<Start, ApiError> {
+        self.db(&format!("deployment {id}"), move |conn| {
+            store::tasks::check_lease(conn, task_id, &token)?;
+            store::deployments::start(conn, id)
+        })
+        .await
+        .inspect(|start| {
+            if let Start::Skipped(d) = start {
+                self.metrics.deployment_changed(d);
+            }
+            self.queued();
+        })
+    }
+
+    pub async fn advance_deployment(
+        &self,
+        task_id: i64,
+        token: String,
+        id: i64,
+        event: DeploymentEvent,
+        error: Option<String>,
+        alert: Option<String>,
+    ) -> Result<DeploymentRow, ApiError> {
+        if let Some(a) = alert.as_deref()
+            && !matches!(a, "deploy_failed" | "health_check_failed")
+        {
+            return Err(bad_request(format!("unknown deploy alert {a:?}")));
+        }
+        self.db(&format!("deployment {id}"), move |conn| {
+            store::tasks::check_lease(conn, task_id, &token)?;
+            store::deployments::advance(conn, id, event, error.as_deref(), alert.as_deref())
+        })
+        .await
+        .inspect(|d| {
+            self.metrics.deployment_changed(d);
+            self.queued();
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_rollback(
+        &self,
+        task_id: i64,
+        token: String,
+        id: i64,
+        to: Option<i64>,
+        reason: String,
+        succeeded: bool,
+        error: Option<String>,
+    ) -> Result<RollbackRow, ApiError> {
+        if !matches!(
+            reason.as_str(),
+            "deploy_failed" | "health_check_failed" | "manual"
+        ) {
+            return Err(bad_request(format!("unknown rollback reason {reason:?}")));
+        }
+        self.db(&format!("deployment {id}"), move |conn| {
+            store::tasks::check_lease(conn, task_id, &token)?;
+            store::deployments::record_rollback(conn, id, to, &reason, succeeded, error.as_deref())
+        })
+        .await
+        .inspect(|r| {
+            self.metrics.rollback_recorded(r);
+            self.queued();
+        })
+    }
+}
