@@ -40,7 +40,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 use crate::app::App;
-use crate::background::Shutdown;
+use crate::background::{Handle, Shutdown};
 use crate::grpc::{Auth, NotifierService, PublicApi, RunnerService};
 
 /// Why the orchestrator could not start or stopped.
@@ -176,15 +176,15 @@ impl Orchestrator {
                 amqp_ca: self.settings.amqp_ca().map(Path::to_path_buf),
                 topology: topology.clone(),
             },
-        )
-        .start(loops_stop.clone());
+        );
+        let relay = Handle::spawn("relay", relay.run(loops_stop.clone()));
         let watchdog = watchdog::Watchdog::new(
             self.app.clone(),
             watchdog::Options {
                 stuck_after: self.settings.pending_alert_after(),
             },
-        )
-        .start(loops_stop.clone());
+        );
+        let watchdog = Handle::spawn("watchdog", watchdog.run(loops_stop.clone()));
         let metrics = self.metrics.map(|listener| {
             let (app, topology) = (self.app.clone(), topology.clone());
             let render = move || {

@@ -12,20 +12,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use backon::BackoffBuilder as _;
 use queue::{Publisher, TaskMessage, Topology};
 
 use prost::Message as _;
 use tracing::Instrument as _;
 
 use crate::app::App;
-use crate::background::{Handle, Shutdown};
+use crate::background::Shutdown;
 use crate::grpc::alert_event;
 
 /// Entries published per round.
 const BATCH: i64 = 100;
 /// How often the outbox is read when nothing announced new entries.
 const IDLE_POLL: Duration = Duration::from_secs(2);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Where the relay publishes to.
 pub struct Options {
@@ -59,15 +59,10 @@ impl Relay {
         Self { app, options }
     }
 
-    /// Runs the relay on the runtime until `shutdown`.
-    pub fn start(self, shutdown: Shutdown) -> Handle {
-        Handle::spawn("relay", self.run(shutdown))
-    }
-
     /// Publishes until `shutdown`, reconnecting to the broker as needed.
     pub async fn run(self, mut shutdown: Shutdown) {
         let Self { app, options } = self;
-        let mut backoff = Duration::from_millis(200);
+        let mut delays = queue::RECONNECT.build();
         loop {
             let connecting = connect(
                 &options.amqp_url,
@@ -85,7 +80,7 @@ impl Relay {
                     app.broker_up.store(true, Ordering::Relaxed);
                     let connection = Arc::new(connection);
                     share(&app, Some(connection.clone()));
-                    backoff = Duration::from_millis(200);
+                    delays = queue::RECONNECT.build();
                     let released = relay(&app, &publisher, &mut shutdown).await;
                     share(&app, None);
                     app.broker_up.store(false, Ordering::Relaxed);
@@ -105,15 +100,16 @@ impl Relay {
                 }
                 Err(err) => {
                     app.broker_up.store(false, Ordering::Relaxed);
-                    tracing::warn!(error = %err, retry_in = ?backoff, "broker unreachable");
+                    tracing::warn!(error = %err, "broker unreachable");
                 }
             }
+            // The policy has no end.
+            let backoff = delays.next().unwrap_or_default();
             tokio::select! {
                 biased;
                 () = shutdown.requested() => return,
                 () = tokio::time::sleep(backoff) => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }
@@ -179,16 +175,9 @@ async fn relay(app: &App, publisher: &Publisher, shutdown: &mut Shutdown) -> Rel
 
 /// Publishes a batch of outbox entries; true when the batch was full.
 async fn publish_tasks(app: &App, publisher: &Publisher) -> Result<bool, Stop> {
-    let entries = app
-        .db("outbox", |conn| store::outbox::oldest(conn, BATCH))
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "cannot read the outbox");
-            Stop::Database
-        })?;
-    let mut done = Vec::with_capacity(entries.len());
-    let mut failure = None;
-    for entry in &entries {
+    let entries = read(app, "outbox", |conn| store::outbox::oldest(conn, BATCH)).await?;
+    let count = entries.len();
+    let (done, failure) = in_order(entries, |entry| async move {
         let span = tracing::info_span!(
             "publish task",
             otel.kind = "producer",
@@ -196,26 +185,18 @@ async fn publish_tasks(app: &App, publisher: &Publisher) -> Result<bool, Stop> {
         );
         telemetry::propagation::set_parent_traceparent(&span, entry.trace_context.as_deref());
         let headers = telemetry::propagation::headers(&span);
-        let published = publisher
-            .publish(
-                TaskMessage {
-                    task_id: entry.task_id,
-                },
-                &entry.runs_on,
-                &headers,
-            )
+        let message = TaskMessage {
+            task_id: entry.task_id,
+        };
+        publisher
+            .publish(message, &entry.runs_on, &headers)
             .instrument(span)
-            .await;
-        match published {
-            Ok(()) => done.push(entry.id),
-            Err(e) => {
-                failure = Some(e.to_string());
-                break;
-            }
-        }
-    }
+            .await
+            .map(|()| entry.id)
+    })
+    .await;
     if !done.is_empty() {
-        let count = done.len();
+        let published = done.len();
         if let Err(e) = app
             .db("outbox", move |conn| store::outbox::remove(conn, &done))
             .await
@@ -224,27 +205,19 @@ async fn publish_tasks(app: &App, publisher: &Publisher) -> Result<bool, Stop> {
             // and a second claim of a task is refused.
             tracing::warn!(error = %e, "cannot clear published outbox entries");
         }
-        tracing::debug!(count, "published tasks");
+        tracing::debug!(count = published, "published tasks");
     }
-    match failure {
-        Some(err) => Err(Stop::Broker(err)),
-        None => Ok(is_full(entries.len())),
-    }
+    settled(failure, count)
 }
 
 /// Publishes a batch of recorded events; true when the batch was full.
 async fn publish_events(app: &App, publisher: &Publisher) -> Result<bool, Stop> {
-    let events = app
-        .db("events", |conn| store::events::unpublished(conn, BATCH))
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "cannot read the events");
-            Stop::Database
-        })?;
+    let events = read(app, "events", |conn| {
+        store::events::unpublished(conn, BATCH)
+    })
+    .await?;
     let count = events.len();
-    let mut done = Vec::with_capacity(count);
-    let mut failure = None;
-    for event in events {
+    let (done, failure) = in_order(events, |event| async move {
         let id = event.id.clone();
         let span = tracing::info_span!(
             "publish event",
@@ -256,18 +229,13 @@ async fn publish_events(app: &App, publisher: &Publisher) -> Result<bool, Stop> 
         telemetry::propagation::set_parent_traceparent(&span, event.trace_context.as_deref());
         let headers = telemetry::propagation::headers(&span);
         let body = alert_event(event).encode_to_vec();
-        match publisher
+        publisher
             .publish_event(&id, &body, &headers)
             .instrument(span)
             .await
-        {
-            Ok(()) => done.push(id),
-            Err(e) => {
-                failure = Some(e.to_string());
-                break;
-            }
-        }
-    }
+            .map(|()| id)
+    })
+    .await;
     if !done.is_empty() {
         let published = done.len();
         if let Err(e) = app
@@ -282,6 +250,40 @@ async fn publish_events(app: &App, publisher: &Publisher) -> Result<bool, Stop> 
         }
         tracing::debug!(count = published, "published events");
     }
+    settled(failure, count)
+}
+
+/// Reads the next batch of `what`; a database that fails stops the round.
+async fn read<T, F>(app: &App, what: &'static str, query: F) -> Result<Vec<T>, Stop>
+where
+    F: FnOnce(&mut store::PgConnection) -> store::Result<Vec<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    app.db(what, query).await.map_err(|e| {
+        tracing::warn!(error = %e, what, "cannot read the next batch");
+        Stop::Database
+    })
+}
+
+/// Publishes `items` one after the other, in order, until one fails;
+/// returns what each confirmed publish gave back, and the failure.
+async fn in_order<T, K, F, Fut>(items: Vec<T>, mut publish: F) -> (Vec<K>, Option<String>)
+where
+    F: FnMut(T) -> Fut,
+    Fut: Future<Output = Result<K, queue::Error>>,
+{
+    let mut done = Vec::with_capacity(items.len());
+    for item in items {
+        match publish(item).await {
+            Ok(key) => done.push(key),
+            Err(e) => return (done, Some(e.to_string())),
+        }
+    }
+    (done, None)
+}
+
+/// How a batch of `count` ended: the broker failed, or whether it was full.
+fn settled(failure: Option<String>, count: usize) -> Result<bool, Stop> {
     match failure {
         Some(err) => Err(Stop::Broker(err)),
         None => Ok(is_full(count)),

@@ -211,6 +211,18 @@ mod tests {
         }
     }
 
+    /// Checks each value of `cases` as set by `set`: passes when its flag
+    /// says so, else fails with a message that starts with `error`.
+    fn assert_bounds<T: Copy + std::fmt::Debug>(
+        cases: &[(T, bool)],
+        set: impl Fn(&mut Settings, T),
+        error: &str,
+    ) {
+        for &(value, ok) in cases {
+            assert_checked(value, checked(|s| set(s, value)), ok, error);
+        }
+    }
+
     #[test]
     fn the_defaults_pass() {
         assert_eq!(checked(|_| {}), Ok(()));
@@ -218,19 +230,24 @@ mod tests {
 
     #[test]
     fn the_lease_is_bounded() {
+        // 0 and 1 are too short to heartbeat in; u64::MAX would overflow
+        // `Utc::now() + lease`.
+        let cases = [1, 2, 3600, 3601, u64::MAX, 0].map(|n| (n, (2..=3600).contains(&n)));
         let error = "SLIPWAY_LEASE_SECONDS must be at least 2 and at most 3600 (seconds), got";
-        let cases = [
-            (0, false),
-            (1, false),
-            (2, true),
-            (3600, true),
-            (3601, false),
-            // Would overflow `Utc::now() + lease`.
-            (u64::MAX, false),
-        ];
-        for (lease, ok) in cases {
-            assert_checked(lease, checked(|s| s.lease_seconds = lease), ok, error);
-        }
+        assert_bounds(&cases, |s, lease| s.lease_seconds = lease, error);
+    }
+
+    #[test]
+    fn an_expiring_queue_lives_at_least_a_minute() {
+        let ok = [0, 60_000, u32::MAX].map(|ms| (ms, true));
+        let too_short = [1, 59_999].map(|ms| (ms, false));
+        let error =
+            "SLIPWAY_QUEUE_EXPIRES_MS must be 0 (never) or between 60000 and 4294967295, got";
+        assert_bounds(
+            &[&ok[..], &too_short[..]].concat(),
+            |s, ms| s.queue_expires_ms = ms,
+            error,
+        );
     }
 
     #[test]
@@ -246,10 +263,7 @@ mod tests {
             // Past what a duration may be at all.
             ("9999h", false),
         ];
-        for (after, ok) in cases {
-            let got = checked(|s| s.pending_alert = after.to_owned());
-            assert_checked(after, got, ok, error);
-        }
+        assert_bounds(&cases, |s, after| s.pending_alert = after.to_owned(), error);
         let got = checked(|s| s.pending_alert = "soon".to_owned());
         assert_checked(
             "soon",
@@ -257,21 +271,5 @@ mod tests {
             false,
             "SLIPWAY_PENDING_ALERT: invalid duration",
         );
-    }
-
-    #[test]
-    fn an_expiring_queue_lives_at_least_a_minute() {
-        let error =
-            "SLIPWAY_QUEUE_EXPIRES_MS must be 0 (never) or between 60000 and 4294967295, got";
-        let cases = [
-            (0, true),
-            (1, false),
-            (59_999, false),
-            (60_000, true),
-            (u32::MAX, true),
-        ];
-        for (ms, ok) in cases {
-            assert_checked(ms, checked(|s| s.queue_expires_ms = ms), ok, error);
-        }
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use crate::app::App;
-use crate::background::{Handle, Shutdown};
+use crate::background::Shutdown;
 
 /// How long a pending task waits before its message is published again.
 const REPUBLISH_AFTER: Duration = Duration::from_secs(300);
@@ -37,11 +37,6 @@ pub struct Watchdog {
 impl Watchdog {
     pub fn new(app: Arc<App>, options: Options) -> Self {
         Self { app, options }
-    }
-
-    /// Runs the watchdog on the runtime until `shutdown`.
-    pub fn start(self, shutdown: Shutdown) -> Handle {
-        Handle::spawn("watchdog", self.run(shutdown))
     }
 
     /// Checks leases and pending tasks until `shutdown`; a pass in hand

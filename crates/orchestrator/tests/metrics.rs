@@ -42,17 +42,13 @@ async fn metrics_move_with_webhooks_tasks_and_notifications() {
     })
     .await;
     // The stack's one runner, idle, with its two slots.
-    assert_eq!(
-        orchestrator_before.get("slipway_runners_online", &[]),
-        Some(1.0)
-    );
-    assert_eq!(
-        orchestrator_before.get("slipway_online_runner_slots", &[("state", "total")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        orchestrator_before.get("slipway_online_runner_slots", &[("state", "busy")]),
-        Some(0.0)
+    assert_samples(
+        &orchestrator_before,
+        &[
+            ("slipway_runners_online", &[], 1.0),
+            ("slipway_online_runner_slots", &[("state", "total")], 2.0),
+            ("slipway_online_runner_slots", &[("state", "busy")], 0.0),
+        ],
     );
     let notifier_before = scrape(&client, &stack.notifier_metrics()).await;
     assert_eq!(gateway_before.type_of(WEBHOOKS), Some("counter"));
@@ -191,15 +187,14 @@ async fn metrics_move_with_webhooks_tasks_and_notifications() {
     assert!(o("slipway_step_duration_seconds_sum", &[]) > 0.0);
     assert_eq!(o("slipway_deploys_total", &[]), 0.0);
     // Nothing waits or runs any more.
-    assert_eq!(
-        orchestrator.get("slipway_tasks", &[("status", "pending")]),
-        Some(0.0)
+    assert_samples(
+        &orchestrator,
+        &[
+            ("slipway_tasks", &[("status", "pending")], 0.0),
+            ("slipway_tasks", &[("status", "running")], 0.0),
+            ("slipway_runners_busy", &[], 0.0),
+        ],
     );
-    assert_eq!(
-        orchestrator.get("slipway_tasks", &[("status", "running")]),
-        Some(0.0)
-    );
-    assert_eq!(orchestrator.get("slipway_runners_busy", &[]), Some(0.0));
     assert!(
         orchestrator
             .get("slipway_queue_messages_ready", &[("queue", "tasks")])
@@ -266,4 +261,14 @@ async fn metrics_listeners_answer_only_metrics() {
         .await
         .expect("sent");
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// A sample with its labels, and the value it must have.
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+/// Asserts each sample is there with its value.
+fn assert_samples(metrics: &Metrics, expected: &[Expected<'_>]) {
+    for (name, labels, want) in expected {
+        assert_eq!(metrics.get(name, labels), Some(*want), "{name} {labels:?}");
+    }
 }

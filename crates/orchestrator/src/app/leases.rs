@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
+use domain::image::{Digest, ImageRef};
 use domain::labels::Labels;
 use domain::state::{TaskEvent, TaskStatus};
 use domain::workflow;
@@ -181,10 +182,9 @@ impl App {
         reference: String,
         digest: String,
     ) -> Result<(), ApiError> {
-        let valid = digest
-            .strip_prefix("sha256:")
-            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !valid || reference.is_empty() {
+        // Deploys pin this reference to this digest: both must parse.
+        let valid = ImageRef::parse(&reference).is_ok() && Digest::parse(&digest).is_ok();
+        if !valid {
             return Err(bad_request(format!(
                 "invalid image {reference:?} with digest {digest:?}"
             )));

@@ -104,19 +104,26 @@ fn bad(msg: String) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, msg)
 }
 
+/// A commit sha the gateway read from a payload's `field`.
+fn commit(field: &str, value: &str) -> Result<CommitSha, ApiError> {
+    CommitSha::parse(value)
+        .map_err(|_| bad(format!("invalid {field} {value:?}: expected 40 hex digits")))
+}
+
+/// Fails when `what` names no repository to match workflows against.
+fn named_repos(urls: &[String], what: &str) -> Result<(), ApiError> {
+    if urls.is_empty() {
+        return Err(bad(format!("{what} names no repository")));
+    }
+    Ok(())
+}
+
 /// The push event the gateway parsed, checked field by field.
 pub fn push_event(p: proto::PushEvent) -> Result<PushEvent, ApiError> {
     let git_ref = GitRef::parse(&p.git_ref)
         .ok_or_else(|| bad(format!("ref {:?} is neither a branch nor a tag", p.git_ref)))?;
-    let after = CommitSha::parse(&p.after).map_err(|_| {
-        bad(format!(
-            "invalid commit {:?}: expected 40 hex digits",
-            p.after
-        ))
-    })?;
-    if p.repo_urls.is_empty() {
-        return Err(bad("the push names no repository".to_owned()));
-    }
+    let after = commit("commit", &p.after)?;
+    named_repos(&p.repo_urls, "the push")?;
     Ok(PushEvent {
         repo_urls: p.repo_urls,
         git_ref,
@@ -129,15 +136,8 @@ pub fn push_event(p: proto::PushEvent) -> Result<PushEvent, ApiError> {
 
 /// A completed external CI run, checked field by field.
 pub fn workflow_run(r: proto::WorkflowRunEvent) -> Result<crate::app::WorkflowRun, ApiError> {
-    let head_sha = CommitSha::parse(&r.head_sha).map_err(|_| {
-        bad(format!(
-            "invalid head_sha {:?}: expected 40 hex digits",
-            r.head_sha
-        ))
-    })?;
-    if r.repo_urls.is_empty() {
-        return Err(bad("the workflow_run names no repository".to_owned()));
-    }
+    let head_sha = commit("head_sha", &r.head_sha)?;
+    named_repos(&r.repo_urls, "the workflow_run")?;
     Ok(crate::app::WorkflowRun {
         repo_urls: r.repo_urls,
         workflow: r.workflow,
