@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::workflow::{EventKind, Workflow};
+use crate::workflow::{CLONE_STEP, DEPLOY_STEP_PREFIX, EventKind, IMAGE_STEP, Workflow};
 
 /// What started a task, as stored with it; it decides the task's plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,9 +89,9 @@ impl StepKind {
     /// reserved (see [`is_reserved`]), so every other name is a user step.
     pub fn of(name: &str) -> StepKind {
         match name {
-            CLONE => StepKind::Clone,
-            IMAGE => StepKind::Image,
-            n if n.starts_with(DEPLOY_PREFIX) => StepKind::Deploy,
+            CLONE_STEP => StepKind::Clone,
+            IMAGE_STEP => StepKind::Image,
+            n if n.starts_with(DEPLOY_STEP_PREFIX) => StepKind::Deploy,
             _ => StepKind::Run,
         }
     }
@@ -106,10 +106,6 @@ impl StepKind {
     }
 }
 
-const CLONE: &str = "clone";
-const IMAGE: &str = "image";
-const DEPLOY_PREFIX: &str = "deploy:";
-
 /// Whether a step name belongs to a system step, so a workflow may not use it.
 pub fn is_reserved(name: &str) -> bool {
     StepKind::of(name) != StepKind::Run
@@ -117,7 +113,7 @@ pub fn is_reserved(name: &str) -> bool {
 
 /// The environment a `deploy:<env>` step deploys to.
 pub fn environment_of(name: &str) -> Option<&str> {
-    name.strip_prefix(DEPLOY_PREFIX)
+    name.strip_prefix(DEPLOY_STEP_PREFIX)
 }
 
 /// One step of a plan.
@@ -203,10 +199,10 @@ impl Plan {
             .enumerate()
             .map(|(i, (name, step))| {
                 let name = match &step {
-                    Step::Clone => CLONE.to_owned(),
+                    Step::Clone => CLONE_STEP.to_owned(),
                     Step::Run(_) => name,
-                    Step::Image => IMAGE.to_owned(),
-                    Step::Deploy(env) => format!("{DEPLOY_PREFIX}{env}"),
+                    Step::Image => IMAGE_STEP.to_owned(),
+                    Step::Deploy(env) => format!("{DEPLOY_STEP_PREFIX}{env}"),
                 };
                 Planned {
                     position: i32::try_from(i).unwrap_or(i32::MAX),

@@ -9,7 +9,9 @@ use std::time::Duration;
 use domain::alert::Event;
 use domain::workflow::AlertEvent;
 
-use crate::model::{Attempt, Claimed, Delivery, NewDelivery, NotifyConfig, OpenAlert, Opened};
+use crate::model::{
+    Attempt, BadEvent, Claimed, Delivery, NewDelivery, NotifyConfig, OpenAlert, Opened,
+};
 
 /// A wire message without a field the notifier cannot do without.
 #[derive(Debug, thiserror::Error)]
@@ -20,11 +22,6 @@ pub struct MissingField {
     /// The field it lacks.
     field: &'static str,
 }
-
-/// Why a message is not an event this notifier knows.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadEvent(pub String);
 
 fn kind(s: &str) -> Result<AlertEvent, BadEvent> {
     AlertEvent::parse(s).ok_or_else(|| BadEvent(format!("unknown event type {s:?}")))

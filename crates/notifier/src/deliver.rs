@@ -14,9 +14,8 @@ use proto::ErrorCode;
 use tokio::sync::{Semaphore, watch};
 
 use crate::channels::{Channels, SendError, Target};
-use crate::convert::BadEvent;
 use crate::metrics::{Metrics, Outcome};
-use crate::model::{Attempt, Claimed, Failure, NewDelivery, OpenAlert};
+use crate::model::{Attempt, BadEvent, Claimed, Failure, NewDelivery, OpenAlert};
 use crate::orchestrator::{CallError, Orchestrator};
 
 /// How long a notifier holds a delivery it is sending: past it, another

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use domain::alert::{ChannelKind, Event, RuleRef};
 
-use crate::convert::BadEvent;
-
 /// A workflow version's definition with the secrets the notifier asked for.
 #[derive(Debug, Clone)]
 pub struct NotifyConfig {
@@ -100,3 +98,8 @@ pub struct Failure {
     /// When to try again; `None`: never, the delivery failed.
     pub retry_in: Option<Duration>,
 }
+
+/// Why a message is not an event this notifier knows.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadEvent(pub String);

@@ -30,6 +30,7 @@ const DEPLOY_OUTCOMES: [DeploymentStatus; 4] = [
 ];
 
 pub struct Metrics {
+    /// Every series of the orchestrator, rendered for `GET /metrics`.
     pub(crate) registry: Registry,
     tasks: IntGaugeVec,
     finished: IntCounterVec,

@@ -14,7 +14,9 @@ const SILENT_AFTER: Duration = Duration::from_secs(15);
 /// What a runner said of itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Presence {
+    /// Tasks it runs at once (`SLIPWAY_RUNNER_CONCURRENCY`).
     pub slots: u32,
+    /// Tasks it runs now.
     pub busy: u32,
 }
 
@@ -27,8 +29,11 @@ pub struct Runners {
 /// The runners online now, and their slots.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Online {
+    /// Runners heard from lately (`slipway_runners_online`).
     pub runners: i64,
+    /// Their slots together (`slipway_online_runner_slots{state="total"}`).
     pub slots: i64,
+    /// Their busy slots together (`{state="busy"}`).
     pub busy: i64,
 }
 

@@ -30,6 +30,7 @@ pub use values::{
     AlertEvent, EnvName, EventKind, MAX_DURATION, RollbackMode, SecretName, StepName, ValueError,
     WorkflowName, format_duration, parse_duration,
 };
+pub(crate) use values::{CLONE_STEP, DEPLOY_STEP_PREFIX, IMAGE_STEP};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workflow {

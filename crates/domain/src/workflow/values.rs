@@ -152,6 +152,14 @@ impl WorkflowName {
     }
 }
 
+/// The names of the system steps, which share a task's step list with the
+/// workflow's own steps (workflow.md, "What runs, in order"); `domain::plan`
+/// puts them in the plan.
+pub(crate) const CLONE_STEP: &str = "clone";
+pub(crate) const IMAGE_STEP: &str = "image";
+/// Followed by the environment's name.
+pub(crate) const DEPLOY_STEP_PREFIX: &str = "deploy:";
+
 name_type!(
     /// A user step's name, unique in its workflow: `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`.
     StepName,
@@ -166,7 +174,7 @@ impl StepName {
     /// Names of the system steps, which share the task's step list with the
     /// user's steps (workflow.md, "What runs, in order").
     pub fn parse(s: &str) -> Result<StepName, ValueError> {
-        if crate::plan::is_reserved(s) {
+        if s == CLONE_STEP || s == IMAGE_STEP || s.starts_with(DEPLOY_STEP_PREFIX) {
             return Err(ValueError::Reserved {
                 kind: "step name",
                 value: s.to_owned(),
