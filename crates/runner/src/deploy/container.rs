@@ -133,6 +133,9 @@ impl Deploys<'_> {
                 ),
                 ("slipway.deployment".to_owned(), id.to_string()),
             ],
+            credentials: self
+                .registry
+                .map(|(user, password)| (user.to_owned(), password.to_owned())),
             ..ServiceSpec::default()
         })
     }

@@ -81,6 +81,9 @@ pub struct Deploys<'a> {
     pub secrets: &'a HashMap<String, String>,
     /// The workflow's name, put on every container it deploys.
     pub workflow: &'a str,
+    /// The registry login, for pulling an image this engine does not have
+    /// (a deploy-only task on another runner than the build's).
+    pub registry: Option<(&'a str, &'a str)>,
     /// A cancel or a lost lease, which stops the waiting and the chain.
     pub stop: watch::Receiver<Stop>,
     /// The checkout, for compose files.

@@ -427,6 +427,7 @@ impl Walk<'_> {
             branch: self.claim.branch.as_deref(),
             secrets: &self.claim.secrets,
             workflow: &self.claim.workflow,
+            registry: image::credentials(self.claim),
             stop: self.stop.clone(),
             workspace: self.workspace,
         };
