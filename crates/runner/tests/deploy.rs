@@ -602,13 +602,7 @@ async fn a_successful_external_ci_run_deploys_without_building() {
     );
     docker
         .build(
-            runner::docker::BuildSpec {
-                context: context.path(),
-                dockerfile: "Dockerfile",
-                build_args: &[],
-                labels: &[],
-                tags: std::slice::from_ref(&reference),
-            },
+            images::plain_build(context.path(), std::slice::from_ref(&reference)),
             |_| {},
         )
         .await

@@ -399,13 +399,10 @@ async fn a_failing_build_is_an_error_with_its_output() {
     let context = busybox_context("RUN echo about-to-fail && exit 7\n");
     let err = docker
         .build(
-            BuildSpec {
-                context: context.path(),
-                dockerfile: "Dockerfile",
-                build_args: &[],
-                labels: &[],
-                tags: &[format!("slipway-test-failing:{}", images::unique_name("f"))],
-            },
+            images::plain_build(
+                context.path(),
+                &[format!("slipway-test-failing:{}", images::unique_name("f"))],
+            ),
             |_| {},
         )
         .await
@@ -418,11 +415,8 @@ async fn a_failing_build_is_an_error_with_its_output() {
     let err = docker
         .build(
             BuildSpec {
-                context: context.path(),
                 dockerfile: "nowhere/Dockerfile",
-                build_args: &[],
-                labels: &[],
-                tags: &[],
+                ..images::plain_build(context.path(), &[])
             },
             |_| {},
         )
@@ -436,16 +430,7 @@ async fn an_unreadable_context_is_named() {
     let docker = images::docker();
     let missing = Path::new("/nonexistent/slipway-test-context");
     let err = docker
-        .build(
-            BuildSpec {
-                context: missing,
-                dockerfile: "Dockerfile",
-                build_args: &[],
-                labels: &[],
-                tags: &[],
-            },
-            |_| {},
-        )
+        .build(images::plain_build(missing, &[]), |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -545,13 +530,7 @@ async fn pushes_and_deploys_by_digest() {
     .unwrap();
     docker
         .build(
-            BuildSpec {
-                context: context.path(),
-                dockerfile: "Dockerfile",
-                build_args: &[],
-                labels: &[],
-                tags: std::slice::from_ref(&tag),
-            },
+            images::plain_build(context.path(), std::slice::from_ref(&tag)),
             |_| {},
         )
         .await

@@ -25,20 +25,23 @@ pub fn busybox_context(extra: &str) -> tempfile::TempDir {
     context
 }
 
+/// A build of the `Dockerfile` at the root of `context`, with no build
+/// args or labels: what most tests need.
+pub fn plain_build<'a>(context: &'a std::path::Path, tags: &'a [String]) -> BuildSpec<'a> {
+    BuildSpec {
+        context,
+        dockerfile: "Dockerfile",
+        build_args: &[],
+        labels: &[],
+        tags,
+    }
+}
+
 /// Builds [`BUSYBOX`] (cheap when the engine has the layers cached).
 pub async fn busybox(docker: &Docker) -> &'static str {
     let context = busybox_context("");
     docker
-        .build(
-            BuildSpec {
-                context: context.path(),
-                dockerfile: "Dockerfile",
-                build_args: &[],
-                labels: &[],
-                tags: &[BUSYBOX.to_owned()],
-            },
-            |_| {},
-        )
+        .build(plain_build(context.path(), &[BUSYBOX.to_owned()]), |_| {})
         .await
         .expect("the busybox base image builds");
     BUSYBOX
