@@ -252,9 +252,10 @@ impl RunnerClient {
     pub async fn start_deployment(&mut self, lease: &Lease, id: i64) -> Result<Start, CallError> {
         let answer = self
             .inner
-            .start_deployment(proto::DeploymentRef {
+            .start_deployment(proto::StartDeploymentRequest {
                 lease: Some(lease.proto()),
                 deployment_id: id,
+                host: String::new(),
             })
             .await?
             .into_inner();

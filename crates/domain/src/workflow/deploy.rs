@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use super::field::{Field, Result, env_vars, is_http_url};
 use super::{
-    ComposeTarget, ContainerTarget, DeploySpec, EnvName, HealthCheck, RollbackMode, Target,
+    ComposeTarget, ContainerTarget, DeploySpec, EnvName, HealthCheck, RollbackMode, Route,
+    RouteClaim, RouteTls, Spot, Target,
 };
 
 const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
 pub(super) fn deploy_spec(f: &Field<'_>) -> Result<DeploySpec> {
     let r = f.record(&[
@@ -19,10 +21,12 @@ pub(super) fn deploy_spec(f: &Field<'_>) -> Result<DeploySpec> {
         "auto",
         "branches",
         "target",
+        "route",
         "health",
         "rollback",
         "timeout",
     ])?;
+    let route = r.field("route").map(|f| route(&f)).transpose()?;
     let rollback = r
         .field("rollback")
         .map(|f| match f.text()?.as_str() {
@@ -42,7 +46,11 @@ pub(super) fn deploy_spec(f: &Field<'_>) -> Result<DeploySpec> {
             .unwrap_or(true),
         branches: r.field("branches").map(|f| f.patterns()).transpose()?,
         target: target(&r.required("target")?)?,
-        health: r.field("health").map(|f| health(&f)).transpose()?,
+        health: r
+            .field("health")
+            .map(|f| health(&f, route.is_some()))
+            .transpose()?,
+        route,
         rollback: rollback.unwrap_or_default(),
         timeout: r
             .field("timeout")
@@ -145,14 +153,133 @@ fn compose(f: &Field<'_>) -> Result<ComposeTarget> {
     })
 }
 
-fn health(f: &Field<'_>) -> Result<HealthCheck> {
-    let r = f.record(&["url", "expect_status", "interval", "timeout", "watch"])?;
-    let url_field = r.required("url")?;
-    let url = url_field.text()?;
-    if !is_http_url(&url) {
-        return Err(url_field.error(format!(
-            "invalid health check URL \"{url}\": use http:// or https://"
-        )));
+/// `route`: at least one of `domains` and `listen`, and the app's `port`.
+fn route(f: &Field<'_>) -> Result<Route> {
+    let r = f.record(&["domains", "tls", "listen", "port", "drain"])?;
+    let spot = |f: &Field<'_>| {
+        let e = f.error("");
+        Spot {
+            path: e.path,
+            line: e.line,
+            column: e.column,
+        }
+    };
+    let mut claims = Vec::new();
+    let mut domains = Vec::new();
+    if let Some(list) = r.field("domains") {
+        for item in list.seq()? {
+            let domain = item.text()?;
+            if !is_domain(&domain) {
+                return Err(item.error(format!(
+                    "invalid domain \"{domain}\": use a lowercase host name like app.example.com (a leading *. allowed)"
+                )));
+            }
+            if domains.contains(&domain) {
+                return Err(item.error(format!("duplicate domain \"{domain}\"")));
+            }
+            claims.push((RouteClaim::Domain(domain.clone()), spot(&item)));
+            domains.push(domain);
+        }
+    }
+    let listen = r
+        .field("listen")
+        .map(|f| {
+            let port = port(&f)?;
+            claims.push((RouteClaim::Listen(port), spot(&f)));
+            Ok(port)
+        })
+        .transpose()?;
+    if domains.is_empty() && listen.is_none() {
+        return Err(f.error(r#"a route needs "domains", "listen" or both"#));
+    }
+    let tls = r
+        .field("tls")
+        .map(|f| {
+            let s = f.text()?;
+            RouteTls::parse(&s)
+                .ok_or_else(|| f.error(format!("invalid tls \"{s}\": use auto, internal or off")))
+        })
+        .transpose()?
+        .unwrap_or_default();
+    Ok(Route {
+        domains,
+        tls,
+        listen,
+        port: port(&r.required("port")?)?,
+        drain: r
+            .field("drain")
+            .map(|f| f.duration())
+            .transpose()?
+            .unwrap_or(DEFAULT_DRAIN),
+        claims,
+    })
+}
+
+fn port(f: &Field<'_>) -> Result<u16> {
+    let s = f.text()?;
+    s.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+        f.error(format!(
+            "invalid port \"{s}\": use a number from 1 to 65535"
+        ))
+    })
+}
+
+/// A lowercase DNS host name, optionally a wildcard `*.` of one.
+fn is_domain(s: &str) -> bool {
+    let name = s.strip_prefix("*.").unwrap_or(s);
+    let labels_ok = name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    });
+    !name.is_empty() && name.len() <= 253 && labels_ok
+}
+
+fn health(f: &Field<'_>, routed: bool) -> Result<HealthCheck> {
+    let r = f.record(&[
+        "url",
+        "path",
+        "expect_status",
+        "interval",
+        "timeout",
+        "watch",
+    ])?;
+    let url = r
+        .field("url")
+        .map(|url_field| {
+            let url = url_field.text()?;
+            if is_http_url(&url) {
+                Ok(url)
+            } else {
+                Err(url_field.error(format!(
+                    "invalid health check URL \"{url}\": use http:// or https://"
+                )))
+            }
+        })
+        .transpose()?;
+    let path = match (&url, r.field("path")) {
+        (Some(_), Some(p)) => return Err(p.key_error("use either url or path, not both")),
+        (Some(url), None) => url_path(url),
+        (None, Some(p)) => {
+            let path = p.text()?;
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                return Err(p.error(format!(
+                    "invalid health check path \"{path}\": it starts with / and has no spaces"
+                )));
+            }
+            path
+        }
+        (None, None) if routed => "/".to_owned(),
+        (None, None) => return Err(f.error(r#"missing required key "url""#)),
+    };
+    if url.is_none() && !routed {
+        return Err(f.child("path").key_error(
+            r#"an environment without "route" is probed at "url": give the whole URL"#,
+        ));
     }
     let expect_status = r
         .field("expect_status")
@@ -166,6 +293,7 @@ fn health(f: &Field<'_>) -> Result<HealthCheck> {
         .transpose()?;
     Ok(HealthCheck {
         url,
+        path,
         expect_status: expect_status.unwrap_or(200),
         interval: r
             .field("interval")
@@ -183,4 +311,14 @@ fn health(f: &Field<'_>) -> Result<HealthCheck> {
             .transpose()?
             .unwrap_or(Duration::ZERO),
     })
+}
+
+/// The path and query of an `http(s)://` URL, `/` when it has none.
+fn url_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('/') => rest[i..].to_owned(),
+        Some(i) => format!("/{}", &rest[i..]),
+        None => "/".to_owned(),
+    }
 }

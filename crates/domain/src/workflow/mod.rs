@@ -129,6 +129,8 @@ pub struct DeploySpec {
     pub auto: bool,
     pub branches: Option<Patterns>,
     pub target: Target,
+    /// Served through the edge proxy (edge.md); `None` keeps stop-then-start.
+    pub route: Option<Route>,
     pub health: Option<HealthCheck>,
     pub rollback: RollbackMode,
     pub timeout: Duration,
@@ -175,9 +177,98 @@ pub struct ComposeTarget {
     pub service: String,
 }
 
+/// How an environment is served through the edge proxy (edge.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Lowercase host names, a leading `*.` allowed.
+    pub domains: Vec<String>,
+    pub tls: RouteTls,
+    /// A host port also served in plain HTTP.
+    pub listen: Option<u16>,
+    /// The app's port inside its container (or compose service).
+    pub port: u16,
+    /// How long the old version lives after it stops getting traffic.
+    pub drain: Duration,
+    /// Where each domain and the `listen` port were written, for errors
+    /// about a name another environment already uses.
+    pub claims: Vec<(RouteClaim, Spot)>,
+}
+
+/// A name only one environment may serve: a domain or a `listen` port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RouteClaim {
+    Domain(String),
+    Listen(u16),
+}
+
+impl std::fmt::Display for RouteClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteClaim::Domain(d) => write!(f, "domain {d}"),
+            RouteClaim::Listen(p) => write!(f, "listen port {p}"),
+        }
+    }
+}
+
+/// Where a value was written: its key path, line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spot {
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Spot {
+    /// An error about the value written here.
+    pub fn error(&self, message: impl Into<String>) -> SpecError {
+        SpecError {
+            path: self.path.clone(),
+            line: self.line,
+            column: self.column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Certificates of a route's domains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteTls {
+    /// ACME (Let's Encrypt or ZeroSSL through the proxy).
+    #[default]
+    Auto,
+    /// The proxy's own certificate authority.
+    Internal,
+    /// Plain HTTP on the proxy's HTTP port.
+    Off,
+}
+
+impl RouteTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteTls::Auto => "auto",
+            RouteTls::Internal => "internal",
+            RouteTls::Off => "off",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(RouteTls::Auto),
+            "internal" => Some(RouteTls::Internal),
+            "off" => Some(RouteTls::Off),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
-    pub url: String,
+    /// Where an environment without `route` is probed; `None` on a routed
+    /// environment that only gives `path`.
+    pub url: Option<String>,
+    /// Path and query probed on a routed environment's candidate (`url`'s
+    /// when given, else `path`, default `/`).
+    pub path: String,
     pub expect_status: u16,
     pub interval: Duration,
     pub timeout: Duration,

@@ -3,7 +3,7 @@
 //! line and column of the offending value (or of the mapping missing a key).
 //! The deploy environments and the notify rules have files of their own.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use super::deploy::deploy_spec;
@@ -81,6 +81,7 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
 
     let mut deploy = Vec::new();
     let mut environments = HashSet::new();
+    let mut claimed = HashMap::new();
     for f in r
         .field("deploy")
         .map(|f| f.seq())
@@ -92,6 +93,13 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
             return Err(f
                 .child("environment")
                 .error(format!("duplicate environment \"{}\"", d.environment)));
+        }
+        for (claim, spot) in d.route.iter().flat_map(|r| &r.claims) {
+            if let Some(other) = claimed.insert(claim.clone(), d.environment.clone()) {
+                return Err(spot.error(format!(
+                    "{claim} is already used by environment \"{other}\" of this workflow"
+                )));
+            }
         }
         deploy.push(d);
     }

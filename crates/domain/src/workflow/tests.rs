@@ -173,8 +173,10 @@ fn full_example_parses() {
                 network: Some("hello-net".to_owned()),
                 restart: None,
             }),
+            route: None,
             health: Some(HealthCheck {
-                url: "http://127.0.0.1:18081/health".to_owned(),
+                url: Some("http://127.0.0.1:18081/health".to_owned()),
+                path: "/health".to_owned(),
                 expect_status: 200,
                 interval: secs(2),
                 timeout: secs(60),
@@ -195,8 +197,10 @@ fn full_example_parses() {
                 project: "hello-go-test".to_owned(),
                 service: "app".to_owned(),
             }),
+            route: None,
             health: Some(HealthCheck {
-                url: "http://127.0.0.1:18082/health".to_owned(),
+                url: Some("http://127.0.0.1:18082/health".to_owned()),
+                path: "/health".to_owned(),
                 expect_status: 200,
                 interval: secs(2),
                 timeout: secs(60),
@@ -312,7 +316,8 @@ fn defaults_of_image_and_deploy() {
     assert_eq!(
         d.health,
         Some(HealthCheck {
-            url: "https://x/health".to_owned(),
+            url: Some("https://x/health".to_owned()),
+            path: "/health".to_owned(),
             expect_status: 200,
             interval: secs(2),
             timeout: secs(60),
@@ -466,6 +471,53 @@ fn runs_on_takes_one_label_or_a_list() {
 
 /// Each invalid input with the message a user sees. Inputs starting with
 /// `+` are appended to `HEAD` (so their line numbers start at 3).
+#[test]
+fn routes() {
+    let w = parse(&format!(
+        "{HEAD}deploy:\n  - environment: prod\n    route:\n      domains: [hello.acme.example, \"*.apps.acme.example\"]\n      tls: internal\n      listen: 18090\n      port: 8080\n      drain: 2s\n    target: {{container: {{name: hello-prod}}}}\n    health: {{url: \"http://127.0.0.1:1/health?deep=1\", watch: 5s}}\n  - environment: dev\n    route: {{listen: 18091, port: 80}}\n    target: {{container: {{name: hello-dev}}}}\n    health: {{}}\n"
+    ))
+    .unwrap();
+    let prod = w.deploy[0].route.as_ref().unwrap();
+    assert_eq!(prod.domains, ["hello.acme.example", "*.apps.acme.example"]);
+    assert_eq!(
+        (prod.tls, prod.listen, prod.port, prod.drain),
+        (RouteTls::Internal, Some(18090), 8080, secs(2))
+    );
+    let claims: Vec<(String, String, usize)> = prod
+        .claims
+        .iter()
+        .map(|(c, s)| (c.to_string(), s.path.clone(), s.line))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            (
+                "domain hello.acme.example".to_owned(),
+                "deploy[0].route.domains[0]".to_owned(),
+                6
+            ),
+            (
+                "domain *.apps.acme.example".to_owned(),
+                "deploy[0].route.domains[1]".to_owned(),
+                6
+            ),
+            (
+                "listen port 18090".to_owned(),
+                "deploy[0].route.listen".to_owned(),
+                8
+            ),
+        ]
+    );
+    assert_eq!(w.deploy[0].health.as_ref().unwrap().path, "/health?deep=1");
+    let dev = w.deploy[1].route.as_ref().unwrap();
+    assert_eq!(
+        (dev.tls, dev.drain, dev.domains.len()),
+        (RouteTls::Auto, secs(10), 0)
+    );
+    let health = w.deploy[1].health.as_ref().unwrap();
+    assert_eq!((health.url.as_deref(), health.path.as_str()), (None, "/"));
+}
+
 #[test]
 fn invalid_workflows() {
     let cases: &[(&str, &str)] = &[
@@ -760,6 +812,43 @@ fn invalid_workflows() {
         (
             "+? [a, b]\n: c\n",
             "mapping keys must be strings at line 3, column 3",
+        ),
+        // Routes (edge.md).
+        (
+            "+deploy:\n  - environment: dev\n    route: {listen: 18090}\n    target: {container: {name: a}}\n",
+            r#"deploy[0].route: missing required key "port" at line 5, column 12"#,
+        ),
+        (
+            "+deploy:\n  - environment: dev\n    route: {listen: 18090, port: http}\n    target: {container: {name: a}}\n",
+            r#"deploy[0].route.port: invalid port "http": use a number from 1 to 65535 at line 5, column 34"#,
+        ),
+        (
+            "+deploy:\n  - environment: dev\n    route: {listen: 0, port: 80}\n    target: {container: {name: a}}\n",
+            r#"deploy[0].route.listen: invalid port "0": use a number from 1 to 65535 at line 5, column 21"#,
+        ),
+        (
+            "+deploy:\n  - environment: dev\n    route: {port: 80}\n    target: {container: {name: a}}\n",
+            r#"deploy[0].route: a route needs "domains", "listen" or both at line 5, column 12"#,
+        ),
+        (
+            "+deploy:\n  - environment: dev\n    route: {domains: [Hello.Example], port: 80}\n    target: {container: {name: a}}\n",
+            r#"deploy[0].route.domains[0]: invalid domain "Hello.Example": use a lowercase host name like app.example.com (a leading *. allowed) at line 5, column 23"#,
+        ),
+        (
+            "+deploy:\n  - environment: dev\n    route: {domains: [a.example], tls: acme, port: 80}\n    target: {container: {name: a}}\n",
+            r#"deploy[0].route.tls: invalid tls "acme": use auto, internal or off at line 5, column 40"#,
+        ),
+        (
+            "+deploy:\n  - environment: dev\n    route: {listen: 18090, port: 80}\n    target: {container: {name: a}}\n  - environment: test\n    route: {listen: 18090, port: 80}\n    target: {container: {name: b}}\n",
+            r#"deploy[1].route.listen: listen port 18090 is already used by environment "dev" of this workflow at line 8, column 21"#,
+        ),
+        (
+            "+deploy:\n  - environment: dev\n    target: {container: {name: a}}\n    health: {path: /health}\n",
+            r#"deploy[0].health.path: an environment without "route" is probed at "url": give the whole URL at line 6, column 14"#,
+        ),
+        (
+            "+deploy:\n  - environment: dev\n    route: {listen: 1, port: 80}\n    target: {container: {name: a}}\n    health: {path: health}\n",
+            r#"deploy[0].health.path: invalid health check path "health": it starts with / and has no spaces at line 7, column 20"#,
         ),
     ];
     let mut failures = Vec::new();

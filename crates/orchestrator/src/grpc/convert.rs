@@ -52,6 +52,9 @@ pub fn deployment(d: DeploymentRow, rollback_row: Option<RollbackRow>) -> proto:
         started_at: d.started_at.map(proto::timestamp),
         finished_at: d.finished_at.map(proto::timestamp),
         rollback: rollback_row.map(rollback),
+        host: None,
+        switched_at: None,
+        retired_at: None,
     }
 }
 

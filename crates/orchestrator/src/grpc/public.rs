@@ -307,6 +307,8 @@ impl Slipway for PublicApi {
                     name: env.name,
                     current: current.map(|d| convert::deployment(d, None)),
                     previous: previous.map(|d| convert::deployment(d, None)),
+                    route: None,
+                    serving_deployment_id: None,
                 })
                 .collect(),
         })

@@ -143,7 +143,7 @@ impl RunnerApi for RunnerService {
 
     async fn start_deployment(
         &self,
-        req: Request<proto::DeploymentRef>,
+        req: Request<proto::StartDeploymentRequest>,
     ) -> Answer<proto::StartDeploymentResponse> {
         let req = req.into_inner();
         let (task_id, token) = lease(req.lease)?;
@@ -222,5 +222,22 @@ impl RunnerApi for RunnerService {
         let event = convert::task_event(&req.status)?;
         self.app.finish(task_id, token, event, req.error).await?;
         Ok(Response::new(proto::Empty {}))
+    }
+
+    async fn record_traffic(
+        &self,
+        _req: Request<proto::RecordTrafficRequest>,
+    ) -> Answer<proto::Empty> {
+        // Recorded from the next commit on.
+        Ok(Response::new(proto::Empty {}))
+    }
+
+    async fn list_routes(
+        &self,
+        _req: Request<proto::ListRoutesRequest>,
+    ) -> Answer<proto::ListRoutesResponse> {
+        Ok(Response::new(proto::ListRoutesResponse {
+            routes: Vec::new(),
+        }))
     }
 }

@@ -24,6 +24,8 @@ impl Deploys<'_> {
                 None => Ok(()),
             };
         };
+        // The parser gives every environment without `route` a URL.
+        let url = health.url.as_deref().unwrap_or("http://127.0.0.1/");
         let client = reqwest::Client::builder()
             .timeout(health.interval.max(Duration::from_secs(1)))
             .build()
@@ -34,7 +36,7 @@ impl Deploys<'_> {
             if let Some(name) = name {
                 running(docker, name).await?;
             }
-            match probe(&client, &health.url).await {
+            match probe(&client, url).await {
                 Ok(status) if status == health.expect_status => break,
                 Ok(status) => last = format!("{status}"),
                 Err(e) => last = e,
@@ -49,7 +51,7 @@ impl Deploys<'_> {
         }
         self.sink.line(
             position,
-            &format!("healthy: {} answered {}", health.url, health.expect_status),
+            &format!("healthy: {} answered {}", url, health.expect_status),
         );
         if health.watch.is_zero() {
             return Ok(());
@@ -64,7 +66,7 @@ impl Deploys<'_> {
             if let Some(name) = name {
                 running(docker, name).await?;
             }
-            match probe(&client, &health.url).await {
+            match probe(&client, url).await {
                 Ok(status) if status == health.expect_status => {}
                 Ok(status) => {
                     return Err(Failure::health(format!(
