@@ -17,7 +17,9 @@ use crate::sys::{self, Need};
 
 const SOCKET: &str = "/var/run/docker.sock";
 
-pub fn needs() -> Vec<Need> {
+/// What the engine and the registry need; `reuse` as in
+/// [`crate::infra::Profile`].
+pub fn needs(reuse: bool) -> Vec<Need> {
     let mut needs = vec![
         // Test images are built FROM scratch around a static busybox.
         Need {
@@ -35,7 +37,7 @@ pub fn needs() -> Vec<Need> {
             present: || sys::has("dockerd"),
         });
     }
-    if std::env::var_os("SLIPWAY_REGISTRY").is_none() {
+    if crate::infra::shared(reuse, "SLIPWAY_REGISTRY").is_none() {
         needs.push(Need {
             package: "docker-registry",
             present: || sys::has("docker-registry"),
@@ -96,9 +98,10 @@ pub fn start_engine(dir: &Path) -> Result<Option<Child>> {
 }
 
 /// Starts a registry on 127.0.0.1:`port` unless `SLIPWAY_REGISTRY` names
-/// one or one answers there; returns its address and the process.
-pub fn start_registry(dir: &Path, port: u16) -> Result<(String, Option<Child>)> {
-    if let Ok(registry) = std::env::var("SLIPWAY_REGISTRY") {
+/// one (and `reuse` allows it) or one answers there; returns its address and
+/// the process.
+pub fn start_registry(dir: &Path, port: u16, reuse: bool) -> Result<(String, Option<Child>)> {
+    if let Some(registry) = crate::infra::shared(reuse, "SLIPWAY_REGISTRY") {
         return Ok((registry, None));
     }
     let addr = format!("127.0.0.1:{port}");

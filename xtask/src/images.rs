@@ -166,8 +166,8 @@ pub fn build(profile: Profile, cargo_build: bool) -> Result<Built> {
         eprintln!("xtask: {}", sys::display(&cmd));
         sys::run(&mut cmd)?;
     }
-    let bin_dir = target_dir(&root).join(profile.dir());
-    let context = target_dir(&root).join("images").join(profile.dir());
+    let bin_dir = sys::target_dir().join(profile.dir());
+    let context = sys::target_dir().join("images").join(profile.dir());
     assemble(&bin_dir, &context)?;
     let digest = digest_dir(&context)?;
     let tags = profile.tags();
@@ -211,10 +211,6 @@ pub fn build(profile: Profile, cargo_build: bool) -> Result<Built> {
         rebuilt,
         size_bytes,
     })
-}
-
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 /// The context digest an image was built from, if it exists.

@@ -1,7 +1,8 @@
-//! Private Postgres and RabbitMQ instances for `up` and `test`, or the ones
-//! `SLIPWAY_DATABASE_URL` / `SLIPWAY_AMQP_URL` name. Postgres refuses to run
-//! as root, so as root its cluster runs as the `postgres` system user, in a
-//! directory that user can reach.
+//! Private Postgres and RabbitMQ instances for `up`, `test` and `bench`, or
+//! the ones `SLIPWAY_DATABASE_URL` / `SLIPWAY_AMQP_URL` name, with the Docker
+//! Engine, the registry and the edge proxy beside them. Postgres refuses to
+//! run as root, so as root its cluster runs as the `postgres` system user,
+//! in a directory that user can reach.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -15,18 +16,27 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 
+use crate::proxy::{self, Proxy};
 use crate::sys::{self, Need};
 
-/// Which set of instances: `up` and `test` keep separate data and ports, so
-/// the tests can run while the system is up.
+/// Which set of instances: `up`, `test` and `bench` keep separate data and
+/// ports, so that each can run while the others do.
 #[derive(Clone, Copy)]
 pub struct Profile {
     pub name: &'static str,
     pub pg_port: u16,
+    /// RabbitMQ's distribution port is this plus 1000.
     pub amqp_port: u16,
     pub registry_port: u16,
+    /// The edge proxy's private HTTP and HTTPS ports (tests start proxies
+    /// of their own).
+    pub proxy_ports: Option<proxy::Ports>,
     /// Trade durability for speed (test data is thrown away).
     pub fast: bool,
+    /// Whether `SLIPWAY_DATABASE_URL`, `SLIPWAY_AMQP_URL`,
+    /// `SLIPWAY_REGISTRY` and `SLIPWAY_PROXY_ADMIN` may name instances to use
+    /// instead of starting private ones.
+    pub reuse: bool,
 }
 
 pub const DEV: Profile = Profile {
@@ -34,7 +44,12 @@ pub const DEV: Profile = Profile {
     pg_port: 55432,
     amqp_port: 55672,
     registry_port: 5000,
+    proxy_ports: Some(proxy::Ports {
+        http: 55080,
+        https: 55443,
+    }),
     fast: false,
+    reuse: true,
 };
 
 pub const TEST: Profile = Profile {
@@ -42,7 +57,9 @@ pub const TEST: Profile = Profile {
     pg_port: 55433,
     amqp_port: 55673,
     registry_port: 5001,
+    proxy_ports: None,
     fast: true,
+    reuse: true,
 };
 
 fn pg_bin() -> Option<PathBuf> {
@@ -84,21 +101,28 @@ pub fn build_needs() -> Vec<Need> {
     ]
 }
 
-/// What the private instances need.
-pub fn infra_needs() -> Vec<Need> {
-    let mut needs = crate::docker::needs();
-    if std::env::var_os("SLIPWAY_DATABASE_URL").is_none() {
+/// A setting that names an instance to use, if `reuse` allows it.
+pub fn shared(reuse: bool, key: &str) -> Option<String> {
+    reuse.then(|| std::env::var(key).ok()).flatten()
+}
+
+/// What the private instances need; `reuse` as in [`Profile`].
+pub fn infra_needs(reuse: bool) -> Vec<Need> {
+    let mut needs = crate::docker::needs(reuse);
+    if shared(reuse, "SLIPWAY_DATABASE_URL").is_none() {
         needs.push(Need {
             package: "postgresql",
             present: || pg_bin().is_some() && sys::has("psql"),
         });
     }
-    if std::env::var_os("SLIPWAY_AMQP_URL").is_none() {
+    if shared(reuse, "SLIPWAY_AMQP_URL").is_none() {
         needs.push(Need {
             package: "rabbitmq-server",
             present: || Path::new(RABBITMQ_SERVER).is_file(),
         });
     }
+    // The tests start proxies of their own, whatever `up` uses.
+    needs.push(proxy::need());
     needs
 }
 
@@ -120,6 +144,10 @@ pub struct Infra {
     pub amqp_url: String,
     /// `host:port` of the registry images are pushed to.
     pub registry: String,
+    /// The edge proxy, once [`Infra::start_proxy`] started or found it.
+    pub proxy: Option<Proxy>,
+    /// [`Profile::reuse`] of the profile it was started for.
+    reuse: bool,
     postgres: Option<Postgres>,
     rabbit: Option<Rabbit>,
     engine: Option<Child>,
@@ -139,7 +167,12 @@ struct Rabbit {
 
 impl Infra {
     pub fn start(profile: Profile) -> Result<Self> {
-        let base = base_dir(profile);
+        Self::start_in(profile, &base_dir(profile))
+    }
+
+    /// The instances of `profile` with their data under `base`.
+    pub fn start_in(profile: Profile, base: &Path) -> Result<Self> {
+        let base = base.to_path_buf();
         fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
         if sys::is_root() {
             // The `postgres` user must be able to walk down to its cluster,
@@ -152,36 +185,51 @@ impl Infra {
             database_url: String::new(),
             amqp_url: String::new(),
             registry: String::new(),
+            proxy: None,
+            reuse: profile.reuse,
             postgres: None,
             rabbit: None,
             engine: None,
             registry_process: None,
         };
-        match std::env::var("SLIPWAY_DATABASE_URL") {
-            Ok(url) => infra.database_url = url,
-            Err(_) => {
+        match shared(profile.reuse, "SLIPWAY_DATABASE_URL") {
+            Some(url) => infra.database_url = url,
+            None => {
                 let (url, pg) = start_postgres(profile, &base.join("postgres"))?;
                 infra.database_url = url;
                 infra.postgres = pg;
             }
         }
-        match std::env::var("SLIPWAY_AMQP_URL") {
-            Ok(url) => infra.amqp_url = url,
-            Err(_) => {
+        match shared(profile.reuse, "SLIPWAY_AMQP_URL") {
+            Some(url) => infra.amqp_url = url,
+            None => {
                 let (url, rabbit) = start_rabbit(profile, &base.join("rabbitmq"))?;
                 infra.amqp_url = url;
                 infra.rabbit = rabbit;
             }
         }
         infra.engine = crate::docker::start_engine(&base.join("docker"))?;
-        let (registry, process) =
-            crate::docker::start_registry(&base.join("registry"), profile.registry_port)?;
+        let (registry, process) = crate::docker::start_registry(
+            &base.join("registry"),
+            profile.registry_port,
+            profile.reuse,
+        )?;
         infra.registry = registry;
         infra.registry_process = process;
         Ok(infra)
     }
 
+    /// Starts the edge proxy with its data in `dir` (the runner's default
+    /// is `<SLIPWAY_DATA_DIR>/proxy`), or finds the one
+    /// `SLIPWAY_PROXY_ADMIN` names.
+    pub fn start_proxy(&mut self, dir: &Path, ports: proxy::Ports) -> Result<&Proxy> {
+        Ok(self.proxy.insert(Proxy::start(dir, ports, self.reuse)?))
+    }
+
     pub fn stop(&mut self) {
+        if let Some(mut proxy) = self.proxy.take() {
+            proxy.stop();
+        }
         if let Some(mut registry) = self.registry_process.take() {
             eprintln!("xtask: stopping the registry");
             stop_child(&mut registry, Duration::from_secs(10));
@@ -310,9 +358,13 @@ fn start_postgres(profile: Profile, dir: &Path) -> Result<(String, Option<Postgr
             profile.pg_port,
             dir.display()
         );
-        if profile.fast {
-            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
-        }
+        options.push_str(if profile.fast {
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        } else {
+            // Said, not assumed: a bench on this profile measures a
+            // database that keeps what it acknowledged.
+            " -c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+        });
         let mut cmd = as_postgres(&bin.join("pg_ctl"));
         cmd.arg("-D")
             .arg(&data)

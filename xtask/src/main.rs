@@ -1,20 +1,29 @@
 //! `cargo xtask`: the one entry point for working on Slipway.
 //!
-//! - `cargo xtask up`: install what is missing, start private Postgres and
-//!   RabbitMQ (or use `SLIPWAY_DATABASE_URL` / `SLIPWAY_AMQP_URL`), build and
-//!   start the services, register the bundled example, stay in the
-//!   foreground until Ctrl-C.
+//! - `cargo xtask up`: install what is missing, start private Postgres,
+//!   RabbitMQ and the edge proxy (or use `SLIPWAY_DATABASE_URL`,
+//!   `SLIPWAY_AMQP_URL`, `SLIPWAY_PROXY_ADMIN`), build and start the
+//!   services, register the bundled example, stay in the foreground until
+//!   Ctrl-C.
 //! - `cargo xtask test`: the same infrastructure, then fmt, clippy and every
 //!   test.
 //! - `cargo xtask images [--debug]`: the `slipway/slipway` image, built
 //!   from local files only (see deploy/README.md).
 //! - `cargo xtask infra`: only the test profile's Postgres and RabbitMQ, in
 //!   the foreground, for running single tests with `cargo nextest`.
+//! - `cargo xtask bench [suite...]`: the release stack on a durable
+//!   database in a temporary directory, then the named suites (all without
+//!   a name); docs/bench.md.
 
+mod api;
+mod bench;
 mod docker;
+mod git;
 mod http;
 mod images;
 mod infra;
+mod proxy;
+mod services;
 mod sys;
 mod test;
 mod up;
@@ -28,8 +37,11 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("infra") => test::infra_foreground(),
         Some("images") => images::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <up|test [test filters...]|infra|images [--debug]>");
+            eprintln!(
+                "usage: cargo xtask <up|test [test filters...]|infra|images [--debug]|bench [suite...]>"
+            );
             return ExitCode::from(2);
         }
     };

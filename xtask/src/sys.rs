@@ -20,6 +20,11 @@ pub fn root() -> PathBuf {
         .map_or(manifest.clone(), Path::to_path_buf)
 }
 
+/// Where cargo puts what it builds: `CARGO_TARGET_DIR`, else `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
 /// Runs a command to completion, failing with its name when it fails.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd
@@ -77,11 +82,12 @@ pub struct Need {
 /// Installs the missing packages with apt as root; otherwise says which
 /// command to run.
 pub fn ensure(needs: &[Need]) -> Result<()> {
-    let missing: Vec<&str> = needs
-        .iter()
-        .filter(|n| !(n.present)())
-        .map(|n| n.package)
-        .collect();
+    let mut missing: Vec<&str> = Vec::new();
+    for need in needs.iter().filter(|n| !(n.present)()) {
+        if !missing.contains(&need.package) {
+            missing.push(need.package);
+        }
+    }
     if missing.is_empty() {
         return Ok(());
     }
@@ -103,6 +109,13 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A TCP port nothing listens on now (on 127.0.0.1).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.

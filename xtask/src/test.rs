@@ -17,7 +17,7 @@ fn cargo() -> Command {
 
 pub fn run(filters: &[String]) -> Result<()> {
     let mut needs = infra::build_needs();
-    needs.extend(infra::infra_needs());
+    needs.extend(infra::infra_needs(true));
     needs.extend(browser_needs());
     needs.push(compose_need());
     // The runner on a second "host" lives in a network namespace.
@@ -115,7 +115,7 @@ fn checks(infra: &Infra, filters: &[String]) -> Result<()> {
 
 /// Starts the test infrastructure and waits for Ctrl-C.
 pub fn infra_foreground() -> Result<()> {
-    sys::ensure(&infra::infra_needs())?;
+    sys::ensure(&infra::infra_needs(true))?;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     ctrlc::set_handler(move || {
         let _ = tx.send(());

@@ -1,20 +1,22 @@
-//! `cargo xtask up`: the whole system on this machine, in the foreground.
-//! Ctrl-C (or SIGTERM) stops every process it started.
+//! `cargo xtask up`: the whole system on this machine, in the foreground,
+//! with the edge proxy in front of the example's environment (and of the
+//! gateway itself when `SLIPWAY_DOMAIN` is set). Ctrl-C (or SIGTERM) stops
+//! every process it started.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::http;
+use crate::api::Api;
+use crate::git::LocalRepo;
 use crate::infra::{self, DEV, Infra};
+use crate::proxy::Ports;
+use crate::services::{self, Logs, Services};
 use crate::sys::{self, Need};
 
 /// The settings `up` generates once and keeps, so stored secrets stay
@@ -48,49 +50,9 @@ fn dev_env(base: &Path) -> Result<BTreeMap<String, String>> {
     Ok(env)
 }
 
-/// A service process whose output is printed with its name in front.
-struct Service {
-    name: &'static str,
-    child: Child,
-}
-
-fn spawn(
-    name: &'static str,
-    binary: &Path,
-    args: &[&str],
-    env: &BTreeMap<String, String>,
-) -> Result<Service> {
-    let mut child = Command::new(binary)
-        .args(args)
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group: a terminal's Ctrl-C reaches xtask alone,
-        // which then stops the services in order.
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
-    if let Some(out) = child.stdout.take() {
-        prefix(name, out);
-    }
-    if let Some(err) = child.stderr.take() {
-        prefix(name, err);
-    }
-    Ok(Service { name, child })
-}
-
-fn prefix(name: &'static str, stream: impl Read + Send + 'static) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            eprintln!("[{name:12}] {line}");
-        }
-    });
-}
-
 pub fn run() -> Result<()> {
     let mut needs = infra::build_needs();
-    needs.extend(infra::infra_needs());
+    needs.extend(infra::infra_needs(true));
     needs.push(Need {
         package: "golang-go",
         present: || sys::has("go"),
@@ -103,35 +65,15 @@ pub fn run() -> Result<()> {
     })
     .context("cannot install the Ctrl-C handler")?;
 
-    let root = sys::root();
     let base = infra::base_dir(DEV);
     let mut infra = Infra::start(DEV)?;
-    let result = serve(&root, &base, &infra, &stop);
+    let result = serve(&base, &mut infra, &stop);
     infra.stop();
     result
 }
 
-fn serve(root: &Path, base: &Path, infra: &Infra, stop: &mpsc::Receiver<()>) -> Result<()> {
-    eprintln!("xtask: building the services and the slipway CLI (release)");
-    sys::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-            .current_dir(root)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "orchestrator",
-                "-p",
-                "gateway",
-                "-p",
-                "runner",
-                "-p",
-                "notifier",
-                "-p",
-                "cli",
-            ]),
-    )?;
-    let bin = root.join("target/release");
+fn serve(base: &Path, infra: &mut Infra, stop: &mpsc::Receiver<()>) -> Result<()> {
+    let bin = services::build_release()?;
 
     let mut env = dev_env(base)?;
     env.insert("SLIPWAY_DATABASE_URL".into(), infra.database_url.clone());
@@ -146,214 +88,178 @@ fn serve(root: &Path, base: &Path, infra: &Infra, stop: &mpsc::Receiver<()>) -> 
         .get("SLIPWAY_HTTP_ADDR")
         .cloned()
         .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    // Links in alerts point at this gateway.
-    env.entry("SLIPWAY_PUBLIC_URL".into())
-        .or_insert_with(|| format!("http://{http_addr}"));
-
-    sys::run(
-        Command::new(bin.join("slipway-orchestrator"))
-            .arg("migrate")
-            .envs(&env),
-    )?;
-    let mut services = vec![spawn(
-        "orchestrator",
-        &bin.join("slipway-orchestrator"),
-        &["serve"],
-        &env,
-    )?];
-    let result = (|| {
-        services.push(spawn("gateway", &bin.join("slipway-gateway"), &[], &env)?);
-        services.push(spawn("runner", &bin.join("slipway-runner"), &[], &env)?);
-        services.push(spawn("notifier", &bin.join("slipway-notifier"), &[], &env)?);
-        sys::wait_for("the gateway", Duration::from_secs(60), || {
-            http::request(&http_addr, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200)
-        })?;
-        let token = env.get("SLIPWAY_API_TOKEN").cloned().unwrap_or_default();
-        let example = register_example(root, base, &http_addr, &token)?;
-        print_banner(&http_addr, &env, &example, &bin.join("slipway"));
-        watch(&mut services, stop)
-    })();
-    // Stop in reverse order of start: notifier, runner, gateway, orchestrator.
-    for service in services.iter_mut().rev() {
-        eprintln!("xtask: stopping {}", service.name);
-        infra::stop_child(&mut service.child, Duration::from_secs(15));
+    let domain = env.get("SLIPWAY_DOMAIN").filter(|d| !d.is_empty()).cloned();
+    if let Some(domain) = &domain
+        && !is_host_name(domain)
+    {
+        bail!("SLIPWAY_DOMAIN={domain:?} is not a host name like ci.example.com");
     }
-    result
+
+    // The proxy's data next to the runner's, where the runner looks for its
+    // admin socket by default.
+    let data_dir = std::path::absolute(&env["SLIPWAY_DATA_DIR"])?;
+    let private = DEV
+        .proxy_ports
+        .context("the dev profile has no proxy ports")?;
+    // ACME needs the public ports; otherwise private ones leave 80 and 443
+    // to whatever else this machine serves.
+    let ports = Ports::from_env(if domain.is_some() {
+        Ports::PUBLIC
+    } else {
+        private
+    })?;
+    let proxy = infra.start_proxy(&data_dir.join("proxy"), ports)?;
+    env.extend(proxy.env());
+    match &domain {
+        Some(domain) => proxy
+            .admin
+            .serve_gateway(domain, &dial_addr(&http_addr), ports.https)?,
+        // A domain of an earlier run is not served any more.
+        None if proxy.owned() => proxy.admin.forget_gateway()?,
+        None => {}
+    }
+    let proxy_storage = proxy.storage.clone();
+    // Links in alerts point at this gateway.
+    let public_url = domain
+        .as_ref()
+        .map_or_else(|| format!("http://{http_addr}"), |d| format!("https://{d}"));
+    env.entry("SLIPWAY_PUBLIC_URL".into()).or_insert(public_url);
+
+    let mut services = Services::start(&bin, &env, &Logs::Terminal, &http_addr)?;
+    let token = env.get("SLIPWAY_API_TOKEN").cloned().unwrap_or_default();
+    let api = Api::new(&http_addr, &token);
+    let example = register_example(base, &api)?;
+    print_banner(&Banner {
+        addr: &http_addr,
+        env: &env,
+        example: &example,
+        slipway: &bin.join("slipway"),
+        proxy_storage: proxy_storage.as_deref(),
+    });
+    services.watch(stop)
 }
 
-/// Waits for Ctrl-C, or for a service to exit on its own.
-fn watch(services: &mut [Service], stop: &mpsc::Receiver<()>) -> Result<()> {
-    loop {
-        match stop.recv_timeout(Duration::from_millis(500)) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        for s in services.iter_mut() {
-            if let Ok(Some(status)) = s.child.try_wait() {
-                bail!("{} exited with {status}", s.name);
-            }
-        }
+/// A lowercase DNS host name (what a certificate can be issued for).
+fn is_host_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.contains('.')
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+/// Where the proxy on this host reaches a listener bound to `addr`: an
+/// unspecified address is reached on loopback.
+fn dial_addr(addr: &str) -> String {
+    match addr.parse::<SocketAddr>() {
+        Ok(SocketAddr::V4(a)) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+        Ok(SocketAddr::V6(a)) if a.ip().is_unspecified() => format!("[::1]:{}", a.port()),
+        _ => addr.to_owned(),
     }
 }
 
 struct Example {
-    workflow_id: String,
+    workflow_id: u64,
     repo: PathBuf,
-    task_id: String,
+    task_id: u64,
+    /// The port the edge proxy serves the example's `dev` on.
+    listen: Option<u16>,
 }
 
 /// Pushes the bundled example to a local bare repository and registers its
 /// workflow (or updates it), then starts a first run.
-fn register_example(root: &Path, base: &Path, addr: &str, token: &str) -> Result<Example> {
-    let source = root.join("examples/hello-go");
-    let repos = base.join("repos");
-    let bare = repos.join("hello-go.git");
-    let work = repos.join("hello-go-work");
-    let git = |dir: &Path, args: &[&str]| {
-        sys::output(
-            Command::new("git")
-                .args([
-                    "-c",
-                    "user.name=Slipway",
-                    "-c",
-                    "user.email=slipway@localhost",
-                    "-c",
-                    "commit.gpgsign=false",
-                ])
-                .args(args)
-                .current_dir(dir),
-        )
-    };
-    fs::create_dir_all(&repos)?;
-    if !bare.join("HEAD").is_file() {
-        git(
-            &repos,
-            &["init", "-q", "--bare", "-b", "main", "hello-go.git"],
-        )?;
-    }
-    let _ = fs::remove_dir_all(&work);
-    git(
-        &repos,
-        &[
-            "clone",
-            "-q",
-            bare.to_str().context("path is not UTF-8")?,
-            "hello-go-work",
-        ],
-    )?;
-    let _ = git(&work, &["checkout", "-q", "-B", "main"]);
+fn register_example(base: &Path, api: &Api) -> Result<Example> {
+    let source = sys::root().join("examples/hello-go");
+    let repo = LocalRepo::open(&base.join("repos"), "hello-go")?;
     for entry in
         fs::read_dir(&source).with_context(|| format!("cannot read {}", source.display()))?
     {
         let entry = entry?;
         if entry.file_type()?.is_file() {
-            fs::copy(entry.path(), work.join(entry.file_name()))?;
+            let name = entry.file_name();
+            let name = name.to_str().context("file name is not UTF-8")?;
+            repo.write(name, &fs::read(entry.path())?)?;
         }
     }
-    git(&work, &["add", "-A"])?;
-    if !git(&work, &["status", "--porcelain"])?.trim().is_empty() {
-        git(&work, &["commit", "-q", "-m", "hello-go example"])?;
-        git(&work, &["push", "-q", "origin", "main"])?;
-    }
+    repo.commit("hello-go example")?;
 
     let template = fs::read_to_string(source.join("slipway.yml"))?;
-    let definition = template.replace("{{repo}}", &format!("file://{}", bare.display()));
-    let auth = format!("Bearer {token}");
-    let headers = [
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/yaml"),
-    ];
-    let created = http::request(
-        addr,
-        "POST",
-        "/api/workflows",
-        &headers,
-        definition.as_bytes(),
-    )?;
-    let workflow_id = match created.status {
-        201 => json_field(&created.body, "id").context("no id in the answer")?,
-        409 => {
-            let list = http::request(addr, "GET", "/api/workflows", &headers, b"")?;
-            let id = find_workflow_id(&list.body, "hello-go")
-                .context("hello-go is taken but not listed")?;
-            let updated = http::request(
-                addr,
-                "PUT",
-                &format!("/api/workflows/{id}"),
-                &headers,
-                definition.as_bytes(),
-            )?;
-            if updated.status != 200 {
-                bail!(
-                    "cannot update the example workflow: {} {}",
-                    updated.status,
-                    updated.body
-                );
-            }
-            id
-        }
-        other => bail!(
-            "cannot register the example workflow: {other} {}",
-            created.body
-        ),
-    };
-    let json = [
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    let run = http::request(
-        addr,
-        "POST",
-        &format!("/api/workflows/{workflow_id}/run"),
-        &json,
-        br#"{"branch":"main"}"#,
-    )?;
-    let task_id = json_field(&run.body, "task_id").unwrap_or_else(|| "?".to_owned());
+    let definition = template.replace("{{repo}}", &repo.url());
+    let workflow_id = api.register("hello-go", &definition)?;
+    let task_id = api.run(workflow_id, None)?;
+    let listen = template
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("listen:"))
+        .and_then(|port| port.trim().parse().ok());
     Ok(Example {
         workflow_id,
-        repo: bare,
+        repo: repo.bare,
         task_id,
+        listen,
     })
 }
 
-/// The value of a numeric field in a flat JSON object.
-fn json_field(body: &str, key: &str) -> Option<String> {
-    let at = body.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let digits: String = body[at..]
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    (!digits.is_empty()).then_some(digits)
+/// What the banner shows.
+struct Banner<'a> {
+    addr: &'a str,
+    env: &'a BTreeMap<String, String>,
+    example: &'a Example,
+    slipway: &'a Path,
+    /// Where the proxy keeps certificates and its local CA, if `up`
+    /// started it.
+    proxy_storage: Option<&'a Path>,
 }
 
-fn find_workflow_id(list: &str, name: &str) -> Option<String> {
-    list.split('{')
-        .find(|obj| obj.contains(&format!("\"name\":\"{name}\"")))
-        .and_then(|obj| json_field(&format!("{{{obj}"), "id"))
-}
-
-fn print_banner(addr: &str, env: &BTreeMap<String, String>, example: &Example, slipway: &Path) {
-    let get = |k: &str| env.get(k).cloned().unwrap_or_default();
-    let grpc_addr = env
+fn print_banner(b: &Banner<'_>) {
+    let get = |k: &str| b.env.get(k).cloned().unwrap_or_default();
+    let addr = b.addr;
+    let grpc_addr = b
+        .env
         .get("SLIPWAY_GRPC_ADDR")
         .map_or("127.0.0.1:50051", String::as_str);
     let token = get("SLIPWAY_API_TOKEN");
-    let task = &example.task_id;
-    let lines = [
+    let task = b.example.task_id;
+    let mut lines = vec![
         String::new(),
         "=".repeat(64),
         "Slipway is up.".to_owned(),
         String::new(),
         format!("  dashboard and API:  http://{addr}/"),
+    ];
+    if let Some(domain) = b.env.get("SLIPWAY_DOMAIN").filter(|d| !d.is_empty()) {
+        lines.push(format!(
+            "  through the proxy:  https://{domain}/ (certificate from ACME: point the domain's DNS at this host)"
+        ));
+    }
+    lines.extend([
         format!("  API token:          {token}"),
         format!("  GitHub secret:      {}", get("SLIPWAY_GITHUB_SECRET")),
         format!("  GitLab token:       {}", get("SLIPWAY_GITLAB_TOKEN")),
+        format!(
+            "  edge proxy:         {} (HTTP port {}, HTTPS port {})",
+            get("SLIPWAY_PROXY_ADMIN"),
+            get("SLIPWAY_PROXY_HTTP_PORT"),
+            get("SLIPWAY_PROXY_HTTPS_PORT")
+        ),
+    ]);
+    if let Some(storage) = b.proxy_storage {
+        lines.push(format!(
+            "  proxy's local CA:   {}",
+            storage.join("pki/authorities/local/root.crt").display()
+        ));
+    }
+    lines.extend([
         String::new(),
         format!(
             "The example workflow hello-go (id {}) builds {};",
-            example.workflow_id,
-            example.repo.display()
+            b.example.workflow_id,
+            b.example.repo.display()
         ),
         format!("its first task is {task}:"),
         String::new(),
@@ -363,11 +269,20 @@ fn print_banner(addr: &str, env: &BTreeMap<String, String>, example: &Example, s
         "Or with the CLI (docs/cli.md):".to_owned(),
         format!(
             "  SLIPWAY_ORCHESTRATOR_URL=http://{grpc_addr} SLIPWAY_API_TOKEN={token} {} logs -f {task}",
-            slipway.display()
+            b.slipway.display()
         ),
         String::new(),
-        "Once it is green, the app answers on dev: curl http://127.0.0.1:18081/health".to_owned(),
-        String::new(),
+    ]);
+    if let Some(port) = b.example.listen {
+        lines.extend([
+            "Once it is green, the app answers on dev through the edge proxy:".to_owned(),
+            format!("  curl http://127.0.0.1:{port}/"),
+            "Each new commit starts beside the running version and gets the".to_owned(),
+            "traffic once healthy, without a request dropped.".to_owned(),
+            String::new(),
+        ]);
+    }
+    lines.extend([
         "Alerts and their deliveries (notify: rules in a workflow, or".to_owned(),
         "SLIPWAY_DEFAULT_NOTIFY for all of them, say where they go):".to_owned(),
         format!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/alerts"),
@@ -376,6 +291,34 @@ fn print_banner(addr: &str, env: &BTreeMap<String, String>, example: &Example, s
         format!("http://{addr}/api/webhooks/github or /api/webhooks/gitlab."),
         "Ctrl-C stops everything.".to_owned(),
         "=".repeat(64),
-    ];
+    ]);
     eprintln!("{}", lines.join("\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dial_addr, is_host_name};
+
+    #[test]
+    fn the_proxy_dials_unspecified_addresses_on_loopback() {
+        assert_eq!(dial_addr("0.0.0.0:8080"), "127.0.0.1:8080");
+        assert_eq!(dial_addr("[::]:8080"), "[::1]:8080");
+        assert_eq!(dial_addr("10.1.2.3:8080"), "10.1.2.3:8080");
+        assert_eq!(dial_addr("gateway:8080"), "gateway:8080");
+    }
+
+    #[test]
+    fn domains_are_lowercase_host_names() {
+        assert!(is_host_name("ci.acme.example"));
+        for bad in [
+            "CI.acme.example",
+            "localhost",
+            "ci..example",
+            "-a.example",
+            "a b.example",
+            "https://ci.example",
+        ] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
+    }
 }

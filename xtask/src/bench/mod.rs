@@ -1,0 +1,313 @@
+//! `cargo xtask bench [suite...]`: builds the release binaries, starts the
+//! whole stack (durable Postgres, RabbitMQ, registry, Docker Engine, the
+//! edge proxy, the four services) in a temporary directory on ports of its
+//! own, runs the named suites (all of them without a name), prints one table
+//! and writes `target/bench/results.json`.
+//!
+//! Each figure is reported beside a floor measured in the same run (the
+//! same thing without what is being measured: the app without the proxy,
+//! the deploy without the switch), so that figures from machines of other
+//! speeds can still be compared by their ratio. A suite is a [`Suite`] in
+//! [`SUITES`].
+
+mod deploy;
+mod load;
+mod stack;
+
+use std::fmt::Write as _;
+use std::fs;
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+
+use crate::infra;
+use crate::services;
+use crate::sys;
+
+pub use stack::Stack;
+
+/// A set of measurements run against a fresh stack.
+pub trait Suite {
+    /// Its name on the command line.
+    fn name(&self) -> &'static str;
+    /// What it measures, in a line.
+    fn about(&self) -> &'static str;
+    /// Runs it; the figures go into the table in this order, and `details`
+    /// (anything worth keeping) into results.json.
+    fn run(&self, stack: &Stack) -> Result<Report>;
+}
+
+/// Every suite, in the order a bench without names runs them.
+const SUITES: &[&dyn Suite] = &[&deploy::Deploy];
+
+/// What a suite measured.
+pub struct Report {
+    pub figures: Vec<Figure>,
+    pub details: Value,
+}
+
+/// One measured figure.
+pub struct Figure {
+    pub name: String,
+    /// `ms`, `s`, `requests`.
+    pub unit: &'static str,
+    pub value: f64,
+    /// The same figure without what the suite measures, from the same run.
+    pub floor: Option<Floor>,
+    /// The largest value that is not a failure (for figures that must stay
+    /// at zero, say).
+    pub max: Option<f64>,
+}
+
+pub struct Floor {
+    /// What the floor is, e.g. "app directly".
+    pub what: String,
+    pub value: f64,
+}
+
+impl Figure {
+    pub fn new(name: impl Into<String>, unit: &'static str, value: f64) -> Self {
+        Self {
+            name: name.into(),
+            unit,
+            value,
+            floor: None,
+            max: None,
+        }
+    }
+
+    pub fn floor(mut self, what: impl Into<String>, value: f64) -> Self {
+        self.floor = Some(Floor {
+            what: what.into(),
+            value,
+        });
+        self
+    }
+
+    pub fn at_most(mut self, max: f64) -> Self {
+        self.max = Some(max);
+        self
+    }
+
+    /// The figure over its floor, when the floor is above zero.
+    fn ratio(&self) -> Option<f64> {
+        self.floor
+            .as_ref()
+            .filter(|f| f.value > 0.0)
+            .map(|f| self.value / f.value)
+    }
+
+    fn broken(&self) -> bool {
+        self.max.is_some_and(|max| self.value > max)
+    }
+}
+
+/// The suites the command line names, all of them when it names none.
+fn select(args: &[String]) -> Result<Vec<&'static dyn Suite>> {
+    if args.is_empty() {
+        return Ok(SUITES.to_vec());
+    }
+    let mut chosen: Vec<&'static dyn Suite> = Vec::new();
+    for arg in args {
+        let Some(suite) = SUITES.iter().find(|s| s.name() == arg.as_str()) else {
+            let known: Vec<String> = SUITES
+                .iter()
+                .map(|s| format!("  {:10} {}", s.name(), s.about()))
+                .collect();
+            bail!(
+                "unknown bench suite {arg:?}; the suites are:\n{}",
+                known.join("\n")
+            );
+        };
+        if !chosen.iter().any(|c| c.name() == suite.name()) {
+            chosen.push(*suite);
+        }
+    }
+    Ok(chosen)
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let suites = select(args)?;
+    let mut needs = infra::build_needs();
+    needs.extend(infra::infra_needs(false));
+    sys::ensure(&needs)?;
+    let cancel = stack::Cancel::install()?;
+
+    let bin = services::build_release()?;
+    let mut stack = Stack::start(&bin, cancel)?;
+    let mut reports = Vec::new();
+    for suite in &suites {
+        eprintln!("xtask: bench suite {}: {}", suite.name(), suite.about());
+        match suite.run(&stack) {
+            Ok(report) => reports.push((suite.name(), report)),
+            Err(e) => {
+                // Its logs tell why.
+                stack.keep();
+                return Err(e.context(format!("bench suite {}", suite.name())));
+            }
+        }
+    }
+    // Everything stops before the results are printed.
+    drop(stack);
+
+    print!("{}", table(&reports));
+    let file = sys::target_dir().join("bench/results.json");
+    if let Some(dir) = file.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(&file, serde_json::to_vec_pretty(&results(&reports))?)?;
+    eprintln!("xtask: wrote {}", file.display());
+
+    let broken: Vec<String> = reports
+        .iter()
+        .flat_map(|(suite, r)| r.figures.iter().map(move |f| (suite, f)))
+        .filter(|(_, f)| f.broken())
+        .map(|(suite, f)| {
+            format!(
+                "{suite}: {} is {} {} (at most {})",
+                f.name,
+                number(f.value),
+                f.unit,
+                number(f.max.unwrap_or_default())
+            )
+        })
+        .collect();
+    if !broken.is_empty() {
+        bail!("figures out of bounds:\n  {}", broken.join("\n  "));
+    }
+    Ok(())
+}
+
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// One table of every figure: suite, figure, value, floor, ratio.
+fn table(reports: &[(&str, Report)]) -> String {
+    let mut rows = vec![[
+        "suite".to_owned(),
+        "figure".to_owned(),
+        "value".to_owned(),
+        "floor (same run)".to_owned(),
+        "ratio".to_owned(),
+    ]];
+    for (suite, report) in reports {
+        for f in &report.figures {
+            rows.push([
+                (*suite).to_owned(),
+                f.name.clone(),
+                format!("{} {}", number(f.value), f.unit),
+                f.floor.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |fl| format!("{} {} ({})", number(fl.value), f.unit, fl.what),
+                ),
+                f.ratio()
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x")),
+            ]);
+        }
+    }
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (j, (cell, w)) in row.iter().zip(widths).enumerate() {
+            // Numbers right-aligned, words left.
+            if j == 2 || j == 4 {
+                let _ = write!(line, "{cell:>w$}  ");
+            } else {
+                let _ = write!(line, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        if i == 0 {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 8));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn results(reports: &[(&str, Report)]) -> Value {
+    let commit = sys::output(
+        std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(sys::root()),
+    )
+    .map(|s| s.trim().to_owned())
+    .unwrap_or_default();
+    json!({
+        "commit": commit,
+        "finished_at": chrono::Utc::now().to_rfc3339(),
+        "cpus": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        "suites": reports.iter().map(|(suite, r)| json!({
+            "suite": suite,
+            "figures": r.figures.iter().map(|f| json!({
+                "figure": f.name,
+                "unit": f.unit,
+                "value": f.value,
+                "floor": f.floor.as_ref().map(|fl| json!({ "what": fl.what, "value": fl.value })),
+                "ratio": f.ratio(),
+                "max": f.max,
+            })).collect::<Vec<_>>(),
+            "details": r.details,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suites_are_chosen_by_name_and_unknown_ones_refused() {
+        let all = select(&[]).map(|s| s.len()).ok();
+        assert_eq!(all, Some(SUITES.len()));
+        let deploy = select(&["deploy".to_owned(), "deploy".to_owned()]);
+        assert_eq!(deploy.map(|s| s.len()).ok(), Some(1));
+        let err = select(&["nope".to_owned()]).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("unknown bench suite \"nope\"") && e.contains("deploy")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_figure_with_its_ratio() {
+        let report = Report {
+            figures: vec![
+                Figure::new("p50 latency", "ms", 1.5).floor("app directly", 0.5),
+                Figure::new("failed requests", "requests", 0.0).at_most(0.0),
+            ],
+            details: Value::Null,
+        };
+        let text = table(&[("deploy", report)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[2].contains("1.50 ms") && lines[2].contains("0.50 ms (app directly)"));
+        assert!(lines[2].ends_with("3.00x"), "{text}");
+        assert!(
+            lines[3].contains("0 requests") && lines[3].ends_with('-'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_figure_over_its_bound_is_broken() {
+        assert!(Figure::new("failed", "requests", 1.0).at_most(0.0).broken());
+        assert!(!Figure::new("failed", "requests", 0.0).at_most(0.0).broken());
+        assert!(!Figure::new("p50", "ms", 9.0).broken());
+    }
+}

@@ -1,0 +1,97 @@
+//! Local repositories for the bundled example and the bench's apps: a bare
+//! repository the runner clones over `file://`, and a work tree beside it
+//! that commits are made in and pushed from.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::sys;
+
+pub struct LocalRepo {
+    /// The bare repository, which workflows name as `file://<bare>`.
+    pub bare: PathBuf,
+    /// A clone of it on `main`, for writing and committing files.
+    work: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    sys::output(
+        Command::new("git")
+            .args([
+                "-c",
+                "user.name=Slipway",
+                "-c",
+                "user.email=slipway@localhost",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(dir),
+    )
+}
+
+impl LocalRepo {
+    /// `<dir>/<name>.git` (created when missing) and a fresh clone of it in
+    /// `<dir>/<name>-work`.
+    pub fn open(dir: &Path, name: &str) -> Result<Self> {
+        let bare = dir.join(format!("{name}.git"));
+        let work = dir.join(format!("{name}-work"));
+        fs::create_dir_all(dir)?;
+        if !bare.join("HEAD").is_file() {
+            git(
+                dir,
+                &[
+                    "init",
+                    "-q",
+                    "--bare",
+                    "-b",
+                    "main",
+                    bare.to_str().context("path is not UTF-8")?,
+                ],
+            )?;
+        }
+        let _ = fs::remove_dir_all(&work);
+        git(
+            dir,
+            &[
+                "clone",
+                "-q",
+                bare.to_str().context("path is not UTF-8")?,
+                work.to_str().context("path is not UTF-8")?,
+            ],
+        )?;
+        let _ = git(&work, &["checkout", "-q", "-B", "main"]);
+        Ok(Self { bare, work })
+    }
+
+    /// `file://` URL of the bare repository.
+    pub fn url(&self) -> String {
+        format!("file://{}", self.bare.display())
+    }
+
+    /// Writes `content` to `path` in the work tree.
+    pub fn write(&self, path: &str, content: &[u8]) -> Result<()> {
+        let to = self.work.join(path);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&to, content).with_context(|| format!("cannot write {}", to.display()))
+    }
+
+    /// Commits everything in the work tree (if anything changed) and pushes
+    /// it; returns the commit `main` points at.
+    pub fn commit(&self, message: &str) -> Result<String> {
+        git(&self.work, &["add", "-A"])?;
+        if !git(&self.work, &["status", "--porcelain"])?
+            .trim()
+            .is_empty()
+        {
+            git(&self.work, &["commit", "-q", "-m", message])?;
+            git(&self.work, &["push", "-q", "origin", "main"])?;
+        }
+        Ok(git(&self.work, &["rev-parse", "HEAD"])?.trim().to_owned())
+    }
+}
