@@ -205,8 +205,12 @@ async fn routed_stack(proxy: &Proxy) -> Stack {
 }
 
 fn workflow(name: &str, repo: &GitRepo, domain: &str, listen: u16) -> String {
+    workflow_watching(name, repo, domain, listen, "1500ms")
+}
+
+fn workflow_watching(name: &str, repo: &GitRepo, domain: &str, listen: u16, watch: &str) -> String {
     format!(
-        "name: {name}\nrepo: {repo}\nimage:\n  name: slipway-e2e/{name}\ndeploy:\n  - environment: dev\n    route:\n      domains: [{domain}]\n      tls: internal\n      listen: {listen}\n      port: 8080\n      drain: 300ms\n    target:\n      container: {{ name: {name}-dev }}\n    health:\n      path: /health\n      interval: 100ms\n      timeout: 3s\n      watch: 1500ms\n",
+        "name: {name}\nrepo: {repo}\nimage:\n  name: slipway-e2e/{name}\ndeploy:\n  - environment: dev\n    route:\n      domains: [{domain}]\n      tls: internal\n      listen: {listen}\n      port: 8080\n      drain: 300ms\n    target:\n      container: {{ name: {name}-dev }}\n    health:\n      path: /health\n      interval: 100ms\n      timeout: 3s\n      watch: {watch}\n",
         repo = repo.url
     )
 }
@@ -370,4 +374,262 @@ async fn routed_deploys_and_rollbacks_lose_no_request() {
             .count(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_started_empty_gets_its_routes_back_from_the_runner() {
+    let engine = images::docker();
+    images::busybox(&engine).await;
+    let mut proxy = Proxy::start().await;
+    let stack = routed_stack(&proxy).await;
+    let repo = GitRepo::new();
+    let listen = free_port();
+    let name = format!("restored-{listen}");
+    let _containers = Containers(name.clone());
+    let domain = format!("{name}.slipway.test");
+    stack
+        .create_workflow(&workflow(&name, &repo, &domain, listen))
+        .await;
+    let plain = format!("http://127.0.0.1:{listen}/");
+    let client = reqwest::Client::new();
+    let v1 = stack
+        .wait_finished(push(&stack, &repo, "v1", true).await)
+        .await;
+    assert_eq!(v1["status"], "success", "{v1:#}");
+    wait_for_version(&client, &plain, "v1").await;
+
+    // Killed, and started again with nothing but its admin API.
+    proxy.kill();
+    proxy.start_empty().await;
+    let restarted = Instant::now();
+    let root = std::fs::read(proxy.root_cert()).expect("the proxy's root certificate");
+    let secure = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&root).expect("root"))
+        .resolve(&domain, ([127, 0, 0, 1], proxy.https_port).into())
+        .build()
+        .expect("client");
+    let tls_url = format!("https://{domain}:{}/", proxy.https_port);
+    for (client, url) in [(&client, &plain), (&secure, &tls_url)] {
+        wait_for_version(client, url, "v1").await;
+    }
+    let took = restarted.elapsed();
+    eprintln!(
+        "every route answered again {} ms after the proxy restarted empty",
+        took.as_millis()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "routes restored after {took:?}"
+    );
+
+    // Killed again and resumed: its own saved config serves at once.
+    proxy.kill();
+    proxy.resume().await;
+    wait_for_version(&client, &plain, "v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_killed_mid_deploy_leaves_no_route_to_a_removed_container() {
+    const RUNNER: &str = env!("CARGO_BIN_EXE_slipway-runner");
+    let engine = images::docker();
+    images::busybox(&engine).await;
+    let proxy = Proxy::start().await;
+    let mut stack = Stack::with(Options {
+        runners: 0,
+        lease_seconds: 3,
+        ..Options::default()
+    })
+    .await;
+    let http_port = proxy.http_port.to_string();
+    let https_port = proxy.https_port.to_string();
+    let admin = proxy.admin();
+    let env = [
+        ("SLIPWAY_PROXY_ADMIN", admin.as_str()),
+        ("SLIPWAY_PROXY_HTTP_PORT", http_port.as_str()),
+        ("SLIPWAY_PROXY_HTTPS_PORT", https_port.as_str()),
+        ("SLIPWAY_PROXY_CHECK_MS", "200"),
+    ];
+    let first =
+        stack.spawn_runner_process_with(RUNNER.as_ref(), &env, std::process::Stdio::inherit());
+    let repo = GitRepo::new();
+    let listen = free_port();
+    let name = format!("killed-{listen}");
+    let _containers = Containers(name.clone());
+    let domain = format!("{name}.slipway.test");
+    stack
+        .create_workflow(&workflow_watching(&name, &repo, &domain, listen, "5s"))
+        .await;
+    let plain = format!("http://127.0.0.1:{listen}/");
+    let client = reqwest::Client::new();
+    let v1_task = push(&stack, &repo, "v1", true).await;
+    wait_for_version(&client, &plain, "v1").await;
+    let v1 = stack.wait_finished(v1_task).await;
+    assert_eq!(v1["status"], "success", "{v1:#}");
+    let steady = Steady::start(client.clone(), plain.clone());
+
+    // v2 is switched to and watched when its runner dies.
+    let v2_task = push(&stack, &repo, "v2", true).await;
+    wait_for_version(&client, &plain, "v2").await;
+    stack.kill_runner_process(first);
+    stack.spawn_runner_process_with(RUNNER.as_ref(), &env, std::process::Stdio::inherit());
+    let v2 = stack
+        .wait_task(v2_task, Duration::from_secs(120), |t| {
+            matches!(
+                t["status"].as_str(),
+                Some("success" | "failed" | "cancelled")
+            )
+        })
+        .await;
+    eprintln!("the task of the killed deploy ended {}", v2["status"]);
+
+    // Every upstream the proxy has for the environment is a running
+    // container, and the route answers.
+    let until = Instant::now() + test_support::DEADLINE;
+    loop {
+        let config = proxy.config().await;
+        let upstreams = routed_upstreams(&config, &format!("{name}/dev"));
+        let running = published_ports(&name);
+        let dangling: Vec<&String> = upstreams.iter().filter(|u| !running.contains(u)).collect();
+        if !upstreams.is_empty() && dangling.is_empty() && get(&client, &plain).await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "upstreams {upstreams:?}, running {running:?}, config {config:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let samples = steady.finish().await;
+    let runs = switches("listen port", &samples);
+    eprintln!(
+        "versions answering: {runs:?} over {} requests",
+        samples.len()
+    );
+}
+
+/// The dial addresses of the `listen` route of `key` in the proxy's config.
+fn routed_upstreams(config: &Value, key: &str) -> Vec<String> {
+    let id = format!("slipway-{key}@listen");
+    let mut found = Vec::new();
+    for server in config
+        .pointer("/apps/http/servers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|s| s.values())
+    {
+        for route in server["routes"].as_array().into_iter().flatten() {
+            if route["@id"] == id.as_str() {
+                for u in route["handle"][0]["upstreams"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    found.extend(u["dial"].as_str().map(str::to_owned));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `127.0.0.1:<port>` of every running container of the workflow.
+fn published_ports(workflow: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "--format", "{{.Ports}}", "--filter"])
+        .arg(format!("label=slipway.workflow={workflow}"))
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let port = l.split("->").next()?.rsplit(':').next()?;
+            Some(format!("127.0.0.1:{port}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_compose_service_gets_a_second_replica_and_loses_no_request() {
+    let engine = images::docker();
+    images::busybox(&engine).await;
+    let proxy = Proxy::start().await;
+    let stack = routed_stack(&proxy).await;
+    let repo = GitRepo::new();
+    let listen = free_port();
+    let name = format!("composed-{listen}");
+    let project = format!("slipway-e2e-r{listen}");
+    let _containers = Containers(name.clone());
+    stack
+        .create_workflow(&format!(
+            "name: {name}\nrepo: {repo}\nimage:\n  name: slipway-e2e/{name}\ndeploy:\n  - environment: test\n    route: {{ listen: {listen}, port: 8080, drain: 300ms }}\n    target:\n      compose: {{ file: deploy/docker-compose.yml, project: {project}, service: app }}\n    health: {{ path: /health, interval: 100ms, timeout: 5s, watch: 500ms }}\n",
+            repo = repo.url
+        ))
+        .await;
+    let push_compose = |version: &'static str, compose: &'static str| {
+        let mut files = app(version, true);
+        files.push(("deploy/docker-compose.yml", compose.to_owned()));
+        let files: Vec<(&str, String)> = files;
+        let sha = repo.commit(
+            "main",
+            &files
+                .iter()
+                .map(|(p, c)| (*p, c.as_str()))
+                .collect::<Vec<_>>(),
+            version,
+        );
+        let payload = github_push(
+            &repo.url,
+            "refs/heads/main",
+            &sha,
+            version,
+            &["www/index.html"],
+        );
+        let stack = &stack;
+        async move {
+            let (status, body) = stack.github("push", version, &payload).await;
+            assert_eq!(status, 202, "{body}");
+            stack
+                .wait_finished(body["task_ids"][0].as_i64().expect("task"))
+                .await
+        }
+    };
+    const COMPOSE: &str = "version: \"3\"\nservices:\n  app:\n    image: ${SLIPWAY_IMAGE:-none}\n";
+    let c1 = push_compose("c1", COMPOSE).await;
+    assert_eq!(c1["status"], "success", "{c1:#}");
+    let plain = format!("http://127.0.0.1:{listen}/");
+    let client = reqwest::Client::new();
+    wait_for_version(&client, &plain, "c1").await;
+    let steady = Steady::start(client.clone(), plain.clone());
+    let c2 = push_compose("c2", COMPOSE).await;
+    assert_eq!(c2["status"], "success", "{c2:#}");
+    wait_for_version(&client, &plain, "c2").await;
+    let samples = steady.finish().await;
+    assert_eq!(switches("compose route", &samples), ["c1", "c2"]);
+    // The old replica was removed: the service is back to one.
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"))
+        .output()
+        .expect("docker ps");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .count(),
+        1
+    );
+
+    // A fixed container name cannot run twice: refused, naming the key;
+    // c2 keeps serving.
+    let c3 = push_compose(
+        "c3",
+        "version: \"3\"\nservices:\n  app:\n    image: ${SLIPWAY_IMAGE:-none}\n    container_name: fixed\n",
+    )
+    .await;
+    assert_eq!(c3["status"], "failed", "{c3:#}");
+    let error = c3["deployments"][0]["error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with("deploy/docker-compose.yml: services.app.container_name:"),
+        "{c3:#}"
+    );
+    assert_eq!(get(&client, &plain).await.as_deref(), Ok("c2"));
 }

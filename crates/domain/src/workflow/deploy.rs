@@ -336,8 +336,8 @@ fn url_path(url: &str) -> String {
 }
 
 /// Whether a `docker -p` spec (`[ip:][hostPort:]containerPort[/proto]`)
-/// names a host port.
-fn fixed_host_port(spec: &str) -> bool {
+/// names a host port, which two replicas could not share.
+pub fn fixed_host_port(spec: &str) -> bool {
     let addr = spec.rsplit_once('/').map_or(spec, |(a, _)| a);
     let Some((rest, _container)) = addr.rsplit_once(':') else {
         return false;

@@ -313,12 +313,12 @@ impl Deploys<'_> {
             &format!("deploying {image} to {env} (deployment {id})"),
         );
         let attempt = async {
-            if let Some((t, route)) = routed::routed(spec) {
+            if let Some((side, route)) = routed::routed(spec) {
                 return self
-                    .routed_container(
+                    .routed_deploy(
                         docker,
                         spec,
-                        t,
+                        side,
                         route,
                         id,
                         image,
@@ -343,8 +343,8 @@ impl Deploys<'_> {
                 // Past its budget: stopped and left for a person, no rollback
                 // (a routed environment goes back to the version it ran).
                 match (&spec.target, routed::routed(spec)) {
-                    (_, Some((t, route))) => {
-                        self.routed_abandon(docker, spec, t, route, id, previous.as_ref())
+                    (_, Some((_, route))) => {
+                        self.routed_abandon(docker, spec, route, id, previous.as_ref())
                             .await;
                     }
                     (Target::Container(t), None) => self.container_stop(docker, t).await,

@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use domain::workflow::{
-    ContainerTarget, DeploySpec, HealthCheck, Route, RouteTls, Target, format_duration,
+    ComposeTarget, ContainerTarget, DeploySpec, HealthCheck, Route, RouteTls, Target,
+    format_duration,
 };
 use tokio::sync::watch;
 
@@ -102,14 +103,22 @@ impl Expect {
     }
 }
 
+/// What a routed environment runs: a container, or a compose service whose
+/// candidate is a second replica.
+#[derive(Clone, Copy)]
+pub(super) enum Side<'a> {
+    Container(&'a ContainerTarget),
+    Compose(&'a ComposeTarget),
+}
+
 impl Deploys<'_> {
-    /// The routed `container` driver.
+    /// A deploy of a routed environment, either driver.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn routed_container(
+    pub(super) async fn routed_deploy(
         &self,
         docker: &Docker,
         spec: &DeploySpec,
-        target: &ContainerTarget,
+        side: Side<'_>,
         route: &Route,
         id: i64,
         image: &str,
@@ -128,29 +137,15 @@ impl Deploys<'_> {
             None => None,
         };
         // 1. The candidate, beside the running version.
-        let name = candidate_name(&target.name, id);
-        let _ = docker.remove_container(&name).await;
-        let mut service = self.service(spec, target, id, image)?;
-        service.name.clone_from(&name);
-        service.ports = vec![format!("127.0.0.1::{}", route.port)];
-        service
-            .labels
-            .push(("slipway.route".to_owned(), key.clone()));
-        docker
-            .start_service(&service)
-            .await
-            .map_err(|e| Failure::deploy(format!("container would not start: {e}")).kept())?;
-        let addr = match docker.container_state(&name).await {
-            Ok(Some(state)) => address(&state, route.port),
-            _ => None,
-        };
-        let Some(addr) = addr else {
-            let _ = docker.remove_container(&name).await;
-            return Err(Failure::deploy(format!(
-                "the candidate's port {} was not published",
-                route.port
-            ))
-            .kept());
+        let (name, addr) = match side {
+            Side::Container(target) => {
+                self.container_candidate(docker, spec, target, route, &key, id, image)
+                    .await?
+            }
+            Side::Compose(target) => {
+                self.compose_candidate(docker, spec, target, route, id, image, position)
+                    .await?
+            }
         };
         self.sink
             .line(position, &format!("started the candidate {name} at {addr}"));
@@ -230,14 +225,43 @@ impl Deploys<'_> {
             .serve(&served(&key, route, vec![addr]))
             .await
             .map_err(|e| Failure::deploy(format!("cannot retire the old version: {e}")).kept())?;
-        self.retire(docker, env, id, old.as_ref(), route, position)
+        self.retire(docker, env, id, old.as_ref(), route, side, position)
             .await;
         Ok(())
+    }
+
+    /// Starts the candidate container `<name>-<id>`, its port published on an
+    /// ephemeral loopback port; returns its name and address.
+    #[allow(clippy::too_many_arguments)]
+    async fn container_candidate(
+        &self,
+        docker: &Docker,
+        spec: &DeploySpec,
+        target: &ContainerTarget,
+        route: &Route,
+        key: &str,
+        id: i64,
+        image: &str,
+    ) -> Result<(String, String), Failure> {
+        let name = candidate_name(&target.name, id);
+        let _ = docker.remove_container(&name).await;
+        let mut service = self.service(spec, target, id, image)?;
+        service.name.clone_from(&name);
+        service.ports = vec![format!("127.0.0.1::{}", route.port)];
+        service
+            .labels
+            .push(("slipway.route".to_owned(), key.to_owned()));
+        docker
+            .start_service(&service)
+            .await
+            .map_err(|e| Failure::deploy(format!("container would not start: {e}")).kept())?;
+        published(docker, &name, route.port).await
     }
 
     /// Stops the versions of the environment other than `id` that still run
     /// (the old one after `drain`), records them retired, and removes the
     /// stopped ones beyond `SLIPWAY_KEEP_CONTAINERS`.
+    #[allow(clippy::too_many_arguments)]
     async fn retire(
         &self,
         docker: &Docker,
@@ -245,6 +269,7 @@ impl Deploys<'_> {
         id: i64,
         old: Option<&Upstream>,
         route: &Route,
+        side: Side<'_>,
         position: i32,
     ) {
         let labels = [
@@ -274,6 +299,11 @@ impl Deploys<'_> {
                 self.sink
                     .line(position, &format!("stopped the old version {}", c.name));
                 retired.extend(deployment_of(c));
+                // A compose service is back to one replica; a container is
+                // kept stopped for a quick start again.
+                if matches!(side, Side::Compose(_)) {
+                    let _ = docker.remove_container(&c.name).await;
+                }
             }
         }
         if old.is_some() || !retired.is_empty() {
@@ -446,7 +476,6 @@ impl Deploys<'_> {
         &self,
         docker: &Docker,
         spec: &DeploySpec,
-        target: &ContainerTarget,
         route: &Route,
         id: i64,
         previous: Option<&Version>,
@@ -472,9 +501,35 @@ impl Deploys<'_> {
                 .record_traffic(self.lease, id, Some(old.deployment), Vec::new())
                 .await;
         }
-        let _ = docker
-            .remove_container(&candidate_name(&target.name, id))
-            .await;
+        // The candidate, whichever driver made it, carries the deployment.
+        let id = id.to_string();
+        let labels = [
+            ("slipway.workflow", self.workflow),
+            ("slipway.environment", env),
+            ("slipway.deployment", id.as_str()),
+        ];
+        for c in docker.list_containers(&labels).await.unwrap_or_default() {
+            let _ = docker.remove_container(&c.name).await;
+        }
+    }
+}
+
+/// The name and loopback address of the just started container `name`.
+pub(super) async fn published(
+    docker: &Docker,
+    name: &str,
+    port: u16,
+) -> Result<(String, String), Failure> {
+    let addr = match docker.container_state(name).await {
+        Ok(Some(state)) => address(&state, port),
+        _ => None,
+    };
+    match addr {
+        Some(addr) => Ok((name.to_owned(), addr)),
+        None => {
+            let _ = docker.remove_container(name).await;
+            Err(Failure::deploy(format!("the candidate's port {port} was not published")).kept())
+        }
     }
 }
 
@@ -599,9 +654,10 @@ async fn restore(ctx: &Context) -> Result<usize, String> {
 }
 
 /// The routed part of a target, when the environment has a route.
-pub(super) fn routed(spec: &DeploySpec) -> Option<(&ContainerTarget, &Route)> {
-    match (&spec.target, &spec.route) {
-        (Target::Container(t), Some(route)) => Some((t, route)),
-        _ => None,
-    }
+pub(super) fn routed(spec: &DeploySpec) -> Option<(Side<'_>, &Route)> {
+    let route = spec.route.as_ref()?;
+    Some(match &spec.target {
+        Target::Container(t) => (Side::Container(t), route),
+        Target::Compose(t) => (Side::Compose(t), route),
+    })
 }
