@@ -633,3 +633,52 @@ async fn a_routed_compose_service_gets_a_second_replica_and_loses_no_request() {
     );
     assert_eq!(get(&client, &plain).await.as_deref(), Ok("c2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_deploy_without_a_proxy_fails_before_starting_anything() {
+    let engine = images::docker();
+    images::busybox(&engine).await;
+    let stack = Stack::with(Options {
+        runners: 0,
+        ..Options::default()
+    })
+    .await;
+    let mut settings = stack.runner_settings();
+    let missing = stack.data_dir.path().join("no-proxy/admin.sock");
+    settings.proxy_admin = format!("unix/{}", missing.display());
+    stack.spawn_runner_with(settings).await;
+    let repo = GitRepo::new();
+    let listen = free_port();
+    let name = format!("proxyless-{listen}");
+    let _containers = Containers(name.clone());
+    stack
+        .create_workflow(&workflow(
+            &name,
+            &repo,
+            &format!("{name}.slipway.test"),
+            listen,
+        ))
+        .await;
+    let task = stack
+        .wait_finished(push(&stack, &repo, "v1", true).await)
+        .await;
+    assert_eq!(task["status"], "failed", "{task:#}");
+    let error = deployment(&task)["error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with(&format!(
+            "no edge proxy answers at SLIPWAY_PROXY_ADMIN=unix/{}",
+            missing.display()
+        )),
+        "{task:#}"
+    );
+    assert_eq!(deployment(&task)["status"], "failed");
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=slipway.workflow={name}"))
+        .output()
+        .expect("docker ps");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "nothing was started"
+    );
+}

@@ -65,7 +65,8 @@ impl Proxy {
         Ok(())
     }
 
-    /// Serves all of `routes` in one change (a restore).
+    /// Serves all of `routes` in one change (a restore from the records),
+    /// which become what this runner expects the proxy to have.
     pub async fn serve_all(&self, routes: &[Served]) -> Result<(), AdminError> {
         self.change(|apps| {
             for served in routes {
@@ -73,10 +74,10 @@ impl Proxy {
             }
         })
         .await?;
-        let mut expected = self.expected();
-        for served in routes {
-            expected.insert(served.key.clone(), served.clone());
-        }
+        *self.expected() = routes
+            .iter()
+            .map(|served| (served.key.clone(), served.clone()))
+            .collect();
         Ok(())
     }
 
