@@ -30,6 +30,17 @@ impl Lease {
 
 pub use proto::CallError;
 
+/// A routed environment's recorded traffic: which deployment serves it, and
+/// the workflow definition that made it.
+#[derive(Debug, Clone)]
+pub struct ServedRoute {
+    pub workflow: String,
+    pub environment: String,
+    pub deployment_id: i64,
+    /// The YAML of the workflow version that deployed it.
+    pub definition: String,
+}
+
 /// A claimed task as the runner works with it: the orchestrator's answer
 /// with its wire types left here.
 #[derive(Debug, Clone)]
@@ -249,13 +260,20 @@ impl RunnerClient {
             .id)
     }
 
-    pub async fn start_deployment(&mut self, lease: &Lease, id: i64) -> Result<Start, CallError> {
+    /// Asks to start the deployment `id` on `host` (the runner's
+    /// `SLIPWAY_RUNNER_HOST`, recorded on it).
+    pub async fn start_deployment(
+        &mut self,
+        lease: &Lease,
+        id: i64,
+        host: &str,
+    ) -> Result<Start, CallError> {
         let answer = self
             .inner
             .start_deployment(proto::StartDeploymentRequest {
                 lease: Some(lease.proto()),
                 deployment_id: id,
-                host: String::new(),
+                host: host.to_owned(),
             })
             .await?
             .into_inner();
@@ -289,6 +307,46 @@ impl RunnerClient {
             })
             .await?;
         Ok(())
+    }
+
+    /// Records that the proxy sends the traffic of `id`'s environment to
+    /// `serving` now, and that the containers of `retired` stopped.
+    pub async fn record_traffic(
+        &mut self,
+        lease: &Lease,
+        id: i64,
+        serving: Option<i64>,
+        retired: Vec<i64>,
+    ) -> Result<(), CallError> {
+        self.inner
+            .record_traffic(proto::RecordTrafficRequest {
+                lease: Some(lease.proto()),
+                deployment_id: id,
+                serving_deployment_id: serving,
+                retired_deployment_ids: retired,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The routed environments served from `host`, as recorded.
+    pub async fn list_routes(&mut self, host: &str) -> Result<Vec<ServedRoute>, CallError> {
+        Ok(self
+            .inner
+            .list_routes(proto::ListRoutesRequest {
+                host: host.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .routes
+            .into_iter()
+            .map(|r| ServedRoute {
+                workflow: r.workflow,
+                environment: r.environment,
+                deployment_id: r.deployment_id,
+                definition: r.definition,
+            })
+            .collect())
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::client::RunnerClient;
 use crate::docker::Docker;
+use crate::route::Proxy;
 
 /// Shared by every task the runner runs.
 pub struct Context {
@@ -27,4 +28,8 @@ pub struct Context {
     pub keep_images: usize,
     /// Stopped versions kept per environment (at least one).
     pub keep_containers: usize,
+    /// The edge proxy of this host, for routed environments.
+    pub proxy: Proxy,
+    /// `SLIPWAY_RUNNER_HOST`: recorded on every deployment.
+    pub host: String,
 }

@@ -16,6 +16,7 @@ pub mod git;
 pub mod metrics;
 pub mod process;
 mod report;
+pub mod route;
 pub mod settings;
 pub mod ship;
 
@@ -102,11 +103,8 @@ impl Runner {
                 source,
             })?;
         let runner_id = if settings.runner_id.is_empty() {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "runner".to_owned());
             let suffix = uuid::Uuid::new_v4().simple().to_string();
-            format!("{host}-{}", &suffix[..8])
+            format!("{}-{}", settings.host(), &suffix[..8])
         } else {
             settings.runner_id.clone()
         };
@@ -127,6 +125,14 @@ impl Runner {
             registry: settings.registry.clone(),
             keep_images: settings.keep_images,
             keep_containers: settings.keep_containers,
+            proxy: route::Proxy::new(
+                settings.proxy_admin().map_err(Error::Settings)?,
+                route::Ports {
+                    http: settings.proxy_http_port,
+                    https: settings.proxy_https_port,
+                },
+            ),
+            host: settings.host(),
         });
         let listener = match settings.metrics_addr().map_err(Error::Settings)? {
             Some(addr) => Some(telemetry::metrics::Listener::bind(addr).await?),
@@ -197,6 +203,12 @@ impl Runner {
             concurrency,
             stop_rx.clone(),
         ));
+        let keeper = {
+            let context = self.context.clone();
+            let every = Duration::from_millis(self.settings.proxy_check_ms);
+            let stop = stop_rx.clone();
+            tokio::spawn(async move { deploy::keep_routes(&context, every, stop).await })
+        };
         tokio::pin!(shutdown);
         let mut delays = queue::RECONNECT.build();
         let mut outcome = Ok(());
@@ -291,6 +303,7 @@ impl Runner {
         }
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), announcer).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), keeper).await;
         let grace = Duration::from_millis(self.settings.kill_grace_ms) + Duration::from_secs(2);
         let _ = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}

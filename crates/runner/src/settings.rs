@@ -59,6 +59,19 @@ pub struct Settings {
     /// default): not at all, as several runners may share a host; port 0
     /// picks one.
     pub metrics_addr: String,
+    /// The edge proxy's admin API (`SLIPWAY_PROXY_ADMIN`): `unix/<socket>`
+    /// or `http://host:port`; empty: `unix/<data_dir>/proxy/admin.sock`.
+    pub proxy_admin: String,
+    /// The proxy's public HTTP and HTTPS ports, which the routes it serves
+    /// for domains listen on (`SLIPWAY_PROXY_HTTP_PORT`, `..._HTTPS_PORT`).
+    pub proxy_http_port: u16,
+    pub proxy_https_port: u16,
+    /// How often the runner checks that the proxy still has its routes, and
+    /// re-applies them when it restarted without them.
+    pub proxy_check_ms: u64,
+    /// The host this runner deploys to (`SLIPWAY_RUNNER_HOST`), recorded on
+    /// each deployment; empty: the host name.
+    pub runner_host: String,
     /// Log filter (`SLIPWAY_LOG`, e.g. `info` or `runner=debug`).
     pub log: String,
     /// Log lines as JSON, for a log collector (`SLIPWAY_LOG_JSON`).
@@ -94,6 +107,11 @@ impl Default for Settings {
             kill_grace_ms: 5000,
             heartbeat_ms: 1000,
             metrics_addr: String::new(),
+            proxy_admin: String::new(),
+            proxy_http_port: 80,
+            proxy_https_port: 443,
+            proxy_check_ms: 2000,
+            runner_host: String::new(),
             log: "info".to_owned(),
             log_json: false,
         }
@@ -123,9 +141,44 @@ impl Settings {
                 self.runner_concurrency
             ));
         }
+        if !(1..=MAX_MS).contains(&self.proxy_check_ms) {
+            return Err(format!(
+                "SLIPWAY_PROXY_CHECK_MS must be from 1 to {MAX_MS} (an hour), not {}",
+                self.proxy_check_ms
+            ));
+        }
+        if self.proxy_http_port == 0 || self.proxy_https_port == 0 {
+            return Err(
+                "SLIPWAY_PROXY_HTTP_PORT and SLIPWAY_PROXY_HTTPS_PORT must be from 1 to 65535"
+                    .to_owned(),
+            );
+        }
         self.metrics_addr()?;
         self.labels()?;
+        self.proxy_admin()?;
         Ok(())
+    }
+
+    /// `proxy_admin` read, with its default under the data directory.
+    pub fn proxy_admin(&self) -> Result<crate::route::Admin, String> {
+        if self.proxy_admin.is_empty() {
+            let socket = self.data_dir.join("proxy").join("admin.sock");
+            let socket = std::path::absolute(&socket).unwrap_or(socket);
+            return Ok(crate::route::Admin::Unix(socket));
+        }
+        crate::route::Admin::parse(&self.proxy_admin)
+    }
+
+    /// `runner_host`, else the host name.
+    pub fn host(&self) -> String {
+        if !self.runner_host.is_empty() {
+            return self.runner_host.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
     }
 
     /// `runner_labels` read.

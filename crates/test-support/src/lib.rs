@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod images;
 pub mod netns;
 pub mod otlp;
+pub mod proxy;
 pub mod receivers;
 pub mod scrape;
 pub mod tls;
@@ -302,6 +303,11 @@ impl Stack {
             kill_grace_ms: self.options.kill_grace_ms,
             heartbeat_ms: self.options.heartbeat_ms,
             metrics_addr: String::new(),
+            proxy_admin: String::new(),
+            proxy_http_port: 80,
+            proxy_https_port: 443,
+            proxy_check_ms: 200,
+            runner_host: String::new(),
             log: "warn".to_owned(),
             log_json: false,
         }

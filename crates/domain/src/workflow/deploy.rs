@@ -45,7 +45,7 @@ pub(super) fn deploy_spec(f: &Field<'_>) -> Result<DeploySpec> {
             .transpose()?
             .unwrap_or(true),
         branches: r.field("branches").map(|f| f.patterns()).transpose()?,
-        target: target(&r.required("target")?)?,
+        target: target(&r.required("target")?, route.is_some())?,
         health: r
             .field("health")
             .map(|f| health(&f, route.is_some()))
@@ -60,17 +60,17 @@ pub(super) fn deploy_spec(f: &Field<'_>) -> Result<DeploySpec> {
     })
 }
 
-fn target(f: &Field<'_>) -> Result<Target> {
+fn target(f: &Field<'_>, routed: bool) -> Result<Target> {
     let r = f.record(&["container", "compose"])?;
     match (r.field("container"), r.field("compose")) {
-        (Some(c), None) => container(&c).map(Target::Container),
+        (Some(c), None) => container(&c, routed).map(Target::Container),
         (None, Some(c)) => compose(&c).map(Target::Compose),
         (Some(_), Some(c)) => Err(c.key_error("use either container or compose, not both")),
         (None, None) => Err(f.error(r#"missing required key "container" or "compose""#)),
     }
 }
 
-fn container(f: &Field<'_>) -> Result<ContainerTarget> {
+fn container(f: &Field<'_>, routed: bool) -> Result<ContainerTarget> {
     let r = f.record(&["name", "ports", "env", "volumes", "network", "restart"])?;
     let name_field = r.required("name")?;
     let name = name_field.text_with_secrets()?;
@@ -111,9 +111,21 @@ fn container(f: &Field<'_>) -> Result<ContainerTarget> {
             }
         })
         .transpose()?;
+    let ports = list("ports")?;
+    if routed && let Some(ports_field) = r.field("ports") {
+        // Two versions run side by side during a routed deploy: a fixed
+        // host port would be taken twice.
+        for (item, port) in ports_field.seq()?.iter().zip(&ports) {
+            if fixed_host_port(port) {
+                return Err(item.error(format!(
+                    "\"{port}\" takes a fixed host port, which the candidate and the running version cannot share: the proxy reaches the app on route.port (use 127.0.0.1::PORT for an ephemeral one)"
+                )));
+            }
+        }
+    }
     Ok(ContainerTarget {
         name,
-        ports: list("ports")?,
+        ports,
         env: r
             .field("env")
             .map(|f| env_vars(&f, true))
@@ -321,4 +333,15 @@ fn url_path(url: &str) -> String {
         Some(i) => format!("/{}", &rest[i..]),
         None => "/".to_owned(),
     }
+}
+
+/// Whether a `docker -p` spec (`[ip:][hostPort:]containerPort[/proto]`)
+/// names a host port, which two replicas could not share.
+pub fn fixed_host_port(spec: &str) -> bool {
+    let addr = spec.rsplit_once('/').map_or(spec, |(a, _)| a);
+    let Some((rest, _container)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host = rest.rsplit_once(':').map_or(rest, |(_, h)| h);
+    !host.is_empty()
 }

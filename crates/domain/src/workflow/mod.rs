@@ -21,6 +21,7 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
+pub use deploy::fixed_host_port;
 pub use parse::{SpecError, parse, parse_default_notify};
 pub use patterns::{PatternError, Patterns};
 pub use repo::RepoUrl;

@@ -815,6 +815,10 @@ fn invalid_workflows() {
         ),
         // Routes (edge.md).
         (
+            "+deploy:\n  - environment: dev\n    route: {listen: 18090, port: 80}\n    target: {container: {name: a, ports: [\"127.0.0.1::9090\", \"8080:80\"]}}\n",
+            r#"deploy[0].target.container.ports[1]: "8080:80" takes a fixed host port, which the candidate and the running version cannot share: the proxy reaches the app on route.port (use 127.0.0.1::PORT for an ephemeral one) at line 6, column 62"#,
+        ),
+        (
             "+deploy:\n  - environment: dev\n    route: {listen: 18090}\n    target: {container: {name: a}}\n",
             r#"deploy[0].route: missing required key "port" at line 5, column 12"#,
         ),

@@ -3,8 +3,10 @@
 //! replaced through an override file; a rollback is `up -d` again with the
 //! previous digest.
 
-use domain::workflow::{ComposeTarget, DeploySpec};
+use domain::workflow::{ComposeTarget, DeploySpec, Route, fixed_host_port};
+use serde_json::Value;
 
+use super::routed::published;
 use super::{Deploys, Failure};
 use crate::client::Version;
 use crate::docker::Docker;
@@ -74,6 +76,7 @@ impl Deploys<'_> {
         env: &str,
         id: i64,
         image: &str,
+        routed_port: Option<u16>,
     ) -> Result<(), String> {
         let workspace = self.workspace;
         let file = workspace.join(&target.file);
@@ -84,11 +87,15 @@ impl Deploys<'_> {
             .find(|l| l.starts_with("version:"))
             .map(|l| format!("{l}\n"))
             .unwrap_or_default();
-        let text = format!(
+        let mut text = format!(
             "{version}services:\n  {service}:\n    image: \"{image}\"\n    labels:\n      slipway.workflow: \"{workflow}\"\n      slipway.environment: \"{env}\"\n      slipway.deployment: \"{id}\"\n",
             service = target.service,
             workflow = self.workflow,
         );
+        if let Some(port) = routed_port {
+            // Where the proxy reaches each replica: an ephemeral loopback port.
+            text.push_str(&format!("    ports:\n      - \"127.0.0.1::{port}\"\n"));
+        }
         let dir = file.parent().unwrap_or(workspace);
         std::fs::write(dir.join(".slipway-compose-override.yml"), text)
             .map_err(|e| format!("cannot write the compose override: {e}"))
@@ -105,7 +112,7 @@ impl Deploys<'_> {
         image: &str,
         position: i32,
     ) -> Result<(), Failure> {
-        self.compose_override(target, spec.environment.as_str(), id, image)
+        self.compose_override(target, spec.environment.as_str(), id, image, None)
             .map_err(Failure::deploy)?;
         let output = self
             .compose(target, &["up", "-d", "--remove-orphans"], Some(image))
@@ -119,6 +126,106 @@ impl Deploys<'_> {
         }
         self.verify(docker, None, spec.health.as_ref(), position)
             .await
+    }
+
+    /// The candidate of a routed compose service: one more replica of the
+    /// service from the new image (`up -d --no-recreate --scale`), the
+    /// running one left as it is; returns its name and address.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn compose_candidate(
+        &self,
+        docker: &Docker,
+        spec: &DeploySpec,
+        target: &ComposeTarget,
+        route: &Route,
+        id: i64,
+        image: &str,
+        position: i32,
+    ) -> Result<(String, String), Failure> {
+        self.routable(target)
+            .map_err(|e| Failure::deploy(e).kept())?;
+        self.compose_override(
+            target,
+            spec.environment.as_str(),
+            id,
+            image,
+            Some(route.port),
+        )
+        .map_err(|e| Failure::deploy(e).kept())?;
+        let service_labels = [
+            ("com.docker.compose.project", target.project.as_str()),
+            ("com.docker.compose.service", target.service.as_str()),
+        ];
+        let replicas = docker
+            .list_containers(&service_labels)
+            .await
+            .map_err(|e| Failure::deploy(e.to_string()).kept())?
+            .iter()
+            .filter(|c| c.running)
+            .count();
+        let scale = format!("{}={}", target.service, replicas + 1);
+        let output = self
+            .compose(
+                target,
+                &["up", "-d", "--no-recreate", "--scale", &scale],
+                Some(image),
+            )
+            .await
+            .map_err(|e| Failure::deploy(e).kept())?;
+        for line in output.lines() {
+            self.sink.line(position, line);
+        }
+        let id = id.to_string();
+        let mut labels = service_labels.to_vec();
+        labels.push(("slipway.deployment", id.as_str()));
+        let candidate = docker
+            .list_containers(&labels)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.running);
+        let Some(candidate) = candidate else {
+            return Err(Failure::deploy(format!(
+                "compose started no replica of {} from the new image",
+                target.service
+            ))
+            .kept());
+        };
+        published(docker, &candidate.name, route.port).await
+    }
+
+    /// A routed service runs two replicas during a deploy: it may not set a
+    /// fixed container name or host port.
+    fn routable(&self, target: &ComposeTarget) -> Result<(), String> {
+        let text = std::fs::read_to_string(self.workspace.join(&target.file))
+            .map_err(|e| format!("cannot read {}: {e}", target.file))?;
+        let file: Value = serde_saphyr::from_str(&text)
+            .map_err(|e| format!("cannot read {}: {e}", target.file))?;
+        let service = &file["services"][&target.service];
+        let at = format!("{}: services.{}", target.file, target.service);
+        if !service["container_name"].is_null() {
+            return Err(format!(
+                "{at}.container_name: a routed service runs two replicas during a deploy, so it cannot have a fixed container name"
+            ));
+        }
+        for (i, port) in service["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let fixed = match port {
+                Value::String(spec) => fixed_host_port(spec),
+                Value::Object(long) => long.get("published").is_some_and(|p| !p.is_null()),
+                _ => false,
+            };
+            if fixed {
+                return Err(format!(
+                    "{at}.ports[{i}]: a routed service runs two replicas during a deploy, so it cannot take a fixed host port (the proxy reaches it on route.port)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Compose rollback: `up -d` again with the previous digest.
@@ -143,7 +250,7 @@ impl Deploys<'_> {
             return;
         };
         let env = spec.environment.as_str();
-        let result = match self.compose_override(target, env, previous.id, &previous.image) {
+        let result = match self.compose_override(target, env, previous.id, &previous.image, None) {
             Err(e) => Err(e),
             Ok(()) => match self
                 .compose(

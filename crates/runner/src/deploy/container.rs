@@ -102,7 +102,7 @@ impl Deploys<'_> {
 
     /// The container spec of a deployment: the target's settings, its
     /// secrets resolved, and the labels that tie it to its environment.
-    fn service(
+    pub(super) fn service(
         &self,
         spec: &DeploySpec,
         target: &ContainerTarget,

@@ -86,7 +86,7 @@ impl Deploys<'_> {
 
 /// Fails when the container is not running (it exited or vanished), with its
 /// exit code and last lines.
-async fn running(docker: &Docker, name: &str) -> Result<(), Failure> {
+pub(super) async fn running(docker: &Docker, name: &str) -> Result<(), Failure> {
     match docker.container_state(name).await {
         Ok(Some(state)) if state.running => Ok(()),
         Ok(Some(state)) => {
@@ -109,7 +109,7 @@ async fn running(docker: &Docker, name: &str) -> Result<(), Failure> {
     }
 }
 
-async fn probe(client: &reqwest::Client, url: &str) -> Result<u16, String> {
+pub(super) async fn probe(client: &reqwest::Client, url: &str) -> Result<u16, String> {
     client
         .get(url)
         .send()

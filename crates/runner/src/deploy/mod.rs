@@ -5,12 +5,17 @@
 //! and rolls back by itself when a deploy goes wrong (`rollback: auto`).
 //!
 //! A driver is a file: [`container`] (one container, the previous one kept
-//! stopped for a quick rollback) and [`compose`] (a service of a compose
-//! project); [`health`] is the probing both share.
+//! stopped for a quick rollback), [`compose`] (a service of a compose
+//! project) and [`routed`] (an environment behind the edge proxy, whose
+//! candidate starts beside the running version); [`health`] is the probing
+//! they share.
 
 mod compose;
 mod container;
 mod health;
+mod routed;
+
+pub use routed::keep_routes;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,10 +42,27 @@ pub enum Halt {
     Abandoned,
 }
 
-/// Why a deploy failed, and which event tells of it.
+/// Why a deploy failed, which event tells of it, and what is left to do.
 struct Failure {
     alert: &'static str,
     error: String,
+    after: After,
+}
+
+/// What a failed deploy leaves to do.
+enum After {
+    /// The environment runs the failed version, or nothing: the driver's
+    /// rollback puts the previous one back (`rollback: auto`).
+    RollBack,
+    /// The running version never stopped serving (a routed candidate failed
+    /// before the switch): nothing to roll back.
+    Kept,
+    /// A routed deploy switched the traffic back to `to` (`None`: there was
+    /// no earlier version, the route was withdrawn), with how that went.
+    SwitchedBack {
+        to: Option<i64>,
+        result: Result<(), String>,
+    },
 }
 
 impl Failure {
@@ -48,6 +70,7 @@ impl Failure {
         Self {
             alert: "deploy_failed",
             error,
+            after: After::RollBack,
         }
     }
 
@@ -55,6 +78,15 @@ impl Failure {
         Self {
             alert: "health_check_failed",
             error,
+            after: After::RollBack,
+        }
+    }
+
+    /// The failure of a routed candidate before the switch.
+    fn kept(self) -> Self {
+        Self {
+            after: After::Kept,
+            ..self
         }
     }
 }
@@ -222,7 +254,7 @@ impl Deploys<'_> {
                 .ctx
                 .client
                 .clone()
-                .start_deployment(self.lease, id)
+                .start_deployment(self.lease, id, &self.ctx.host)
                 .await;
             match answer {
                 Ok(Start::Started { previous }) => return Ok(previous),
@@ -281,6 +313,20 @@ impl Deploys<'_> {
             &format!("deploying {image} to {env} (deployment {id})"),
         );
         let attempt = async {
+            if let Some((side, route)) = routed::routed(spec) {
+                return self
+                    .routed_deploy(
+                        docker,
+                        spec,
+                        side,
+                        route,
+                        id,
+                        image,
+                        previous.as_ref(),
+                        position,
+                    )
+                    .await;
+            }
             match &spec.target {
                 Target::Container(t) => {
                     self.container_deploy(docker, spec, t, id, image, position)
@@ -294,10 +340,15 @@ impl Deploys<'_> {
         };
         let failure = match tokio::time::timeout(spec.timeout, attempt).await {
             Err(_) => {
-                // Past its budget: stopped and left for a person, no rollback.
-                match &spec.target {
-                    Target::Container(t) => self.container_stop(docker, t).await,
-                    Target::Compose(t) => self.compose_stop(t).await,
+                // Past its budget: stopped and left for a person, no rollback
+                // (a routed environment goes back to the version it ran).
+                match (&spec.target, routed::routed(spec)) {
+                    (_, Some((_, route))) => {
+                        self.routed_abandon(docker, spec, route, id, previous.as_ref())
+                            .await;
+                    }
+                    (Target::Container(t), None) => self.container_stop(docker, t).await,
+                    (Target::Compose(t), None) => self.compose_stop(t).await,
                 }
                 let error = format!(
                     "deploy ran past its timeout of {}",
@@ -325,8 +376,46 @@ impl Deploys<'_> {
         {
             return Err(Halt::Abandoned);
         }
+        let reason = failure.alert;
+        match failure.after {
+            After::Kept => {
+                self.sink.line(
+                    position,
+                    "nothing to roll back: the running version kept serving",
+                );
+            }
+            After::SwitchedBack {
+                to: Some(to),
+                result,
+            } => {
+                self.rolled_back(id, to, reason, result, position).await;
+            }
+            After::SwitchedBack { to: None, .. } => {
+                self.no_previous(id, reason, position).await;
+            }
+            After::RollBack => {
+                self.roll_back(docker, spec, id, previous, reason, position)
+                    .await
+            }
+        }
+        self.sink.flush().await;
+        Err(Halt::Failed(format!(
+            "deploy to {env} failed: {}",
+            failure.error
+        )))
+    }
+
+    /// The driver's rollback of a failed deploy, or none (`rollback: manual`).
+    async fn roll_back(
+        &self,
+        docker: &Docker,
+        spec: &DeploySpec,
+        failed: i64,
+        previous: Option<Version>,
+        reason: &'static str,
+        position: i32,
+    ) {
         if spec.rollback == RollbackMode::Auto {
-            let (failed, reason) = (id, failure.alert);
             match &spec.target {
                 Target::Container(t) => {
                     self.container_roll_back(docker, spec, t, failed, previous, reason, position)
@@ -343,11 +432,6 @@ impl Deploys<'_> {
                 "rollback: manual; the environment is left as it is",
             );
         }
-        self.sink.flush().await;
-        Err(Halt::Failed(format!(
-            "deploy to {env} failed: {}",
-            failure.error
-        )))
     }
 
     /// Removes this repository's local images beyond the newest

@@ -72,6 +72,8 @@ pub struct ContainerState {
     pub error: Option<String>,
     /// Its labels, the image's included: whose container it is.
     pub labels: HashMap<String, String>,
+    /// Host ports its ports are published on, by `port/proto` (`8080/tcp`).
+    pub published: HashMap<String, u16>,
 }
 
 impl Docker {
@@ -331,6 +333,18 @@ fn state_of(inspect: ContainerInspectResponse) -> ContainerState {
         restart_count: inspect.restart_count.unwrap_or(0),
         error: state.error.filter(|e| !e.is_empty()),
         labels: config.labels.unwrap_or_default(),
+        published: inspect
+            .network_settings
+            .and_then(|n| n.ports)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(port, bindings)| {
+                let host_port = bindings?
+                    .into_iter()
+                    .find_map(|b| b.host_port?.parse::<u16>().ok())?;
+                Some((port, host_port))
+            })
+            .collect(),
     }
 }
 
