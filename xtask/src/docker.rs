@@ -6,13 +6,13 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
+use crate::infra::spawn_ready;
 use crate::sys::{self, Need};
 
 const SOCKET: &str = "/var/run/docker.sock";
@@ -75,25 +75,14 @@ pub fn start_engine(dir: &Path) -> Result<Option<Child>> {
         );
     }
     fs::create_dir_all(dir)?;
-    let log = fs::File::create(dir.join("dockerd.log"))?;
     eprintln!("xtask: starting the Docker Engine");
-    let mut child = Command::new("dockerd")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .context("cannot start dockerd")?;
-    let ready = sys::wait_for("the Docker Engine", Duration::from_secs(60), || {
-        engine_answers() || matches!(child.try_wait(), Ok(Some(_)))
-    });
-    if ready.is_err() || !engine_answers() {
-        crate::infra::stop_child(&mut child, Duration::from_secs(5));
-        bail!(
-            "the Docker Engine did not start; see {}",
-            dir.join("dockerd.log").display()
-        );
-    }
+    let child = spawn_ready(
+        "the Docker Engine",
+        &mut Command::new("dockerd"),
+        &dir.join("dockerd.log"),
+        Duration::from_secs(60),
+        engine_answers,
+    )?;
     Ok(Some(child))
 }
 
@@ -118,26 +107,13 @@ pub fn start_registry(dir: &Path, port: u16, reuse: bool) -> Result<(String, Opt
             dir.join("data").display()
         ),
     )?;
-    let log = fs::File::create(dir.join("registry.log"))?;
     eprintln!("xtask: starting a registry on {addr}");
-    let mut child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .context("cannot start docker-registry")?;
-    let ready = sys::wait_for("the registry", Duration::from_secs(30), || {
-        sys::port_open(port) || matches!(child.try_wait(), Ok(Some(_)))
-    });
-    if ready.is_err() || !sys::port_open(port) {
-        crate::infra::stop_child(&mut child, Duration::from_secs(5));
-        bail!(
-            "the registry did not start; see {}",
-            dir.join("registry.log").display()
-        );
-    }
+    let child = spawn_ready(
+        "the registry",
+        Command::new("docker-registry").arg("serve").arg(&config),
+        &dir.join("registry.log"),
+        Duration::from_secs(30),
+        || sys::port_open(port),
+    )?;
     Ok((addr, Some(child)))
 }

@@ -3,6 +3,7 @@
 //! that commits are made in and pushed from.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -79,6 +80,13 @@ impl LocalRepo {
             fs::create_dir_all(parent)?;
         }
         fs::write(&to, content).with_context(|| format!("cannot write {}", to.display()))
+    }
+
+    /// Makes `path` in the work tree executable (git keeps the bit).
+    pub fn make_executable(&self, path: &str) -> Result<()> {
+        let path = self.work.join(path);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot chmod {}", path.display()))
     }
 
     /// Commits everything in the work tree (if anything changed) and pushes

@@ -145,10 +145,9 @@ pub fn run(args: &[String]) -> Result<()> {
 /// Builds the binaries (unless `cargo_build` is off), assembles the context
 /// and builds the image through the Docker Engine when its digest changed.
 pub fn build(profile: Profile, cargo_build: bool) -> Result<Built> {
-    let root = sys::root();
     if cargo_build {
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-        cmd.current_dir(&root).arg("build").arg("--bins");
+        let mut cmd = sys::cargo();
+        cmd.arg("build").arg("--bins");
         match profile {
             Profile::Release => {
                 cmd.arg("--release");

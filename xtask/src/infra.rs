@@ -266,6 +266,36 @@ impl Drop for Infra {
     }
 }
 
+/// Starts `cmd` in the background (its own process group, its output in the
+/// file `log`) and waits up to `timeout` until `ready` holds. When it exits
+/// first or never gets ready it is stopped again, and the error names the
+/// log with its last line.
+pub fn spawn_ready(
+    what: &str,
+    cmd: &mut Command,
+    log: &Path,
+    timeout: Duration,
+    ready: impl Fn() -> bool,
+) -> Result<Child> {
+    let file = fs::File::create(log)?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))?;
+    let exited = |child: &mut Child| matches!(child.try_wait(), Ok(Some(_)));
+    let _ = sys::wait_for(what, timeout, || ready() || exited(&mut child));
+    if exited(&mut child) || !ready() {
+        stop_child(&mut child, Duration::from_secs(5));
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let last = text.lines().last().unwrap_or_default().trim();
+        bail!("{what} did not start ({last}); see {}", log.display());
+    }
+    Ok(child)
+}
+
 /// SIGTERM to the child's process group, SIGKILL after `grace`.
 pub fn stop_child(child: &mut Child, grace: Duration) {
     if let Ok(pid) = i32::try_from(child.id()) {
@@ -410,41 +440,30 @@ fn start_rabbit(profile: Profile, dir: &Path) -> Result<(String, Option<Rabbit>)
     )?;
     fs::write(dir.join("enabled_plugins"), "[].\n")?;
     let epmd_was_running = sys::port_open(4369);
-    let log = fs::File::create(dir.join("server.out"))?;
     eprintln!("xtask: starting RabbitMQ on port {}", profile.amqp_port);
-    let child = Command::new(RABBITMQ_SERVER)
-        .env("HOME", dir)
-        .env(
-            "RABBITMQ_NODENAME",
-            format!("slipway-{}@localhost", profile.name),
-        )
-        .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-        .env("RABBITMQ_NODE_PORT", profile.amqp_port.to_string())
-        .env("RABBITMQ_DIST_PORT", (profile.amqp_port + 1000).to_string())
-        .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
-        .env("RABBITMQ_LOG_BASE", dir.join("log"))
-        .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
-        .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
-        .env("RABBITMQ_PID_FILE", dir.join("pid"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .context("cannot start rabbitmq-server")?;
-    let mut rabbit = Rabbit {
+    let child = spawn_ready(
+        "RabbitMQ",
+        Command::new(RABBITMQ_SERVER)
+            .env("HOME", dir)
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("slipway-{}@localhost", profile.name),
+            )
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", profile.amqp_port.to_string())
+            .env("RABBITMQ_DIST_PORT", (profile.amqp_port + 1000).to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", dir.join("pid")),
+        &dir.join("server.out"),
+        Duration::from_secs(90),
+        || sys::port_open(profile.amqp_port),
+    )?;
+    let rabbit = Rabbit {
         child,
         stop_epmd: !epmd_was_running,
     };
-    let ready = sys::wait_for("RabbitMQ", Duration::from_secs(90), || {
-        sys::port_open(profile.amqp_port) || matches!(rabbit.child.try_wait(), Ok(Some(_)))
-    });
-    if ready.is_err() || matches!(rabbit.child.try_wait(), Ok(Some(_))) {
-        stop_child(&mut rabbit.child, Duration::from_secs(5));
-        bail!(
-            "RabbitMQ did not start; see {}",
-            dir.join("server.out").display()
-        );
-    }
     Ok((url, Some(rabbit)))
 }

@@ -11,16 +11,15 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::http;
-use crate::infra::stop_child;
+use crate::infra::{spawn_ready, stop_child};
 use crate::sys::{self, Need};
 
 /// The `@id` of the route that serves the gateway through the proxy.
@@ -331,36 +330,21 @@ impl Proxy {
                 .with_context(|| format!("{} is not JSON", autosave.display()))?;
             fs::write(&autosave, resumed_config(saved, &base).to_string())?;
         }
-        let log_path = dir.join("caddy.log");
-        let log = fs::File::create(&log_path)?;
         eprintln!(
             "xtask: starting the edge proxy (Caddy) on ports {} and {}",
             ports.http, ports.https
         );
-        let mut child = Command::new("caddy")
-            .args(["run", "--resume", "--config"])
-            .arg(&base_file)
-            .env("XDG_CONFIG_HOME", &config_home)
-            .env("XDG_DATA_HOME", &data_home)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("cannot start caddy")?;
-        let ready = sys::wait_for("the edge proxy", Duration::from_secs(30), || {
-            admin.answers() || matches!(child.try_wait(), Ok(Some(_)))
-        });
-        if ready.is_err() || !admin.answers() {
-            stop_child(&mut child, Duration::from_secs(5));
-            let text = fs::read_to_string(&log_path).unwrap_or_default();
-            let last = text.lines().last().unwrap_or_default();
-            bail!(
-                "the edge proxy did not start ({}); see {}",
-                last.trim(),
-                log_path.display()
-            );
-        }
+        let child = spawn_ready(
+            "the edge proxy",
+            Command::new("caddy")
+                .args(["run", "--resume", "--config"])
+                .arg(&base_file)
+                .env("XDG_CONFIG_HOME", &config_home)
+                .env("XDG_DATA_HOME", &data_home),
+            &dir.join("caddy.log"),
+            Duration::from_secs(30),
+            || admin.answers(),
+        )?;
         Ok(Self {
             admin,
             ports,

@@ -22,8 +22,8 @@ const PACKAGES: [&str; 5] = ["orchestrator", "gateway", "runner", "notifier", "c
 /// directory of the binaries.
 pub fn build_release() -> Result<PathBuf> {
     eprintln!("xtask: building the services and the slipway CLI (release)");
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-    cmd.current_dir(sys::root()).args(["build", "--release"]);
+    let mut cmd = sys::cargo();
+    cmd.args(["build", "--release"]);
     for package in PACKAGES {
         cmd.args(["-p", package]);
     }
@@ -60,10 +60,13 @@ impl Services {
         logs: &Logs,
         http_addr: &str,
     ) -> Result<Self> {
+        // Its report goes with xtask's own messages, not to stdout (where
+        // the bench prints its table).
         sys::run(
             Command::new(bin.join("slipway-orchestrator"))
                 .arg("migrate")
-                .envs(env),
+                .envs(env)
+                .stdout(std::io::stderr()),
         )?;
         let mut services = Self { list: Vec::new() };
         for (name, binary, args) in [

@@ -9,12 +9,6 @@ use anyhow::{Context, Result};
 use crate::infra::{self, Infra, TEST};
 use crate::sys;
 
-fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-    cmd.current_dir(sys::root());
-    cmd
-}
-
 pub fn run(filters: &[String]) -> Result<()> {
     let mut needs = infra::build_needs();
     needs.extend(infra::infra_needs(true));
@@ -85,9 +79,9 @@ fn compose_config() -> Result<()> {
 fn checks(infra: &Infra, filters: &[String]) -> Result<()> {
     compose_config()?;
     eprintln!("xtask: cargo fmt --check");
-    sys::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    sys::run(sys::cargo().args(["fmt", "--all", "--", "--check"]))?;
     eprintln!("xtask: cargo clippy");
-    sys::run(cargo().args([
+    sys::run(sys::cargo().args([
         "clippy",
         "--workspace",
         "--all-targets",
@@ -95,11 +89,11 @@ fn checks(infra: &Infra, filters: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    let nextest = cargo()
+    let nextest = sys::cargo()
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let mut cmd = cargo();
+    let mut cmd = sys::cargo();
     if nextest {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {

@@ -81,6 +81,7 @@ impl App {
             "busybox",
             &std::fs::read("/bin/busybox").context("/bin/busybox (busybox-static)")?,
         )?;
+        repo.make_executable("busybox")?;
         // The shell exits on SIGTERM, as a well-behaved app stops at once.
         repo.write(
             "Dockerfile",
@@ -169,14 +170,22 @@ struct Run {
     what: &'static str,
     samples: Vec<Sample>,
     switches: Vec<Switch>,
-    /// Steady-state latency through the target and straight to the app:
-    /// `(p50, p99)` each (routed only).
+    /// Steady load through the proxy and straight to the app (routed only).
     steady: Option<Steady>,
 }
 
 struct Steady {
-    through: (Duration, Duration),
-    direct: (Duration, Duration),
+    through: Window,
+    direct: Window,
+}
+
+/// What a steady load without any deploy measured.
+struct Window {
+    p50: Duration,
+    p99: Duration,
+    /// The longest time between two answers: the floor of the same figure
+    /// during deploys.
+    silence: Duration,
 }
 
 fn measure(stack: &Stack, app: &App, variant: &Variant) -> Result<Run> {
@@ -247,8 +256,8 @@ fn measure(stack: &Stack, app: &App, variant: &Variant) -> Result<Run> {
     })
 }
 
-/// p50 and p99 of a steady load of `STEADY` on `target`.
-fn steady_window(target: &Target) -> Result<(Duration, Duration)> {
+/// A steady load of `STEADY` on `target`.
+fn steady_window(target: &Target) -> Result<Window> {
     let load = Load::start(target.clone(), RATE)?;
     std::thread::sleep(STEADY);
     let samples = load.stop()?;
@@ -262,10 +271,11 @@ fn steady_window(target: &Target) -> Result<(Duration, Duration)> {
             summary.failures()
         );
     }
-    Ok((
-        summary.latency(0.5).context("no answers")?,
-        summary.latency(0.99).context("no answers")?,
-    ))
+    Ok(Window {
+        p50: summary.latency(0.5).context("no answers")?,
+        p99: summary.latency(0.99).context("no answers")?,
+        silence: summary.longest_silence(),
+    })
 }
 
 /// The latency through the proxy, then straight to the running container.
@@ -438,25 +448,31 @@ fn figures(routed: &Run, unrouted: &Run) -> Result<Report> {
             "ms",
             ms(r.longest_silence()),
         )
-        .floor("unrouted", ms(u.longest_silence())),
+        .floor("proxy, steady", ms(steady.through.silence)),
+        Figure::new(
+            "longest time without an answer, unrouted",
+            "ms",
+            ms(u.longest_silence()),
+        )
+        .floor("proxy, steady", ms(steady.through.silence)),
         Figure::new(
             "p50 latency through the proxy, steady",
             "ms",
-            ms(steady.through.0),
+            ms(steady.through.p50),
         )
-        .floor("app directly", ms(steady.direct.0)),
+        .floor("app directly", ms(steady.direct.p50)),
         Figure::new(
             "p99 latency through the proxy, steady",
             "ms",
-            ms(steady.through.1),
+            ms(steady.through.p99),
         )
-        .floor("app directly", ms(steady.direct.1)),
+        .floor("app directly", ms(steady.direct.p99)),
         Figure::new(
             "p99 latency through the proxy, during deploys",
             "ms",
             ms(r.latency(0.99).context("no answers")?),
         )
-        .floor("app directly, steady", ms(steady.direct.1)),
+        .floor("app directly, steady", ms(steady.direct.p99)),
         Figure::new(
             "deploy start to new version answering, p50",
             "s",
