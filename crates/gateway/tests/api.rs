@@ -416,7 +416,7 @@ fn routed(name: &str, env: &str, route: &str) -> String {
 async fn apply(
     stack: &Stack,
     method: reqwest::Method,
-    path: &str,
+    path: impl std::fmt::Display,
     yaml: String,
 ) -> (StatusCode, Value) {
     let resp = stack
@@ -495,7 +495,7 @@ async fn a_route_taken_elsewhere_or_malformed_is_422_naming_the_key() {
     let (status, body) = apply(
         &stack,
         Method::PUT,
-        &format!("/api/workflows/{shop}"),
+        format!("/api/workflows/{shop}"),
         routed("shop", "prod", shop_route).replace("8080", "8081"),
     )
     .await;
@@ -504,13 +504,15 @@ async fn a_route_taken_elsewhere_or_malformed_is_422_naming_the_key() {
     let blog = stack
         .create_workflow(&routed("blog", "www", "{listen: 18091, port: 80}"))
         .await;
-    let (status, body) = apply(
-        &stack,
-        Method::PUT,
-        &format!("/api/workflows/{blog}"),
-        routed("blog", "www", "{domains: [hello.example], port: 80}"),
-    )
-    .await;
+    let take_hello = || {
+        apply(
+            &stack,
+            Method::PUT,
+            format!("/api/workflows/{blog}"),
+            routed("blog", "www", "{domains: [hello.example], port: 80}"),
+        )
+    };
+    let (status, body) = take_hello().await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     unprocessable(
         &body,
@@ -527,13 +529,7 @@ async fn a_route_taken_elsewhere_or_malformed_is_422_naming_the_key() {
         .api(Method::DELETE, &format!("/api/workflows/{shop}"), None)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = apply(
-        &stack,
-        Method::PUT,
-        &format!("/api/workflows/{blog}"),
-        routed("blog", "www", "{domains: [hello.example], port: 80}"),
-    )
-    .await;
+    let (status, body) = take_hello().await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 

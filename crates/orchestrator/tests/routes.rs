@@ -157,6 +157,25 @@ async fn environments(stack: &Stack, workflow_id: i64) -> serde_json::Map<String
         .collect()
 }
 
+/// A first task of [`SHOP`], claimed, whose v1 was started on prod on
+/// box-1 and got the traffic; returns its lease and v1's id.
+async fn v1_serving(
+    stack: &Stack,
+    runner: &mut Runner,
+    workflow_id: i64,
+) -> (proto::LeaseRef, i64) {
+    let lease = claimed(stack, runner, workflow_id).await;
+    let v1 = started(runner, &lease, "prod", IMAGE_V1, "box-1")
+        .await
+        .deployment
+        .expect("v1")
+        .id;
+    traffic(runner, &lease, v1, Some(v1), &[])
+        .await
+        .expect("v1 serves");
+    (lease, v1)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_routed_deploy_records_its_host_its_switch_and_the_retired_version() {
     let stack = stack().await;
@@ -164,12 +183,7 @@ async fn a_routed_deploy_records_its_host_its_switch_and_the_retired_version() {
     let workflow_id = stack.create_workflow(SHOP).await;
 
     // v1 on prod, made on box-1: it gets the traffic, then is healthy.
-    let first = claimed(&stack, &mut runner, workflow_id).await;
-    let v1 = started(&mut runner, &first, "prod", IMAGE_V1, "box-1").await;
-    let v1 = v1.deployment.expect("v1").id;
-    traffic(&mut runner, &first, v1, Some(v1), &[])
-        .await
-        .expect("v1 serves");
+    let (first, v1) = v1_serving(&stack, &mut runner, workflow_id).await;
     advance(&mut runner, &first, v1, "verify").await;
     advance(&mut runner, &first, v1, "succeed").await;
     // dev is started without a host (an older runner), qa is not routed.
@@ -299,15 +313,7 @@ async fn a_traffic_report_needs_the_lease_and_deployments_of_one_environment() {
     let stack = stack().await;
     let mut runner = runner(&stack);
     let workflow_id = stack.create_workflow(SHOP).await;
-    let first = claimed(&stack, &mut runner, workflow_id).await;
-    let v1 = started(&mut runner, &first, "prod", IMAGE_V1, "box-1")
-        .await
-        .deployment
-        .expect("v1")
-        .id;
-    traffic(&mut runner, &first, v1, Some(v1), &[])
-        .await
-        .expect("v1 serves");
+    let (first, v1) = v1_serving(&stack, &mut runner, workflow_id).await;
     let dev = started(&mut runner, &first, "dev", IMAGE_V1, "box-1")
         .await
         .deployment
