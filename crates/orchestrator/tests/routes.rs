@@ -1,8 +1,9 @@
 //! Routed environments as the orchestrator records them (edge.md): a test
 //! plays the runner over the runner API (claims a task, starts deploys on a
 //! host, reports where the traffic goes), and checks what the REST API, the
-//! dashboard and `ListRoutes` then show, and what a call without the lease
-//! or naming another environment's deployment is refused.
+//! dashboard and `ListRoutes` then show, that a failed candidate stops
+//! serving, and that a call without the lease or naming another
+//! environment's deployment is refused.
 
 use proto::auth::Bearer;
 use proto::runner_api_client::RunnerApiClient;
@@ -358,6 +359,24 @@ async fn a_traffic_report_needs_the_lease_and_deployments_of_one_environment() {
     assert!(envs["dev"]["serving_deployment_id"].is_null());
     assert!(deployment(&stack, dev).await["retired_at"].is_null());
     assert!(deployment(&stack, v2).await["switched_at"].is_null());
+
+    // A candidate that failed no longer serves: the current version does.
+    let dev2 = started(&mut runner, &second, "dev", IMAGE_V2, "box-1")
+        .await
+        .deployment
+        .expect("dev2")
+        .id;
+    traffic(&mut runner, &second, dev2, Some(dev2), &[])
+        .await
+        .expect("dev2 serves");
+    assert_eq!(
+        environments(&stack, workflow_id).await["dev"]["serving_deployment_id"],
+        dev2
+    );
+    advance(&mut runner, &second, dev2, "fail").await;
+    let envs = environments(&stack, workflow_id).await;
+    assert_eq!(envs["dev"]["serving_deployment_id"], dev, "{envs:#?}");
+    assert_eq!(envs["dev"]["current"]["id"], dev);
 
     // Once the task has ended, its lease no longer counts.
     traffic(&mut runner, &second, v2, Some(v2), &[])

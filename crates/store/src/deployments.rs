@@ -320,6 +320,7 @@ pub fn advance(
                 })?;
             }
             DeploymentEvent::Fail => {
+                serve_current(conn, &row)?;
                 let kind = alert.unwrap_or("deploy_failed");
                 let summary = format!("deploy of {} to {} failed", row.image, row.environment);
                 event(conn, kind, &row, summary, error)?;
@@ -734,24 +735,23 @@ pub(crate) fn fail_in_flight(
     in_flight
         .into_iter()
         .map(|d| {
-            let failed = advance(
+            advance(
                 conn,
                 d.id,
                 DeploymentEvent::Fail,
                 Some(why),
                 Some("deploy_failed"),
-            )?;
-            serve_current(conn, &failed)?;
-            Ok(failed)
+            )
         })
         .collect()
 }
 
-/// A deploy that ended without its runner's last word may have left its
-/// candidate serving a routed environment: the records send the traffic
-/// back to the environment's current version (which keeps running through
-/// a deploy until it is retired), and a runner of its host puts that route
-/// back into the proxy when it starts again.
+/// A failed deploy no longer serves its routed environment: its runner
+/// switched the route back (or withdrew it) before saying so, or was lost,
+/// or the task ended under it. The records send the traffic back to the
+/// environment's current version (which keeps running through a deploy
+/// until it is retired), or to none, and a runner of its host puts that
+/// route back into the proxy when it starts again.
 fn serve_current(conn: &mut PgConnection, failed: &DeploymentRow) -> Result<()> {
     let env = lock_environment(conn, failed.workflow_id, &failed.environment)?;
     if env.serving_deployment_id != Some(failed.id) {
