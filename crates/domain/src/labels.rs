@@ -79,15 +79,16 @@ impl Labels {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let set = Self::read(labels)?;
+        let set = Self::offered(labels)?;
         if let Some(host) = set.0.iter().find(|l| l.starts_with(HOST_PREFIX)) {
             return Err(LabelError::Reserved(host.clone()));
         }
         Ok(set)
     }
 
-    /// Valid labels, at most [`MAX_LABELS`] of them besides one host label.
-    fn read<I, S>(labels: I) -> Result<Self, LabelError>
+    /// The labels a runner offers: valid ones, at most [`MAX_LABELS`] of
+    /// them besides one host label.
+    pub fn offered<I, S>(labels: I) -> Result<Self, LabelError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -133,7 +134,7 @@ impl Labels {
     /// The canonical form back: labels joined by `+`, as [`Labels::key`]
     /// writes them.
     pub fn from_key(key: &str) -> Result<Self, LabelError> {
-        Self::read(key.split('+').filter(|l| !l.is_empty()))
+        Self::offered(key.split('+').filter(|l| !l.is_empty()))
     }
 
     /// The canonical form: sorted, joined by `+`; empty for no labels.

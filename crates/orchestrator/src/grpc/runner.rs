@@ -38,7 +38,7 @@ impl RunnerApi for RunnerService {
         req: Request<proto::ClaimTaskRequest>,
     ) -> Answer<proto::ClaimTaskResponse> {
         let req = req.into_inner();
-        let labels = domain::labels::Labels::new(&req.labels)
+        let labels = domain::labels::Labels::offered(&req.labels)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("runner labels: {e}")))?;
         let claim = self.app.claim(req.task_id, req.runner_id, labels).await?;
         let t = claim.detail.task;

@@ -199,11 +199,13 @@ impl Deploys<'_> {
                     .map_err(|e| format!("cannot withdraw the route: {e}")),
             };
             if result.is_ok() {
+                // Back to the old version, or (none running) nothing serves.
+                let retired = if to.is_some() { Vec::new() } else { vec![id] };
                 let _ = self
                     .ctx
                     .client
                     .clone()
-                    .record_traffic(self.lease, id, to, Vec::new())
+                    .record_traffic(self.lease, id, to, retired)
                     .await;
                 self.sink.line(
                     position,
