@@ -49,14 +49,15 @@ fn runner(stack: &Stack) -> Runner {
     RunnerApiClient::with_interceptor(channel, Bearer::new(&stack.token).expect("token"))
 }
 
-/// Runs the workflow by hand and claims its task, as a runner would.
+/// Runs the workflow by hand and claims its task, as a runner of box-1
+/// would.
 async fn claimed(stack: &Stack, runner: &mut Runner, workflow_id: i64) -> proto::LeaseRef {
     let task_id = stack.run_workflow(workflow_id).await;
     runner
         .claim_task(proto::ClaimTaskRequest {
             task_id,
             runner_id: "test-runner".to_owned(),
-            labels: Vec::new(),
+            labels: vec!["host.box-1".to_owned()],
         })
         .await
         .expect("claim")
@@ -424,4 +425,68 @@ async fn workflow_page(stack: &Stack, workflow_id: i64) -> String {
         .expect("page");
     assert_eq!(page.status(), 200);
     page.text().await.expect("html")
+}
+
+/// Claims `task_id` offering `labels`; the gRPC code of a refusal.
+async fn claim_with(runner: &mut Runner, task_id: i64, labels: &[&str]) -> Result<(), Code> {
+    runner
+        .claim_task(proto::ClaimTaskRequest {
+            task_id,
+            runner_id: "test-runner".to_owned(),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+        })
+        .await
+        .map(|_| ())
+        .map_err(|s| s.code())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_a_routed_environment_go_to_runners_of_its_host() {
+    let stack = stack().await;
+    let mut runner = runner(&stack);
+    let workflow_id = stack.create_workflow(SHOP).await;
+    let (first, v1) = v1_serving(&stack, &mut runner, workflow_id).await;
+    advance(&mut runner, &first, v1, "verify").await;
+    advance(&mut runner, &first, v1, "succeed").await;
+    let (reference, digest) = IMAGE_V1.split_once('@').expect("a digest");
+    runner
+        .report_image(proto::ReportImageRequest {
+            lease: Some(first.clone()),
+            reference: reference.to_owned(),
+            digest: digest.to_owned(),
+        })
+        .await
+        .expect("image");
+    finish(&mut runner, &first, "success").await;
+
+    // The next build deploys prod, served from box-1: only box-1 takes it.
+    let build = stack.run_workflow(workflow_id).await;
+    assert_eq!(
+        claim_with(&mut runner, build, &[]).await,
+        Err(Code::FailedPrecondition)
+    );
+    assert_eq!(
+        claim_with(&mut runner, build, &["host.box-2"]).await,
+        Err(Code::FailedPrecondition)
+    );
+    claim_with(&mut runner, build, &["host.box-1"])
+        .await
+        .expect("a runner of box-1 takes it");
+
+    // A re-deploy of prod (a deploy-only task) too.
+    let (status, body) = stack
+        .post(
+            &format!("/api/tasks/{}/deploy", first.task_id),
+            serde_json::json!({"environment": "prod"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let redeploy = body["task_id"].as_i64().expect("task");
+    assert_eq!(
+        claim_with(&mut runner, redeploy, &["linux"]).await,
+        Err(Code::FailedPrecondition)
+    );
+    claim_with(&mut runner, redeploy, &["host.box-1"])
+        .await
+        .expect("a runner of box-1 takes it");
 }

@@ -128,6 +128,16 @@ impl Deploys<'_> {
         let env = spec.environment.as_str();
         let key = route_key(self.workflow, env);
         let proxy = &self.ctx.proxy;
+        // The running version is where the proxy serving it is.
+        if let Some(host) = previous.and_then(|v| v.host.as_deref())
+            && host != self.ctx.host
+        {
+            return Err(Failure::deploy(format!(
+                "{env} is served from host {host}, and this runner is on {}: deploys of a routed environment run on runners of its host (when a workflow's routed environments are on several hosts, give its runs_on a label only that host's runners have)",
+                self.ctx.host
+            ))
+            .kept());
+        }
         proxy
             .check()
             .await
