@@ -205,7 +205,7 @@ async fn routed_stack(proxy: &Proxy) -> Stack {
 }
 
 fn workflow(name: &str, repo: &GitRepo, domain: &str, listen: u16) -> String {
-    workflow_watching(name, repo, domain, listen, "1500ms")
+    workflow_watching(name, repo, domain, listen, "2500ms")
 }
 
 fn workflow_watching(name: &str, repo: &GitRepo, domain: &str, listen: u16, watch: &str) -> String {
