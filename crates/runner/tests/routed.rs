@@ -253,6 +253,22 @@ async fn routed_deploys_and_rollbacks_lose_no_request() {
         .expect("client");
     let tls_url = format!("https://{domain}:{}/", proxy.https_port);
     wait_for_version(&secure, &tls_url, "v1").await;
+    // A host no route serves is not found on the proxy's HTTP port, rather
+    // than an empty 200; a routed domain is redirected to HTTPS there.
+    let plain_port = format!("http://127.0.0.1:{}/", proxy.http_port);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for (host, status) in [("nobody.slipway.test", 404), (domain.as_str(), 308)] {
+        let answer = no_redirects
+            .get(&plain_port)
+            .header(reqwest::header::HOST, host)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status(), status, "{host}");
+    }
     let steady_plain = Steady::start(client.clone(), plain.clone());
     let steady_tls = Steady::start(secure.clone(), tls_url.clone());
 
