@@ -568,13 +568,25 @@ fn environments_table(envs: &[json::Environment]) -> String {
                 e.name.clone(),
                 describe(&e.current),
                 describe(&e.previous),
+                or_dash(e.serving_deployment_id),
+                or_dash(e.route.as_ref().map(|r| &r.url)),
                 e.current
                     .as_ref()
                     .map_or_else(|| "-".to_owned(), |d| d.image.clone()),
             ]
         })
         .collect();
-    table(&["ENVIRONMENT", "CURRENT", "PREVIOUS", "IMAGE"], &rows)
+    table(
+        &[
+            "ENVIRONMENT",
+            "CURRENT",
+            "PREVIOUS",
+            "SERVING",
+            "URL",
+            "IMAGE",
+        ],
+        &rows,
+    )
 }
 
 fn rollbacks_table(list: &[json::Rollback]) -> String {

@@ -17,6 +17,10 @@ pub const MAX_LABELS: usize = 6;
 /// Longest label.
 pub const MAX_LABEL_LEN: usize = 32;
 
+/// What starts the label a runner's host gives it ([`host_label`]): no
+/// configured label may start so.
+pub const HOST_PREFIX: &str = "host.";
+
 /// Why a label or a set of them was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LabelError {
@@ -24,6 +28,39 @@ pub enum LabelError {
     Invalid(String),
     #[error("too many labels ({0}): at most 6")]
     TooMany(usize),
+    #[error(
+        "invalid label {0:?}: labels starting with \"host.\" name a runner's host and are given by SLIPWAY_RUNNER_HOST"
+    )]
+    Reserved(String),
+}
+
+/// The label every runner of `host` (`SLIPWAY_RUNNER_HOST`) has besides its
+/// own: what pins the tasks of a routed environment to the host whose proxy
+/// serves it. Lowercase, other characters than `[a-z0-9._-]` as `-`, and a
+/// long name cut with a hash of the whole, so it stays a valid label.
+pub fn host_label(host: &str) -> String {
+    let clean: String = host
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let room = MAX_LABEL_LEN - HOST_PREFIX.len();
+    if !clean.is_empty() && clean.len() <= room {
+        return format!("{HOST_PREFIX}{clean}");
+    }
+    // FNV-1a: stable across builds and machines.
+    let hash = host.trim().bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let cut: String = clean.chars().take(room - 9).collect();
+    format!("{HOST_PREFIX}{cut}-{hash:08x}")
 }
 
 /// A set of valid labels, kept sorted.
@@ -42,6 +79,20 @@ impl Labels {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        let set = Self::offered(labels)?;
+        if let Some(host) = set.0.iter().find(|l| l.starts_with(HOST_PREFIX)) {
+            return Err(LabelError::Reserved(host.clone()));
+        }
+        Ok(set)
+    }
+
+    /// The labels a runner offers: valid ones, at most [`MAX_LABELS`] of
+    /// them besides one host label.
+    pub fn offered<I, S>(labels: I) -> Result<Self, LabelError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let mut set = BTreeSet::new();
         for label in labels {
             let label = label.as_ref();
@@ -50,10 +101,28 @@ impl Labels {
             }
             set.insert(label.to_owned());
         }
-        if set.len() > MAX_LABELS {
-            return Err(LabelError::TooMany(set.len()));
+        let hosts = set.iter().filter(|l| l.starts_with(HOST_PREFIX)).count();
+        if hosts > 1 {
+            let second = set.iter().filter(|l| l.starts_with(HOST_PREFIX)).nth(1);
+            return Err(LabelError::Reserved(second.cloned().unwrap_or_default()));
+        }
+        if set.len() - hosts > MAX_LABELS {
+            return Err(LabelError::TooMany(set.len() - hosts));
         }
         Ok(Self(set))
+    }
+
+    /// These labels and the one of `host` ([`host_label`]), in place of any
+    /// host label they had.
+    pub fn with_host(&self, host: &str) -> Labels {
+        let mut set: BTreeSet<String> = self
+            .0
+            .iter()
+            .filter(|l| !l.starts_with(HOST_PREFIX))
+            .cloned()
+            .collect();
+        set.insert(host_label(host));
+        Labels(set)
     }
 
     /// A setting's form: labels separated by commas, spaces around them and
@@ -65,7 +134,7 @@ impl Labels {
     /// The canonical form back: labels joined by `+`, as [`Labels::key`]
     /// writes them.
     pub fn from_key(key: &str) -> Result<Self, LabelError> {
-        Self::new(key.split('+').filter(|l| !l.is_empty()))
+        Self::offered(key.split('+').filter(|l| !l.is_empty()))
     }
 
     /// The canonical form: sorted, joined by `+`; empty for no labels.
@@ -172,6 +241,30 @@ mod tests {
         let expected = ["", "a", "b", "c", "a+b", "a+c", "b+c", "a+b+c"];
         assert_eq!(keys, expected.iter().map(|s| s.to_string()).collect());
         assert_eq!(Labels::none().subsets(), vec![Labels::none()]);
+    }
+
+    #[test]
+    fn a_host_gives_one_label_of_its_own() {
+        assert_eq!(host_label("vps-1.Example.com"), "host.vps-1.example.com");
+        assert_eq!(host_label("büro pc"), "host.b-ro-pc");
+        let long = host_label("a-very-long-host-name.in.a.data-centre.example");
+        assert_eq!(long.len(), MAX_LABEL_LEN, "{long}");
+        assert!(long.starts_with("host.a-very-long-host-n"), "{long}");
+        assert_ne!(long, host_label("a-very-long-host-name.in.another.example"));
+        assert!(is_label(&long));
+
+        // Configured labels may not claim a host; six of them and the
+        // host's fit, and the canonical form reads back.
+        assert_eq!(
+            Labels::parse_list("linux,host.x"),
+            Err(LabelError::Reserved("host.x".into()))
+        );
+        let six = Labels::new(["a", "b", "c", "d", "e", "f"]).unwrap();
+        let pinned = six.with_host("vps1");
+        assert_eq!(pinned.len(), 7);
+        assert_eq!(Labels::from_key(&pinned.key()).unwrap(), pinned);
+        assert_eq!(pinned.with_host("vps2").key(), "a+b+c+d+e+f+host.vps2");
+        assert!(Labels::from_key("host.a+host.b").is_err());
     }
 
     #[test]

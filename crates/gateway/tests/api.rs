@@ -405,6 +405,163 @@ async fn workflow_crud_and_versions() {
         .await;
 }
 
+/// A workflow whose one environment `env` has `route` (YAML flow mapping).
+fn routed(name: &str, env: &str, route: &str) -> String {
+    format!(
+        "name: {name}\nrepo: file:///{name}.git\ndeploy:\n  - environment: {env}\n    route: {route}\n    target: {{container: {{name: {name}-{env}}}}}\n"
+    )
+}
+
+/// Sends a definition; returns the status and the JSON answer.
+async fn apply(
+    stack: &Stack,
+    method: reqwest::Method,
+    path: impl std::fmt::Display,
+    yaml: String,
+) -> (StatusCode, Value) {
+    let resp = stack
+        .client
+        .request(method, format!("{}{path}", stack.http))
+        .bearer_auth(&stack.token)
+        .header("Content-Type", "application/yaml")
+        .body(yaml)
+        .send()
+        .await
+        .expect("request sent");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_taken_elsewhere_or_malformed_is_422_naming_the_key() {
+    use reqwest::Method;
+    let stack = stack().await;
+    let shop_route = "{domains: [hello.example], listen: 18090, port: 8080}";
+    let shop = stack
+        .create_workflow(&routed("shop", "prod", shop_route))
+        .await;
+    let unprocessable = |body: &Value, path: &str, line: u64, column: u64, error: &str| {
+        assert_eq!(body["path"], path, "{body}");
+        assert_eq!(
+            (body["line"].as_u64(), body["column"].as_u64()),
+            (Some(line), Some(column)),
+            "{body}"
+        );
+        assert_eq!(body["error"], error, "{body}");
+    };
+
+    let cases = [
+        (
+            routed(
+                "blog",
+                "www",
+                "{domains: [blog.example, hello.example], port: 80}",
+            ),
+            "deploy[0].route.domains[1]",
+            5,
+            37,
+            r#"deploy[0].route.domains[1]: domain hello.example is already used by workflow "shop", environment "prod" at line 5, column 37"#,
+        ),
+        (
+            routed("blog", "www", "{listen: 18090, port: 80}"),
+            "deploy[0].route.listen",
+            5,
+            21,
+            r#"deploy[0].route.listen: listen port 18090 is already used by workflow "shop", environment "prod" at line 5, column 21"#,
+        ),
+        (
+            routed("blog", "www", "{listen: 18091, port: http}"),
+            "deploy[0].route.port",
+            5,
+            34,
+            r#"deploy[0].route.port: invalid port "http": use a number from 1 to 65535 at line 5, column 34"#,
+        ),
+        (
+            routed("blog", "www", "{listen: 18091}"),
+            "deploy[0].route",
+            5,
+            12,
+            r#"deploy[0].route: missing required key "port" at line 5, column 12"#,
+        ),
+    ];
+    for (yaml, path, line, column, error) in cases {
+        let (status, body) = apply(&stack, Method::POST, "/api/workflows", yaml).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        unprocessable(&body, path, line, column, error);
+    }
+
+    // The owner keeps its route through an update; another workflow cannot
+    // take it by an update either.
+    let (status, body) = apply(
+        &stack,
+        Method::PUT,
+        format!("/api/workflows/{shop}"),
+        routed("shop", "prod", shop_route).replace("8080", "8081"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 2);
+    let blog = stack
+        .create_workflow(&routed("blog", "www", "{listen: 18091, port: 80}"))
+        .await;
+    let take_hello = || {
+        apply(
+            &stack,
+            Method::PUT,
+            format!("/api/workflows/{blog}"),
+            routed("blog", "www", "{domains: [hello.example], port: 80}"),
+        )
+    };
+    let (status, body) = take_hello().await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    unprocessable(
+        &body,
+        "deploy[0].route.domains[0]",
+        5,
+        23,
+        r#"deploy[0].route.domains[0]: domain hello.example is already used by workflow "shop", environment "prod" at line 5, column 23"#,
+    );
+    let (_, w) = stack.get(&format!("/api/workflows/{blog}")).await;
+    assert_eq!(w["version"], 1, "{w}");
+
+    // A deleted workflow serves nothing: its domain is free again.
+    let (status, _) = stack
+        .api(Method::DELETE, &format!("/api/workflows/{shop}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = take_hello().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_applies_taking_one_domain_only_one_gets_it() {
+    let stack = stack().await;
+    let applies = (0..6).map(|n| {
+        apply(
+            &stack,
+            reqwest::Method::POST,
+            "/api/workflows",
+            routed(
+                &format!("racer-{n}"),
+                "prod",
+                "{domains: [race.example], port: 80}",
+            ),
+        )
+    });
+    let answers = futures_util::future::join_all(applies).await;
+    let created = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    for (status, body) in &answers {
+        if *status != StatusCode::CREATED {
+            assert_eq!(*status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(body["path"], "deploy[0].route.domains[0]", "{body}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_and_error_answers() {
     let stack = stack().await;

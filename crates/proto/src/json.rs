@@ -125,6 +125,12 @@ pub struct Deployment {
     pub finished_at: Option<String>,
     pub error: Option<String>,
     pub rollback: Option<Rollback>,
+    /// The runner host it was made on.
+    pub host: Option<String>,
+    /// When a routed environment's traffic last moved to it.
+    pub switched_at: Option<String>,
+    /// When its container stopped after a newer version took over.
+    pub retired_at: Option<String>,
 }
 
 impl From<crate::Deployment> for Deployment {
@@ -143,6 +149,9 @@ impl From<crate::Deployment> for Deployment {
             finished_at: time(d.finished_at),
             error: d.error,
             rollback: d.rollback.map(Rollback::from),
+            host: d.host,
+            switched_at: time(d.switched_at),
+            retired_at: time(d.retired_at),
         }
     }
 }
@@ -152,6 +161,18 @@ pub struct Environment {
     pub name: String,
     pub current: Option<Deployment>,
     pub previous: Option<Deployment>,
+    /// Where it is served; `null` for an environment without `route`.
+    pub route: Option<EnvironmentRoute>,
+    /// The deployment the edge proxy sends its traffic to now.
+    pub serving_deployment_id: Option<i64>,
+}
+
+/// Where a routed environment is served (edge.md).
+#[derive(Debug, Serialize)]
+pub struct EnvironmentRoute {
+    pub domains: Vec<String>,
+    pub listen: Option<u32>,
+    pub url: String,
 }
 
 impl From<crate::Environment> for Environment {
@@ -160,6 +181,12 @@ impl From<crate::Environment> for Environment {
             name: e.name,
             current: e.current.map(Deployment::from),
             previous: e.previous.map(Deployment::from),
+            route: e.route.map(|r| EnvironmentRoute {
+                domains: r.domains,
+                listen: r.listen,
+                url: r.url,
+            }),
+            serving_deployment_id: e.serving_deployment_id,
         }
     }
 }

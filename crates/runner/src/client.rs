@@ -149,6 +149,8 @@ pub struct Version {
     pub id: i64,
     /// `repository@sha256:...`.
     pub image: String,
+    /// The runner host it was deployed on, when recorded.
+    pub host: Option<String>,
 }
 
 #[derive(Clone)]
@@ -282,6 +284,7 @@ impl RunnerClient {
                 previous: answer.previous.map(|p| Version {
                     id: p.id,
                     image: p.image,
+                    host: p.host,
                 }),
             },
             "skipped" => Start::Skipped,

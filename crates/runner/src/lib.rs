@@ -69,7 +69,12 @@ pub struct Runner {
 impl Runner {
     pub async fn build(settings: Settings) -> Result<Self, Error> {
         settings.check().map_err(Error::Settings)?;
-        let labels = settings.labels().map_err(Error::Settings)?;
+        // Its own labels and its host's, which pins the tasks of routed
+        // environments served here.
+        let labels = settings
+            .labels()
+            .map_err(Error::Settings)?
+            .with_host(&settings.host());
         let client = RunnerClient::new(
             &settings.orchestrator_url,
             settings.orchestrator_ca(),

@@ -13,7 +13,7 @@ use domain::image::{Digest, ImageRef};
 use domain::state::{DeploymentEvent, DeploymentStatus};
 
 use crate::events::{self, Event};
-use crate::schema::{deployments, environments, rollbacks};
+use crate::schema::{deployments, environments, rollbacks, tasks, workflows};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -31,6 +31,13 @@ pub struct DeploymentRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The runner host it was started on: where later deploys, rollbacks
+    /// and probes of a routed environment go.
+    pub host: Option<String>,
+    /// When the edge proxy last sent the environment's traffic to it.
+    pub switched_at: Option<DateTime<Utc>>,
+    /// When its container stopped after a newer version took over.
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 impl DeploymentRow {
@@ -66,6 +73,9 @@ pub struct EnvironmentRow {
     pub current_deployment_id: Option<i64>,
     pub previous_deployment_id: Option<i64>,
     pub updated_at: DateTime<Utc>,
+    /// The deployment the edge proxy sends a routed environment's traffic
+    /// to: the candidate from its switch on, before it becomes current.
+    pub serving_deployment_id: Option<i64>,
 }
 
 /// A deployment to create.
@@ -191,13 +201,13 @@ pub enum Start {
     /// Another deploy of the environment runs, or an older one waits.
     Busy,
     /// A newer version is already on the environment.
-    Skipped(DeploymentRow),
+    Skipped(Box<DeploymentRow>),
 }
 
 /// Starts a pending deployment when its environment is free and it is the
-/// oldest waiting; skips it when the environment already runs a version
-/// from a newer task.
-pub fn start(conn: &mut PgConnection, id: i64) -> Result<Start> {
+/// oldest waiting, on the runner host `host`; skips it when the environment
+/// already runs a version from a newer task.
+pub fn start(conn: &mut PgConnection, id: i64, host: Option<&str>) -> Result<Start> {
     conn.transaction(|conn| {
         let probe = get_row(conn, id)?;
         let env = lock_environment(conn, probe.workflow_id, &probe.environment)?;
@@ -242,7 +252,7 @@ pub fn start(conn: &mut PgConnection, id: i64) -> Result<Start> {
                 ))
                 .returning(DeploymentRow::as_returning())
                 .get_result(conn)?;
-            return Ok(Start::Skipped(row));
+            return Ok(Start::Skipped(Box::new(row)));
         }
         let next = status.apply(DeploymentEvent::Start)?;
         let row: DeploymentRow = diesel::update(deployments::table.find(id))
@@ -250,6 +260,7 @@ pub fn start(conn: &mut PgConnection, id: i64) -> Result<Start> {
                 deployments::status.eq(next.as_str()),
                 deployments::started_at.eq(now),
                 deployments::previous_deployment_id.eq(env.current_deployment_id),
+                deployments::host.eq(host),
             ))
             .returning(DeploymentRow::as_returning())
             .get_result(conn)?;
@@ -309,6 +320,7 @@ pub fn advance(
                 })?;
             }
             DeploymentEvent::Fail => {
+                serve_current(conn, &row)?;
                 let kind = alert.unwrap_or("deploy_failed");
                 let summary = format!("deploy of {} to {} failed", row.image, row.environment);
                 event(conn, kind, &row, summary, error)?;
@@ -399,6 +411,90 @@ pub fn record_rollback(
     })
 }
 
+/// A change of where a routed environment's traffic goes (edge.md), as the
+/// runner deploying it reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// The deployment the edge proxy sends the traffic to now.
+    pub serving: Option<i64>,
+    /// Deployments whose containers stopped now.
+    pub retired: Vec<i64>,
+}
+
+/// Records a traffic change of the environment of deployment `d`: the
+/// serving deployment becomes the environment's (`switched_at` now, unless
+/// it already served), retired ones get `retired_at` (once, so a repeated
+/// report changes nothing). Every deployment named must be one of `d`'s
+/// environment. Retiring the deployment that serves leaves none serving.
+pub(crate) fn switch_traffic(
+    conn: &mut PgConnection,
+    d: &DeploymentRow,
+    traffic: &Traffic,
+) -> Result<EnvironmentRow> {
+    let env = lock_environment(conn, d.workflow_id, &d.environment)?;
+    for &id in traffic.serving.iter().chain(&traffic.retired) {
+        let other = deployments::table
+            .find(id)
+            .filter(deployments::workflow_id.eq(d.workflow_id))
+            .filter(deployments::environment.eq(&d.environment))
+            .select(DeploymentRow::as_select())
+            .first(conn)
+            .optional()?
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "deployment {id} is not a deployment of environment {} of workflow {}",
+                    d.environment, d.workflow_id
+                ))
+            })?;
+        if traffic.serving == Some(id) {
+            if traffic.retired.contains(&id) {
+                return Err(Error::Invalid(format!(
+                    "deployment {id} cannot both serve and be retired"
+                )));
+            }
+            if other.retired_at.is_some() {
+                return Err(Error::Invalid(format!(
+                    "deployment {id} was retired: it cannot serve again"
+                )));
+            }
+        }
+    }
+    let now = Utc::now();
+    let mut serving = env.serving_deployment_id;
+    if let Some(id) = traffic.serving
+        && serving != Some(id)
+    {
+        diesel::update(deployments::table.find(id))
+            .set(deployments::switched_at.eq(now))
+            .execute(conn)?;
+        serving = Some(id);
+    }
+    if !traffic.retired.is_empty() {
+        diesel::update(
+            deployments::table
+                .filter(deployments::id.eq_any(&traffic.retired))
+                .filter(deployments::retired_at.is_null()),
+        )
+        .set(deployments::retired_at.eq(now))
+        .execute(conn)?;
+        if serving.is_some_and(|id| traffic.retired.contains(&id)) {
+            serving = None;
+        }
+    }
+    if serving == env.serving_deployment_id {
+        return Ok(env);
+    }
+    Ok(
+        diesel::update(environments::table.find((d.workflow_id, &d.environment)))
+            .set((
+                environments::serving_deployment_id.eq(serving),
+                environments::updated_at.eq(now),
+            ))
+            .returning(EnvironmentRow::as_returning())
+            .get_result(conn)?,
+    )
+}
+
 pub fn get(conn: &mut PgConnection, id: i64) -> Result<(DeploymentRow, Option<RollbackRow>)> {
     let d = get_row(conn, id)?;
     let rollback = rollbacks::table
@@ -484,10 +580,20 @@ pub fn rollbacks(
     Ok(query.load(conn)?)
 }
 
-/// An environment with its current and previous deployments.
-pub type EnvironmentView = (EnvironmentRow, Option<DeploymentRow>, Option<DeploymentRow>);
+/// An environment with the deployments its row points at.
+#[derive(Debug, Clone)]
+pub struct EnvironmentView {
+    pub environment: EnvironmentRow,
+    /// What runs there now.
+    pub current: Option<DeploymentRow>,
+    /// The one before: where a rollback goes by default.
+    pub previous: Option<DeploymentRow>,
+    /// What the edge proxy sends the traffic to (routed environments).
+    pub serving: Option<DeploymentRow>,
+}
 
-/// A workflow's environments with their current and previous deployments.
+/// A workflow's environments with their current, previous and serving
+/// deployments.
 pub fn environments(conn: &mut PgConnection, workflow_id: i64) -> Result<Vec<EnvironmentView>> {
     let envs: Vec<EnvironmentRow> = environments::table
         .filter(environments::workflow_id.eq(workflow_id))
@@ -495,18 +601,72 @@ pub fn environments(conn: &mut PgConnection, workflow_id: i64) -> Result<Vec<Env
         .select(EnvironmentRow::as_select())
         .load(conn)?;
     let mut out = Vec::with_capacity(envs.len());
-    for env in envs {
-        let current = env
-            .current_deployment_id
-            .map(|id| get_row(conn, id))
-            .transpose()?;
-        let previous = env
-            .previous_deployment_id
-            .map(|id| get_row(conn, id))
-            .transpose()?;
-        out.push((env, current, previous));
+    for environment in envs {
+        let mut row = |id: Option<i64>| id.map(|id| get_row(conn, id)).transpose();
+        out.push(EnvironmentView {
+            current: row(environment.current_deployment_id)?,
+            previous: row(environment.previous_deployment_id)?,
+            serving: row(environment.serving_deployment_id)?,
+            environment,
+        });
     }
     Ok(out)
+}
+
+/// A routed environment served from one host, and the deployment its
+/// traffic goes to.
+#[derive(Debug, Clone)]
+pub struct ServedRoute {
+    pub workflow_id: i64,
+    /// The workflow's name.
+    pub workflow: String,
+    pub environment: String,
+    pub deployment: DeploymentRow,
+    /// The definition the deployment was made with (its task's version of
+    /// the workflow), whose `route` and target the proxy serves.
+    pub definition: String,
+}
+
+/// Every environment of a live workflow whose serving deployment was made
+/// on `host`, by workflow and environment: what a runner of that host puts
+/// back into its edge proxy.
+pub fn served_from(conn: &mut PgConnection, host: &str) -> Result<Vec<ServedRoute>> {
+    let rows: Vec<(EnvironmentRow, DeploymentRow, String, i32, Option<i32>)> = environments::table
+        .inner_join(
+            deployments::table
+                .on(environments::serving_deployment_id.eq(deployments::id.nullable())),
+        )
+        .inner_join(workflows::table.on(workflows::id.eq(environments::workflow_id)))
+        .left_join(tasks::table.on(deployments::task_id.eq(tasks::id.nullable())))
+        .filter(deployments::host.eq(host))
+        .filter(workflows::deleted_at.is_null())
+        .order((environments::workflow_id.asc(), environments::name.asc()))
+        .select((
+            EnvironmentRow::as_select(),
+            DeploymentRow::as_select(),
+            workflows::name,
+            workflows::version,
+            tasks::workflow_version.nullable(),
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(env, deployment, workflow, current, made_with)| {
+            let made_with = made_with.unwrap_or(current);
+            let definition = match crate::workflows::definition(conn, env.workflow_id, made_with) {
+                Err(Error::NotFound) => {
+                    crate::workflows::definition(conn, env.workflow_id, current)?
+                }
+                found => found?,
+            };
+            Ok(ServedRoute {
+                workflow_id: env.workflow_id,
+                workflow,
+                environment: env.name,
+                deployment,
+                definition,
+            })
+        })
+        .collect()
 }
 
 /// `registry/name@sha256:...` from a task's pushed reference and digest.
@@ -584,4 +744,29 @@ pub(crate) fn fail_in_flight(
             )
         })
         .collect()
+}
+
+/// A failed deploy no longer serves its routed environment: its runner
+/// switched the route back (or withdrew it) before saying so, or was lost,
+/// or the task ended under it. The records send the traffic back to the
+/// environment's current version (which keeps running through a deploy
+/// until it is retired), or to none, and a runner of its host puts that
+/// route back into the proxy when it starts again.
+fn serve_current(conn: &mut PgConnection, failed: &DeploymentRow) -> Result<()> {
+    let env = lock_environment(conn, failed.workflow_id, &failed.environment)?;
+    if env.serving_deployment_id != Some(failed.id) {
+        return Ok(());
+    }
+    let current = match env.current_deployment_id {
+        Some(id) => Some(get_row(conn, id)?),
+        None => None,
+    };
+    let serving = current.filter(|c| c.retired_at.is_none()).map(|c| c.id);
+    diesel::update(environments::table.find((failed.workflow_id, &failed.environment)))
+        .set((
+            environments::serving_deployment_id.eq(serving),
+            environments::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)?;
+    Ok(())
 }

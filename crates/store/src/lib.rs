@@ -44,6 +44,13 @@ pub enum Error {
     Transition(#[from] domain::state::IllegalTransition),
     #[error("the task's lease is no longer held")]
     LeaseLost,
+    /// A request that names records which do not fit together.
+    #[error("{0}")]
+    Invalid(String),
+    /// A workflow definition refused for what other records hold (a route
+    /// another workflow serves), placed in the definition.
+    #[error("{0}")]
+    Workflow(domain::workflow::SpecError),
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),
     #[error("database unavailable: {0}")]

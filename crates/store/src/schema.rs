@@ -125,6 +125,9 @@ diesel::table! {
         created_at -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
+        host -> Nullable<Text>,
+        switched_at -> Nullable<Timestamptz>,
+        retired_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -152,6 +155,7 @@ diesel::table! {
         current_deployment_id -> Nullable<Int8>,
         previous_deployment_id -> Nullable<Int8>,
         updated_at -> Timestamptz,
+        serving_deployment_id -> Nullable<Int8>,
     }
 }
 

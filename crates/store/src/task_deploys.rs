@@ -1,7 +1,8 @@
 //! The transactions that change a task and its deployments together: a
-//! task's end fails the deploys it still had under way, and a deploy or a
+//! task's end fails the deploys it still had under way, a deploy or a
 //! rollback asked for by a person queues the deploy-only task that carries
-//! it out. Each runs in one transaction; the one-table work stays in
+//! it out, and a traffic report is checked against the lease of the task
+//! deploying. Each runs in one transaction; the one-table work stays in
 //! `tasks` and `deployments`, which do not know each other.
 
 use chrono::{DateTime, Utc};
@@ -9,7 +10,9 @@ use diesel::prelude::*;
 use domain::plan::{Plan, Trigger};
 use domain::state::{DeploymentEvent, DeploymentStatus, TaskEvent, TaskStatus};
 
-use crate::deployments::{self, DeploymentRow, NewDeployment, RollbackRow};
+use crate::deployments::{
+    self, DeploymentRow, EnvironmentRow, NewDeployment, RollbackRow, Traffic,
+};
 use crate::schema::{deployments as deployment_rows, rollbacks, tasks as task_rows};
 use crate::tasks::{self, NewTask, RUNNER_LOST, Source, TaskRow};
 use crate::{Error, Result};
@@ -96,6 +99,30 @@ pub fn expire_leases(
             ));
         }
         Ok(outcomes)
+    })
+}
+
+/// A runner's report, under the lease of the task doing a deploy, that a
+/// routed environment's traffic moved or an old version of it stopped.
+/// `deployment_id` must be one that task deploys (its own, or the one a
+/// deploy-only task carries out); the others named, deployments of the same
+/// environment. Returns the environment as it is now.
+pub fn record_traffic(
+    conn: &mut PgConnection,
+    task_id: i64,
+    token: &str,
+    deployment_id: i64,
+    traffic: &Traffic,
+) -> Result<EnvironmentRow> {
+    conn.transaction(|conn| {
+        let task = tasks::lock_leased(conn, task_id, token)?;
+        let deployment = deployments::get_row(conn, deployment_id)?;
+        if deployment.task_id != Some(task.id) && task.deployment_id != Some(deployment.id) {
+            return Err(Error::Invalid(format!(
+                "deployment {deployment_id} is not deployed by task {task_id}"
+            )));
+        }
+        deployments::switch_traffic(conn, &deployment, traffic)
     })
 }
 

@@ -218,15 +218,59 @@ impl NewTask {
 
 /// Creates a pending task with its steps and its outbox entry, atomically
 /// (a savepoint when the caller already holds a transaction).
+///
+/// A task that deploys to routed environments (edge.md) needs, besides its
+/// workflow's labels, the label of the host that serves them, so that the
+/// new version starts beside the one its proxy serves: a deploy-only task
+/// the host of its environment, any other task the host of the workflow's
+/// routed environments when they are all served from one.
 pub fn create(conn: &mut PgConnection, new: &NewTask, step_names: &[String]) -> Result<i64> {
     conn.transaction(|conn| {
+        let mut new = new.clone();
+        if let Some(host) = serving_host(conn, &new)? {
+            let labels =
+                Labels::from_key(&new.runs_on).map_err(|e| Error::Corrupt(e.to_string()))?;
+            new.runs_on = labels.with_host(&host).key();
+        }
         let id: i64 = diesel::insert_into(tasks::table)
-            .values(new)
+            .values(&new)
             .returning(tasks::id)
             .get_result(conn)?;
         insert_steps(conn, id, step_names)?;
         outbox::push(conn, id)?;
         Ok(id)
+    })
+}
+
+/// The one host serving the routed environments `new` deploys to, if any.
+fn serving_host(conn: &mut PgConnection, new: &NewTask) -> Result<Option<String>> {
+    use crate::schema::{deployments, environments};
+    let environment = match new.deployment_id {
+        Some(id) => Some(
+            deployments::table
+                .find(id)
+                .select(deployments::environment)
+                .first::<String>(conn)?,
+        ),
+        None => None,
+    };
+    let mut query = environments::table
+        .inner_join(
+            deployments::table
+                .on(environments::serving_deployment_id.eq(deployments::id.nullable())),
+        )
+        .filter(environments::workflow_id.eq(new.workflow_id))
+        .filter(deployments::host.is_not_null())
+        .select(deployments::host.assume_not_null())
+        .distinct()
+        .into_boxed();
+    if let Some(environment) = environment {
+        query = query.filter(environments::name.eq(environment));
+    }
+    let hosts: Vec<String> = query.load(conn)?;
+    Ok(match hosts.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
     })
 }
 

@@ -19,6 +19,33 @@ pub struct WorkflowRow {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+/// A check of a new definition against every other live workflow with its
+/// current definition (the routes they serve, say), run in the write's
+/// transaction after it took [`CLAIMS_LOCK`].
+pub type Guard<'a> = &'a dyn Fn(&[(WorkflowRow, String)]) -> Result<()>;
+
+/// Serialises the writes that run a [`Guard`]: the second of two applies
+/// taking one domain waits for the first to commit, then sees it.
+const CLAIMS_LOCK: i64 = 0x5117_c1a1;
+
+/// Runs `guard`, if any, on the live workflows other than `except`, holding
+/// [`CLAIMS_LOCK`] until the transaction ends.
+fn check_others(
+    conn: &mut PgConnection,
+    except: Option<i64>,
+    guard: Option<Guard<'_>>,
+) -> Result<()> {
+    let Some(guard) = guard else {
+        return Ok(());
+    };
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(CLAIMS_LOCK)
+        .execute(conn)?;
+    let mut others = live_with_definitions(conn)?;
+    others.retain(|(w, _)| Some(w.id) != except);
+    guard(&others)
+}
+
 fn name_taken(err: diesel::result::Error, name: &str) -> Error {
     if is_unique_violation(&err) {
         Error::Conflict(format!("workflow name {name} is taken"))
@@ -27,14 +54,16 @@ fn name_taken(err: diesel::result::Error, name: &str) -> Error {
     }
 }
 
-/// Creates a workflow at version 1.
+/// Creates a workflow at version 1, once `guard` passed.
 pub fn create(
     conn: &mut PgConnection,
     name: &str,
     repo: &str,
     definition: &str,
+    guard: Option<Guard<'_>>,
 ) -> Result<WorkflowRow> {
     conn.transaction(|conn| {
+        check_others(conn, None, guard)?;
         let row: WorkflowRow = diesel::insert_into(workflows::table)
             .values((
                 workflows::name.eq(name),
@@ -55,15 +84,18 @@ pub fn create(
     })
 }
 
-/// Adds a version; the workflow may be renamed as long as the name is free.
+/// Adds a version, once `guard` passed; the workflow may be renamed as
+/// long as the name is free.
 pub fn update(
     conn: &mut PgConnection,
     id: i64,
     name: &str,
     repo: &str,
     definition: &str,
+    guard: Option<Guard<'_>>,
 ) -> Result<WorkflowRow> {
     conn.transaction(|conn| {
+        check_others(conn, Some(id), guard)?;
         // Locked, so two concurrent updates get versions n+1 and n+2.
         let current: WorkflowRow = workflows::table
             .find(id)

@@ -13,6 +13,7 @@ mod notify;
 mod parse;
 mod patterns;
 mod repo;
+mod routes;
 mod secrets;
 mod template;
 mod values;
@@ -25,6 +26,7 @@ pub use deploy::fixed_host_port;
 pub use parse::{SpecError, parse, parse_default_notify};
 pub use patterns::{PatternError, Patterns};
 pub use repo::RepoUrl;
+pub use routes::claimed_elsewhere;
 pub use secrets::{resolve_secrets, secret_refs};
 pub use template::{Template, TemplateVars};
 pub use values::{

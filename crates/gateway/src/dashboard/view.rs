@@ -216,6 +216,10 @@ pub struct EnvRow {
     pub current: Option<DeployRow>,
     /// What ran before: the target of a rollback, which is disabled without it.
     pub previous: Option<DeployRow>,
+    /// Where a routed environment is served, linked; `None` when unrouted.
+    pub url: Option<String>,
+    /// The deployment the edge proxy sends the traffic to.
+    pub serving: Option<i64>,
 }
 
 impl From<&Environment> for EnvRow {
@@ -224,6 +228,8 @@ impl From<&Environment> for EnvRow {
             name: e.name.clone(),
             current: e.current.as_ref().map(DeployRow::from),
             previous: e.previous.as_ref().map(DeployRow::from),
+            url: e.route.as_ref().map(|r| r.url.clone()),
+            serving: e.serving_deployment_id,
         }
     }
 }
@@ -390,6 +396,9 @@ mod tests {
             finished_at: None,
             error: None,
             rollback: None,
+            host: None,
+            switched_at: None,
+            retired_at: None,
         };
         let row = DeployRow::from(&d);
         assert_eq!(row.version, "4f1c2a9b3d5e");

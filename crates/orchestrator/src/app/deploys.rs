@@ -1,12 +1,38 @@
 //! Deployments and environments: what users read and request (a deploy of a
-//! task's image, a rollback), and what the runner carrying them out reports
-//! under its task's lease.
+//! task's image, a rollback), what the runner carrying them out reports
+//! under its task's lease (traffic moves of routed environments too), and
+//! the routes a runner's edge proxy serves.
 
 use domain::state::DeploymentEvent;
 use proto::{ApiError, ErrorCode};
-use store::deployments::{DeploymentRow, EnvironmentView, NewDeployment, RollbackRow, Start};
+use store::deployments::{
+    DeploymentRow, EnvironmentView, NewDeployment, RollbackRow, ServedRoute, Start, Traffic,
+};
 
 use super::{App, bad_request};
+
+/// The host in a routed environment's `listen` URL while no deployment of
+/// it recorded where it runs.
+const LOCAL_HOST: &str = "127.0.0.1";
+
+/// An environment as users see it.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// Its row and the deployments the row points at.
+    pub records: EnvironmentView,
+    /// Where it is served, when the workflow's current definition routes it.
+    pub route: Option<ServedAt>,
+}
+
+/// Where a routed environment is served (edge.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedAt {
+    pub domains: Vec<String>,
+    pub listen: Option<u16>,
+    /// The first domain's address, else the `listen` port on the host of
+    /// the serving (else current) deployment.
+    pub url: String,
+}
 
 impl App {
     pub async fn task_deployments(
@@ -52,15 +78,68 @@ impl App {
         .await
     }
 
-    pub async fn list_environments(
-        &self,
-        workflow_id: i64,
-    ) -> Result<Vec<EnvironmentView>, ApiError> {
-        self.db(&format!("workflow {workflow_id}"), move |conn| {
-            store::workflows::live(conn, workflow_id)?;
-            store::deployments::environments(conn, workflow_id)
+    /// A workflow's environments, each with where it is served when its
+    /// current definition routes it.
+    pub async fn list_environments(&self, workflow_id: i64) -> Result<Vec<Environment>, ApiError> {
+        let (workflow, definition, views) = self
+            .db(&format!("workflow {workflow_id}"), move |conn| {
+                let workflow = store::workflows::live(conn, workflow_id)?;
+                let definition = store::workflows::definition(conn, workflow_id, workflow.version)?;
+                let views = store::deployments::environments(conn, workflow_id)?;
+                Ok((workflow, definition, views))
+            })
+            .await?;
+        let spec = self.spec(workflow_id, workflow.version, &definition)?;
+        Ok(views
+            .into_iter()
+            .map(|records| {
+                let route = spec
+                    .deploy
+                    .iter()
+                    .find(|d| d.environment.as_str() == records.environment.name)
+                    .and_then(|d| d.route.as_ref())
+                    .map(|route| {
+                        let host = [&records.serving, &records.current]
+                            .into_iter()
+                            .find_map(|d| d.as_ref().and_then(|d| d.host.as_deref()))
+                            .unwrap_or(LOCAL_HOST);
+                        ServedAt {
+                            domains: route.domains.clone(),
+                            listen: route.listen,
+                            url: route.url(host),
+                        }
+                    });
+                Environment { records, route }
+            })
+            .collect())
+    }
+
+    /// The routed environments whose traffic goes to a deployment made on
+    /// `host`: what a runner there restores in its edge proxy.
+    pub async fn list_routes(&self, host: String) -> Result<Vec<ServedRoute>, ApiError> {
+        if host.is_empty() {
+            return Err(bad_request("host is required"));
+        }
+        self.db("routes", move |conn| {
+            store::deployments::served_from(conn, &host)
         })
         .await
+    }
+
+    /// A routed environment's traffic moved, or old versions of it stopped,
+    /// as the runner deploying `id` under its task's lease reports.
+    pub async fn record_traffic(
+        &self,
+        task_id: i64,
+        token: String,
+        id: i64,
+        traffic: Traffic,
+    ) -> Result<(), ApiError> {
+        self.db(&format!("deployment {id}"), move |conn| {
+            store::task_deploys::record_traffic(conn, task_id, &token, id, &traffic)
+        })
+        .await
+        .map(|_| ())
     }
 
     pub async fn deploy_task(
@@ -151,15 +230,19 @@ impl App {
         .inspect(|_| self.queued())
     }
 
+    /// Starts a deployment on the runner host `host` (not recorded when
+    /// empty).
     pub async fn start_deployment(
         &self,
         task_id: i64,
         token: String,
         id: i64,
+        host: String,
     ) -> Result<Start, ApiError> {
         self.db(&format!("deployment {id}"), move |conn| {
             store::tasks::check_lease(conn, task_id, &token)?;
-            store::deployments::start(conn, id)
+            let host = Some(host.as_str()).filter(|h| !h.is_empty());
+            store::deployments::start(conn, id, host)
         })
         .await
         .inspect(|start| {

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, broadcast};
 use crate::crypto::SecretBox;
 use crate::metrics::Metrics;
 
+pub use deploys::{Environment, ServedAt};
 pub use leases::Claim;
 pub use triggers::{Outcome, Webhook, WorkflowRun};
 
@@ -73,6 +74,8 @@ fn db_error(err: store::Error, what: &str) -> ApiError {
         store::Error::LeaseLost => {
             ApiError::new(ErrorCode::Conflict, "the task's lease is no longer held")
         }
+        store::Error::Invalid(msg) => ApiError::new(ErrorCode::BadRequest, msg),
+        store::Error::Workflow(e) => invalid_workflow(&e),
         store::Error::Pool(e) => {
             tracing::warn!(error = %e, "database unavailable");
             ApiError::new(ErrorCode::Unavailable, "database unavailable")
@@ -321,7 +324,7 @@ mod tests {
 
     #[test]
     fn store_errors_map_to_the_code_a_caller_sees() {
-        use ErrorCode::{Conflict, Internal, NotFound, Unavailable};
+        use ErrorCode::{BadRequest, Conflict, Internal, InvalidWorkflow, NotFound, Unavailable};
         let cases = [
             ("missing row", store::Error::NotFound, NotFound),
             (
@@ -330,6 +333,23 @@ mod tests {
                 Conflict,
             ),
             ("lease lost", store::Error::LeaseLost, Conflict),
+            (
+                "records that do not fit",
+                store::Error::Invalid("deployment 2 is of another environment".to_owned()),
+                BadRequest,
+            ),
+            (
+                "definition refused",
+                store::Error::Workflow(
+                    domain::workflow::Spot {
+                        path: "deploy[0].route.listen".to_owned(),
+                        line: 7,
+                        column: 3,
+                    }
+                    .error("listen port 80 is already used"),
+                ),
+                InvalidWorkflow,
+            ),
             (
                 "connection lost",
                 store::Error::Database(Diesel::BrokenTransactionManager),

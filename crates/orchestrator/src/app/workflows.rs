@@ -3,7 +3,7 @@
 
 use domain::workflow;
 use proto::ApiError;
-use store::workflows::WorkflowRow;
+use store::workflows::{Guard, WorkflowRow};
 
 use super::{App, bad_request, invalid_workflow};
 use crate::crypto::Reseal;
@@ -17,7 +17,9 @@ impl App {
         let name = spec.name.to_string();
         let repo = spec.repo.to_string();
         self.db("workflow", move |conn| {
-            store::workflows::create(conn, &name, &repo, &definition)
+            let guard = |others: &[(WorkflowRow, String)]| routes_free(&spec, others);
+            let guard = routed(&spec).then_some(&guard as Guard<'_>);
+            store::workflows::create(conn, &name, &repo, &definition, guard)
         })
         .await
     }
@@ -31,7 +33,9 @@ impl App {
         let name = spec.name.to_string();
         let repo = spec.repo.to_string();
         self.db(&format!("workflow {id}"), move |conn| {
-            store::workflows::update(conn, id, &name, &repo, &definition)
+            let guard = |others: &[(WorkflowRow, String)]| routes_free(&spec, others);
+            let guard = routed(&spec).then_some(&guard as Guard<'_>);
+            store::workflows::update(conn, id, &name, &repo, &definition, guard)
         })
         .await
     }
@@ -127,5 +131,25 @@ impl App {
             store::secrets::names(conn, workflow_id)
         })
         .await
+    }
+}
+
+/// Whether `spec` routes an environment: then its domains and `listen`
+/// ports are checked against the other workflows' before it is stored.
+fn routed(spec: &workflow::Workflow) -> bool {
+    spec.deploy.iter().any(|d| d.route.is_some())
+}
+
+/// Refuses `spec` when another workflow's current definition serves one of
+/// its domains or `listen` ports (edge.md). A stored definition the parser
+/// no longer takes claims nothing.
+fn routes_free(spec: &workflow::Workflow, others: &[(WorkflowRow, String)]) -> store::Result<()> {
+    let others: Vec<workflow::Workflow> = others
+        .iter()
+        .filter_map(|(_, definition)| workflow::parse(definition).ok())
+        .collect();
+    match workflow::claimed_elsewhere(spec, &others) {
+        Some(e) => Err(store::Error::Workflow(e)),
+        None => Ok(()),
     }
 }

@@ -4,10 +4,12 @@ use domain::push::{CommitSha, GitRef, PushEvent};
 use domain::state::{DeploymentEvent, StepEvent, TaskEvent};
 use proto::{ApiError, ErrorCode};
 use store::alerts::{AlertView, Claimed, DeliveryRow};
-use store::deployments::{DeploymentRow, RollbackRow};
+use store::deployments::{DeploymentRow, RollbackRow, ServedRoute};
 use store::events::EventRecord;
 use store::tasks::TaskDetail;
 use store::workflows::WorkflowRow;
+
+use crate::app::Environment;
 
 pub fn workflow(row: WorkflowRow, definition: Option<String>) -> proto::Workflow {
     proto::Workflow {
@@ -52,9 +54,35 @@ pub fn deployment(d: DeploymentRow, rollback_row: Option<RollbackRow>) -> proto:
         started_at: d.started_at.map(proto::timestamp),
         finished_at: d.finished_at.map(proto::timestamp),
         rollback: rollback_row.map(rollback),
-        host: None,
-        switched_at: None,
-        retired_at: None,
+        host: d.host,
+        switched_at: d.switched_at.map(proto::timestamp),
+        retired_at: d.retired_at.map(proto::timestamp),
+    }
+}
+
+pub fn environment(e: Environment) -> proto::Environment {
+    let records = e.records;
+    proto::Environment {
+        name: records.environment.name,
+        current: records.current.map(|d| deployment(d, None)),
+        previous: records.previous.map(|d| deployment(d, None)),
+        route: e.route.map(|r| proto::EnvironmentRoute {
+            domains: r.domains,
+            listen: r.listen.map(u32::from),
+            url: r.url,
+        }),
+        serving_deployment_id: records.environment.serving_deployment_id,
+    }
+}
+
+pub fn served_route(r: ServedRoute) -> proto::ServedRoute {
+    proto::ServedRoute {
+        workflow_id: r.workflow_id,
+        workflow: r.workflow,
+        environment: r.environment,
+        deployment_id: r.deployment.id,
+        image: r.deployment.image,
+        definition: r.definition,
     }
 }
 

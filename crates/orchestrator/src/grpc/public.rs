@@ -301,16 +301,7 @@ impl Slipway for PublicApi {
             .list_environments(req.into_inner().workflow_id)
             .await?;
         ok(proto::ListEnvironmentsResponse {
-            environments: rows
-                .into_iter()
-                .map(|(env, current, previous)| proto::Environment {
-                    name: env.name,
-                    current: current.map(|d| convert::deployment(d, None)),
-                    previous: previous.map(|d| convert::deployment(d, None)),
-                    route: None,
-                    serving_deployment_id: None,
-                })
-                .collect(),
+            environments: rows.into_iter().map(convert::environment).collect(),
         })
     }
 

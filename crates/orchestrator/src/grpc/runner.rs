@@ -9,7 +9,7 @@ use proto::{ApiError, ErrorCode};
 use store::tasks::StepChange;
 use tonic::{Request, Response, Status};
 
-use store::deployments::Start;
+use store::deployments::{Start, Traffic};
 
 use super::convert;
 use crate::app::App;
@@ -38,7 +38,7 @@ impl RunnerApi for RunnerService {
         req: Request<proto::ClaimTaskRequest>,
     ) -> Answer<proto::ClaimTaskResponse> {
         let req = req.into_inner();
-        let labels = domain::labels::Labels::new(&req.labels)
+        let labels = domain::labels::Labels::offered(&req.labels)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("runner labels: {e}")))?;
         let claim = self.app.claim(req.task_id, req.runner_id, labels).await?;
         let t = claim.detail.task;
@@ -149,7 +149,7 @@ impl RunnerApi for RunnerService {
         let (task_id, token) = lease(req.lease)?;
         let answer = match self
             .app
-            .start_deployment(task_id, token, req.deployment_id)
+            .start_deployment(task_id, token, req.deployment_id, req.host)
             .await?
         {
             Start::Started {
@@ -167,7 +167,7 @@ impl RunnerApi for RunnerService {
             },
             Start::Skipped(d) => proto::StartDeploymentResponse {
                 outcome: "skipped".to_owned(),
-                deployment: Some(convert::deployment(d, None)),
+                deployment: Some(convert::deployment(*d, None)),
                 previous: None,
             },
         };
@@ -226,18 +226,27 @@ impl RunnerApi for RunnerService {
 
     async fn record_traffic(
         &self,
-        _req: Request<proto::RecordTrafficRequest>,
+        req: Request<proto::RecordTrafficRequest>,
     ) -> Answer<proto::Empty> {
-        // Recorded from the next commit on.
+        let req = req.into_inner();
+        let (task_id, token) = lease(req.lease)?;
+        let traffic = Traffic {
+            serving: req.serving_deployment_id,
+            retired: req.retired_deployment_ids,
+        };
+        self.app
+            .record_traffic(task_id, token, req.deployment_id, traffic)
+            .await?;
         Ok(Response::new(proto::Empty {}))
     }
 
     async fn list_routes(
         &self,
-        _req: Request<proto::ListRoutesRequest>,
+        req: Request<proto::ListRoutesRequest>,
     ) -> Answer<proto::ListRoutesResponse> {
+        let routes = self.app.list_routes(req.into_inner().host).await?;
         Ok(Response::new(proto::ListRoutesResponse {
-            routes: Vec::new(),
+            routes: routes.into_iter().map(convert::served_route).collect(),
         }))
     }
 }

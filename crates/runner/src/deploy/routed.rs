@@ -128,6 +128,16 @@ impl Deploys<'_> {
         let env = spec.environment.as_str();
         let key = route_key(self.workflow, env);
         let proxy = &self.ctx.proxy;
+        // The running version is where the proxy serving it is.
+        if let Some(host) = previous.and_then(|v| v.host.as_deref())
+            && host != self.ctx.host
+        {
+            return Err(Failure::deploy(format!(
+                "{env} is served from host {host}, and this runner is on {}: deploys of a routed environment run on runners of its host (when a workflow's routed environments are on several hosts, give its runs_on a label only that host's runners have)",
+                self.ctx.host
+            ))
+            .kept());
+        }
         proxy
             .check()
             .await
@@ -199,11 +209,13 @@ impl Deploys<'_> {
                     .map_err(|e| format!("cannot withdraw the route: {e}")),
             };
             if result.is_ok() {
+                // Back to the old version, or (none running) nothing serves.
+                let retired = if to.is_some() { Vec::new() } else { vec![id] };
                 let _ = self
                     .ctx
                     .client
                     .clone()
-                    .record_traffic(self.lease, id, to, Vec::new())
+                    .record_traffic(self.lease, id, to, retired)
                     .await;
                 self.sink.line(
                     position,

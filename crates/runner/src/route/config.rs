@@ -1,7 +1,8 @@
 //! What the runner owns in the proxy's JSON config, as pure changes of its
 //! `apps` object: the `slipway` HTTPS server's routes whose `@id` starts with
 //! `slipway-` (other routes in it are kept, before the catch-all `404`), the
-//! `slipway-http` server (routes with `tls: off`), one `slipway-listen-<port>`
+//! `slipway-http` server on the HTTP port (routes with `tls: off`, and the
+//! same catch-all), one `slipway-listen-<port>`
 //! server per `listen` port, one TLS automation policy per route with
 //! `tls: internal`, and the local CA's `install_trust: false`.
 
@@ -59,16 +60,23 @@ pub fn put(apps: &mut Value, ports: Ports, served: &Served) {
             "handle": [handler(&served.upstreams)],
             "terminal": true,
         });
-        let (name, port) = match served.tls {
-            RouteTls::Off => (PLAIN_SERVER, ports.http),
-            RouteTls::Auto | RouteTls::Internal => (MAIN_SERVER, ports.https),
+        let name = match served.tls {
+            RouteTls::Off => PLAIN_SERVER,
+            RouteTls::Auto | RouteTls::Internal => MAIN_SERVER,
         };
-        let server = object(servers.entry(name).or_insert_with(
-            || json!({"listen": [format!(":{port}")], "protocols": ["h1", "h2"], "routes": []}),
-        ));
-        let routes = array(server.entry("routes").or_insert_with(|| json!([])));
-        routes.push(route);
-        order(routes, name == MAIN_SERVER);
+        // Both servers exist once a domain is routed: the plain one answers
+        // a host no route serves with a 404 too (the proxy puts its
+        // redirects to HTTPS for the other domains in front of its routes).
+        for (server_name, port) in [(MAIN_SERVER, ports.https), (PLAIN_SERVER, ports.http)] {
+            let server = object(servers.entry(server_name).or_insert_with(
+                || json!({"listen": [format!(":{port}")], "protocols": ["h1", "h2"], "routes": []}),
+            ));
+            let routes = array(server.entry("routes").or_insert_with(|| json!([])));
+            if server_name == name {
+                routes.push(route.clone());
+            }
+            order(routes);
+        }
     }
     if let Some(port) = served.listen {
         servers.insert(
@@ -203,9 +211,9 @@ fn handler(upstreams: &[String]) -> Value {
 }
 
 /// Owned routes first (exact host names before wildcards), then the others
-/// as they were, then (on the HTTPS server) the catch-all `404`: a host no
-/// route serves is not found rather than an empty `200`.
-fn order(routes: &mut Vec<Value>, catch_all: bool) {
+/// as they were, then the catch-all `404`: a host no route serves is not
+/// found rather than an empty `200`.
+fn order(routes: &mut Vec<Value>) {
     let id_of = |r: &Value| r.get("@id").and_then(Value::as_str).map(str::to_owned);
     routes.retain(|r| id_of(r).as_deref() != Some(CATCH_ALL));
     let (mut owned, others): (Vec<Value>, Vec<Value>) = routes
@@ -224,13 +232,11 @@ fn order(routes: &mut Vec<Value>, catch_all: bool) {
     });
     routes.extend(owned);
     routes.extend(others);
-    if catch_all {
-        routes.push(json!({
-            "@id": CATCH_ALL,
-            "handle": [{"handler": "static_response", "status_code": 404}],
-            "terminal": true,
-        }));
-    }
+    routes.push(json!({
+        "@id": CATCH_ALL,
+        "handle": [{"handler": "static_response", "status_code": 404}],
+        "terminal": true,
+    }));
 }
 
 fn object(value: &mut Value) -> &mut Map<String, Value> {
@@ -373,7 +379,17 @@ mod tests {
         );
         let server = &apps["http"]["servers"]["slipway-http"];
         assert_eq!(server["listen"], json!([":8080"]));
-        assert_eq!(server["routes"].as_array().unwrap().len(), 1);
+        let ids: Vec<&str> = server["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["@id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["slipway-a/b", "slipway-404"]);
+        assert_eq!(
+            apps["http"]["servers"]["slipway"]["listen"],
+            json!([":8443"])
+        );
         assert!(apps.get("tls").is_none());
     }
 }
