@@ -44,6 +44,7 @@ impl Cancel {
 /// A running bench stack; stops everything and removes its directory when
 /// dropped (unless [`Stack::keep`] was called).
 pub struct Stack {
+    /// The gateway's REST API, with the stack's token: how suites drive it.
     pub api: Api,
     /// Where suites keep their files (repositories, builds).
     pub dir: PathBuf,
