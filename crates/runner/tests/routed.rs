@@ -204,6 +204,35 @@ async fn routed_stack(proxy: &Proxy) -> Stack {
     stack
 }
 
+/// What a routed test starts with: a stack whose runner drives a private
+/// proxy, a repository, a free `listen` port and a workflow name (whose
+/// containers are removed at the end).
+struct Routed {
+    stack: Stack,
+    proxy: Proxy,
+    repo: GitRepo,
+    listen: u16,
+    name: String,
+    containers: Containers,
+}
+
+async fn routed(prefix: &str) -> Routed {
+    let engine = images::docker();
+    images::busybox(&engine).await;
+    let proxy = Proxy::start().await;
+    let stack = routed_stack(&proxy).await;
+    let listen = free_port();
+    let name = format!("{prefix}-{listen}");
+    Routed {
+        stack,
+        proxy,
+        repo: GitRepo::new(),
+        listen,
+        containers: Containers(name.clone()),
+        name,
+    }
+}
+
 fn workflow(name: &str, repo: &GitRepo, domain: &str, listen: u16) -> String {
     workflow_watching(name, repo, domain, listen, "2500ms")
 }
@@ -217,14 +246,14 @@ fn workflow_watching(name: &str, repo: &GitRepo, domain: &str, listen: u16, watc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routed_deploys_and_rollbacks_lose_no_request() {
-    let engine = images::docker();
-    images::busybox(&engine).await;
-    let proxy = Proxy::start().await;
-    let stack = routed_stack(&proxy).await;
-    let repo = GitRepo::new();
-    let listen = free_port();
-    let name = format!("routed-{listen}");
-    let _containers = Containers(name.clone());
+    let Routed {
+        stack,
+        proxy,
+        repo,
+        listen,
+        name,
+        containers: _containers,
+    } = routed("routed").await;
     let domain = format!("{name}.slipway.test");
     let workflow_id = stack
         .create_workflow(&workflow(&name, &repo, &domain, listen))
@@ -394,14 +423,14 @@ async fn routed_deploys_and_rollbacks_lose_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_started_empty_gets_its_routes_back_from_the_runner() {
-    let engine = images::docker();
-    images::busybox(&engine).await;
-    let mut proxy = Proxy::start().await;
-    let stack = routed_stack(&proxy).await;
-    let repo = GitRepo::new();
-    let listen = free_port();
-    let name = format!("restored-{listen}");
-    let _containers = Containers(name.clone());
+    let Routed {
+        stack,
+        mut proxy,
+        repo,
+        listen,
+        name,
+        containers: _containers,
+    } = routed("restored").await;
     let domain = format!("{name}.slipway.test");
     stack
         .create_workflow(&workflow(&name, &repo, &domain, listen))
@@ -566,15 +595,15 @@ fn published_ports(workflow: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_routed_compose_service_gets_a_second_replica_and_loses_no_request() {
-    let engine = images::docker();
-    images::busybox(&engine).await;
-    let proxy = Proxy::start().await;
-    let stack = routed_stack(&proxy).await;
-    let repo = GitRepo::new();
-    let listen = free_port();
-    let name = format!("composed-{listen}");
+    let Routed {
+        stack,
+        proxy: _proxy,
+        repo,
+        listen,
+        name,
+        containers: _containers,
+    } = routed("composed").await;
     let project = format!("slipway-e2e-r{listen}");
-    let _containers = Containers(name.clone());
     stack
         .create_workflow(&format!(
             "name: {name}\nrepo: {repo}\nimage:\n  name: slipway-e2e/{name}\ndeploy:\n  - environment: test\n    route: {{ listen: {listen}, port: 8080, drain: 300ms }}\n    target:\n      compose: {{ file: deploy/docker-compose.yml, project: {project}, service: app }}\n    health: {{ path: /health, interval: 100ms, timeout: 5s, watch: 500ms }}\n",

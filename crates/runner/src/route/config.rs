@@ -272,6 +272,16 @@ mod tests {
         }
     }
 
+    /// The `@id`s of a server's routes, in order.
+    fn route_ids(server: &Value) -> Vec<&str> {
+        server["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["@id"].as_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn puts_replaces_and_removes_only_its_own() {
         let mut apps = json!({"http": {"servers": {"slipway": {"listen": [":8443"], "routes": [
@@ -292,12 +302,7 @@ mod tests {
                 Some(18090),
             ),
         );
-        let ids: Vec<&str> = apps["http"]["servers"]["slipway"]["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["@id"].as_str().unwrap())
-            .collect();
+        let ids = route_ids(&apps["http"]["servers"]["slipway"]);
         assert_eq!(
             ids,
             [
@@ -360,12 +365,7 @@ mod tests {
         );
         assert!(apps["http"]["servers"].get("other").is_some());
         assert_eq!(apps["tls"]["automation"]["policies"], json!([]));
-        let ids: Vec<&str> = apps["http"]["servers"]["slipway"]["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["@id"].as_str().unwrap())
-            .collect();
+        let ids = route_ids(&apps["http"]["servers"]["slipway"]);
         assert_eq!(ids, ["slipway-shop/prod", "gateway", "slipway-404"]);
     }
 
@@ -379,12 +379,7 @@ mod tests {
         );
         let server = &apps["http"]["servers"]["slipway-http"];
         assert_eq!(server["listen"], json!([":8080"]));
-        let ids: Vec<&str> = server["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["@id"].as_str().unwrap())
-            .collect();
+        let ids = route_ids(server);
         assert_eq!(ids, ["slipway-a/b", "slipway-404"]);
         assert_eq!(
             apps["http"]["servers"]["slipway"]["listen"],
