@@ -165,6 +165,29 @@ fn docker(args: &[&str]) {
     assert!(out.status.success(), "docker {args:?}: {out:?}");
 }
 
+/// Removes a compose project's containers, then its network, when dropped.
+struct Network(String);
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let project = self.0.trim_end_matches("_default");
+        let label = format!("label=com.docker.compose.project={project}");
+        if let Ok(out) = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = std::process::Command::new("docker")
+                    .args(["rm", "-f", id])
+                    .output();
+            }
+        }
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &self.0])
+            .output();
+    }
+}
+
 /// Removes every container of a workflow when dropped.
 struct Containers(String);
 
@@ -233,6 +256,16 @@ async fn routed(prefix: &str) -> Routed {
     }
 }
 
+/// Creates the routed workflow of [`workflow`]; returns its id, its
+/// domain and the URL of its `listen` port.
+async fn create(stack: &Stack, repo: &GitRepo, name: &str, listen: u16) -> (i64, String, String) {
+    let domain = format!("{name}.slipway.test");
+    let id = stack
+        .create_workflow(&workflow(name, repo, &domain, listen))
+        .await;
+    (id, domain, format!("http://127.0.0.1:{listen}/"))
+}
+
 fn workflow(name: &str, repo: &GitRepo, domain: &str, listen: u16) -> String {
     workflow_watching(name, repo, domain, listen, "2500ms")
 }
@@ -254,11 +287,7 @@ async fn routed_deploys_and_rollbacks_lose_no_request() {
         name,
         containers: _containers,
     } = routed("routed").await;
-    let domain = format!("{name}.slipway.test");
-    let workflow_id = stack
-        .create_workflow(&workflow(&name, &repo, &domain, listen))
-        .await;
-    let plain = format!("http://127.0.0.1:{listen}/");
+    let (workflow_id, domain, plain) = create(&stack, &repo, &name, listen).await;
     let client = reqwest::Client::new();
 
     // v1: the first version, on a route that did not exist.
@@ -438,11 +467,7 @@ async fn a_proxy_started_empty_gets_its_routes_back_from_the_runner() {
         name,
         containers: _containers,
     } = routed("restored").await;
-    let domain = format!("{name}.slipway.test");
-    stack
-        .create_workflow(&workflow(&name, &repo, &domain, listen))
-        .await;
-    let plain = format!("http://127.0.0.1:{listen}/");
+    let (_, domain, plain) = create(&stack, &repo, &name, listen).await;
     let client = reqwest::Client::new();
     let v1 = stack
         .wait_finished(push(&stack, &repo, "v1", true).await)
@@ -611,6 +636,7 @@ async fn a_routed_compose_service_gets_a_second_replica_and_loses_no_request() {
         containers: _containers,
     } = routed("composed").await;
     let project = format!("slipway-e2e-r{listen}");
+    let _network = Network(format!("{project}_default"));
     stack
         .create_workflow(&format!(
             "name: {name}\nrepo: {repo}\nimage:\n  name: slipway-e2e/{name}\ndeploy:\n  - environment: test\n    route: {{ listen: {listen}, port: 8080, drain: 300ms }}\n    target:\n      compose: {{ file: deploy/docker-compose.yml, project: {project}, service: app }}\n    health: {{ path: /health, interval: 100ms, timeout: 5s, watch: 500ms }}\n",
