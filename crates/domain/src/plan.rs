@@ -21,15 +21,19 @@ pub enum Trigger {
     Deploy,
     /// A manual rollback: one deployment of an earlier healthy version.
     Rollback,
+    /// A pull or merge request opened or updated: build and test, never
+    /// push the image or deploy.
+    PullRequest,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 5] = [
+    pub const ALL: [Trigger; 6] = [
         Trigger::Push,
         Trigger::Manual,
         Trigger::WorkflowRun,
         Trigger::Deploy,
         Trigger::Rollback,
+        Trigger::PullRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +43,7 @@ impl Trigger {
             Trigger::WorkflowRun => "workflow_run",
             Trigger::Deploy => "deploy",
             Trigger::Rollback => "rollback",
+            Trigger::PullRequest => "pull_request",
         }
     }
 
@@ -52,6 +57,7 @@ impl Trigger {
         match self {
             Trigger::Manual => EventKind::Manual,
             Trigger::WorkflowRun => EventKind::WorkflowRun,
+            Trigger::PullRequest => EventKind::PullRequest,
             Trigger::Push | Trigger::Deploy | Trigger::Rollback if tagged => EventKind::Tag,
             Trigger::Push | Trigger::Deploy | Trigger::Rollback => EventKind::Push,
         }
@@ -172,7 +178,9 @@ impl Plan {
 
     /// The plan of a task started by `trigger`. A deploy or rollback task
     /// carries out one deployment, to `environment`; a `workflow_run` task
-    /// deploys to every environment what external CI pushed.
+    /// deploys to every environment what external CI pushed. A pull request
+    /// task has the build's steps; the runner builds its image without
+    /// pushing it and skips its deploys.
     pub fn for_task(spec: &Workflow, trigger: Trigger, environment: Option<&str>) -> Plan {
         match (trigger, environment) {
             (Trigger::Deploy | Trigger::Rollback, Some(env)) => Plan::deploy_only([env]),
@@ -353,6 +361,7 @@ mod tests {
             (Trigger::Push, true, EventKind::Tag),
             (Trigger::Manual, true, EventKind::Manual),
             (Trigger::WorkflowRun, false, EventKind::WorkflowRun),
+            (Trigger::PullRequest, false, EventKind::PullRequest),
             (Trigger::Deploy, false, EventKind::Push),
             (Trigger::Rollback, true, EventKind::Tag),
         ];

@@ -40,6 +40,7 @@ pub fn link(public_url: &str, event: &Event) -> String {
 
 fn title(event: &Event) -> &'static str {
     match event.kind {
+        AlertEvent::TaskCreated => "Task queued",
         AlertEvent::TaskStarted => "Task started",
         AlertEvent::BuildFailed => "Build failed",
         AlertEvent::TaskSucceeded if event.recovery => "Task succeeded again",
@@ -67,6 +68,7 @@ fn icon(event: &Event) -> &'static str {
         AlertEvent::RolledBack => "↩️",
         AlertEvent::DeployTimeout | AlertEvent::TaskStuck | AlertEvent::RunnerLost => "⚠️",
         AlertEvent::TaskStarted | AlertEvent::DeployStarted => "▶️",
+        AlertEvent::TaskCreated => "🕓",
         AlertEvent::TaskCancelled => "⏹️",
         AlertEvent::AwaitingApproval => "✋",
     }

@@ -10,6 +10,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        installation_id -> Nullable<Int8>,
     }
 }
 
@@ -77,6 +78,26 @@ diesel::table! {
         trace_context -> Nullable<Text>,
         runs_on -> Text,
         republished_at -> Nullable<Timestamptz>,
+        pull_request -> Nullable<Jsonb>,
+        forge -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    commit_statuses (id) {
+        id -> Int8,
+        event_id -> Text,
+        task_id -> Int8,
+        seq -> Int8,
+        context -> Text,
+        state -> Text,
+        description -> Text,
+        status -> Text,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -211,6 +232,7 @@ diesel::joinable!(workflow_versions -> workflows (workflow_id));
 diesel::joinable!(secrets -> workflows (workflow_id));
 diesel::joinable!(tasks -> workflows (workflow_id));
 diesel::joinable!(steps -> tasks (task_id));
+diesel::joinable!(commit_statuses -> tasks (task_id));
 diesel::joinable!(log_chunks -> tasks (task_id));
 diesel::joinable!(outbox -> tasks (task_id));
 diesel::joinable!(events -> workflows (workflow_id));
@@ -218,6 +240,7 @@ diesel::joinable!(alerts -> events (event_id));
 diesel::joinable!(deliveries -> alerts (alert_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    commit_statuses,
     workflows,
     workflow_versions,
     secrets,

@@ -40,6 +40,8 @@ pub struct Workflow {
     pub name: WorkflowName,
     pub repo: RepoUrl,
     pub on: Triggers,
+    /// What a newer task does to older ones of the same branch or pull request.
+    pub concurrency: Concurrency,
     /// Labels a runner needs to take the workflow's tasks (`runs_on`).
     pub runs_on: Labels,
     /// Variables for every step, below the step's own `env`.
@@ -62,6 +64,86 @@ pub struct Triggers {
     /// `Some(PushTrigger::default())`, every branch push.
     pub push: Option<PushTrigger>,
     pub workflow_run: Option<WorkflowRunTrigger>,
+    /// `None`: pull and merge requests do not trigger.
+    pub pull_request: Option<PullRequestTrigger>,
+}
+
+/// `concurrency` (forges.md, Cancel in progress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Concurrency {
+    /// A newer task for the same branch (push) or pull request cancels this
+    /// workflow's older pending and running ones.
+    pub cancel_in_progress: bool,
+}
+
+/// Filters of `on.pull_request`; see [`Workflow::match_pull_request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequestTrigger {
+    /// Target branch globs; `None`: any target.
+    pub branches: Option<Patterns>,
+    /// The actions that trigger.
+    pub types: Vec<PullRequestAction>,
+    /// Whether draft pull requests run.
+    pub drafts: bool,
+    pub forks: ForkPolicy,
+}
+
+impl PullRequestTrigger {
+    pub const DEFAULT_TYPES: [PullRequestAction; 3] = [
+        PullRequestAction::Opened,
+        PullRequestAction::Synchronize,
+        PullRequestAction::Reopened,
+    ];
+}
+
+/// What a workflow does with pull requests from forks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkPolicy {
+    /// They do not run (the default): their steps would run a stranger's code.
+    Ignore,
+    /// They run, in containers only and without secrets.
+    Run,
+}
+
+/// What happened to a pull request, in GitHub's words (GitLab's actions are
+/// mapped to them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PullRequestAction {
+    Opened,
+    Synchronize,
+    Reopened,
+    Closed,
+    Edited,
+    Labeled,
+    ReadyForReview,
+}
+
+impl PullRequestAction {
+    pub const ALL: [PullRequestAction; 7] = [
+        PullRequestAction::Opened,
+        PullRequestAction::Synchronize,
+        PullRequestAction::Reopened,
+        PullRequestAction::Closed,
+        PullRequestAction::Edited,
+        PullRequestAction::Labeled,
+        PullRequestAction::ReadyForReview,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullRequestAction::Opened => "opened",
+            PullRequestAction::Synchronize => "synchronize",
+            PullRequestAction::Reopened => "reopened",
+            PullRequestAction::Closed => "closed",
+            PullRequestAction::Edited => "edited",
+            PullRequestAction::Labeled => "labeled",
+            PullRequestAction::ReadyForReview => "ready_for_review",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PullRequestAction> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
 }
 
 /// Filters of `on.push`; see [`Workflow::match_push`] for how they combine.

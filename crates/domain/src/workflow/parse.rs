@@ -39,7 +39,17 @@ pub fn parse(yaml: &str) -> Result<Workflow> {
 
 fn workflow(root: &Field<'_>) -> Result<Workflow> {
     let r = root.record(&[
-        "name", "repo", "on", "runs_on", "env", "secrets", "timeout", "steps", "image", "deploy",
+        "name",
+        "repo",
+        "on",
+        "concurrency",
+        "runs_on",
+        "env",
+        "secrets",
+        "timeout",
+        "steps",
+        "image",
+        "deploy",
         "notify",
     ])?;
     let name = r.required("name")?.parse_with(WorkflowName::parse)?;
@@ -49,9 +59,24 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
         None => Triggers {
             push: Some(PushTrigger::default()),
             workflow_run: None,
+            pull_request: None,
         },
         Some(on) => triggers(&on)?,
     };
+    let concurrency = r
+        .field("concurrency")
+        .map(|f| {
+            let r = f.record(&["cancel_in_progress"])?;
+            Ok(Concurrency {
+                cancel_in_progress: r
+                    .field("cancel_in_progress")
+                    .map(|f| f.boolean())
+                    .transpose()?
+                    .unwrap_or(false),
+            })
+        })
+        .transpose()?
+        .unwrap_or_default();
     let runs_on = r.field("runs_on").map(|f| runs_on(&f)).transpose()?;
     let env = r.field("env").map(|f| env_vars(&f, false)).transpose()?;
     let secrets = r.field("secrets").map(|f| secrets(&f)).transpose()?;
@@ -110,6 +135,15 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
         .transpose()?
         .unwrap_or_default();
 
+    if let Some(pr) = &on.pull_request
+        && pr.forks == ForkPolicy::Run
+        && let Some(host_step) = steps.iter().position(|s| s.image.is_none())
+    {
+        return Err(r
+            .required("steps")?
+            .seq()?[host_step]
+            .error("on.pull_request.forks: run needs every step to have an image: a pull request from a fork runs code from anyone, so its steps run in containers only"));
+    }
     if steps.is_empty() && image.is_none() && deploy.is_empty() {
         return Err(root
             .error(r#"nothing to do: at least one of "steps", "image" or "deploy" is required"#));
@@ -118,6 +152,7 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
         name,
         repo,
         on,
+        concurrency,
         runs_on: runs_on.unwrap_or_default(),
         env: env.unwrap_or_default(),
         secrets: secrets.unwrap_or_default(),
@@ -130,7 +165,7 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
 }
 
 fn triggers(f: &Field<'_>) -> Result<Triggers> {
-    let r = f.record(&["push", "workflow_run"])?;
+    let r = f.record(&["push", "workflow_run", "pull_request"])?;
     // `push:` with no value means "push, unfiltered", as in GitHub Actions.
     let push = r.present("push").map(|f| push_trigger(&f)).transpose()?;
     let workflow_run = r
@@ -149,7 +184,62 @@ fn triggers(f: &Field<'_>) -> Result<Triggers> {
             Ok(WorkflowRunTrigger { workflows })
         })
         .transpose()?;
-    Ok(Triggers { push, workflow_run })
+    let pull_request = r
+        .present("pull_request")
+        .map(|f| pull_request_trigger(&f))
+        .transpose()?;
+    Ok(Triggers {
+        push,
+        workflow_run,
+        pull_request,
+    })
+}
+
+fn pull_request_trigger(f: &Field<'_>) -> Result<PullRequestTrigger> {
+    let r = f.record(&["branches", "types", "drafts", "forks"])?;
+    let types = r
+        .field("types")
+        .map(|f| {
+            let list = f.seq()?;
+            if list.is_empty() {
+                return Err(f.error("list at least one type"));
+            }
+            list.iter()
+                .map(|item| {
+                    let s = item.text()?;
+                    PullRequestAction::parse(&s).ok_or_else(|| {
+                        item.error(format!(
+                            "unknown pull request type \"{s}\": use {}",
+                            PullRequestAction::ALL.map(PullRequestAction::as_str).join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?
+        .unwrap_or_else(|| PullRequestTrigger::DEFAULT_TYPES.to_vec());
+    let forks = r
+        .field("forks")
+        .map(|f| {
+            let s = f.text()?;
+            match s.as_str() {
+                "ignore" => Ok(ForkPolicy::Ignore),
+                "run" => Ok(ForkPolicy::Run),
+                _ => Err(f.error(format!("unknown forks policy \"{s}\": use ignore or run"))),
+            }
+        })
+        .transpose()?
+        .unwrap_or(ForkPolicy::Ignore);
+    Ok(PullRequestTrigger {
+        branches: r.field("branches").map(|f| f.patterns()).transpose()?,
+        types,
+        drafts: r
+            .field("drafts")
+            .map(|f| f.boolean())
+            .transpose()?
+            .unwrap_or(false),
+        forks,
+    })
 }
 
 fn push_trigger(f: &Field<'_>) -> Result<PushTrigger> {
@@ -231,7 +321,7 @@ fn when(f: &Field<'_>) -> Result<When> {
                     let s = item.text()?;
                     EventKind::parse(&s).ok_or_else(|| {
                         item.error(format!(
-                            "unknown event \"{s}\": use push, tag, manual or workflow_run"
+                            "unknown event \"{s}\": use push, tag, manual, workflow_run or pull_request"
                         ))
                     })
                 })

@@ -113,6 +113,7 @@ fn full_example_parses() {
     assert_eq!(
         w.on,
         Triggers {
+            pull_request: None,
             push: Some(PushTrigger {
                 branches: patterns(&["main", "release/*"]),
                 tags: patterns(&["v*"]),
@@ -274,6 +275,7 @@ fn smallest_example_gets_defaults() {
     assert_eq!(
         w.on,
         Triggers {
+            pull_request: None,
             push: Some(PushTrigger::default()),
             workflow_run: None,
         }
@@ -603,7 +605,7 @@ fn invalid_workflows() {
         ),
         (
             "+stages: []\n",
-            "stages: unknown key (expected one of: name, repo, on, runs_on, env, secrets, timeout, steps, image, deploy, notify) at line 3, column 1",
+            "stages: unknown key (expected one of: name, repo, on, concurrency, runs_on, env, secrets, timeout, steps, image, deploy, notify) at line 3, column 1",
         ),
         (
             "+steps: []\nsteps: []\n",
@@ -619,7 +621,7 @@ fn invalid_workflows() {
         ),
         (
             "+steps: [{name: t, run: make}]\nx: 1\n",
-            "x: unknown key (expected one of: name, repo, on, runs_on, env, secrets, timeout, steps, image, deploy, notify) at line 4, column 1",
+            "x: unknown key (expected one of: name, repo, on, concurrency, runs_on, env, secrets, timeout, steps, image, deploy, notify) at line 4, column 1",
         ),
         (
             "+steps:\n  - {name: t, run: make, continue_on_error: [true]}\n",
@@ -680,8 +682,24 @@ fn invalid_workflows() {
             r#"steps[0].continue_on_error: invalid boolean "yes": use true or false at line 6, column 24"#,
         ),
         (
-            "+steps:\n  - name: t\n    run: make\n    when: {event: [pull_request]}\n",
-            r#"steps[0].when.event[0]: unknown event "pull_request": use push, tag, manual or workflow_run at line 6, column 20"#,
+            "+steps:\n  - name: t\n    run: make\n    when: {event: [merge_request]}\n",
+            r#"steps[0].when.event[0]: unknown event "merge_request": use push, tag, manual, workflow_run or pull_request at line 6, column 20"#,
+        ),
+        (
+            "+on:\n  pull_request:\n    types: [opened, merged]\nsteps: [{name: t, run: make}]\n",
+            r#"on.pull_request.types[1]: unknown pull request type "merged": use opened, synchronize, reopened, closed, edited, labeled, ready_for_review at line 5, column 21"#,
+        ),
+        (
+            "+on:\n  pull_request:\n    forks: always\nsteps: [{name: t, run: make}]\n",
+            r#"on.pull_request.forks: unknown forks policy "always": use ignore or run at line 5, column 12"#,
+        ),
+        (
+            "+on:\n  pull_request:\n    forks: run\nsteps:\n  - {name: a, run: make, image: busybox}\n  - {name: t, run: make}\n",
+            r#"steps[1]: on.pull_request.forks: run needs every step to have an image: a pull request from a fork runs code from anyone, so its steps run in containers only at line 8, column 5"#,
+        ),
+        (
+            "+concurrency:\n  cancel_in_progress: maybe\nsteps: [{name: t, run: make}]\n",
+            r#"concurrency.cancel_in_progress: invalid boolean "maybe": use true or false at line 4, column 23"#,
         ),
         // Globs.
         (
@@ -774,7 +792,7 @@ fn invalid_workflows() {
         ),
         (
             "+steps: [{name: t, run: make}]\nnotify:\n  - on: [build_broke]\n    webhook: {url: \"https://x\"}\n",
-            r#"notify[0].on[0]: unknown event "build_broke": use one of task_started, build_failed, task_succeeded, task_cancelled, deploy_started, deploy_succeeded, deploy_failed, health_check_failed, rolled_back, deploy_timeout, awaiting_approval, task_stuck, runner_lost at line 5, column 10"#,
+            r#"notify[0].on[0]: unknown event "build_broke": use one of task_created, task_started, build_failed, task_succeeded, task_cancelled, deploy_started, deploy_succeeded, deploy_failed, health_check_failed, rolled_back, deploy_timeout, awaiting_approval, task_stuck, runner_lost at line 5, column 10"#,
         ),
         (
             "+steps: [{name: t, run: make}]\nnotify:\n  - on: [build_failed]\n    slack: {webhook_url: \"${{ secret.HOOK }}\"}\n",

@@ -222,14 +222,16 @@ pub enum EventKind {
     Tag,
     Manual,
     WorkflowRun,
+    PullRequest,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::Push,
         EventKind::Tag,
         EventKind::Manual,
         EventKind::WorkflowRun,
+        EventKind::PullRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -238,6 +240,7 @@ impl EventKind {
             EventKind::Tag => "tag",
             EventKind::Manual => "manual",
             EventKind::WorkflowRun => "workflow_run",
+            EventKind::PullRequest => "pull_request",
         }
     }
 
@@ -255,6 +258,7 @@ impl fmt::Display for EventKind {
 /// The alert event types of alerts.md, which `notify.on` subscribes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AlertEvent {
+    TaskCreated,
     TaskStarted,
     BuildFailed,
     TaskSucceeded,
@@ -271,7 +275,8 @@ pub enum AlertEvent {
 }
 
 impl AlertEvent {
-    pub const ALL: [AlertEvent; 13] = [
+    pub const ALL: [AlertEvent; 14] = [
+        AlertEvent::TaskCreated,
         AlertEvent::TaskStarted,
         AlertEvent::BuildFailed,
         AlertEvent::TaskSucceeded,
@@ -289,6 +294,7 @@ impl AlertEvent {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            AlertEvent::TaskCreated => "task_created",
             AlertEvent::TaskStarted => "task_started",
             AlertEvent::BuildFailed => "build_failed",
             AlertEvent::TaskSucceeded => "task_succeeded",

@@ -65,6 +65,8 @@ async fn record(state: &State, d: Delivery) -> Answer {
             push: d.push,
             workflow_run: d.workflow_run,
             ignored: d.ignored,
+            pull_request: None,
+            forge: None,
         })
         .await?
         .into_inner();

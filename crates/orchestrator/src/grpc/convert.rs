@@ -128,6 +128,8 @@ pub fn task(
                 error: s.error,
             })
             .collect(),
+        pull_request: None,
+        commit_statuses: Vec::new(),
     }
 }
 
@@ -197,6 +199,9 @@ pub fn alert_event(e: EventRecord) -> proto::AlertEvent {
         reason: e.reason,
         outcome: e.outcome,
         recovery: e.recovery,
+        seq: 0,
+        trigger: None,
+        forge_statuses: false,
     }
 }
 

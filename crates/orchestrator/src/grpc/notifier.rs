@@ -130,4 +130,25 @@ impl NotifierApi for NotifierService {
         let row = self.app.record_attempt(req.delivery_id, attempt).await?;
         Ok(Response::new(convert::delivery(row)))
     }
+
+    async fn open_statuses(
+        &self,
+        _req: Request<proto::OpenStatusesRequest>,
+    ) -> Answer<proto::ClaimStatusesResponse> {
+        Err(Status::unimplemented("commit statuses are not implemented yet"))
+    }
+
+    async fn claim_statuses(
+        &self,
+        _req: Request<proto::ClaimStatusesRequest>,
+    ) -> Answer<proto::ClaimStatusesResponse> {
+        Err(Status::unimplemented("commit statuses are not implemented yet"))
+    }
+
+    async fn record_status_attempt(
+        &self,
+        _req: Request<proto::RecordStatusAttemptRequest>,
+    ) -> Answer<proto::CommitStatus> {
+        Err(Status::unimplemented("commit statuses are not implemented yet"))
+    }
 }

@@ -62,6 +62,10 @@ impl RunnerApi for RunnerService {
             deployment_environment: claim.deployment.map(|d| d.environment),
             attempt: t.attempt,
             lease_seconds: i64::try_from(self.app.lease.as_secs()).unwrap_or(i64::MAX),
+            pull_request: None,
+            fetch_ref: None,
+            withheld_secrets: Vec::new(),
+            clone_credentials: None,
         }))
     }
 
