@@ -9,6 +9,7 @@
 pub mod app;
 pub mod background;
 pub mod crypto;
+pub mod forges;
 pub mod grpc;
 pub mod logs;
 pub mod metrics;
@@ -135,6 +136,7 @@ impl Orchestrator {
             Duration::from_secs(settings.lease_seconds),
             settings.max_requeues,
             metrics::Metrics::new()?,
+            forges::Forges::from_settings(&settings).map_err(Error::Settings)?,
         ));
         // Secrets open with either key meanwhile, so a failure here only
         // delays the rotation to the next start.

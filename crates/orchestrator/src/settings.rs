@@ -79,6 +79,22 @@ pub struct Settings {
     pub log: String,
     /// Logs as JSON lines, for collectors (`SLIPWAY_LOG_JSON`).
     pub log_json: bool,
+    /// GitHub token for commit statuses and clones (`SLIPWAY_GITHUB_TOKEN`).
+    pub github_token: String,
+    /// GitHub App id (`SLIPWAY_GITHUB_APP_ID`); with the key file it is used
+    /// instead of a token: installation tokens are minted per repository.
+    pub github_app_id: String,
+    /// The GitHub App's private key, PEM (`SLIPWAY_GITHUB_APP_KEY_FILE`):
+    /// read by the orchestrator alone.
+    pub github_app_key_file: String,
+    /// The GitHub API base (`SLIPWAY_GITHUB_API_URL`); GitHub Enterprise:
+    /// `https://host/api/v3`.
+    pub github_api_url: String,
+    /// GitLab token for commit statuses and clones (`SLIPWAY_GITLAB_API_TOKEN`).
+    pub gitlab_api_token: String,
+    /// GitLab's base URL (`SLIPWAY_GITLAB_URL`); empty: the origin of the
+    /// event's project page.
+    pub gitlab_url: String,
 }
 
 impl Default for Settings {
@@ -104,6 +120,12 @@ impl Default for Settings {
             metrics_addr: "127.0.0.1:9464".to_owned(),
             log: "info".to_owned(),
             log_json: false,
+            github_token: String::new(),
+            github_app_id: String::new(),
+            github_app_key_file: String::new(),
+            github_api_url: "https://api.github.com".to_owned(),
+            gitlab_api_token: String::new(),
+            gitlab_url: String::new(),
         }
     }
 }

@@ -75,6 +75,33 @@ pub struct Task {
     /// The packaged image, once the image stage exists for this task.
     pub image: Option<serde_json::Value>,
     pub deployments: Vec<Deployment>,
+    /// The pull or merge request a `pull_request` task runs for.
+    pub pull_request: Option<PullRequest>,
+    /// Each context and state sent to the forge, oldest first.
+    pub commit_statuses: Vec<CommitStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PullRequest {
+    pub number: i64,
+    pub title: String,
+    pub url: String,
+    pub source_branch: String,
+    pub target_branch: String,
+    pub fork: bool,
+}
+
+/// A commit status and how its delivery to the forge went.
+#[derive(Debug, Serialize)]
+pub struct CommitStatus {
+    pub context: String,
+    pub state: String,
+    pub description: String,
+    /// pending | delivered | failed | superseded
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -228,6 +255,27 @@ impl From<crate::Task> for Task {
                 |digest| serde_json::json!({"reference": t.image_reference, "digest": digest}),
             ),
             deployments: t.deployments.into_iter().map(Deployment::from).collect(),
+            pull_request: t.pull_request.map(|p| PullRequest {
+                number: p.number,
+                title: p.title,
+                url: p.url,
+                source_branch: p.source_branch,
+                target_branch: p.target_branch,
+                fork: p.fork,
+            }),
+            commit_statuses: t
+                .commit_statuses
+                .into_iter()
+                .map(|c| CommitStatus {
+                    context: c.context,
+                    state: c.state,
+                    description: c.description,
+                    status: c.status,
+                    attempts: c.attempts,
+                    last_error: c.last_error,
+                    delivered_at: time(c.delivered_at),
+                })
+                .collect(),
         }
     }
 }

@@ -110,6 +110,12 @@ pub struct EventRecord {
     pub recovery: bool,
     /// The W3C `traceparent` of the event's task, for the message's headers.
     pub trace_context: Option<String>,
+    /// The order events were written in.
+    pub seq: i64,
+    /// The trigger of the event's task.
+    pub trigger: Option<String>,
+    /// The event's task reports commit statuses to a forge.
+    pub forge_statuses: bool,
 }
 
 /// An event row with the columns of its workflow and task that an
@@ -118,6 +124,7 @@ pub struct EventRecord {
 #[diesel(table_name = events, check_for_backend(diesel::pg::Pg))]
 struct EventRow {
     id: String,
+    seq: i64,
     kind: String,
     created_at: DateTime<Utc>,
     workflow_id: i64,
@@ -154,6 +161,8 @@ struct EventTask {
     commit_sha: Option<String>,
     message: Option<String>,
     trace_context: Option<String>,
+    trigger: String,
+    forge: Option<serde_json::Value>,
 }
 
 impl From<EventRow> for EventRecord {
@@ -180,6 +189,9 @@ impl From<EventRow> for EventRecord {
             reason: row.reason,
             outcome: row.outcome,
             recovery: row.recovery,
+            seq: row.seq,
+            trigger: task.as_ref().map(|t| t.trigger.clone()),
+            forge_statuses: task.as_ref().is_some_and(|t| t.forge.is_some()),
             trace_context: task.and_then(|t| t.trace_context),
         }
     }

@@ -9,6 +9,7 @@
 pub mod alerts;
 pub mod deployments;
 pub mod events;
+pub mod forges;
 pub mod logs;
 pub mod outbox;
 pub mod schema;

@@ -48,9 +48,31 @@ pub struct TaskRow {
     /// The runner labels the task needs, in their canonical form
     /// ([`domain::labels::Labels::key`]).
     pub runs_on: String,
+    /// A pull request task's pull request ([`PullRequestInfo`] as JSON).
+    pub pull_request: Option<serde_json::Value>,
+    /// Where the task's commit statuses go ([`ForgeTarget`] as JSON).
+    pub forge: Option<serde_json::Value>,
 }
 
 impl TaskRow {
+    /// The pull request the task runs for, if any.
+    pub fn pull_request(&self) -> Result<Option<PullRequestInfo>> {
+        self.pull_request
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| Error::Corrupt(format!("task {} pull_request: {e}", self.id)))
+    }
+
+    /// Where the task's commit statuses go, if anywhere.
+    pub fn forge(&self) -> Result<Option<ForgeTarget>> {
+        self.forge
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| Error::Corrupt(format!("task {} forge: {e}", self.id)))
+    }
+
     pub fn status(&self) -> Result<TaskStatus> {
         self.status
             .parse()
@@ -106,7 +128,11 @@ pub struct NewTask {
     deployment_id: Option<i64>,
     trace_context: Option<String>,
     runs_on: String,
+    pull_request: Option<serde_json::Value>,
+    forge: Option<serde_json::Value>,
 }
+
+pub use crate::forges::{ForgeTarget, PullRequestInfo};
 
 /// What starts a new task and for which commit: all that differs between
 /// a push, a manual run, a `workflow_run`, a deploy, a rollback and a retry.
@@ -132,6 +158,10 @@ pub struct Source {
     pub attempt: i32,
     /// The task it retries.
     pub retry_of: Option<i64>,
+    /// The pull request it runs for (trigger `pull_request`).
+    pub pull_request: Option<PullRequestInfo>,
+    /// Where its commit statuses go; `None`: nowhere.
+    pub forge: Option<ForgeTarget>,
 }
 
 impl Source {
@@ -153,12 +183,17 @@ impl Source {
             deployment_id: None,
             attempt: 1,
             retry_of: None,
+            pull_request: None,
+            forge: None,
         }
     }
 
-    /// A task for the same commit as `task` (a deploy of its image, a retry).
+    /// A task for the same commit as `task` (a deploy of its image, a
+    /// retry); its statuses go where the task's went.
     pub fn after(task: &TaskRow, trigger: Trigger) -> Source {
         Source {
+            pull_request: task.pull_request().ok().flatten(),
+            forge: task.forge().ok().flatten(),
             trigger,
             branch: task.branch.clone(),
             tag: task.tag.clone(),
@@ -212,6 +247,10 @@ impl NewTask {
             deployment_id: source.deployment_id,
             trace_context,
             runs_on,
+            pull_request: source
+                .pull_request
+                .and_then(|p| serde_json::to_value(p).ok()),
+            forge: source.forge.and_then(|f| serde_json::to_value(f).ok()),
         }
     }
 }
@@ -238,6 +277,16 @@ pub fn create(conn: &mut PgConnection, new: &NewTask, step_names: &[String]) -> 
             .get_result(conn)?;
         insert_steps(conn, id, step_names)?;
         outbox::push(conn, id)?;
+        events::emit(
+            conn,
+            &Event {
+                kind: "task_created",
+                workflow_id: new.workflow_id,
+                task_id: Some(id),
+                summary: format!("task {id} queued"),
+                ..Event::default()
+            },
+        )?;
         Ok(id)
     })
 }
@@ -683,7 +732,21 @@ fn end_event(
                 Some((StepKind::Run, step)) => format!("task {id}: step {step} failed"),
                 None => format!("task {id} failed before it ran"),
             };
-            task_event(conn, task, "build_failed", summary, error, false)
+            // The failed step travels as the event's reason: the commit
+            // status names it.
+            events::emit(
+                conn,
+                &Event {
+                    kind: "build_failed",
+                    workflow_id: task.workflow_id,
+                    task_id: Some(task.id),
+                    summary,
+                    error,
+                    reason: failed.as_deref(),
+                    ..Event::default()
+                },
+            )?;
+            Ok(())
         }
         TaskStatus::Pending | TaskStatus::Running => Ok(()),
     }
@@ -699,6 +762,11 @@ pub(crate) fn end(
     error: Option<&str>,
 ) -> Result<TaskRow> {
     let next = task.status()?.apply(event)?;
+    // A task superseded while it ran keeps saying so.
+    let error = match (next, task.error.as_deref()) {
+        (TaskStatus::Cancelled, Some(why)) if task.cancel_requested => Some(why),
+        _ => error,
+    };
     let now = Utc::now();
     let ended = diesel::update(tasks::table.find(task.id))
         .set((
@@ -757,6 +825,58 @@ pub fn cancel(conn: &mut PgConnection, id: i64) -> Result<Cancelled> {
     })
 }
 
+/// With `concurrency.cancel_in_progress`: cancels the older pending and
+/// running tasks of `task`'s workflow for the same pull request (a pull
+/// request task) or the same branch (any other build), saying which task
+/// superseded them. Deploy-only tasks are left alone, and a running task is
+/// asked to stop as by a cancel (its runner finishes a deploy it started).
+/// Returns the ids of the tasks cancelled or asked to stop.
+pub fn supersede_older(conn: &mut PgConnection, task_id: i64) -> Result<Vec<i64>> {
+    conn.transaction(|conn| {
+        let task = row(conn, task_id)?;
+        let mut query = tasks::table
+            .filter(tasks::workflow_id.eq(task.workflow_id))
+            .filter(tasks::id.lt(task.id))
+            .filter(tasks::status.eq_any([TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]))
+            .filter(tasks::deployment_id.is_null())
+            .filter(tasks::cancel_requested.eq(false))
+            .into_boxed();
+        match (task.pull_request()?, &task.branch) {
+            (Some(pr), _) => {
+                query = query.filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("(pull_request->>'number')::bigint = ")
+                        .bind::<diesel::sql_types::BigInt, _>(pr.number),
+                );
+            }
+            (None, Some(branch)) => {
+                query = query
+                    .filter(tasks::branch.eq(branch))
+                    .filter(tasks::pull_request.is_null());
+            }
+            (None, None) => return Ok(Vec::new()),
+        }
+        let older: Vec<i64> = query.select(tasks::id).order(tasks::id.asc()).load(conn)?;
+        let why = format!("superseded by task {}", task.id);
+        let mut done = Vec::with_capacity(older.len());
+        for id in older {
+            let old = lock(conn, id)?;
+            match old.status()? {
+                TaskStatus::Pending => {
+                    end(conn, &old, TaskEvent::Cancelled, Some(&why))?;
+                }
+                TaskStatus::Running => {
+                    diesel::update(tasks::table.find(id))
+                        .set((tasks::cancel_requested.eq(true), tasks::error.eq(&why)))
+                        .execute(conn)?;
+                }
+                _ => continue,
+            }
+            done.push(id);
+        }
+        Ok(done)
+    })
+}
+
 /// A new task for the same commit and workflow version, one attempt later,
 /// in the trace of `trace_context` (the retry call's, not the first task's).
 pub fn retry(conn: &mut PgConnection, id: i64, trace_context: Option<&str>) -> Result<i64> {
@@ -801,7 +921,18 @@ pub(crate) fn requeue(conn: &mut PgConnection, task: &TaskRow) -> Result<TaskRow
         "runner {runner} stopped heartbeating; task {} runs again from the start",
         task.id
     );
-    task_event(conn, task, "runner_lost", summary, Some(RUNNER_LOST), false)?;
+    events::emit(
+        conn,
+        &Event {
+            kind: "runner_lost",
+            workflow_id: task.workflow_id,
+            task_id: Some(task.id),
+            summary,
+            error: Some(RUNNER_LOST),
+            outcome: Some("requeued"),
+            ..Event::default()
+        },
+    )?;
     for step in step_rows(conn, task.id)? {
         let status = step.status()?.apply(StepEvent::Reset)?;
         diesel::update(steps::table.find((task.id, step.position)))

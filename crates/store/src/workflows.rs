@@ -185,3 +185,22 @@ pub fn live_with_definitions(conn: &mut PgConnection) -> Result<Vec<(WorkflowRow
         .select((WorkflowRow::as_select(), workflow_versions::definition))
         .load(conn)?)
 }
+
+/// Remembers the GitHub App installation a webhook for these workflows
+/// came through: manual runs of them use it.
+pub fn set_installation(conn: &mut PgConnection, ids: &[i64], installation_id: i64) -> Result<()> {
+    diesel::update(workflows::table.filter(workflows::id.eq_any(ids)))
+        .set(workflows::installation_id.eq(installation_id))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The GitHub App installation of the workflow's last GitHub webhook.
+pub fn installation(conn: &mut PgConnection, id: i64) -> Result<Option<i64>> {
+    Ok(workflows::table
+        .find(id)
+        .select(workflows::installation_id)
+        .first::<Option<i64>>(conn)
+        .optional()?
+        .flatten())
+}

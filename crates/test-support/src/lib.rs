@@ -74,6 +74,21 @@ pub struct Options {
     /// certificate; the stack's services reach it over `https://` trusting
     /// the CA.
     pub grpc_tls: Option<std::sync::Arc<tls::TestCa>>,
+    /// The orchestrator's forge credentials and API bases
+    /// (`SLIPWAY_GITHUB_*`, `SLIPWAY_GITLAB_*`), for commit statuses.
+    pub forges: ForgeCredentials,
+}
+
+/// Forge settings of the orchestrator; empty: none.
+#[derive(Debug, Clone, Default)]
+pub struct ForgeCredentials {
+    pub github_token: String,
+    pub github_app_id: String,
+    pub github_app_key_file: String,
+    /// Empty: GitHub's.
+    pub github_api_url: String,
+    pub gitlab_api_token: String,
+    pub gitlab_url: String,
 }
 
 impl Default for Options {
@@ -89,6 +104,7 @@ impl Default for Options {
             pending_alert: "10m".to_owned(),
             runner_token: String::new(),
             grpc_tls: None,
+            forges: ForgeCredentials::default(),
         }
     }
 }
@@ -171,6 +187,16 @@ impl Stack {
                 .as_ref()
                 .map(|ca| tls::TestCa::setting(&ca.key))
                 .unwrap_or_default(),
+            github_token: options.forges.github_token.clone(),
+            github_app_id: options.forges.github_app_id.clone(),
+            github_app_key_file: options.forges.github_app_key_file.clone(),
+            github_api_url: if options.forges.github_api_url.is_empty() {
+                orchestrator::Settings::default().github_api_url
+            } else {
+                options.forges.github_api_url.clone()
+            },
+            gitlab_api_token: options.forges.gitlab_api_token.clone(),
+            gitlab_url: options.forges.gitlab_url.clone(),
         };
         let orchestrator = Running::orchestrator(orchestrator_settings).await;
         let scheme = if options.grpc_tls.is_some() {

@@ -34,6 +34,10 @@ pub struct Claim {
     pub registry_password: Option<String>,
     /// The deployment a deploy-only task carries out.
     pub deployment: Option<DeploymentRow>,
+    /// Secrets not given to the task (a pull request from a fork).
+    pub withheld_secrets: Vec<String>,
+    /// User and token for an https clone from the task's forge.
+    pub clone_credentials: Option<(String, String)>,
 }
 
 impl App {
@@ -79,7 +83,6 @@ impl App {
                 }
             }
         }
-        let [registry_username, registry_password] = registry;
         // Secrets that deploy targets refer to (`${{ secrets.NAME }}`).
         let mut wanted_names: Vec<String> = spec.secrets.iter().map(ToString::to_string).collect();
         for deploy in &spec.deploy {
@@ -92,6 +95,18 @@ impl App {
                     }
                 }
             }
+        }
+        // A pull request from a fork runs a stranger's code: no secrets.
+        let from_fork = detail
+            .task
+            .pull_request()
+            .map_err(internal)?
+            .is_some_and(|p| p.fork);
+        let mut withheld_secrets = Vec::new();
+        if from_fork {
+            withheld_secrets = spec.secrets.iter().map(ToString::to_string).collect();
+            wanted_names.clear();
+            registry = [None, None];
         }
         for wanted in &wanted_names {
             let name = wanted.to_string();
@@ -106,6 +121,7 @@ impl App {
                 Err(e) => return Err(self.fail_before_start(task_id, e.to_string()).await),
             }
         }
+        let [registry_username, registry_password] = registry;
         let token = uuid::Uuid::new_v4().to_string();
         let lease_until = Utc::now() + self.lease;
         let t = token.clone();
@@ -122,6 +138,7 @@ impl App {
             Some(id) => Some(self.get_deployment(id).await?.0),
             None => None,
         };
+        let clone_credentials = self.clone_credentials(&detail.task, &repo).await;
         Ok(Claim {
             token,
             detail,
@@ -131,7 +148,35 @@ impl App {
             registry_username,
             registry_password,
             deployment,
+            withheld_secrets,
+            clone_credentials,
         })
+    }
+
+    /// The forge's credentials for an https clone of `repo`, when Slipway
+    /// has them; without, the clone goes ahead anonymously (a public
+    /// repository needs none).
+    async fn clone_credentials(
+        &self,
+        task: &store::tasks::TaskRow,
+        repo: &str,
+    ) -> Option<(String, String)> {
+        if !repo.starts_with("https://") {
+            return None;
+        }
+        let target = task.forge().ok().flatten()?;
+        let forge = domain::forge::Forge::parse(&target.forge)?;
+        match self
+            .forges
+            .token(&target, crate::forges::Access::Contents)
+            .await
+        {
+            Ok(token) => token.map(|t| (forge.clone_user().to_owned(), t)),
+            Err(e) => {
+                tracing::warn!(task_id = task.id, error = %e, "no clone credentials: cloning without");
+                None
+            }
+        }
     }
 
     /// Fails a task that cannot start, and returns the error for the runner.

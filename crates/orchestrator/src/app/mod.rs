@@ -10,6 +10,7 @@
 mod alerts;
 mod deploys;
 mod leases;
+mod statuses;
 mod tasks;
 mod triggers;
 mod workflows;
@@ -30,6 +31,7 @@ use crate::metrics::Metrics;
 
 pub use deploys::{Environment, ServedAt};
 pub use leases::Claim;
+pub use statuses::Sendable;
 pub use triggers::{Outcome, Webhook, WorkflowRun};
 
 /// Shared state of the orchestrator.
@@ -58,6 +60,8 @@ pub struct App {
     pub(crate) metrics: Metrics,
     /// The runners heard from lately.
     pub(crate) runners: crate::runners::Runners,
+    /// The forges' credentials: where statuses go, tokens for them and clones.
+    pub(crate) forges: crate::forges::Forges,
 }
 
 pub(crate) fn internal(err: impl std::fmt::Display) -> ApiError {
@@ -129,6 +133,7 @@ impl App {
         lease: Duration,
         max_requeues: i32,
         metrics: Metrics,
+        forges: crate::forges::Forges,
     ) -> Self {
         let (changes, _) = broadcast::channel(1024);
         Self {
@@ -143,6 +148,7 @@ impl App {
             broker: Mutex::new(None),
             metrics,
             runners: crate::runners::Runners::default(),
+            forges,
         }
     }
 

@@ -1,12 +1,13 @@
-//! What creates tasks: a manual run, and a webhook delivery (a push, or a
-//! successful run of an external CI workflow) recorded once with the tasks it
-//! triggers.
+//! What creates tasks: a manual run, and a webhook delivery (a push, a pull
+//! or merge request, or a successful run of an external CI workflow)
+//! recorded once with the tasks it triggers.
 
 use domain::plan::{Plan, Trigger};
+use domain::pull::PullRequestEvent;
 use domain::push::{GitRef, PushEvent};
 use domain::workflow::Workflow;
 use proto::{ApiError, ErrorCode};
-use store::tasks::{NewTask, Source};
+use store::tasks::{ForgeTarget, NewTask, PullRequestInfo, Source};
 use store::webhooks::{DeliveryRow, NewDelivery};
 use store::workflows::WorkflowRow;
 
@@ -39,6 +40,11 @@ pub struct Webhook {
     pub push: Option<PushEvent>,
     /// The external CI run, when the event is a successful `workflow_run`.
     pub workflow_run: Option<WorkflowRun>,
+    /// The pull or merge request, when the event is one.
+    pub pull_request: Option<PullRequestEvent>,
+    /// Where the event came from on its forge: its tasks' commit statuses
+    /// go there when Slipway has credentials for it.
+    pub forge: Option<ForgeTarget>,
     /// Why the gateway will not act on the event, recorded as the outcome.
     pub ignored: Option<String>,
 }
@@ -55,6 +61,14 @@ pub struct WorkflowRun {
     pub head_branch: Option<String>,
 }
 
+/// A task to create: the row, its steps, and whether it cancels the older
+/// tasks of its branch or pull request (`concurrency.cancel_in_progress`).
+struct Planned {
+    new: NewTask,
+    steps: Vec<String>,
+    cancels_older: bool,
+}
+
 impl App {
     /// A task of `row` from `source`, with the steps of its plan; it joins
     /// the trace of the call creating it.
@@ -68,6 +82,16 @@ impl App {
             telemetry::propagation::current_traceparent(),
         );
         (new, steps)
+    }
+
+    /// A webhook's task, which cancels older ones when its workflow says so.
+    fn planned(row: &WorkflowRow, spec: &Workflow, source: Source) -> Planned {
+        let (new, steps) = Self::new_task(row, spec, source);
+        Planned {
+            new,
+            steps,
+            cancels_older: spec.concurrency.cancel_in_progress,
+        }
     }
 
     pub async fn run_workflow(
@@ -92,8 +116,14 @@ impl App {
         };
         let (row, definition) = self.get_workflow(workflow_id).await?;
         let spec = self.spec(row.id, row.version, &definition)?;
+        let installation = self
+            .db("workflow", move |conn| {
+                store::workflows::installation(conn, workflow_id)
+            })
+            .await?;
         let source = Source {
             commit_sha: commit,
+            forge: self.forges.for_repo(spec.repo.as_str(), installation),
             ..Source::new(Trigger::Manual, Some(GitRef::Branch(branch)))
         };
         let (new, steps) = Self::new_task(&row, &spec, source);
@@ -127,54 +157,118 @@ impl App {
             return Ok(Self::outcome(seen, true));
         }
 
-        let mut planned: Vec<(NewTask, Vec<String>)> = Vec::new();
+        let forge = hook
+            .forge
+            .clone()
+            .and_then(|f| self.forges.for_event(f));
+        let mut planned: Vec<Planned> = Vec::new();
         let mut ignored = hook.ignored.clone();
+        let needs_workflows =
+            hook.push.is_some() || hook.workflow_run.is_some() || hook.pull_request.is_some();
+        let workflows = if needs_workflows {
+            self.db("workflows", store::workflows::live_with_definitions)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let specs: Vec<(WorkflowRow, std::sync::Arc<Workflow>)> = workflows
+            .into_iter()
+            .filter_map(|(row, definition)| match self.spec(row.id, row.version, &definition) {
+                Ok(spec) => Some((row, spec)),
+                Err(e) => {
+                    tracing::warn!(workflow = %row.name, error = %e, "stored definition no longer parses");
+                    None
+                }
+            })
+            .collect();
+
         if let Some(push) = &hook.push {
-            let workflows = self
-                .db("workflows", store::workflows::live_with_definitions)
-                .await?;
-            let mut reasons = Vec::new();
-            for (row, definition) in workflows {
-                let spec = match self.spec(row.id, row.version, &definition) {
-                    Ok(spec) => spec,
-                    Err(e) => {
-                        tracing::warn!(workflow = %row.name, error = %e, "stored definition no longer parses");
-                        continue;
+            if push.message.as_deref().is_some_and(domain::pull::skips_ci) {
+                ignored.get_or_insert_with(|| "skip ci".to_owned());
+            } else {
+                let mut reasons = Vec::new();
+                for (row, spec) in &specs {
+                    match spec.match_push(push) {
+                        Ok(()) => {
+                            let source = Source {
+                                commit_sha: Some(push.after.as_str().to_owned()),
+                                message: push.message.clone(),
+                                author: push.author.clone(),
+                                delivery_id: Some(delivery_id.clone()),
+                                forge: forge.clone(),
+                                ..Source::new(Trigger::Push, Some(push.git_ref.clone()))
+                            };
+                            planned.push(Self::planned(row, spec, source));
+                        }
+                        Err(domain::push::Ignored::RepositoryMismatch) => {}
+                        Err(reason) => reasons.push(format!("{}: {reason}", row.name)),
                     }
-                };
-                match spec.match_push(push) {
+                }
+                if planned.is_empty() && ignored.is_none() {
+                    ignored = Some(if reasons.is_empty() {
+                        let repo = push.repo_urls.first().map(String::as_str).unwrap_or("?");
+                        format!("no workflow for repository {repo}")
+                    } else {
+                        reasons.join("; ")
+                    });
+                }
+            }
+        }
+
+        if let Some(pr) = &hook.pull_request {
+            let pull_forge = match hook.provider.as_str() {
+                "gitlab" => domain::forge::Forge::GitLab,
+                _ => domain::forge::Forge::GitHub,
+            };
+            let mut reasons = Vec::new();
+            for (row, spec) in &specs {
+                match spec.match_pull_request(pr) {
                     Ok(()) => {
                         let source = Source {
-                            commit_sha: Some(push.after.as_str().to_owned()),
-                            message: push.message.clone(),
-                            author: push.author.clone(),
+                            commit_sha: Some(pr.head_sha.as_str().to_owned()),
                             delivery_id: Some(delivery_id.clone()),
-                            ..Source::new(Trigger::Push, Some(push.git_ref.clone()))
+                            pull_request: Some(PullRequestInfo {
+                                number: pr.number,
+                                title: pr.title.clone(),
+                                url: pr.url.clone(),
+                                source_branch: pr.source_branch.clone(),
+                                target_branch: pr.target_branch.clone(),
+                                fork: pr.fork,
+                                fetch_ref: pull_forge.pull_request_ref(pr.number),
+                            }),
+                            forge: forge.clone(),
+                            ..Source::new(
+                                Trigger::PullRequest,
+                                Some(GitRef::Branch(pr.source_branch.clone())),
+                            )
                         };
-                        planned.push(Self::new_task(&row, &spec, source));
+                        planned.push(Self::planned(row, spec, source));
                     }
-                    Err(domain::push::Ignored::RepositoryMismatch) => {}
-                    Err(reason) => reasons.push(format!("{}: {reason}", row.name)),
+                    Err(domain::pull::Ignored::RepositoryMismatch) => {}
+                    Err(reason) => reasons.push((row.name.clone(), reason)),
                 }
             }
             if planned.is_empty() && ignored.is_none() {
                 ignored = Some(if reasons.is_empty() {
-                    let repo = push.repo_urls.first().map(String::as_str).unwrap_or("?");
+                    let repo = pr.repo_urls.first().map(String::as_str).unwrap_or("?");
                     format!("no workflow for repository {repo}")
+                } else if reasons
+                    .iter()
+                    .all(|(_, r)| *r == domain::pull::Ignored::Fork)
+                {
+                    domain::pull::Ignored::Fork.to_string()
                 } else {
-                    reasons.join("; ")
+                    reasons
+                        .iter()
+                        .map(|(name, reason)| format!("{name}: {reason}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 });
             }
         }
 
         if let Some(run) = &hook.workflow_run {
-            let workflows = self
-                .db("workflows", store::workflows::live_with_definitions)
-                .await?;
-            for (row, definition) in workflows {
-                let Ok(spec) = self.spec(row.id, row.version, &definition) else {
-                    continue;
-                };
+            for (row, spec) in &specs {
                 let listed = spec
                     .on
                     .workflow_run
@@ -189,25 +283,63 @@ impl App {
                     commit_sha: Some(run.head_sha.as_str().to_owned()),
                     message: Some(format!("{} succeeded", run.workflow)),
                     delivery_id: Some(delivery_id.clone()),
+                    forge: forge.clone(),
                     ..Source::new(
                         Trigger::WorkflowRun,
                         run.head_branch.clone().map(GitRef::Branch),
                     )
                 };
-                planned.push(Self::new_task(&row, &spec, source));
+                planned.push(Self::planned(row, spec, source));
             }
             if planned.is_empty() && ignored.is_none() {
                 ignored = Some(format!("no workflow deploys after {}", run.workflow));
             }
         }
+        // Manual runs of these workflows use the installation of their last
+        // GitHub webhook.
+        let installation = hook
+            .forge
+            .as_ref()
+            .filter(|f| f.forge == "github")
+            .and_then(|f| f.installation_id)
+            .map(|installation| {
+                let ids: Vec<i64> = specs
+                    .iter()
+                    .filter(|(_, spec)| {
+                        let urls = [
+                            hook.push.as_ref().map(|p| &p.repo_urls),
+                            hook.pull_request.as_ref().map(|p| &p.repo_urls),
+                            hook.workflow_run.as_ref().map(|r| &r.repo_urls),
+                        ];
+                        urls.into_iter()
+                            .flatten()
+                            .flatten()
+                            .any(|u| spec.repo.matches(u))
+                    })
+                    .map(|(row, _)| row.id)
+                    .collect();
+                (ids, installation)
+            });
 
         let (p, d) = (provider.clone(), delivery_id.clone());
         let stored = self
             .db("delivery", move |conn| {
                 store::transaction(conn, |conn| {
                     let mut task_ids = Vec::with_capacity(planned.len());
-                    for (new, steps) in &planned {
-                        task_ids.push(store::tasks::create(conn, new, steps)?);
+                    for p in &planned {
+                        let id = store::tasks::create(conn, &p.new, &p.steps)?;
+                        if p.cancels_older {
+                            let cancelled = store::tasks::supersede_older(conn, id)?;
+                            if !cancelled.is_empty() {
+                                tracing::info!(task = id, ?cancelled, "superseded older tasks");
+                            }
+                        }
+                        task_ids.push(id);
+                    }
+                    if let Some((ids, installation)) = &installation
+                        && !ids.is_empty()
+                    {
+                        store::workflows::set_installation(conn, ids, *installation)?;
                     }
                     store::webhooks::insert(
                         conn,

@@ -89,8 +89,10 @@ pub fn served_route(r: ServedRoute) -> proto::ServedRoute {
 pub fn task(
     detail: TaskDetail,
     deployments: Vec<(DeploymentRow, Option<RollbackRow>)>,
+    statuses: Vec<store::forges::StatusRow>,
 ) -> proto::Task {
     let t = detail.task;
+    let pull_request = t.pull_request().ok().flatten().map(pull_request);
     proto::Task {
         id: t.id,
         workflow_id: t.workflow_id,
@@ -128,8 +130,33 @@ pub fn task(
                 error: s.error,
             })
             .collect(),
-        pull_request: None,
-        commit_statuses: Vec::new(),
+        pull_request,
+        commit_statuses: statuses.into_iter().map(commit_status).collect(),
+    }
+}
+
+pub fn pull_request(p: store::tasks::PullRequestInfo) -> proto::PullRequest {
+    proto::PullRequest {
+        number: p.number,
+        title: p.title,
+        url: p.url,
+        source_branch: p.source_branch,
+        target_branch: p.target_branch,
+        fork: p.fork,
+    }
+}
+
+pub fn commit_status(s: store::forges::StatusRow) -> proto::CommitStatus {
+    proto::CommitStatus {
+        id: s.id,
+        context: s.context,
+        state: s.state,
+        description: s.description,
+        status: s.status,
+        attempts: s.attempts,
+        last_error: s.last_error,
+        delivered_at: s.delivered_at.map(proto::timestamp),
+        created_at: Some(proto::timestamp(s.created_at)),
     }
 }
 
@@ -167,6 +194,48 @@ pub fn push_event(p: proto::PushEvent) -> Result<PushEvent, ApiError> {
     })
 }
 
+/// The pull request the gateway parsed, checked field by field.
+pub fn pull_request_event(
+    p: proto::PullRequestEvent,
+) -> Result<domain::pull::PullRequestEvent, ApiError> {
+    let head_sha = commit("head sha", &p.head_sha)?;
+    named_repos(&p.repo_urls, "the pull request")?;
+    if p.number <= 0 {
+        return Err(bad(format!("invalid pull request number {}", p.number)));
+    }
+    for (field, value) in [("source branch", &p.source_branch), ("target branch", &p.target_branch)] {
+        if value.trim().is_empty() {
+            return Err(bad(format!("the pull request has no {field}")));
+        }
+    }
+    Ok(domain::pull::PullRequestEvent {
+        repo_urls: p.repo_urls,
+        action: domain::workflow::PullRequestAction::parse(&p.action).ok_or(p.action),
+        number: p.number,
+        title: p.title,
+        url: p.url,
+        head_sha,
+        source_branch: p.source_branch,
+        target_branch: p.target_branch,
+        draft: p.draft,
+        fork: p.fork,
+    })
+}
+
+/// Where an event came from on its forge; `None` when it does not say.
+pub fn forge_ref(f: proto::ForgeRef) -> Option<store::tasks::ForgeTarget> {
+    domain::forge::Forge::parse(&f.forge)?;
+    if f.repo.trim().is_empty() {
+        return None;
+    }
+    Some(store::tasks::ForgeTarget {
+        forge: f.forge,
+        repo: f.repo,
+        web_url: f.web_url.filter(|u| !u.is_empty()),
+        installation_id: f.installation_id,
+    })
+}
+
 /// A completed external CI run, checked field by field.
 pub fn workflow_run(r: proto::WorkflowRunEvent) -> Result<crate::app::WorkflowRun, ApiError> {
     let head_sha = commit("head_sha", &r.head_sha)?;
@@ -199,9 +268,9 @@ pub fn alert_event(e: EventRecord) -> proto::AlertEvent {
         reason: e.reason,
         outcome: e.outcome,
         recovery: e.recovery,
-        seq: 0,
-        trigger: None,
-        forge_statuses: false,
+        seq: e.seq,
+        trigger: e.trigger,
+        forge_statuses: e.forge_statuses,
     }
 }
 
@@ -269,4 +338,17 @@ pub fn task_event(status: &str) -> Result<TaskEvent, ApiError> {
         "cancelled" => TaskEvent::Cancelled,
         other => return Err(bad(format!("unknown final status {other:?}"))),
     })
+}
+
+pub fn claimed_status(s: crate::app::Sendable) -> proto::ClaimedStatus {
+    let c = s.claimed;
+    proto::ClaimedStatus {
+        task_id: c.status.task_id,
+        forge: c.forge.forge,
+        api_url: s.api_url,
+        repo: c.forge.repo,
+        sha: c.sha,
+        token: s.token,
+        status: Some(commit_status(c.status)),
+    }
 }

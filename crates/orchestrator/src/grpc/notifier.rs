@@ -133,22 +133,67 @@ impl NotifierApi for NotifierService {
 
     async fn open_statuses(
         &self,
-        _req: Request<proto::OpenStatusesRequest>,
+        req: Request<proto::OpenStatusesRequest>,
     ) -> Answer<proto::ClaimStatusesResponse> {
-        Err(Status::unimplemented("commit statuses are not implemented yet"))
+        let req = req.into_inner();
+        let mut statuses = Vec::with_capacity(req.statuses.len());
+        for s in req.statuses {
+            if domain::forge::State::parse(&s.state).is_none() {
+                return Err(bad(format!("unknown commit status state {:?}", s.state)).into());
+            }
+            if s.context.trim().is_empty() {
+                return Err(bad("a commit status needs a context").into());
+            }
+            statuses.push(store::forges::NewStatus {
+                context: s.context,
+                state: s.state,
+                description: s.description,
+            });
+        }
+        let claim = millis(req.claim_ms, "claim_ms", MAX_CLAIM)?;
+        let sendable = self
+            .app
+            .open_statuses(req.event_id, statuses, claim)
+            .await?;
+        Ok(Response::new(proto::ClaimStatusesResponse {
+            statuses: sendable.into_iter().map(convert::claimed_status).collect(),
+        }))
     }
 
     async fn claim_statuses(
         &self,
-        _req: Request<proto::ClaimStatusesRequest>,
+        req: Request<proto::ClaimStatusesRequest>,
     ) -> Answer<proto::ClaimStatusesResponse> {
-        Err(Status::unimplemented("commit statuses are not implemented yet"))
+        let req = req.into_inner();
+        let limit = req.limit.clamp(1, MAX_CLAIM_BATCH);
+        let claim = millis(req.claim_ms, "claim_ms", MAX_CLAIM)?;
+        let sendable = self.app.claim_statuses(i64::from(limit), claim).await?;
+        Ok(Response::new(proto::ClaimStatusesResponse {
+            statuses: sendable.into_iter().map(convert::claimed_status).collect(),
+        }))
     }
 
     async fn record_status_attempt(
         &self,
-        _req: Request<proto::RecordStatusAttemptRequest>,
+        req: Request<proto::RecordStatusAttemptRequest>,
     ) -> Answer<proto::CommitStatus> {
-        Err(Status::unimplemented("commit statuses are not implemented yet"))
+        let req = req.into_inner();
+        let attempt = if req.delivered {
+            store::forges::Attempt::Delivered
+        } else {
+            let retry_at = match req.retry_in_ms {
+                Some(ms) => {
+                    let wait = millis(ms, "retry_in_ms", Duration::from_secs(24 * 3600))?;
+                    Some(chrono::Utc::now() + wait)
+                }
+                None => None,
+            };
+            store::forges::Attempt::Failed {
+                error: req.error.unwrap_or_else(|| "failed".to_owned()),
+                retry_at,
+            }
+        };
+        let row = self.app.record_status_attempt(req.id, attempt).await?;
+        Ok(Response::new(convert::commit_status(row)))
     }
 }

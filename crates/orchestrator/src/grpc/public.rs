@@ -135,6 +135,11 @@ impl Slipway for PublicApi {
         }
         let push = req.push.map(convert::push_event).transpose()?;
         let workflow_run = req.workflow_run.map(convert::workflow_run).transpose()?;
+        let pull_request = req
+            .pull_request
+            .map(convert::pull_request_event)
+            .transpose()?;
+        let forge = req.forge.and_then(convert::forge_ref);
         let outcome = self
             .app
             .ingest_webhook(Webhook {
@@ -144,6 +149,8 @@ impl Slipway for PublicApi {
                 body_sha256: req.body_sha256,
                 push,
                 workflow_run,
+                pull_request,
+                forge,
                 ignored: req.ignored,
             })
             .await?;
@@ -179,8 +186,13 @@ impl Slipway for PublicApi {
             .await?;
         let mut out = Vec::with_capacity(tasks.len());
         for detail in tasks {
-            let deployments = self.app.task_deployments(detail.task.id).await?;
-            out.push(convert::task(detail, deployments));
+            let id = detail.task.id;
+            let deployments = self.app.task_deployments(id).await?;
+            let statuses = self
+                .app
+                .db("task", move |conn| store::forges::for_task(conn, id))
+                .await?;
+            out.push(convert::task(detail, deployments, statuses));
         }
         ok(proto::ListTasksResponse { tasks: out })
     }
@@ -189,7 +201,11 @@ impl Slipway for PublicApi {
         let id = req.into_inner().id;
         let detail = self.app.get_task(id).await?;
         let deployments = self.app.task_deployments(id).await?;
-        ok(convert::task(detail, deployments))
+        let statuses = self
+            .app
+            .db("task", move |conn| store::forges::for_task(conn, id))
+            .await?;
+        ok(convert::task(detail, deployments, statuses))
     }
 
     async fn get_logs(

@@ -42,6 +42,11 @@ impl RunnerApi for RunnerService {
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("runner labels: {e}")))?;
         let claim = self.app.claim(req.task_id, req.runner_id, labels).await?;
         let t = claim.detail.task;
+        let pull_request = t.pull_request().ok().flatten();
+        let fetch_ref = pull_request
+            .as_ref()
+            .map(|p| p.fetch_ref.clone())
+            .filter(|r| !r.is_empty());
         Ok(Response::new(proto::ClaimTaskResponse {
             lease: Some(proto::LeaseRef {
                 task_id: t.id,
@@ -62,10 +67,12 @@ impl RunnerApi for RunnerService {
             deployment_environment: claim.deployment.map(|d| d.environment),
             attempt: t.attempt,
             lease_seconds: i64::try_from(self.app.lease.as_secs()).unwrap_or(i64::MAX),
-            pull_request: None,
-            fetch_ref: None,
-            withheld_secrets: Vec::new(),
-            clone_credentials: None,
+            pull_request: pull_request.map(convert::pull_request),
+            fetch_ref,
+            withheld_secrets: claim.withheld_secrets,
+            clone_credentials: claim
+                .clone_credentials
+                .map(|(username, password)| proto::GitCredentials { username, password }),
         }))
     }
 
