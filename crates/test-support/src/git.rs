@@ -90,6 +90,28 @@ impl GitRepo {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
+    /// Commits the files on top of `branch` and pushes the commit to
+    /// `refname` only (e.g. `refs/pull/7/head`, as a forge keeps a pull
+    /// request's head), leaving `branch` where it was; returns the sha.
+    pub fn commit_to_ref(
+        &self,
+        branch: &str,
+        refname: &str,
+        files: &[(&str, &str)],
+        message: &str,
+    ) -> String {
+        git(&self.work, &["checkout", "-q", "--detach", branch]);
+        for (path, content) in files {
+            std::fs::write(self.work.join(path), content).expect("write file");
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(&self.work, &["push", "-q", "-f", "origin", &format!("HEAD:{refname}")]);
+        let sha = git(&self.work, &["rev-parse", "HEAD"]);
+        git(&self.work, &["checkout", "-q", branch]);
+        sha
+    }
+
     /// Tags HEAD and pushes the tag.
     pub fn tag(&self, tag: &str) -> String {
         git(&self.work, &["tag", "-f", tag]);

@@ -318,7 +318,36 @@ struct TaskSummary {
     deployments: Vec<DeployRow>,
     /// Environments waiting for an approval of this task's image.
     awaiting: Vec<String>,
+    /// The pull request it runs for, in words with its link; empty: none.
+    pull_request: Option<(String, String)>,
+    /// The commit statuses sent to the forge, oldest first.
+    statuses: Vec<StatusRow>,
     csrf: String,
+}
+
+/// A commit status as the task page lists it.
+struct StatusRow {
+    context: String,
+    state: String,
+    description: String,
+    /// How its delivery to the forge went, with the attempts and last error.
+    delivery: String,
+}
+
+impl From<&proto::json::CommitStatus> for StatusRow {
+    fn from(c: &proto::json::CommitStatus) -> Self {
+        let mut delivery = format!("{} after {} attempt(s)", c.status, c.attempts);
+        if let Some(e) = &c.last_error {
+            delivery.push_str(": ");
+            delivery.push_str(e);
+        }
+        Self {
+            context: c.context.clone(),
+            state: c.state.clone(),
+            description: c.description.clone(),
+            delivery,
+        }
+    }
 }
 
 impl TaskSummary {
@@ -353,6 +382,17 @@ impl TaskSummary {
                 .filter(|d| d.status == "awaiting_approval")
                 .map(|d| d.environment.clone())
                 .collect(),
+            pull_request: task.pull_request.as_ref().map(|p| {
+                let fork = if p.fork { ", from a fork" } else { "" };
+                (
+                    format!(
+                        "#{} {} ({} into {}{fork})",
+                        p.number, p.title, p.source_branch, p.target_branch
+                    ),
+                    p.url.clone(),
+                )
+            }),
+            statuses: task.commit_statuses.iter().map(StatusRow::from).collect(),
             csrf,
         }
     }
