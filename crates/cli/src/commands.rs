@@ -482,6 +482,20 @@ fn task_detail(t: &json::Task) -> String {
             Some(format!("{} (attempt {})", t.trigger, t.attempt)),
         ),
         ("retry of", t.retry_of.map(|id| id.to_string())),
+        (
+            "pull request",
+            t.pull_request.as_ref().map(|p| {
+                format!(
+                    "#{} {} ({} into {}{}) {}",
+                    p.number,
+                    p.title,
+                    p.source_branch,
+                    p.target_branch,
+                    if p.fork { ", from a fork" } else { "" },
+                    p.url
+                )
+            }),
+        ),
         ("ref", Some(git_ref(t))),
         ("commit", t.commit.clone()),
         (
@@ -519,6 +533,26 @@ fn task_detail(t: &json::Task) -> String {
     if !t.deployments.is_empty() {
         out.push('\n');
         out.push_str(&deployments_table(&t.deployments));
+    }
+    if !t.commit_statuses.is_empty() {
+        let rows: Vec<Vec<String>> = t
+            .commit_statuses
+            .iter()
+            .map(|c| {
+                vec![
+                    c.context.clone(),
+                    c.state.clone(),
+                    c.description.clone(),
+                    format!("{} ({} attempts)", c.status, c.attempts),
+                    or_dash(c.last_error.as_ref()),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &["CONTEXT", "STATE", "DESCRIPTION", "DELIVERY", "ERROR"],
+            &rows,
+        ));
     }
     out
 }

@@ -98,7 +98,13 @@ async fn a_task_lost_twice_fails_with_runner_lost() {
     let kinds = store::events::kinds_for_task(&mut conn, task_id).expect("events");
     assert_eq!(
         kinds,
-        ["task_started", "runner_lost", "task_started", "runner_lost"]
+        [
+            "task_created",
+            "task_started",
+            "runner_lost",
+            "task_started",
+            "runner_lost"
+        ]
     );
 }
 
