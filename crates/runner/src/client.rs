@@ -10,6 +10,8 @@ use proto::runner_api_client::RunnerApiClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use crate::git;
+
 /// A held lease.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -70,6 +72,27 @@ pub struct Claim {
     pub registry: Option<(String, String)>,
     /// Set for a deploy-only task: the deployment it carries out.
     pub deployment: Option<Order>,
+    /// Set for a pull request task, which builds without pushing or
+    /// deploying; its steps see the number and the target branch.
+    pub pull_request: Option<PullRequest>,
+    /// The ref the commit is fetched from when no branch or tag has it
+    /// (`refs/pull/<n>/head`, `refs/merge-requests/<iid>/head`).
+    pub fetch_ref: Option<String>,
+    /// The workflow's secrets kept from this task (a pull request from a
+    /// fork), which its log names before the first step.
+    pub withheld_secrets: Vec<String>,
+    /// What the clone presents to an `https://` remote that asks; never
+    /// written anywhere.
+    pub clone_credentials: Option<git::Credentials>,
+}
+
+/// The pull request a task builds, as far as its steps see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// GitHub's number, GitLab's iid: `SLIPWAY_PR_NUMBER`.
+    pub number: i64,
+    /// The branch it would merge into: `SLIPWAY_PR_TARGET_BRANCH`.
+    pub target_branch: String,
 }
 
 /// The deployment a deploy-only task carries out.
@@ -127,6 +150,16 @@ impl TryFrom<proto::ClaimTaskResponse> for Claim {
             secrets: c.secrets.into_iter().collect(),
             registry,
             deployment,
+            pull_request: c.pull_request.map(|p| PullRequest {
+                number: p.number,
+                target_branch: p.target_branch,
+            }),
+            fetch_ref: c.fetch_ref.filter(|r| !r.is_empty()),
+            withheld_secrets: c.withheld_secrets,
+            clone_credentials: c.clone_credentials.map(|c| git::Credentials {
+                username: c.username,
+                password: c.password,
+            }),
         })
     }
 }
@@ -425,5 +458,58 @@ impl RunnerClient {
             })
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pull_request_claim_keeps_what_the_runner_needs() {
+        let wire = proto::ClaimTaskResponse {
+            lease: Some(proto::LeaseRef {
+                task_id: 9,
+                lease_token: "t".to_owned(),
+            }),
+            trigger: "pull_request".to_owned(),
+            pull_request: Some(proto::PullRequest {
+                number: 7,
+                title: "Fix".to_owned(),
+                url: "https://github.com/acme/x/pull/7".to_owned(),
+                source_branch: "someone:fix".to_owned(),
+                target_branch: "main".to_owned(),
+                fork: true,
+            }),
+            fetch_ref: Some("refs/pull/7/head".to_owned()),
+            withheld_secrets: vec!["B".to_owned(), "A".to_owned()],
+            clone_credentials: Some(proto::GitCredentials {
+                username: "x-access-token".to_owned(),
+                password: "s3cr3t".to_owned(),
+            }),
+            ..Default::default()
+        };
+        let claim = Claim::try_from(wire).expect("a claim");
+        assert_eq!(
+            claim.pull_request,
+            Some(PullRequest {
+                number: 7,
+                target_branch: "main".to_owned()
+            })
+        );
+        assert_eq!(claim.fetch_ref.as_deref(), Some("refs/pull/7/head"));
+        assert_eq!(claim.withheld_secrets, ["B", "A"]);
+        let credentials = claim.clone_credentials.as_ref().expect("credentials");
+        assert_eq!(credentials.password, "s3cr3t");
+        assert!(!format!("{claim:?}").contains("s3cr3t"));
+
+        let push = Claim::try_from(proto::ClaimTaskResponse {
+            lease: Some(proto::LeaseRef::default()),
+            fetch_ref: Some(String::new()),
+            ..Default::default()
+        })
+        .expect("a claim");
+        assert_eq!(push.fetch_ref, None);
+        assert!(push.pull_request.is_none() && push.clone_credentials.is_none());
     }
 }

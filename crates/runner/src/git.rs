@@ -1,11 +1,39 @@
 //! Checks out a repository at an exact commit with gix: a full fetch of
-//! branches and tags, then HEAD detached at the commit (or the ref head when
-//! no commit is known). The only place that talks to git remotes.
+//! branches and tags (and the one ref a pull request's head lives on), then
+//! HEAD detached at the commit (or the ref head when no commit is known).
+//! The only place that talks to git remotes.
+//!
+//! The host's git configuration applies as it does to `git clone`: its
+//! system and global files, and `GIT_CONFIG_COUNT` / `GIT_CONFIG_KEY_<n>` /
+//! `GIT_CONFIG_VALUE_<n>` from the environment, so `url.<base>.insteadOf`
+//! rewrites (mirrors, proxies) and credential helpers work.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use gix::credentials::helper::{Action, NextAction};
+use gix::credentials::protocol::Outcome;
 use gix::refs::transaction::{LogChange, PreviousValue, RefEdit, RefLog};
+use gix::remote::AuthenticateFn;
+
+/// A username and password for the repository's `https://` remote (a
+/// forge's token), handed to the remote when it asks for credentials. They
+/// are never put into a URL, so they reach no git config, log or step.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
 
 /// Errors of [`checkout`]. Messages already contain the whole gix cause chain on one line
 /// (`a: b: c`), so the gix error is kept as a plain field, not as `source()`.
@@ -21,8 +49,12 @@ pub enum Error {
     Prepare { dir: String, err: gix::Error },
     #[error("fetch from {url} failed: {}", chain(.err))]
     Fetch { url: String, err: gix::Error },
-    #[error("commit {sha} not found in {url}")]
-    CommitNotFound { sha: String, url: String },
+    #[error("commit {sha} not found in {url} (its branches, tags and {git_ref})")]
+    CommitNotFound {
+        sha: String,
+        url: String,
+        git_ref: String,
+    },
     #[error("object {sha} from {url} is not a commit: {}", chain(.err))]
     NotACommit {
         sha: String,
@@ -57,18 +89,24 @@ fn chain(err: &gix::Error) -> String {
 }
 
 /// Clones `url` into `dir` (which must not exist or be empty) and checks out the working tree at
-/// `commit` (40-hex) if given, else at the head of `git_ref` (a branch `refs/heads/..` or a tag
-/// `refs/tags/..`). Returns the 40-hex sha checked out.
+/// `commit` (40-hex) if given, else at the head of `git_ref` (a branch `refs/heads/..`, a tag
+/// `refs/tags/..`, or another full ref such as a pull request's `refs/pull/7/head`). Returns the
+/// 40-hex sha checked out.
 ///
-/// All branches and tags of the remote are fetched, so `commit` may be anywhere reachable from
-/// them, not only on `git_ref`. With `commit` given, `HEAD` ends up detached at it; without it,
-/// a branch is checked out as a local branch and a tag as a detached `HEAD`.
+/// All branches and tags of the remote are fetched, and `git_ref` besides, so `commit` may be
+/// anywhere reachable from them, not only on `git_ref`. With `commit` given, `HEAD` ends up
+/// detached at it; without it, a branch is checked out as a local branch and any other ref as a
+/// detached `HEAD`.
+///
+/// `credentials` are given to an `https://` `url` when its own host asks for them, and to no
+/// other URL; `.git/config` keeps `url` as it is.
 ///
 /// Blocking: run it in `spawn_blocking`. Setting `cancel` aborts the fetch or the checkout with
 /// [`Error::Cancelled`]. On any error, `dir` is removed again (gix removes it when it was empty
 /// or missing at the start; files that were in it before are left alone).
 pub fn checkout(
     url: &str,
+    credentials: Option<&Credentials>,
     dir: &Path,
     git_ref: &str,
     commit: Option<&str>,
@@ -91,6 +129,7 @@ pub fn checkout(
         url: url.to_owned(),
         err: gix::Error::from_error(e),
     })?;
+    let identity = credentials.and_then(|c| Identity::for_remote(&parsed_url, c));
     let dir_str = dir.display().to_string();
     // `prepare_clone` also reads the git installation's config (it runs `git config -l` once,
     // if a `git` binary is found) so credential helpers etc. work like for `git clone`.
@@ -106,6 +145,13 @@ pub fn checkout(
             git_ref: git_ref.to_owned(),
             err,
         })?;
+    if let Some(identity) = identity {
+        prepare = prepare.configure_connection(move |connection| {
+            let fallback = connection.configured_credentials_for_current_url();
+            connection.set_credentials(identity.clone().answering(fallback));
+            Ok(())
+        });
+    }
 
     let (mut prepare_checkout, _outcome) = prepare
         .fetch_then_checkout(gix::progress::Discard, cancel)
@@ -129,6 +175,7 @@ pub fn checkout(
         let not_found = || Error::CommitNotFound {
             sha: id.to_string(),
             url: url.to_owned(),
+            git_ref: git_ref.to_owned(),
         };
         let object = repo
             .try_find_object(id)
@@ -186,6 +233,71 @@ pub fn checkout(
     Ok(head_id.detach().to_string())
 }
 
+/// The credentials of a clone and the remote they are for: the scheme
+/// (`https` only, so they never travel in clear), host and port of the
+/// repository's URL. Asked by any other URL (an `insteadOf` rewrite to a
+/// mirror, a redirect to another host), the host's own git configuration
+/// answers, as it would without them.
+#[derive(Clone)]
+struct Identity {
+    credentials: Credentials,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Identity {
+    /// The identity for `remote`, or `None` when it is not an `https://` URL with a host.
+    fn for_remote(remote: &gix::Url, credentials: &Credentials) -> Option<Self> {
+        if remote.scheme != gix::url::Scheme::Https {
+            return None;
+        }
+        Some(Self {
+            credentials: credentials.clone(),
+            host: remote.host()?.to_ascii_lowercase(),
+            port: remote.port_or_default(),
+        })
+    }
+
+    /// Whether `url`, which asks for credentials, is the remote's.
+    fn is_for(&self, url: &[u8]) -> bool {
+        gix::url::parse(gix::bstr::BStr::new(url)).is_ok_and(|asking| {
+            asking.scheme == gix::url::Scheme::Https
+                && asking
+                    .host()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
+                && asking.port_or_default() == self.port
+        })
+    }
+
+    /// A credential helper for gix: the identity when the remote asks,
+    /// `fallback` (the host's configured helpers) for any other URL. What the
+    /// handshake reports afterwards (accepted or rejected) about the
+    /// identity is not passed on, so no helper stores it.
+    fn answering(self, mut fallback: AuthenticateFn<'static>) -> AuthenticateFn<'static> {
+        let mut answered = false;
+        Box::new(move |action| match action {
+            Action::Get(context) => {
+                let asking = context.url.clone().or_else(|| context.to_url());
+                answered = asking.is_some_and(|url| self.is_for(&url));
+                if !answered {
+                    return fallback(Action::Get(context));
+                }
+                let identity = gix::sec::identity::Account {
+                    username: self.credentials.username.clone(),
+                    password: self.credentials.password.clone(),
+                    oauth_refresh_token: None,
+                };
+                Ok(Some(Outcome {
+                    identity,
+                    next: NextAction::from(context),
+                }))
+            }
+            Action::Store(_) | Action::Erase(_) if answered => Ok(None),
+            other => fallback(other),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,11 +333,14 @@ mod tests {
         c3: String,
         /// Commit reachable only from tag `detached-tag`, on no branch.
         c4: String,
+        /// Commit reachable only from `refs/pull/7/head`, as a pull request's head.
+        c5: String,
     }
 
     /// A bare repo with main = c1 <- c2 (file.txt "one", then "two"), annotated tag v1 and
     /// lightweight tag v1-light at c1, branch `other` = c1 <- c3 (file.txt "three"), and
-    /// c3 <- c4 (file.txt "four") reachable only from tag `detached-tag`.
+    /// c3 <- c4 (file.txt "four") reachable only from tag `detached-tag`, and c2 <- c5
+    /// (file.txt "five") reachable only from `refs/pull/7/head`.
     fn fixture() -> Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().to_path_buf();
@@ -261,6 +376,13 @@ mod tests {
         git(&work, &["tag", "detached-tag"]);
 
         git(&work, &["push", "-q", "origin", "main", "other", "--tags"]);
+
+        git(&work, &["checkout", "-q", "--detach", &c2]);
+        std::fs::write(work.join("file.txt"), "five\n").unwrap();
+        git(&work, &["commit", "-q", "-am", "five"]);
+        let c5 = git(&work, &["rev-parse", "HEAD"]);
+        git(&work, &["push", "-q", "origin", "HEAD:refs/pull/7/head"]);
+
         let url = format!("file://{}", bare.display());
         Fixture {
             _tmp: tmp,
@@ -270,6 +392,7 @@ mod tests {
             c2,
             c3,
             c4,
+            c5,
         }
     }
 
@@ -281,7 +404,14 @@ mod tests {
             commit: Option<&str>,
         ) -> (PathBuf, Result<String, Error>) {
             let dir = self.root.join("co");
-            let got = checkout(&self.url, &dir, git_ref, commit, &AtomicBool::new(false));
+            let got = checkout(
+                &self.url,
+                None,
+                &dir,
+                git_ref,
+                commit,
+                &AtomicBool::new(false),
+            );
             (dir, got)
         }
 
@@ -296,7 +426,14 @@ mod tests {
             text: &str,
         ) -> PathBuf {
             let dir = self.root.join(name);
-            let got = checkout(&self.url, &dir, git_ref, commit, &AtomicBool::new(false));
+            let got = checkout(
+                &self.url,
+                None,
+                &dir,
+                git_ref,
+                commit,
+                &AtomicBool::new(false),
+            );
             assert_eq!(got.unwrap(), sha, "{git_ref} {commit:?}");
             assert_eq!(read(&dir), text);
             assert_clean_at(&dir, sha);
@@ -306,7 +443,8 @@ mod tests {
         /// Expects a checkout to fail, leaving no directory behind.
         fn refused(&self, url: &str, git_ref: &str, commit: Option<&str>) -> Error {
             let dir = self.root.join("co");
-            let err = checkout(url, &dir, git_ref, commit, &AtomicBool::new(false)).unwrap_err();
+            let err =
+                checkout(url, None, &dir, git_ref, commit, &AtomicBool::new(false)).unwrap_err();
             assert!(!dir.exists(), "a failed clone is cleaned up: {err}");
             err
         }
@@ -386,7 +524,10 @@ mod tests {
         assert!(matches!(err, Error::CommitNotFound { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
-            format!("commit {missing} not found in {}", f.url)
+            format!(
+                "commit {missing} not found in {} (its branches, tags and refs/heads/main)",
+                f.url
+            )
         );
     }
 
@@ -449,6 +590,7 @@ mod tests {
         let dir = f.root.join("co");
         let err = checkout(
             &f.url,
+            None,
             &dir,
             "refs/heads/main",
             None,
@@ -457,5 +599,305 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, Error::Cancelled), "{err:?}");
         assert!(!dir.exists());
+    }
+
+    fn assert_detached(dir: &Path) {
+        let sym = Command::new("git")
+            .args(["symbolic-ref", "-q", "HEAD"])
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(!sym.success(), "HEAD is detached in {}", dir.display());
+    }
+
+    #[test]
+    fn commit_only_on_a_pull_request_ref() {
+        let f = fixture();
+        let dir = f.expect("pr", "refs/pull/7/head", Some(&f.c5), &f.c5, "five\n");
+        assert_detached(&dir);
+        // Branches are fetched as well.
+        f.expect("pr1", "refs/pull/7/head", Some(&f.c3), &f.c3, "three\n");
+        // The ref's head when no commit is given.
+        let dir = f.expect("pr2", "refs/pull/7/head", None, &f.c5, "five\n");
+        assert_detached(&dir);
+
+        // Branches and tags alone do not have it.
+        let err = f.refused(&f.url, "refs/heads/main", Some(&f.c5));
+        assert!(matches!(err, Error::CommitNotFound { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "commit {} not found in {} (its branches, tags and refs/heads/main)",
+                f.c5, f.url
+            )
+        );
+        // A pull request the remote does not have.
+        let err = f.refused(&f.url, "refs/pull/8/head", Some(&f.c5));
+        assert!(matches!(err, Error::Fetch { .. }), "{err:?}");
+        assert!(err.to_string().contains("refs/pull/8/head"), "{err}");
+    }
+
+    fn token() -> Credentials {
+        Credentials {
+            username: "x-access-token".to_owned(),
+            password: "s3cr3t-clone-token".to_owned(),
+        }
+    }
+
+    fn identity_for(url: &str) -> Option<Identity> {
+        let url = gix::url::parse(gix::bstr::BStr::new(url)).expect("a url");
+        Identity::for_remote(&url, &token())
+    }
+
+    #[test]
+    fn credentials_are_for_the_https_host_of_the_repository() {
+        for url in [
+            "http://github.com/acme/x.git",
+            "file:///srv/acme/x.git",
+            "git@github.com:acme/x.git",
+            "ssh://git@github.com/acme/x.git",
+        ] {
+            assert!(identity_for(url).is_none(), "{url}");
+        }
+        let identity = identity_for("https://github.com/acme/x.git").expect("https");
+        let cases = [
+            ("https://github.com/acme/x.git", true),
+            ("https://GitHub.com/acme/other.git", true),
+            ("https://github.com:443/acme/x.git", true),
+            ("http://github.com/acme/x.git", false),
+            ("https://github.com:8443/acme/x.git", false),
+            ("https://mirror.example/acme/x.git", false),
+            ("https://github.com.example/acme/x.git", false),
+            ("file:///github.com/acme/x.git", false),
+        ];
+        for (asking, want) in cases {
+            assert_eq!(identity.is_for(asking.as_bytes()), want, "{asking}");
+        }
+        assert!(!format!("{:?}", token()).contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_helper_answers_the_repository_and_leaves_other_urls_to_the_host() {
+        let asked: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let fallback: AuthenticateFn<'static> = {
+            let asked = asked.clone();
+            Box::new(move |action| {
+                let what = match &action {
+                    Action::Get(c) => format!("get {}", c.url.clone().unwrap_or_default()),
+                    Action::Store(_) => "store".to_owned(),
+                    Action::Erase(_) => "erase".to_owned(),
+                };
+                asked.lock().unwrap().push(what);
+                Ok(None)
+            })
+        };
+        let identity = identity_for("https://github.com/acme/x.git").expect("https");
+        let mut helper = identity.answering(fallback);
+
+        let answer = helper(Action::get_for_url("https://github.com/acme/x.git"))
+            .unwrap()
+            .expect("an identity");
+        assert_eq!(answer.identity.username, "x-access-token");
+        assert_eq!(answer.identity.password, "s3cr3t-clone-token");
+        // Accepted: nothing is stored anywhere.
+        assert!(helper(answer.next.store()).unwrap().is_none());
+        assert!(asked.lock().unwrap().is_empty());
+
+        // Another host asks: the host's configuration answers, and hears back.
+        assert!(
+            helper(Action::get_for_url("https://mirror.example/acme/x.git"))
+                .unwrap()
+                .is_none()
+        );
+        let _ = helper(Action::Erase(
+            "url=https://mirror.example/acme/x.git\n".into(),
+        ));
+        assert_eq!(
+            *asked.lock().unwrap(),
+            ["get https://mirror.example/acme/x.git", "erase"]
+        );
+    }
+
+    /// Set in a child process that runs one test of this module for its
+    /// parent: what gix reads from the process environment (`GIT_CONFIG_*`,
+    /// `SSL_CERT_FILE`) is set there, never in this shared process.
+    const CHILD: &str = "SLIPWAY_GIT_TEST_CHILD";
+
+    /// Runs the test `name` of this module in a child process with `env`;
+    /// the child does its part (it sees [`CHILD`]) and must pass.
+    fn in_child(name: &str, env: &[(&str, &str)]) {
+        let module = module_path!();
+        let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+        let test = format!("{module}::{name}");
+        let out = Command::new(std::env::current_exe().expect("the test binary"))
+            .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .envs(env.iter().copied())
+            // No prompt, and no host configuration beyond what the test gives.
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env_remove("GIT_ASKPASS")
+            .env_remove("SSH_ASKPASS")
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{test} in a child process: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The child's part of a test: a checkout as the variables `GIT_TEST_*`
+    /// say, expected to check out `GIT_TEST_EXPECT` (a sha) or to fail
+    /// (`fail`).
+    fn child_checkout() {
+        let var = |name: &str| std::env::var(format!("GIT_TEST_{name}")).ok();
+        let credentials = var("USERNAME").map(|username| Credentials {
+            username,
+            password: var("PASSWORD").unwrap_or_default(),
+        });
+        let (url, dir, git_ref) = (
+            var("URL").unwrap(),
+            var("DIR").unwrap(),
+            var("REF").unwrap(),
+        );
+        let got = checkout(
+            &url,
+            credentials.as_ref(),
+            Path::new(&dir),
+            &git_ref,
+            None,
+            &AtomicBool::new(false),
+        );
+        match var("EXPECT").as_deref() {
+            Some("fail") => {
+                let err = got.unwrap_err().to_string();
+                let want = var("ERROR").unwrap_or_default();
+                assert!(err.contains(&want), "{err}");
+            }
+            want => assert_eq!(got.unwrap(), want.unwrap_or_default()),
+        }
+    }
+
+    /// Every file under `dir`, read as text.
+    fn all_text(dir: &Path) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.push_str(&all_text(&path));
+            } else {
+                out.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+            }
+        }
+        out
+    }
+
+    fn remote_url(dir: &Path) -> String {
+        git(dir, &["config", "--get", "remote.origin.url"])
+    }
+
+    #[test]
+    fn clone_credentials_answer_an_https_forge_and_stay_out_of_the_checkout() {
+        if std::env::var_os(CHILD).is_some() {
+            return child_checkout();
+        }
+        let f = fixture();
+        let ca = test_support::tls::TestCa::new();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let token = token();
+        let (server, tls) = runtime.block_on(async {
+            let server = test_support::git::GitHttp::start(
+                &f.root,
+                Some((&token.username, &token.password)),
+            )
+            .await;
+            let tls = test_support::tls::tls_proxy(&ca, server.addr).await;
+            (server, tls)
+        });
+        let url = format!("https://127.0.0.1:{}/remote.git", tls.port());
+        let dir = f.root.join("private");
+        let (dir_s, ca_s) = (dir.display().to_string(), ca.ca.display().to_string());
+        let common = [
+            ("GIT_TEST_URL", url.as_str()),
+            ("GIT_TEST_DIR", dir_s.as_str()),
+            ("GIT_TEST_REF", "refs/heads/main"),
+            ("SSL_CERT_FILE", ca_s.as_str()),
+        ];
+
+        // Without credentials, a private repository is refused.
+        in_child(
+            "clone_credentials_answer_an_https_forge_and_stay_out_of_the_checkout",
+            &[
+                &common[..],
+                &[
+                    ("GIT_TEST_EXPECT", "fail"),
+                    ("GIT_TEST_ERROR", "Failed to obtain credentials"),
+                ],
+            ]
+            .concat(),
+        );
+        assert!(!dir.exists());
+        let requests = server.requests();
+        assert!(!requests.is_empty() && requests.iter().all(|r| !r.authorized));
+
+        in_child(
+            "clone_credentials_answer_an_https_forge_and_stay_out_of_the_checkout",
+            &[
+                &common[..],
+                &[
+                    ("GIT_TEST_USERNAME", &token.username),
+                    ("GIT_TEST_PASSWORD", &token.password),
+                    ("GIT_TEST_EXPECT", &f.c2),
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(read(&dir), "two\n");
+        assert_eq!(remote_url(&dir), url);
+        let kept = all_text(&dir.join(".git"));
+        assert!(!kept.contains(&token.password), "the token is in .git");
+        assert!(!kept.contains(&token.username), "the username is in .git");
+        let requests = server.requests();
+        assert!(requests.iter().any(|r| r.authorized), "{requests:?}");
+        assert!(
+            requests.iter().all(|r| !r.target.contains(&token.password)),
+            "{requests:?}"
+        );
+    }
+
+    #[test]
+    fn host_git_config_from_the_environment_rewrites_urls() {
+        if std::env::var_os(CHILD).is_some() {
+            return child_checkout();
+        }
+        let f = fixture();
+        let forge = f.root.join("forge");
+        std::fs::create_dir_all(forge.join("acme")).unwrap();
+        std::fs::rename(f.root.join("remote.git"), forge.join("acme/hello.git")).unwrap();
+        let dir = f.root.join("co");
+        let url = "https://github.com/acme/hello.git";
+        let base = format!("url.file://{}/.insteadOf", forge.display());
+        let dir_s = dir.display().to_string();
+        let token = token();
+        in_child(
+            "host_git_config_from_the_environment_rewrites_urls",
+            &[
+                ("GIT_CONFIG_COUNT", "1"),
+                ("GIT_CONFIG_KEY_0", &base),
+                ("GIT_CONFIG_VALUE_0", "https://github.com/"),
+                ("GIT_TEST_URL", url),
+                ("GIT_TEST_DIR", &dir_s),
+                ("GIT_TEST_REF", "refs/heads/main"),
+                ("GIT_TEST_USERNAME", &token.username),
+                ("GIT_TEST_PASSWORD", &token.password),
+                ("GIT_TEST_EXPECT", &f.c2),
+            ],
+        );
+        assert_eq!(read(&dir), "two\n");
+        // The URL as given, as `git clone` keeps it.
+        assert_eq!(remote_url(&dir), url);
     }
 }

@@ -32,6 +32,7 @@ fn docker_tag(rendered: &str) -> Option<String> {
 }
 
 /// Where the image step writes its log, and what it must mask there.
+#[derive(Clone, Copy)]
 pub(super) struct Output<'a> {
     /// The task's log.
     pub sink: &'a LogSink,
@@ -39,6 +40,16 @@ pub(super) struct Output<'a> {
     pub masker: &'a Masker,
     /// The image step's position, which its lines belong to.
     pub position: i32,
+}
+
+impl Output<'_> {
+    /// One line of build or push output, masked.
+    fn log(&self, line: &str) {
+        self.sink.write(
+            self.position,
+            self.masker.mask(format!("{line}\n").as_bytes()),
+        );
+    }
 }
 
 /// What the image step pushed.
@@ -64,12 +75,7 @@ pub(super) async fn build_and_push(
         .docker
         .as_ref()
         .ok_or("this runner has no Docker Engine")?;
-    let vars = TemplateVars {
-        sha: CommitSha::parse(commit).map_err(|e| format!("invalid commit {commit}: {e}"))?,
-        branch: claim.branch.clone(),
-        tag: claim.tag.clone(),
-        task_id: claim.lease.task_id,
-    };
+    let vars = template_vars(claim, commit)?;
     let repository = repository(ctx, image)?;
     let mut references: Vec<String> = Vec::new();
     for template in &image.tags {
@@ -83,44 +89,13 @@ pub(super) async fn build_and_push(
     let Some(first) = references.first().cloned() else {
         return Err("image failed: no tag left after rendering image.tags".to_owned());
     };
-    let build_args: Vec<(String, String)> = image
-        .build_args
-        .iter()
-        .map(|(k, v)| (k.clone(), v.render(&vars)))
-        .collect();
-    // Not the deploy labels: containers inherit their image's labels.
-    let labels = vec![
-        ("slipway.image.workflow".to_owned(), claim.workflow.clone()),
-        (
-            "slipway.image.task".to_owned(),
-            claim.lease.task_id.to_string(),
-        ),
-        ("slipway.image.commit".to_owned(), commit.to_owned()),
-    ];
-    let Output {
-        sink,
-        masker,
-        position,
-    } = out;
-    let log = |line: &str| sink.write(position, masker.mask(format!("{line}\n").as_bytes()));
-    sink.line(position, &format!("building {first}"));
-    let spec = BuildSpec {
-        context: &workspace.join(&image.context),
-        dockerfile: &image.dockerfile,
-        build_args: &build_args,
-        labels: &labels,
-        tags: &references,
-    };
-    docker
-        .build(spec, log)
-        .await
-        .map_err(|e| format!("image build failed: {e}"))?;
+    build(docker, claim, image, workspace, &vars, &references, out).await?;
     let credentials = credentials(claim);
     let mut digest = String::new();
     for reference in &references {
-        sink.line(position, &format!("pushing {reference}"));
+        out.sink.line(out.position, &format!("pushing {reference}"));
         let pushed = docker
-            .push(reference, credentials, log)
+            .push(reference, credentials, |line| out.log(line))
             .await
             .map_err(|e| format!("image push failed: {e}"))?;
         if digest.is_empty() {
@@ -133,6 +108,100 @@ pub(super) async fn build_and_push(
         pinned: repository.pinned(&digest),
         digest,
     })
+}
+
+/// Builds a pull request's image, which is never pushed, under one local
+/// tag of its own that is removed again afterwards: the workflow's tags on
+/// this engine (`latest`, a branch's) keep naming what the repository's own
+/// branches built, never a pull request's code.
+pub(super) async fn build_unpushed(
+    ctx: &Context,
+    claim: &Claim,
+    image: &ImageSpec,
+    workspace: &Path,
+    commit: &str,
+    out: Output<'_>,
+) -> Result<(), String> {
+    let docker = ctx
+        .docker
+        .as_ref()
+        .ok_or("this runner has no Docker Engine")?;
+    let vars = template_vars(claim, commit)?;
+    let reference = repository(ctx, image)?
+        .tagged(&pull_request_tag(claim.lease.task_id))
+        .to_string();
+    let built = build(
+        docker,
+        claim,
+        image,
+        workspace,
+        &vars,
+        std::slice::from_ref(&reference),
+        out,
+    )
+    .await;
+    // The layers stay in the engine's build cache.
+    if let Err(e) = docker.remove_image(&reference).await {
+        tracing::debug!(error = %e, reference, "cannot remove a pull request's image");
+    }
+    built
+}
+
+/// What `image.tags` and `build_args` placeholders stand for in this task.
+fn template_vars(claim: &Claim, commit: &str) -> Result<TemplateVars, String> {
+    Ok(TemplateVars {
+        sha: CommitSha::parse(commit).map_err(|e| format!("invalid commit {commit}: {e}"))?,
+        branch: claim.branch.clone(),
+        tag: claim.tag.clone(),
+        task_id: claim.lease.task_id,
+    })
+}
+
+/// The local tag of a pull request task's image.
+fn pull_request_tag(task_id: i64) -> String {
+    format!("pr-task-{task_id}")
+}
+
+/// `docker build` of the workflow's image with the given references as its
+/// tags and the build args rendered with `vars`.
+async fn build(
+    docker: &crate::docker::Docker,
+    claim: &Claim,
+    image: &ImageSpec,
+    workspace: &Path,
+    vars: &TemplateVars,
+    references: &[String],
+    out: Output<'_>,
+) -> Result<(), String> {
+    let build_args: Vec<(String, String)> = image
+        .build_args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.render(vars)))
+        .collect();
+    // Not the deploy labels: containers inherit their image's labels.
+    let labels = vec![
+        ("slipway.image.workflow".to_owned(), claim.workflow.clone()),
+        (
+            "slipway.image.task".to_owned(),
+            claim.lease.task_id.to_string(),
+        ),
+        ("slipway.image.commit".to_owned(), vars.sha.to_string()),
+    ];
+    if let Some(first) = references.first() {
+        out.sink.line(out.position, &format!("building {first}"));
+    }
+    let spec = BuildSpec {
+        context: &workspace.join(&image.context),
+        dockerfile: &image.dockerfile,
+        build_args: &build_args,
+        labels: &labels,
+        tags: references,
+    };
+    docker
+        .build(spec, |line| out.log(line))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("image build failed: {e}"))
 }
 
 /// Where the workflow's image lives: its name under the runner's registry.
@@ -162,5 +231,10 @@ mod tests {
         assert_eq!(docker_tag("-.x").as_deref(), Some("x"));
         assert_eq!(docker_tag(""), None);
         assert_eq!(docker_tag(&"a".repeat(200)).map(|t| t.len()), Some(128));
+        // A pull request's own tag is a valid one, never a workflow's.
+        assert_eq!(
+            docker_tag(&pull_request_tag(42)).as_deref(),
+            Some("pr-task-42")
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::process::Stop;
 use crate::report::persist;
 
 /// How a task ended, as far as the runner reports it.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum End {
     Success,
     Failed(String),

@@ -3,6 +3,10 @@
 //! earlier steps left for later ones (the commit, the pushed image, an
 //! environment waiting for approval). The first failure ends the walk; the
 //! orchestrator marks the steps never reached as skipped.
+//!
+//! A pull request task walks the plan of a build, but its image is built
+//! without being pushed and its deploys are skipped: a pull request never
+//! changes a registry or an environment.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +17,7 @@ use std::time::Instant;
 use domain::image::Digest;
 use domain::mask::{Masker, MaskingStream, redact_url};
 use domain::plan::{Plan, Step, Trigger};
-use domain::workflow::{self, Workflow, format_duration};
+use domain::workflow::{self, EventKind, Workflow, format_duration};
 use tokio::sync::watch;
 
 use super::env::{Place, base_env};
@@ -45,13 +49,14 @@ pub(super) async fn run(
     let environment = claim.deployment.as_ref().map(|d| d.environment.as_str());
     let plan = Plan::for_task(&spec, trigger, environment);
     let sink = LogSink::start(ctx.client.clone(), claim.lease.clone());
-    let masker = Masker::new(claim.secrets.values());
+    let masker = masker(claim);
     let mut walk = Walk {
         ctx,
         claim,
         lease: &claim.lease,
         spec: &spec,
         trigger,
+        event: trigger.event(claim.tag.is_some()),
         workspace,
         sink: &sink,
         masker: &masker,
@@ -61,21 +66,52 @@ pub(super) async fn run(
         image: None,
         waiting: false,
     };
+    let mut ended = Ok(());
     for planned in plan.steps() {
         let position = planned.position;
-        let ended = match &planned.step {
+        let deploy = matches!(planned.step, Step::Deploy(_));
+        let step = match &planned.step {
             Step::Clone => walk.clone_repo(position).await,
             Step::Run(index) => walk.user_step(*index, position).await,
             Step::Image => walk.image(position).await,
             Step::Deploy(env) => walk.deploy(env, position).await,
         };
-        if let Err(end) = ended {
-            sink.flush().await;
-            return end;
+        if let Err(end) = step {
+            ended = Err(Halted { end, deploy });
+            break;
         }
     }
     sink.flush().await;
-    End::Success
+    let stop = *walk.stop.borrow();
+    settle(ended, stop)
+}
+
+/// The end a step brought to the walk before the plan ran out.
+#[derive(Debug)]
+struct Halted {
+    end: End,
+    /// The step was a deploy, which a cancel does not interrupt.
+    deploy: bool,
+}
+
+/// How the walk ends: `ended` is the end a step brought, or `Ok` when the
+/// plan ran out. A cancel stops a build step at once, which then ends the
+/// task `cancelled` itself; a deploy that has started is not interrupted
+/// (forges.md, "Cancel in progress"): it runs to its end, health check and
+/// rollback included, and the task then ends `cancelled`, as it does when
+/// the cancel comes after the last step. The steps never reached are
+/// skipped by the orchestrator.
+fn settle(ended: Result<(), Halted>, stop: Stop) -> End {
+    let cancelled = stop == Stop::Cancel;
+    match ended {
+        Ok(()) if cancelled => End::Cancelled,
+        Ok(()) => End::Success,
+        Err(halted) => match halted.end {
+            End::Abandoned => End::Abandoned,
+            _ if halted.deploy && cancelled => End::Cancelled,
+            end => end,
+        },
+    }
 }
 
 /// One task's walk, and what its steps leave for the next ones.
@@ -85,6 +121,8 @@ struct Walk<'a> {
     lease: &'a Lease,
     spec: &'a Workflow,
     trigger: Trigger,
+    /// What `when.event` and `SLIPWAY_EVENT` see for the task.
+    event: EventKind,
     workspace: &'a Path,
     sink: &'a LogSink,
     masker: &'a Masker,
@@ -169,11 +207,16 @@ impl Walk<'_> {
     async fn clone_repo(&mut self, position: i32) -> Next {
         self.reported(position, "running", None).await?;
         let c = self.claim;
-        let git_ref = match (&c.tag, &c.branch) {
-            (Some(tag), _) => format!("refs/tags/{tag}"),
-            (None, Some(branch)) => format!("refs/heads/{branch}"),
-            (None, None) => "HEAD".to_owned(),
-        };
+        if !c.withheld_secrets.is_empty() {
+            self.sink.line(
+                position,
+                &format!(
+                    "secrets are not available to pull requests from forks: {}",
+                    c.withheld_secrets.join(", ")
+                ),
+            );
+        }
+        let git_ref = clone_ref(c);
         self.sink.line(
             position,
             &format!("cloning {} ({git_ref})", redact_url(&c.repo)),
@@ -190,15 +233,23 @@ impl Walk<'_> {
             .unwrap_or_else(|| Instant::now() + workflow::MAX_DURATION);
         let interrupt = Arc::new(AtomicBool::new(false));
         let cloning = {
-            let (url, dir, r, commit, flag) = (
+            let (url, credentials, dir, r, commit, flag) = (
                 c.repo.clone(),
+                c.clone_credentials.clone(),
                 self.workspace.to_path_buf(),
                 git_ref,
                 c.commit.clone(),
                 interrupt.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                git::checkout(&url, &dir, &r, commit.as_deref(), &flag)
+                git::checkout(
+                    &url,
+                    credentials.as_ref(),
+                    &dir,
+                    &r,
+                    commit.as_deref(),
+                    &flag,
+                )
             })
         };
         let cloned = tokio::select! {
@@ -253,7 +304,7 @@ impl Walk<'_> {
         };
         let c = self.claim;
         if let Some(when) = &s.when
-            && !when.allows(c.branch.as_deref(), self.trigger.event(c.tag.is_some()))
+            && !when.allows(c.branch.as_deref(), self.event)
         {
             return self
                 .skip(position, "skipped: its `when` does not match this task")
@@ -281,8 +332,14 @@ impl Walk<'_> {
             Some(_) => Place::Container,
             None => Place::Host,
         };
-        let mut step_env: BTreeMap<String, String> =
-            base_env(c, self.spec, &self.commit, self.workspace, place);
+        let mut step_env: BTreeMap<String, String> = base_env(
+            c,
+            self.spec,
+            self.event,
+            &self.commit,
+            self.workspace,
+            place,
+        );
         step_env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         step_env.extend(c.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
         let step_env: Vec<(String, String)> = step_env.into_iter().collect();
@@ -364,6 +421,7 @@ impl Walk<'_> {
     }
 
     /// `image`: the workflow's image, built and pushed; what the deploys use.
+    /// A pull request's is built alone, so its Dockerfile is tested.
     async fn image(&mut self, position: i32) -> Next {
         self.check_stop()?;
         let Some(image) = &self.spec.image else {
@@ -375,20 +433,31 @@ impl Walk<'_> {
             masker: self.masker,
             position,
         };
-        let building = image::build_and_push(
-            self.ctx,
-            self.claim,
-            image,
-            self.workspace,
-            &self.commit,
-            out,
-        );
+        let (ctx, claim, workspace, commit) = (self.ctx, self.claim, self.workspace, &self.commit);
+        let pull_request = self.trigger == Trigger::PullRequest;
+        let building = async move {
+            if pull_request {
+                image::build_unpushed(ctx, claim, image, workspace, commit, out)
+                    .await
+                    .map(|()| None)
+            } else {
+                image::build_and_push(ctx, claim, image, workspace, commit, out)
+                    .await
+                    .map(Some)
+            }
+        };
         let built = tokio::select! {
             built = building => Some(built),
             () = stopped(self.stop.clone()) => None,
         };
         match built {
-            Some(Ok(pushed)) => {
+            Some(Ok(None)) => {
+                self.sink
+                    .line(position, "built; pull requests do not push images");
+                self.sink.flush().await;
+                self.reported(position, "success", Some(0)).await
+            }
+            Some(Ok(Some(pushed))) => {
                 let (reference, digest) = (&pushed.reference, pushed.digest.as_str());
                 self.sink
                     .line(position, &format!("pushed {reference}@{digest}"));
@@ -420,6 +489,12 @@ impl Walk<'_> {
     /// `deploy:<env>`: the deployment a deploy-only task carries out, or the
     /// next environment of the chain for the task's image.
     async fn deploy(&mut self, env: &str, position: i32) -> Next {
+        if self.trigger == Trigger::PullRequest {
+            self.check_stop()?;
+            return self
+                .skip(position, "skipped: pull requests do not deploy")
+                .await;
+        }
         let deploys = Deploys {
             ctx: self.ctx,
             lease: self.lease,
@@ -514,6 +589,130 @@ impl From<Halt> for End {
             Halt::Failed(e) => End::Failed(e),
             Halt::Cancelled => End::Cancelled,
             Halt::Abandoned => End::Abandoned,
+        }
+    }
+}
+
+/// What the task's log must never show: its secrets, and the clone's
+/// password should any output or error carry it.
+fn masker(claim: &Claim) -> Masker {
+    Masker::new(
+        claim
+            .secrets
+            .values()
+            .chain(claim.clone_credentials.as_ref().map(|c| &c.password)),
+    )
+}
+
+/// The ref the clone fetches and checks: a pull request's own ref, which
+/// has its head when no branch of the repository does (a fork's); else the
+/// tag or branch pushed or run; else the remote's `HEAD`.
+fn clone_ref(claim: &Claim) -> String {
+    match (&claim.fetch_ref, &claim.tag, &claim.branch) {
+        (Some(fetch_ref), _, _) => fetch_ref.clone(),
+        (None, Some(tag), _) => format!("refs/tags/{tag}"),
+        (None, None, Some(branch)) => format!("refs/heads/{branch}"),
+        (None, None, None) => "HEAD".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn claim(branch: Option<&str>, tag: Option<&str>, fetch_ref: Option<&str>) -> Claim {
+        Claim {
+            lease: Lease {
+                task_id: 1,
+                token: "t".to_owned(),
+            },
+            lease_time: Duration::from_secs(30),
+            definition: String::new(),
+            workflow: "w".to_owned(),
+            repo: "https://github.com/acme/w.git".to_owned(),
+            trigger: "push".to_owned(),
+            branch: branch.map(str::to_owned),
+            tag: tag.map(str::to_owned),
+            commit: None,
+            secrets: HashMap::new(),
+            registry: None,
+            deployment: None,
+            pull_request: None,
+            fetch_ref: fetch_ref.map(str::to_owned),
+            withheld_secrets: Vec::new(),
+            clone_credentials: None,
+        }
+    }
+
+    #[test]
+    fn the_clone_fetches_the_ref_that_has_the_commit() {
+        let cases = [
+            (Some("main"), None, None, "refs/heads/main"),
+            (Some("main"), Some("v1"), None, "refs/tags/v1"),
+            (None, None, None, "HEAD"),
+            // A fork's branch is not the base repository's.
+            (
+                Some("someone:fix"),
+                None,
+                Some("refs/pull/7/head"),
+                "refs/pull/7/head",
+            ),
+            (
+                Some("fix"),
+                None,
+                Some("refs/merge-requests/7/head"),
+                "refs/merge-requests/7/head",
+            ),
+        ];
+        for (branch, tag, fetch_ref, want) in cases {
+            assert_eq!(clone_ref(&claim(branch, tag, fetch_ref)), want);
+        }
+    }
+
+    #[test]
+    fn the_clone_password_is_masked_like_a_secret() {
+        let mut c = claim(Some("main"), None, None);
+        c.secrets
+            .insert("API_KEY".to_owned(), "api-value".to_owned());
+        c.clone_credentials = Some(crate::git::Credentials {
+            username: "x-access-token".to_owned(),
+            password: "ghs_token123".to_owned(),
+        });
+        let masked = masker(&c).mask(b"fetch https://x-access-token:ghs_token123@h/x api-value");
+        assert_eq!(
+            String::from_utf8_lossy(&masked),
+            "fetch https://x-access-token:***@h/x ***"
+        );
+    }
+
+    #[test]
+    fn a_cancel_lets_a_started_deploy_end_then_cancels_the_task() {
+        let failed = || End::Failed("deploy to dev failed: unhealthy".to_owned());
+        let step_failed = || End::Failed("step t exited with status 1".to_owned());
+        let deploy = |end| Err(Halted { end, deploy: true });
+        let build = |end| Err(Halted { end, deploy: false });
+        let cases = [
+            (Ok(()), Stop::No, End::Success),
+            // The cancel came during the last deploy, or after the last step.
+            (Ok(()), Stop::Cancel, End::Cancelled),
+            (Ok(()), Stop::Abort, End::Success),
+            // A deploy failed (and rolled back) while a cancel waited.
+            (deploy(failed()), Stop::Cancel, End::Cancelled),
+            (deploy(failed()), Stop::No, failed()),
+            (deploy(failed()), Stop::Abort, failed()),
+            // A build step that failed on its own before the cancel reached it.
+            (build(step_failed()), Stop::Cancel, step_failed()),
+            (build(End::Cancelled), Stop::Cancel, End::Cancelled),
+            // The next deploy, not started, ends the walk.
+            (deploy(End::Cancelled), Stop::Cancel, End::Cancelled),
+            (deploy(End::Abandoned), Stop::Cancel, End::Abandoned),
+            (build(End::Abandoned), Stop::Abort, End::Abandoned),
+        ];
+        for (i, (ended, stop, want)) in cases.into_iter().enumerate() {
+            assert_eq!(settle(ended, stop), want, "case {i}");
         }
     }
 }
