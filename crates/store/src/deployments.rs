@@ -711,6 +711,35 @@ fn finish_manual_rollback(
     Ok(())
 }
 
+/// Skips the deploys of a task that ended before they started (they waited
+/// for their environment): they never will, and later deploys of the
+/// environment must not wait behind them.
+pub(crate) fn skip_waiting(
+    conn: &mut PgConnection,
+    task_id: i64,
+    deployment_id: Option<i64>,
+) -> Result<()> {
+    let waiting: Vec<i64> = deployments::table
+        .filter(
+            deployments::task_id
+                .eq(task_id)
+                .or(deployments::id.nullable().eq(deployment_id)),
+        )
+        .filter(deployments::status.eq(DeploymentStatus::Pending.as_str()))
+        .select(deployments::id)
+        .load(conn)?;
+    for id in waiting {
+        advance(
+            conn,
+            id,
+            DeploymentEvent::Skip,
+            Some("the task ended before the deploy started"),
+            None,
+        )?;
+    }
+    Ok(())
+}
+
 /// Fails the deploys a task still had under way when it ended (its runner
 /// was lost, it was cancelled mid-deploy), so their environment is not held
 /// busy forever. Returns them as they are now.

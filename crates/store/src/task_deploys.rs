@@ -42,6 +42,7 @@ pub fn finish(
             task.deployment_id,
             "the task ended during the deploy",
         )?;
+        deployments::skip_waiting(conn, task.id, task.deployment_id)?;
         let task = tasks::end(conn, &task, event, error)?;
         Ok(Ended {
             task,
@@ -81,6 +82,10 @@ pub fn expire_leases(
         for task in expired {
             let deploys_failed =
                 deployments::fail_in_flight(conn, task.id, task.deployment_id, RUNNER_LOST)?;
+            let ends = task.cancel_requested || task.requeues >= max_requeues;
+            if ends {
+                deployments::skip_waiting(conn, task.id, task.deployment_id)?;
+            }
             let (task, outcome) = if task.cancel_requested {
                 let task = tasks::end(conn, &task, TaskEvent::Cancelled, None)?;
                 (task, Expired::Cancelled)
