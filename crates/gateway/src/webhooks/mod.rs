@@ -5,6 +5,7 @@
 
 mod github;
 mod gitlab;
+mod payload;
 pub mod signature;
 
 use actix_web::http::StatusCode;
@@ -17,6 +18,7 @@ use crate::State;
 use crate::body;
 use crate::error::{HttpError, bad_request, unauthorized};
 use crate::metrics::Outcome;
+use payload::Parsed;
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers()
@@ -32,9 +34,14 @@ struct Delivery {
     delivery_id: String,
     event: String,
     body_sha256: String,
-    push: Option<proto::PushEvent>,
-    workflow_run: Option<proto::WorkflowRunEvent>,
-    ignored: Option<String>,
+    /// What the body said; only a body that parsed gets this far.
+    parsed: Parsed,
+}
+
+impl From<payload::Malformed> for HttpError {
+    fn from(malformed: payload::Malformed) -> Self {
+        bad_request(malformed.to_string())
+    }
 }
 
 /// A delivery's answer and what became of it.
@@ -54,7 +61,10 @@ fn counted(
     answer.map(|(response, _)| response)
 }
 
+/// Has the orchestrator record the delivery and create its tasks; the
+/// answer says what became of it.
 async fn record(state: &State, d: Delivery) -> Answer {
+    let pong = d.parsed.pong;
     let outcome = state
         .client()
         .ingest_webhook(proto::IngestWebhookRequest {
@@ -62,11 +72,11 @@ async fn record(state: &State, d: Delivery) -> Answer {
             delivery_id: d.delivery_id,
             event: d.event,
             body_sha256: d.body_sha256,
-            push: d.push,
-            workflow_run: d.workflow_run,
-            ignored: d.ignored,
-            pull_request: None,
-            forge: None,
+            push: d.parsed.push,
+            workflow_run: d.parsed.workflow_run,
+            ignored: d.parsed.ignored,
+            pull_request: d.parsed.pull_request,
+            forge: d.parsed.forge,
         })
         .await?
         .into_inner();
@@ -88,25 +98,14 @@ async fn record(state: &State, d: Delivery) -> Answer {
     } else {
         (StatusCode::ACCEPTED, Outcome::Accepted)
     };
+    if pong {
+        return Ok((HttpResponse::Ok().json(json!({"pong": true})), counted));
+    }
     Ok((HttpResponse::build(status).json(body), counted))
-}
-
-/// Every path the listed commits touched, sorted and without repeats.
-pub(crate) fn changed_paths<'a>(paths: impl Iterator<Item = &'a String>) -> Vec<String> {
-    let mut paths: Vec<String> = paths.cloned().collect();
-    paths.sort();
-    paths.dedup();
-    paths
 }
 
 fn sha256_hex(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
-}
-
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, HttpError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed json: {e}")))?;
-    serde_json::from_value(value).map_err(|e| bad_request(format!("malformed {what} event: {e}")))
 }
 
 /// The root span of every task a delivery creates (docs/tracing.md).
@@ -150,42 +149,15 @@ async fn github_delivery(state: &State, req: &HttpRequest, payload: Payload) -> 
     let body_sha256 = sha256_hex(&body);
     let delivery_id = header(req, "x-github-delivery")
         .map_or_else(|| format!("sha256:{body_sha256}"), str::to_owned);
-    let mut delivery = Delivery {
+    let parsed = github::read(&event, &body)?;
+    let delivery = Delivery {
         provider: "github",
         delivery_id,
-        event: event.clone(),
+        event,
         body_sha256,
-        push: None,
-        workflow_run: None,
-        ignored: None,
+        parsed,
     };
-    match event.as_str() {
-        "ping" => {
-            // Validate the JSON like any delivery, then record it.
-            let _: serde_json::Value = parse(&body, "ping")?;
-            delivery.ignored = Some("ping".to_owned());
-            let (_, outcome) = record(state, delivery).await?;
-            Ok((HttpResponse::Ok().json(json!({"pong": true})), outcome))
-        }
-        "push" => {
-            let push: github::Push = parse(&body, "push")?;
-            delivery.push = Some(push.into_event());
-            record(state, delivery).await
-        }
-        "workflow_run" => {
-            let run: github::WorkflowRun = parse(&body, "workflow_run")?;
-            match run.into_event() {
-                Ok(event) => delivery.workflow_run = Some(event),
-                Err(why) => delivery.ignored = Some(why),
-            }
-            record(state, delivery).await
-        }
-        other => {
-            let _: serde_json::Value = parse(&body, other)?;
-            delivery.ignored = Some(format!("event {other} not handled"));
-            record(state, delivery).await
-        }
-    }
+    record(state, delivery).await
 }
 
 /// The root span of every task a delivery creates (docs/tracing.md).
@@ -229,24 +201,13 @@ async fn gitlab_delivery(state: &State, req: &HttpRequest, payload: Payload) -> 
     let delivery_id = header(req, "x-gitlab-event-uuid")
         .or_else(|| header(req, "idempotency-key"))
         .map_or_else(|| format!("sha256:{body_sha256}"), str::to_owned);
-    let mut delivery = Delivery {
+    let parsed = gitlab::read(&event, &body)?;
+    let delivery = Delivery {
         provider: "gitlab",
         delivery_id,
-        event: event.clone(),
+        event,
         body_sha256,
-        push: None,
-        workflow_run: None,
-        ignored: None,
+        parsed,
     };
-    match event.as_str() {
-        "Push Hook" | "Tag Push Hook" => {
-            let push: gitlab::Push = parse(&body, "push")?;
-            delivery.push = Some(push.into_event());
-        }
-        other => {
-            let _: serde_json::Value = parse(&body, other)?;
-            delivery.ignored = Some(format!("event {other} not handled"));
-        }
-    }
     record(state, delivery).await
 }
