@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use test_support::hooks::{
     PullRequest, github_pull_request, github_push, gitlab_merge_request,
 };
+use test_support::images;
 use test_support::{DEADLINE, GitRepo, Stack, step};
 
 /// A workflow of `repo` that runs for pull requests to main.
@@ -276,4 +277,60 @@ async fn gitlab_merge_requests_run_when_opened_and_updated() {
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["task_ids"], json!([]), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_runs_in_containers_without_secrets_and_never_pushes_or_deploys() {
+    let docker = images::docker();
+    images::busybox(&docker).await;
+    let stack = Stack::start().await;
+    let repo = GitRepo::new();
+    let port = images::free_port();
+    let container = format!("slipway-e2e-pr-{port}");
+    let _cleanup = images::Cleanup(vec![container.clone()]);
+    let name = format!("slipway-e2e/pr-{port}");
+    let workflow_id = stack
+        .create_workflow(&format!(
+            "name: forked\nrepo: {repo}\non:\n  pull_request:\n    forks: run\nsecrets: [TOKEN]\nsteps:\n  - name: inside\n    image: {busybox}\n    run: echo \"token=${{TOKEN:-none}} event=$SLIPWAY_EVENT\"\nimage:\n  name: {name}\ndeploy:\n  - environment: dev\n    target: {{ container: {{ name: {container}, ports: [\"127.0.0.1:{port}:8080\"] }} }}\n    health: {{ url: \"http://127.0.0.1:{port}/health\", interval: 200ms, timeout: 5s }}\n",
+            repo = repo.url,
+            busybox = images::BUSYBOX,
+        ))
+        .await;
+    stack.set_secret(workflow_id, "TOKEN", "fork-must-not-see").await;
+    let files = images::app(Some("ok\n"), None);
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    repo.commit("main", &files, "app");
+    let head = repo.commit_to_ref("main", "refs/pull/11/head", &[("README", "fork\n")], "from a fork");
+
+    let pr = PullRequest {
+        fork: true,
+        source_branch: "patch-1",
+        ..PullRequest::new(&repo.url, "opened", 11, &head)
+    };
+    let (status, body) = stack
+        .github("pull_request", "fork-opened", &github_pull_request(&pr))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let task_id = body["task_ids"][0].as_i64().expect("a task");
+    let task = stack.wait_finished(task_id).await;
+    let log = stack.logs(task_id).await;
+    assert_eq!(task["status"], "success", "{task:#}\n{log}");
+    assert_eq!(task["branch"], "forker:patch-1");
+    assert_eq!(task["pull_request"]["fork"], true);
+    assert!(
+        log.contains("secrets are not available to pull requests from forks: TOKEN"),
+        "{log}"
+    );
+    assert!(log.contains("token=none event=pull_request"), "{log}");
+    assert!(!log.contains("fork-must-not-see"), "{log}");
+    assert_eq!(step(&task, "image")["status"], "success", "{task:#}");
+    assert_eq!(step(&task, "deploy:dev")["status"], "skipped", "{task:#}");
+    assert!(task["image"].is_null(), "no image is recorded: {task:#}");
+    assert_eq!(task["deployments"], json!([]), "{task:#}");
+    let short = &head[..12];
+    assert_eq!(
+        images::registry_digest(&test_support::registry(), &name, short).await,
+        None,
+        "nothing was pushed"
+    );
 }
