@@ -1,8 +1,9 @@
 //! Takes events from the notify queue. An event is acknowledged only once
-//! its alert is recorded (or it matched nothing), so an event taken while
-//! the orchestrator is away is handled when it is back, and one whose
-//! notifier stopped midway goes to the next. A message that is not an
-//! event is logged and dropped: it can never be handled.
+//! its alert (or that it matched nothing) and its commit status are
+//! recorded, so an event taken while the orchestrator is away is handled
+//! when it is back, and one whose notifier stopped midway goes to the
+//! next. A message that is not an event is logged and dropped: it can
+//! never be handled.
 
 use std::sync::Arc;
 
@@ -16,10 +17,12 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use crate::deliver::{Deliverer, HandleError};
+use crate::statuses::{self, Statuses};
 
 /// Consumes until `stop` is set, reconnecting to the broker with backoff.
 pub async fn run(
     deliverer: Arc<Deliverer>,
+    statuses: Arc<Statuses>,
     amqp_url: String,
     amqp_ca: Option<std::path::PathBuf>,
     topology: Topology,
@@ -35,7 +38,7 @@ pub async fn run(
                     Ok((_channel, consumer)) => {
                         tracing::info!("taking events from the broker");
                         delays = queue::RECONNECT.build();
-                        let why = consume(&deliverer, consumer, stop.clone()).await;
+                        let why = consume(&deliverer, &statuses, consumer, stop.clone()).await;
                         if let Some(why) = why {
                             tracing::warn!(error = %why, "lost the broker");
                         }
@@ -63,6 +66,7 @@ pub async fn run(
 /// Handles deliveries until the consumer ends (returns why) or `stop` is set.
 async fn consume(
     deliverer: &Arc<Deliverer>,
+    statuses: &Arc<Statuses>,
     mut consumer: queue::lapin::Consumer,
     mut stop: watch::Receiver<bool>,
 ) -> Option<String> {
@@ -73,8 +77,9 @@ async fn consume(
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let d = deliverer.clone();
+                    let s = statuses.clone();
                     let stop = handler_stop.clone();
-                    handlers.spawn(async move { handle(&d, delivery, stop).await });
+                    handlers.spawn(async move { handle(&d, &s, delivery, stop).await });
                 }
                 Some(Err(e)) => break Some(e.to_string()),
                 None => break Some("consumer closed".to_owned()),
@@ -90,7 +95,12 @@ async fn consume(
 
 /// Handles one event in a span that joins its task's trace (the message's
 /// `traceparent`).
-async fn handle(deliverer: &Arc<Deliverer>, delivery: Delivery, stop: watch::Receiver<bool>) {
+async fn handle(
+    deliverer: &Arc<Deliverer>,
+    statuses: &Arc<Statuses>,
+    delivery: Delivery,
+    stop: watch::Receiver<bool>,
+) {
     let span = tracing::info_span!(
         "handle event",
         otel.kind = "consumer",
@@ -99,67 +109,93 @@ async fn handle(deliverer: &Arc<Deliverer>, delivery: Delivery, stop: watch::Rec
         task_id = tracing::field::Empty,
     );
     telemetry::propagation::set_parent(&span, &queue::headers(&delivery.properties));
-    handle_in_span(deliverer, delivery, stop)
+    handle_in_span(deliverer, statuses, delivery, stop)
         .instrument(span)
         .await;
 }
 
 async fn handle_in_span(
     deliverer: &Arc<Deliverer>,
+    statuses: &Arc<Statuses>,
     delivery: Delivery,
     mut stop: watch::Receiver<bool>,
 ) {
-    let event = match proto::AlertEvent::decode(delivery.data.as_slice())
+    let incoming = match proto::AlertEvent::decode(delivery.data.as_slice())
         .map_err(|e| e.to_string())
-        .and_then(|m| crate::convert::from_proto(m).map_err(|e| e.to_string()))
+        .and_then(|m| crate::convert::incoming(m).map_err(|e| e.to_string()))
     {
-        Ok(event) => event,
+        Ok(incoming) => incoming,
         Err(e) => {
             tracing::warn!(error = %e, "dropping a message that is not an event");
             let _ = delivery.ack(BasicAckOptions::default()).await;
             return;
         }
     };
+    let status = statuses::status_of(&incoming);
+    let event = incoming.event;
     let span = tracing::Span::current();
     span.record("event", event.id.as_str());
     span.record("kind", tracing::field::display(&event.kind));
     if let Some(task_id) = event.task_id {
         span.record("task_id", task_id);
     }
+    // Each part, once recorded (or refused for good), is sent at once and
+    // not asked for again; the event is acknowledged when both are.
+    let mut alert_done = false;
+    let mut status_done = status.is_none();
     let mut delays = proto::RETRY_CALLS.build();
     loop {
-        match deliverer.open(&event).await {
-            Ok(claimed) => {
-                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                    // Handed to another notifier: the alert exists, so it
-                    // sends nothing twice.
-                    tracing::warn!(event = %event.id, error = %e, "cannot acknowledge the event");
+        let mut unavailable = None;
+        if !alert_done {
+            match deliverer.open(&event).await {
+                Ok(claimed) => {
+                    alert_done = true;
+                    deliverer.spawn_all(claimed).await;
                 }
-                deliverer.spawn_all(claimed).await;
-                return;
-            }
-            Err(HandleError::Rejected(why)) => {
-                tracing::warn!(event = %event.id, kind = %event.kind, error = %why, "dropping an event that cannot be handled");
-                let _ = delivery.ack(BasicAckOptions::default()).await;
-                return;
-            }
-            Err(HandleError::Unavailable(e)) => {
-                // The policy has no end.
-                let backoff = delays.next().unwrap_or_default();
-                tracing::warn!(event = %event.id, error = %e, retry_in = ?backoff, "orchestrator unavailable");
-                let stopping = tokio::select! {
-                    _ = tokio::time::sleep(backoff) => false,
-                    stopped = stop.wait_for(|s| *s) => stopped.is_ok(),
-                };
-                if stopping {
-                    let requeue = BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    };
-                    let _ = delivery.nack(requeue).await;
-                    return;
+                Err(HandleError::Rejected(why)) => {
+                    tracing::warn!(event = %event.id, kind = %event.kind, error = %why, "dropping an event that cannot be handled");
+                    alert_done = true;
                 }
+                Err(HandleError::Unavailable(e)) => unavailable = Some(e),
             }
+        }
+        if let (false, Some(status)) = (status_done, &status) {
+            match statuses.open(&event.id, status.clone()).await {
+                Ok(claimed) => {
+                    status_done = true;
+                    statuses.spawn_all(claimed).await;
+                }
+                Err(HandleError::Rejected(why)) => {
+                    tracing::warn!(event = %event.id, kind = %event.kind, error = %why, "dropping the commit status of an event");
+                    status_done = true;
+                }
+                Err(HandleError::Unavailable(e)) => unavailable = Some(e),
+            }
+        }
+        if alert_done && status_done {
+            if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                // Handed to another notifier: the alert and the status
+                // exist, so it sends nothing twice.
+                tracing::warn!(event = %event.id, error = %e, "cannot acknowledge the event");
+            }
+            return;
+        }
+        // The policy has no end.
+        let backoff = delays.next().unwrap_or_default();
+        if let Some(e) = unavailable {
+            tracing::warn!(event = %event.id, error = %e, retry_in = ?backoff, "orchestrator unavailable");
+        }
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(backoff) => false,
+            stopped = stop.wait_for(|s| *s) => stopped.is_ok(),
+        };
+        if stopping {
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            };
+            let _ = delivery.nack(requeue).await;
+            return;
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The wire and the notifier's own types, each way: events
 //! (`slipway.v1.AlertEvent`, on the queue and with claimed deliveries) into
 //! the domain's [`Event`], refusing one without an id or of an unknown type;
-//! and the orchestrator's alert and delivery messages into those of
-//! [`crate::model`], refusing one without a field it cannot do without.
+//! and the orchestrator's alert, delivery and commit status messages into
+//! those of [`crate::model`], refusing one without a field it cannot do
+//! without.
 
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use domain::alert::Event;
 use domain::workflow::AlertEvent;
 
 use crate::model::{
-    Attempt, BadEvent, Claimed, Delivery, NewDelivery, NotifyConfig, OpenAlert, Opened,
+    Attempt, BadEvent, Claimed, ClaimedStatus, Delivery, Incoming, NewDelivery, NotifyConfig,
+    OpenAlert, OpenStatuses, Opened, StatusAttempt,
 };
 
 /// A wire message without a field the notifier cannot do without.
@@ -52,6 +54,17 @@ pub fn from_proto(m: proto::AlertEvent) -> Result<Event, BadEvent> {
         reason: m.reason,
         outcome: m.outcome,
         recovery: m.recovery,
+    })
+}
+
+/// An event as taken from the queue, with what its commit statuses need.
+pub fn incoming(m: proto::AlertEvent) -> Result<Incoming, BadEvent> {
+    let forge_statuses = m.forge_statuses;
+    let trigger = m.trigger.clone();
+    Ok(Incoming {
+        event: from_proto(m)?,
+        forge_statuses,
+        trigger,
     })
 }
 
@@ -165,6 +178,75 @@ impl From<Attempt> for proto::RecordAttemptRequest {
     }
 }
 
+impl From<OpenStatuses> for proto::OpenStatusesRequest {
+    fn from(o: OpenStatuses) -> Self {
+        proto::OpenStatusesRequest {
+            event_id: o.event_id,
+            statuses: o
+                .statuses
+                .into_iter()
+                .map(|s| proto::NewStatus {
+                    context: s.context,
+                    state: s.state.as_str().to_owned(),
+                    description: s.description,
+                })
+                .collect(),
+            claim_ms: millis(o.claim),
+        }
+    }
+}
+
+impl TryFrom<proto::ClaimedStatus> for ClaimedStatus {
+    type Error = MissingField;
+
+    fn try_from(c: proto::ClaimedStatus) -> Result<Self, MissingField> {
+        let status = c.status.ok_or(MissingField {
+            message: "claimed status",
+            field: "status",
+        })?;
+        Ok(ClaimedStatus {
+            id: status.id,
+            task_id: c.task_id,
+            forge: c.forge,
+            api_url: c.api_url,
+            repo: c.repo,
+            sha: c.sha,
+            token: c.token,
+            context: status.context,
+            state: status.state,
+            description: status.description,
+            attempts: u32::try_from(status.attempts).unwrap_or(0),
+        })
+    }
+}
+
+/// Claimed statuses as the notifier sends them. One without its status can
+/// be neither sent nor recorded: it is logged and skipped.
+pub fn claimed_statuses(wire: Vec<proto::ClaimedStatus>) -> Vec<ClaimedStatus> {
+    wire.into_iter()
+        .filter_map(|c| {
+            ClaimedStatus::try_from(c)
+                .inspect_err(|e| tracing::warn!(error = %e, "skipping a claimed status"))
+                .ok()
+        })
+        .collect()
+}
+
+impl From<StatusAttempt> for proto::RecordStatusAttemptRequest {
+    fn from(a: StatusAttempt) -> Self {
+        let (error, retry_in) = match a.result {
+            Ok(()) => (None, None),
+            Err(f) => (Some(f.error), f.retry_in),
+        };
+        proto::RecordStatusAttemptRequest {
+            id: a.id,
+            delivered: error.is_none(),
+            error,
+            retry_in_ms: retry_in.map(millis),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +327,88 @@ mod tests {
         assert!(!failed.delivered);
         assert_eq!(failed.error.as_deref(), Some("answered 500"));
         assert_eq!(failed.retry_in_ms, Some(30_000));
+    }
+
+    #[test]
+    fn incoming_events_keep_what_statuses_need() {
+        let wire = proto::AlertEvent {
+            r#type: "task_created".into(),
+            trigger: Some("push".into()),
+            forge_statuses: true,
+            seq: 9,
+            ..wire_event()
+        };
+        let incoming = incoming(wire).expect("an event");
+        assert_eq!(incoming.event.kind, AlertEvent::TaskCreated);
+        assert!(incoming.forge_statuses);
+        assert_eq!(incoming.trigger.as_deref(), Some("push"));
+    }
+
+    #[test]
+    fn statuses_to_and_from_the_wire() {
+        let open = proto::OpenStatusesRequest::from(OpenStatuses {
+            event_id: "e1".into(),
+            statuses: vec![domain::forge::Status {
+                context: "slipway/hello".into(),
+                state: domain::forge::State::Failure,
+                description: "failed at step test".into(),
+            }],
+            claim: Duration::from_secs(60),
+        });
+        assert_eq!(open.claim_ms, 60_000);
+        assert_eq!(
+            (
+                open.statuses[0].context.as_str(),
+                open.statuses[0].state.as_str()
+            ),
+            ("slipway/hello", "failure")
+        );
+
+        let wire = proto::ClaimedStatus {
+            status: Some(proto::CommitStatus {
+                id: 4,
+                context: "slipway/hello".into(),
+                state: "pending".into(),
+                description: "queued".into(),
+                attempts: 3,
+                ..Default::default()
+            }),
+            task_id: 12,
+            forge: "github".into(),
+            api_url: "https://api.github.com".into(),
+            repo: "acme/hello".into(),
+            sha: "abc".into(),
+            token: "ghs_secret".into(),
+        };
+        let claimed = ClaimedStatus::try_from(wire.clone()).expect("whole");
+        assert_eq!((claimed.id, claimed.task_id, claimed.attempts), (4, 12, 3));
+        assert!(!format!("{claimed:?}").contains("ghs_secret"));
+        let headless = proto::ClaimedStatus {
+            status: None,
+            ..wire
+        };
+        assert!(claimed_statuses(vec![headless]).is_empty());
+
+        let retry = proto::RecordStatusAttemptRequest::from(StatusAttempt {
+            id: 4,
+            result: Err(Failure {
+                error: "answered 502".into(),
+                retry_in: Some(Duration::from_millis(1500)),
+            }),
+        });
+        assert_eq!((retry.delivered, retry.retry_in_ms), (false, Some(1500)));
+        let failed = proto::RecordStatusAttemptRequest::from(StatusAttempt {
+            id: 4,
+            result: Err(Failure {
+                error: "answered 422".into(),
+                retry_in: None,
+            }),
+        });
+        assert_eq!((failed.delivered, failed.retry_in_ms), (false, None));
+        let delivered = proto::RecordStatusAttemptRequest::from(StatusAttempt {
+            id: 4,
+            result: Ok(()),
+        });
+        assert!(delivered.delivered && delivered.error.is_none());
     }
 }

@@ -1,8 +1,9 @@
 //! Slipway's notifier: takes events from the broker, matches them against
 //! each workflow's `notify` rules (or the server default), and delivers
-//! them to Slack, e-mail, DingTalk and webhooks, with retries and every
+//! them to Slack, e-mail, DingTalk and webhooks; and sets the commit
+//! statuses they map to on GitHub and GitLab. Both with retries and every
 //! attempt recorded through the orchestrator. It is the only service that
-//! talks to those channels.
+//! talks to those channels and to the forges' status APIs.
 //!
 //! [`Notifier::build`] checks the settings and binds its gRPC listener
 //! (port 0 works, for tests); [`Notifier::run`] works until `shutdown`
@@ -12,12 +13,14 @@ pub mod channels;
 mod consume;
 mod convert;
 mod deliver;
+mod forges;
 mod grpc;
 mod metrics;
 mod model;
 mod orchestrator;
 pub mod render;
 pub mod settings;
+mod statuses;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +36,7 @@ pub use settings::Settings;
 use crate::channels::Channels;
 use crate::deliver::Deliverer;
 use crate::orchestrator::Orchestrator;
+use crate::statuses::{RetryPolicy, Statuses};
 
 /// Why the notifier could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,8 @@ pub struct Notifier {
     metrics: Option<telemetry::metrics::Listener>,
     /// Shared by the consumer, the retry loop and the gRPC service.
     deliverer: Arc<Deliverer>,
+    /// Shared by the consumer and the commit status claim loop.
+    statuses: Arc<Statuses>,
 }
 
 impl Notifier {
@@ -97,18 +103,30 @@ impl Notifier {
             Some(addr) => Some(telemetry::metrics::Listener::bind(addr).await?),
             None => None,
         };
+        let counters = metrics::Metrics::new()?;
+        let statuses = Arc::new(Statuses::new(
+            orchestrator.clone(),
+            forges::Forges::new().map_err(Error::Settings)?,
+            settings.public_url.clone(),
+            RetryPolicy {
+                base: checked.status_retry_base,
+                retry_for: checked.status_retry_for,
+            },
+            counters.clone(),
+        ));
         let deliverer = Arc::new(Deliverer::new(
             orchestrator,
             channels,
             settings.public_url.clone(),
             checked,
-            metrics::Metrics::new()?,
+            counters,
         ));
         Ok(Self {
             settings,
             listener,
             metrics,
             deliverer,
+            statuses,
         })
     }
 
@@ -121,14 +139,15 @@ impl Notifier {
         self.metrics.as_ref().and_then(|m| m.local_addr().ok())
     }
 
-    /// Consumes events, retries due deliveries and serves the gRPC service
-    /// until `shutdown` resolves.
+    /// Consumes events, retries due deliveries and commit statuses, and
+    /// serves the gRPC service until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let topology = queue::Topology::new(self.settings.queue_prefix.clone())
             .expiring(self.settings.queue_expires_ms);
         let consumer = tokio::spawn(consume::run(
             self.deliverer.clone(),
+            self.statuses.clone(),
             self.settings.amqp_url.clone(),
             proto::tls::path_setting(&self.settings.amqp_ca).map(std::path::Path::to_path_buf),
             topology,
@@ -136,6 +155,7 @@ impl Notifier {
             stopped.clone(),
         ));
         let retries = tokio::spawn(self.deliverer.clone().retry_loop(stopped.clone()));
+        let status_claims = tokio::spawn(self.statuses.clone().claim_loop(stopped.clone()));
         let metrics = self.metrics.map(|listener| {
             let deliverer = self.deliverer.clone();
             let render = move || {
@@ -168,6 +188,7 @@ impl Notifier {
         // The consumer closes its connection, handing back what it holds.
         let _ = consumer.await;
         let _ = retries.await;
+        let _ = status_claims.await;
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }

@@ -1,13 +1,15 @@
 //! The notifier's Prometheus metrics, served at `GET /metrics` on
-//! `SLIPWAY_METRICS_ADDR`: delivery attempts by channel kind and outcome.
+//! `SLIPWAY_METRICS_ADDR`: delivery attempts by channel kind and outcome,
+//! and commit status attempts by forge and outcome.
 
 use domain::alert::ChannelKind;
+use domain::forge::Forge;
 use telemetry::metrics::{self, IntCounterVec, Registry};
 
 /// What an attempt at a delivery came to: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The channel took the message.
+    /// The channel (or forge) took the message.
     Delivered,
     /// It failed; it is tried again after its backoff.
     Retry,
@@ -27,10 +29,13 @@ impl Outcome {
     }
 }
 
+/// Cheap to clone: the registry and its counters are shared.
+#[derive(Clone)]
 pub struct Metrics {
     /// What `GET /metrics` renders.
     pub(crate) registry: Registry,
     deliveries: IntCounterVec,
+    statuses: IntCounterVec,
 }
 
 impl Metrics {
@@ -48,9 +53,21 @@ impl Metrics {
                 deliveries.with_label_values(&[kind.as_str(), outcome.as_str()]);
             }
         }
+        let statuses = metrics::counter(
+            &registry,
+            "slipway_commit_status_attempts_total",
+            "Attempts at sending a commit status, by forge and outcome (delivered, retry, failed).",
+            &["forge", "outcome"],
+        )?;
+        for forge in [Forge::GitHub, Forge::GitLab] {
+            for outcome in Outcome::ALL {
+                statuses.with_label_values(&[forge.as_str(), outcome.as_str()]);
+            }
+        }
         Ok(Self {
             registry,
             deliveries,
+            statuses,
         })
     }
 
@@ -60,6 +77,14 @@ impl Metrics {
         let kind = ChannelKind::parse(kind).map_or("unknown", ChannelKind::as_str);
         self.deliveries
             .with_label_values(&[kind, outcome.as_str()])
+            .inc();
+    }
+
+    /// An attempt at a commit status on `forge` (as handed out) ended.
+    pub fn status_attempted(&self, forge: &str, outcome: Outcome) {
+        let forge = Forge::parse(forge).map_or("unknown", Forge::as_str);
+        self.statuses
+            .with_label_values(&[forge, outcome.as_str()])
             .inc();
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use domain::alert::{ChannelKind, Event, RuleRef};
+use domain::forge::Status;
 
 /// A workflow version's definition with the secrets the notifier asked for.
 #[derive(Debug, Clone)]
@@ -103,3 +104,79 @@ pub struct Failure {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BadEvent(pub String);
+
+/// An event as taken from the queue: the domain's [`Event`] and what the
+/// commit statuses need besides.
+#[derive(Debug)]
+pub struct Incoming {
+    pub event: Event,
+    /// Whether the event's task reports commit statuses to a forge.
+    pub forge_statuses: bool,
+    /// The task's trigger (push, pull_request, deploy, ...): deploy-only
+    /// tasks set only their deploy's status.
+    pub trigger: Option<String>,
+}
+
+/// Asks the orchestrator to record an event's commit statuses, once per
+/// event and context.
+#[derive(Debug, Clone)]
+pub struct OpenStatuses {
+    /// The event the statuses come from: its order decides which state of
+    /// a commit and context is the latest.
+    pub event_id: String,
+    pub statuses: Vec<Status>,
+    /// How long this notifier holds the statuses it is handed.
+    pub claim: Duration,
+}
+
+/// A commit status this notifier holds, with where and how to send it.
+/// Its forge and state stay as stored and are read when it is sent, so an
+/// unknown one fails the status, on record, instead of vanishing here.
+#[derive(Clone)]
+pub struct ClaimedStatus {
+    /// The status's id, to record its attempts against.
+    pub id: i64,
+    /// The task whose page the status links to.
+    pub task_id: i64,
+    /// `github` or `gitlab`, and the metrics' label.
+    pub forge: String,
+    /// GitHub's API base; GitLab's instance base (the API is under `/api/v4`).
+    pub api_url: String,
+    /// GitHub: `owner/name`; GitLab: the project id (or its path).
+    pub repo: String,
+    /// The commit the status is set on.
+    pub sha: String,
+    /// The credential to send it with; never logged.
+    pub token: String,
+    /// `slipway/<workflow>[/deploy/<environment>]`.
+    pub context: String,
+    /// pending | running | success | failure | error.
+    pub state: String,
+    pub description: String,
+    /// Attempts made before this one: the backoff is counted from them.
+    pub attempts: u32,
+}
+
+impl std::fmt::Debug for ClaimedStatus {
+    // Never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedStatus")
+            .field("id", &self.id)
+            .field("forge", &self.forge)
+            .field("repo", &self.repo)
+            .field("sha", &self.sha)
+            .field("context", &self.context)
+            .field("state", &self.state)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one attempt at a commit status went, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusAttempt {
+    /// The status attempted.
+    pub id: i64,
+    /// `Ok`: the forge took it.
+    pub result: Result<(), Failure>,
+}

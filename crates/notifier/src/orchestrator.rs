@@ -1,9 +1,10 @@
 //! The notifier's side of the orchestrator's gRPC APIs: `NotifierApi` (rules
-//! with secrets, alerts, deliveries) with the internal token, and the public
-//! API's `ListAlerts` with the API token. The edge of the notifier's client:
-//! its calls take and return the types of [`crate::model`], and the wire's
-//! messages stay here and in `convert.rs`. `ListAlerts` is passed through
-//! for the notifier's own gRPC service, wire to wire.
+//! with secrets, alerts, deliveries, commit statuses) with the internal
+//! token, and the public API's `ListAlerts` with the API token. The edge
+//! of the notifier's client: its calls take and return the types of
+//! [`crate::model`], and the wire's messages stay here and in `convert.rs`.
+//! `ListAlerts` is passed through for the notifier's own gRPC service, wire
+//! to wire.
 
 use std::time::Duration;
 
@@ -14,7 +15,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::convert::millis;
-use crate::model::{Attempt, Claimed, NotifyConfig, OpenAlert, Opened};
+use crate::model::{
+    Attempt, Claimed, ClaimedStatus, NotifyConfig, OpenAlert, OpenStatuses, Opened, StatusAttempt,
+};
 
 type Authed = InterceptedService<Channel, Bearer>;
 
@@ -105,11 +108,63 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Records an event's commit statuses, once per event and context;
+    /// returns those this notifier now holds. `None`: this orchestrator
+    /// does not serve commit statuses (it answered UNIMPLEMENTED).
+    pub async fn open_statuses(
+        &self,
+        req: OpenStatuses,
+    ) -> Result<Option<Vec<ClaimedStatus>>, CallError> {
+        let answer = self
+            .internal
+            .clone()
+            .open_statuses(proto::OpenStatusesRequest::from(req))
+            .await;
+        Ok(offered(answer)?.map(|a| crate::convert::claimed_statuses(a.statuses)))
+    }
+
+    /// Takes up to `limit` due commit statuses, held for `claim`. `None`:
+    /// this orchestrator does not serve commit statuses.
+    pub async fn claim_statuses(
+        &self,
+        limit: i32,
+        claim: Duration,
+    ) -> Result<Option<Vec<ClaimedStatus>>, CallError> {
+        let answer = self
+            .internal
+            .clone()
+            .claim_statuses(proto::ClaimStatusesRequest {
+                limit,
+                claim_ms: millis(claim),
+            })
+            .await;
+        Ok(offered(answer)?.map(|a| crate::convert::claimed_statuses(a.statuses)))
+    }
+
+    /// Records how an attempt at a commit status went.
+    pub async fn record_status_attempt(&self, attempt: StatusAttempt) -> Result<(), CallError> {
+        self.internal
+            .clone()
+            .record_status_attempt(proto::RecordStatusAttemptRequest::from(attempt))
+            .await?;
+        Ok(())
+    }
+
     /// The public API's `ListAlerts`, for the notifier's `ListDeliveries`.
     pub async fn list_alerts(
         &self,
         req: proto::ListAlertsRequest,
     ) -> Result<proto::ListAlertsResponse, CallError> {
         Ok(self.public.clone().list_alerts(req).await?.into_inner())
+    }
+}
+
+/// An answer, or `None` when the orchestrator has no such call (an older
+/// one, without commit statuses).
+fn offered<T>(answer: Result<tonic::Response<T>, tonic::Status>) -> Result<Option<T>, CallError> {
+    match answer {
+        Ok(a) => Ok(Some(a.into_inner())),
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(None),
+        Err(status) => Err(status.into()),
     }
 }

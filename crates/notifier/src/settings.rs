@@ -48,6 +48,13 @@ pub struct Settings {
     pub notify_retry_base: String,
     /// Attempts of one delivery before it counts as failed.
     pub notify_attempts: u32,
+    /// Wait after a commit status's first failed attempt
+    /// (`SLIPWAY_STATUS_RETRY_BASE`); it doubles after each one, up to a
+    /// minute.
+    pub status_retry_base: String,
+    /// How long failed commit statuses are retried at least
+    /// (`SLIPWAY_STATUS_RETRY_FOR`) before they count as failed.
+    pub status_retry_for: String,
     /// Slack's Web API base (`chat.postMessage` is appended).
     pub slack_api_url: String,
     /// `smtp://user:pass@host:port` (`smtps://` for TLS); empty: no e-mail.
@@ -83,6 +90,8 @@ impl Default for Settings {
             notify_throttle: "5m".to_owned(),
             notify_retry_base: "30s".to_owned(),
             notify_attempts: 6,
+            status_retry_base: "1s".to_owned(),
+            status_retry_for: "10m".to_owned(),
             slack_api_url: "https://slack.com/api".to_owned(),
             smtp_url: String::new(),
             smtp_from: "Slipway <slipway@localhost>".to_owned(),
@@ -103,6 +112,10 @@ pub struct Checked {
     pub retry_base: Duration,
     /// `notify_attempts`: after this many, a delivery has failed.
     pub attempts: u32,
+    /// `status_retry_base`: the first wait after a failed commit status.
+    pub status_retry_base: Duration,
+    /// `status_retry_for`: how long failed commit statuses are retried.
+    pub status_retry_for: Duration,
     /// `default_notify`, parsed: the channels of workflows without rules.
     pub default_rule: Option<NotifyRule>,
     /// Where `GET /metrics` is served, if anywhere.
@@ -142,6 +155,11 @@ impl Settings {
         if retry_base.is_zero() {
             return Err("SLIPWAY_NOTIFY_RETRY_BASE must be positive".to_owned());
         }
+        let status_retry_base = duration("status_retry_base", &self.status_retry_base)?;
+        if status_retry_base.is_zero() {
+            return Err("SLIPWAY_STATUS_RETRY_BASE must be positive".to_owned());
+        }
+        let status_retry_for = duration("status_retry_for", &self.status_retry_for)?;
         let smtp_scheme = ["smtp://", "smtps://"]
             .iter()
             .any(|scheme| self.smtp_url.starts_with(scheme));
@@ -160,6 +178,8 @@ impl Settings {
             throttle: duration("notify_throttle", &self.notify_throttle)?,
             retry_base,
             attempts: self.notify_attempts,
+            status_retry_base,
+            status_retry_for,
             default_rule,
             metrics_addr: telemetry::metrics::parse_addr(
                 "SLIPWAY_METRICS_ADDR",
@@ -184,6 +204,8 @@ mod tests {
     fn defaults_check_and_errors_name_the_variable() {
         let checked = settings().check().expect("defaults are valid");
         assert_eq!(checked.throttle, Duration::from_secs(300));
+        assert_eq!(checked.status_retry_base, Duration::from_secs(1));
+        assert_eq!(checked.status_retry_for, Duration::from_secs(600));
         assert!(checked.default_rule.is_none());
 
         let cases = [
@@ -208,6 +230,20 @@ mod tests {
                     ..settings()
                 },
                 "SLIPWAY_SMTP_URL",
+            ),
+            (
+                Settings {
+                    status_retry_base: "0s".into(),
+                    ..settings()
+                },
+                "SLIPWAY_STATUS_RETRY_BASE",
+            ),
+            (
+                Settings {
+                    status_retry_for: "ten minutes".into(),
+                    ..settings()
+                },
+                "SLIPWAY_STATUS_RETRY_FOR",
             ),
         ];
         for (s, name) in cases {

@@ -7,6 +7,7 @@
 pub mod auth_registry;
 pub mod browser;
 pub mod db;
+pub mod forge;
 pub mod git;
 pub mod hooks;
 pub mod images;
