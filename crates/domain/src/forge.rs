@@ -238,9 +238,18 @@ mod tests {
             ..facts(kind)
         };
         let cases: Vec<(EventFacts<'_>, Option<(&str, State, &str)>)> = vec![
-            (facts(AlertEvent::TaskCreated), Some((t, State::Pending, "queued"))),
-            (facts(AlertEvent::TaskStarted), Some((t, State::Pending, "running"))),
-            (facts(AlertEvent::TaskSucceeded), Some((t, State::Success, "succeeded"))),
+            (
+                facts(AlertEvent::TaskCreated),
+                Some((t, State::Pending, "queued")),
+            ),
+            (
+                facts(AlertEvent::TaskStarted),
+                Some((t, State::Pending, "running")),
+            ),
+            (
+                facts(AlertEvent::TaskSucceeded),
+                Some((t, State::Success, "succeeded")),
+            ),
             (
                 EventFacts {
                     reason: Some("test"),
@@ -248,9 +257,18 @@ mod tests {
                 },
                 Some((t, State::Failure, "failed at step test")),
             ),
-            (facts(AlertEvent::BuildFailed), Some((t, State::Failure, "failed"))),
-            (facts(AlertEvent::TaskCancelled), Some((t, State::Error, "cancelled"))),
-            (facts(AlertEvent::RunnerLost), Some((t, State::Error, "runner lost"))),
+            (
+                facts(AlertEvent::BuildFailed),
+                Some((t, State::Failure, "failed")),
+            ),
+            (
+                facts(AlertEvent::TaskCancelled),
+                Some((t, State::Error, "cancelled")),
+            ),
+            (
+                facts(AlertEvent::RunnerLost),
+                Some((t, State::Error, "runner lost")),
+            ),
             (
                 EventFacts {
                     outcome: Some("requeued"),
@@ -258,15 +276,30 @@ mod tests {
                 },
                 Some((t, State::Pending, "queued again: runner lost")),
             ),
-            (with_env(AlertEvent::DeployStarted), Some((d, State::Pending, "deploying"))),
-            (with_env(AlertEvent::DeploySucceeded), Some((d, State::Success, "healthy"))),
-            (with_env(AlertEvent::DeployFailed), Some((d, State::Failure, "deploy failed"))),
+            (
+                with_env(AlertEvent::DeployStarted),
+                Some((d, State::Pending, "deploying")),
+            ),
+            (
+                with_env(AlertEvent::DeploySucceeded),
+                Some((d, State::Success, "healthy")),
+            ),
+            (
+                with_env(AlertEvent::DeployFailed),
+                Some((d, State::Failure, "deploy failed")),
+            ),
             (
                 with_env(AlertEvent::HealthCheckFailed),
                 Some((d, State::Failure, "health check failed")),
             ),
-            (with_env(AlertEvent::RolledBack), Some((d, State::Failure, "rolled back"))),
-            (with_env(AlertEvent::DeployTimeout), Some((d, State::Failure, "deploy timed out"))),
+            (
+                with_env(AlertEvent::RolledBack),
+                Some((d, State::Failure, "rolled back")),
+            ),
+            (
+                with_env(AlertEvent::DeployTimeout),
+                Some((d, State::Failure, "deploy timed out")),
+            ),
             (
                 with_env(AlertEvent::AwaitingApproval),
                 Some((d, State::Pending, "awaiting approval")),
@@ -313,12 +346,30 @@ mod tests {
     #[test]
     fn repository_locations() {
         let cases = [
-            ("https://github.com/acme/hello.git", Some(("github.com", "acme/hello"))),
-            ("https://GitHub.com/Acme/Hello/", Some(("github.com", "Acme/Hello"))),
-            ("https://token@github.com:443/acme/hello", Some(("github.com", "acme/hello"))),
-            ("git@github.com:acme/hello.git", Some(("github.com", "acme/hello"))),
-            ("ssh://git@gitlab.example.com:2222/g/sub/p.git", Some(("gitlab.example.com:2222", "g/sub/p"))),
-            ("http://127.0.0.1:8929/group/project", Some(("127.0.0.1:8929", "group/project"))),
+            (
+                "https://github.com/acme/hello.git",
+                Some(("github.com", "acme/hello")),
+            ),
+            (
+                "https://GitHub.com/Acme/Hello/",
+                Some(("github.com", "Acme/Hello")),
+            ),
+            (
+                "https://token@github.com:443/acme/hello",
+                Some(("github.com", "acme/hello")),
+            ),
+            (
+                "git@github.com:acme/hello.git",
+                Some(("github.com", "acme/hello")),
+            ),
+            (
+                "ssh://git@gitlab.example.com:2222/g/sub/p.git",
+                Some(("gitlab.example.com:2222", "g/sub/p")),
+            ),
+            (
+                "http://127.0.0.1:8929/group/project",
+                Some(("127.0.0.1:8929", "group/project")),
+            ),
             ("file:///srv/git/hello.git", None),
             ("https://github.com/", None),
         ];
@@ -330,8 +381,14 @@ mod tests {
                 "{url}"
             );
         }
-        assert_eq!(url_host("https://api.github.com/x").as_deref(), Some("api.github.com"));
-        assert_eq!(url_origin("http://127.0.0.1:9/api/v3").as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            url_host("https://api.github.com/x").as_deref(),
+            Some("api.github.com")
+        );
+        assert_eq!(
+            url_origin("http://127.0.0.1:9/api/v3").as_deref(),
+            Some("http://127.0.0.1:9")
+        );
         assert_eq!(url_host("ftp://x"), None);
     }
 }

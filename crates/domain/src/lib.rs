@@ -3,10 +3,10 @@
 //! Pure code: no I/O, no wire or database types.
 
 pub mod alert;
+pub mod forge;
 pub mod image;
 pub mod labels;
 pub mod mask;
-pub mod forge;
 pub mod plan;
 pub mod pull;
 pub mod push;

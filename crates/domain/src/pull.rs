@@ -127,8 +127,16 @@ mod tests {
                 event("assigned", "main", false, false),
                 Err(Ignored::ActionNotMatched("assigned".into())),
             ),
-            (default, event("opened", "main", true, false), Err(Ignored::Draft)),
-            (default, event("opened", "main", false, true), Err(Ignored::Fork)),
+            (
+                default,
+                event("opened", "main", true, false),
+                Err(Ignored::Draft),
+            ),
+            (
+                default,
+                event("opened", "main", false, true),
+                Err(Ignored::Fork),
+            ),
             (filtered, event("closed", "main", true, true), Ok(())),
             (
                 filtered,

@@ -281,14 +281,26 @@ impl Forges {
             Ok(answer) => {
                 let status = answer.status();
                 let verdict = classify(status, answer.headers(), SystemTime::now());
-                let error = if verdict == Verdict::Delivered {
-                    None
+                if verdict == Verdict::Delivered {
+                    Sent {
+                        verdict,
+                        error: None,
+                    }
                 } else {
                     let text = answer.text().await.unwrap_or_default();
+                    if req.forge == Forge::GitLab && already_in_state(status, &text) {
+                        // A status sent again (at least once): GitLab has it.
+                        return Sent {
+                            verdict: Verdict::Delivered,
+                            error: None,
+                        };
+                    }
                     let text: String = text.trim().chars().take(MAX_ERROR_CHARS).collect();
-                    Some(format!("{} answered {status}: {text}", req.forge))
-                };
-                Sent { verdict, error }
+                    Sent {
+                        verdict,
+                        error: Some(format!("{} answered {status}: {text}", req.forge)),
+                    }
+                }
             }
         };
         Sent {
@@ -296,6 +308,13 @@ impl Forges {
             ..sent
         }
     }
+}
+
+/// Whether GitLab refused a status because the commit's status for that
+/// name is in that state already (`Cannot transition status via :run from
+/// :running`): a repeat of a status it took.
+fn already_in_state(status: StatusCode, body: &str) -> bool {
+    status == StatusCode::BAD_REQUEST && body.contains("Cannot transition status")
 }
 
 /// `text` without `token`.

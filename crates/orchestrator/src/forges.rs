@@ -6,20 +6,17 @@
 use domain::forge::{Forge, repo_location, url_host, url_origin};
 use store::tasks::ForgeTarget;
 
+pub use crate::forge_auth::Access;
+use crate::forge_auth::GitHubApp;
 use crate::settings::Settings;
-
-/// What a token is for: the runner's clone reads contents, the notifier
-/// writes statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Access {
-    Contents,
-    Statuses,
-}
 
 /// How Slipway authenticates to GitHub.
 enum GitHubAuth {
     /// `SLIPWAY_GITHUB_TOKEN`.
     Token(String),
+    /// `SLIPWAY_GITHUB_APP_ID` and its key: a token per installation and
+    /// repository.
+    App(GitHubApp),
 }
 
 /// Why a token could not be had.
@@ -29,8 +26,18 @@ pub enum TokenError {
     /// workflow no GitHub webhook reached yet).
     #[error("no GitHub App installation is known for {0}")]
     NoInstallation(String),
-    #[error("{0}")]
-    Mint(String),
+    #[error(transparent)]
+    Mint(#[from] crate::forge_auth::Error),
+}
+
+impl TokenError {
+    /// Whether asking again later may work.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TokenError::NoInstallation(_) => false,
+            TokenError::Mint(e) => e.is_transient(),
+        }
+    }
 }
 
 /// The forges Slipway has credentials for.
@@ -63,8 +70,15 @@ impl Forges {
                     "SLIPWAY_GITHUB_APP_ID and SLIPWAY_GITHUB_APP_KEY_FILE go together".to_owned(),
                 );
             }
-            (Some(_), Some(_)) => {
-                return Err("GitHub App credentials are not supported by this build".to_owned());
+            (Some(id), Some(key_file)) => {
+                let id: u64 = id.parse().map_err(|_| {
+                    format!("SLIPWAY_GITHUB_APP_ID: {id:?} is not a GitHub App id (a number)")
+                })?;
+                let key = std::fs::read(&key_file).map_err(|e| {
+                    format!("SLIPWAY_GITHUB_APP_KEY_FILE: cannot read {key_file}: {e}")
+                })?;
+                let app = GitHubApp::new(id, &key, &github_api).map_err(|e| e.to_string())?;
+                Some(GitHubAuth::App(app))
             }
             (None, None) => nonempty(&s.github_token).map(GitHubAuth::Token),
         };
@@ -125,7 +139,9 @@ impl Forges {
             forge: forge.as_str().to_owned(),
             repo: path,
             web_url,
-            installation_id: (forge == Forge::GitHub).then_some(installation_id).flatten(),
+            installation_id: (forge == Forge::GitHub)
+                .then_some(installation_id)
+                .flatten(),
         })
     }
 
@@ -145,11 +161,20 @@ impl Forges {
     pub async fn token(
         &self,
         target: &ForgeTarget,
-        _access: Access,
+        access: Access,
     ) -> Result<Option<String>, TokenError> {
         match Forge::parse(&target.forge) {
             Some(Forge::GitHub) => match &self.github {
                 Some(GitHubAuth::Token(t)) => Ok(Some(t.clone())),
+                Some(GitHubAuth::App(app)) => {
+                    let installation = target
+                        .installation_id
+                        .ok_or_else(|| TokenError::NoInstallation(target.repo.clone()))?;
+                    Ok(Some(
+                        app.installation_token(installation, &target.repo, access)
+                            .await?,
+                    ))
+                }
                 None => Ok(None),
             },
             Some(Forge::GitLab) => Ok(self.gitlab_token.clone()),
@@ -175,9 +200,16 @@ mod tests {
             s.gitlab_api_token = "gl".into();
             s.gitlab_url = "http://127.0.0.1:9/".into();
         });
-        let t = both.for_repo("https://github.com/acme/hello.git", Some(5)).unwrap();
-        assert_eq!((t.forge.as_str(), t.repo.as_str(), t.installation_id), ("github", "acme/hello", Some(5)));
-        let t = both.for_repo("http://127.0.0.1:9/group/sub/p.git", None).unwrap();
+        let t = both
+            .for_repo("https://github.com/acme/hello.git", Some(5))
+            .unwrap();
+        assert_eq!(
+            (t.forge.as_str(), t.repo.as_str(), t.installation_id),
+            ("github", "acme/hello", Some(5))
+        );
+        let t = both
+            .for_repo("http://127.0.0.1:9/group/sub/p.git", None)
+            .unwrap();
         assert_eq!(t.forge, "gitlab");
         assert_eq!(t.repo, "group/sub/p");
         assert_eq!(t.web_url.as_deref(), Some("http://127.0.0.1:9/group/sub/p"));
@@ -186,7 +218,10 @@ mod tests {
         assert!(both.for_repo("file:///srv/a.git", None).is_none());
 
         let none = forges(|_| {});
-        assert!(none.for_repo("https://github.com/acme/hello.git", None).is_none());
+        assert!(
+            none.for_repo("https://github.com/acme/hello.git", None)
+                .is_none()
+        );
         let target = ForgeTarget {
             forge: "gitlab".into(),
             repo: "42".into(),
@@ -195,7 +230,10 @@ mod tests {
         };
         assert!(none.for_event(target.clone()).is_none());
         let gl = forges(|s| s.gitlab_api_token = "gl".into());
-        assert_eq!(gl.api_url(&target).as_deref(), Some("https://gitlab.example.com"));
+        assert_eq!(
+            gl.api_url(&target).as_deref(),
+            Some("https://gitlab.example.com")
+        );
     }
 
     #[test]
@@ -204,8 +242,13 @@ mod tests {
             s.github_token = "gh".into();
             s.github_api_url = "https://ghe.example.com/api/v3/".into();
         });
-        let t = ghe.for_repo("https://ghe.example.com/acme/x.git", None).unwrap();
+        let t = ghe
+            .for_repo("https://ghe.example.com/acme/x.git", None)
+            .unwrap();
         assert_eq!(t.forge, "github");
-        assert_eq!(ghe.api_url(&t).as_deref(), Some("https://ghe.example.com/api/v3"));
+        assert_eq!(
+            ghe.api_url(&t).as_deref(),
+            Some("https://ghe.example.com/api/v3")
+        );
     }
 }

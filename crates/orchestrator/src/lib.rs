@@ -9,6 +9,7 @@
 pub mod app;
 pub mod background;
 pub mod crypto;
+pub mod forge_auth;
 pub mod forges;
 pub mod grpc;
 pub mod logs;

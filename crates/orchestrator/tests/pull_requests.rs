@@ -4,9 +4,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_support::hooks::{
-    PullRequest, github_pull_request, github_push, gitlab_merge_request,
-};
+use test_support::hooks::{PullRequest, github_pull_request, github_push, gitlab_merge_request};
 use test_support::images;
 use test_support::{DEADLINE, GitRepo, Stack, step};
 
@@ -110,7 +108,11 @@ async fn a_github_pull_request_runs_its_head_and_the_rest_is_ignored() {
     ];
     for (i, (pr, why)) in cases.iter().enumerate() {
         let (status, body) = stack
-            .github("pull_request", &format!("ignored-{i}"), &github_pull_request(pr))
+            .github(
+                "pull_request",
+                &format!("ignored-{i}"),
+                &github_pull_request(pr),
+            )
             .await;
         assert_eq!(status, 202, "{pr:?}: {body}");
         assert_eq!(ignored(&body), *why, "{pr:?}: {body}");
@@ -150,7 +152,13 @@ async fn a_github_pull_request_runs_its_head_and_the_rest_is_ignored() {
         .github(
             "push",
             "skip",
-            &github_push(&repo.url, "refs/heads/main", &skipped, "docs only [skip ci]", &["c.txt"]),
+            &github_push(
+                &repo.url,
+                "refs/heads/main",
+                &skipped,
+                "docs only [skip ci]",
+                &["c.txt"],
+            ),
         )
         .await;
     assert_eq!(status, 202, "{body}");
@@ -162,7 +170,8 @@ async fn a_github_pull_request_runs_its_head_and_the_rest_is_ignored() {
 async fn a_new_head_cancels_the_older_task_of_its_pull_request() {
     let stack = Stack::start().await;
     let repo = GitRepo::new();
-    let steps = "  - name: wait\n    run: |\n      if [ -f slow ]; then sleep 60; fi\n      echo done\n";
+    let steps =
+        "  - name: wait\n    run: |\n      if [ -f slow ]; then sleep 60; fi\n      echo done\n";
     stack
         .create_workflow(&workflow(
             "supersede",
@@ -183,7 +192,9 @@ async fn a_new_head_cancels_the_older_task_of_its_pull_request() {
     assert_eq!(status, 202, "{body}");
     let first_task = body["task_ids"][0].as_i64().expect("a task");
     stack
-        .wait_task(first_task, DEADLINE, |t| step(t, "wait")["status"] == "running")
+        .wait_task(first_task, DEADLINE, |t| {
+            step(t, "wait")["status"] == "running"
+        })
         .await;
 
     // Another pull request's task is not touched.
@@ -219,7 +230,10 @@ async fn a_new_head_cancels_the_older_task_of_its_pull_request() {
     let task = stack.wait_finished(second_task).await;
     assert_eq!(task["status"], "success", "{task:#}");
     let task = stack.wait_finished(other_task).await;
-    assert_eq!(task["status"], "success", "another pull request runs on: {task:#}");
+    assert_eq!(
+        task["status"], "success",
+        "another pull request runs on: {task:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,10 +244,19 @@ async fn gitlab_merge_requests_run_when_opened_and_updated() {
         .create_workflow(&workflow("mrs", &repo, "", ECHO_STEP))
         .await;
     repo.commit("main", &[("a.txt", "a")], "base");
-    let head = repo.commit_to_ref("main", "refs/merge-requests/5/head", &[("b.txt", "b")], "mr");
+    let head = repo.commit_to_ref(
+        "main",
+        "refs/merge-requests/5/head",
+        &[("b.txt", "b")],
+        "mr",
+    );
     let opened = PullRequest::new(&repo.url, "open", 5, &head);
     let (status, body) = stack
-        .gitlab("Merge Request Hook", "mr-open", &gitlab_merge_request(&opened, None))
+        .gitlab(
+            "Merge Request Hook",
+            "mr-open",
+            &gitlab_merge_request(&opened, None),
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     let task_id = body["task_ids"][0].as_i64().expect("a task");
@@ -252,7 +275,12 @@ async fn gitlab_merge_requests_run_when_opened_and_updated() {
             .contains("event=pull_request pr=5 target=main")
     );
 
-    let newer = repo.commit_to_ref("main", "refs/merge-requests/5/head", &[("c.txt", "c")], "more");
+    let newer = repo.commit_to_ref(
+        "main",
+        "refs/merge-requests/5/head",
+        &[("c.txt", "c")],
+        "more",
+    );
     let updated = PullRequest::new(&repo.url, "update", 5, &newer);
     let (status, body) = stack
         .gitlab(
@@ -296,11 +324,18 @@ async fn a_fork_runs_in_containers_without_secrets_and_never_pushes_or_deploys()
             busybox = images::BUSYBOX,
         ))
         .await;
-    stack.set_secret(workflow_id, "TOKEN", "fork-must-not-see").await;
+    stack
+        .set_secret(workflow_id, "TOKEN", "fork-must-not-see")
+        .await;
     let files = images::app(Some("ok\n"), None);
     let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
     repo.commit("main", &files, "app");
-    let head = repo.commit_to_ref("main", "refs/pull/11/head", &[("README", "fork\n")], "from a fork");
+    let head = repo.commit_to_ref(
+        "main",
+        "refs/pull/11/head",
+        &[("README", "fork\n")],
+        "from a fork",
+    );
 
     let pr = PullRequest {
         fork: true,

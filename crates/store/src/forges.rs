@@ -112,8 +112,8 @@ pub fn open(
             .first(conn)
             .optional()?
             .ok_or(Error::NotFound)?;
-        let task_id = task_id
-            .ok_or_else(|| Error::Invalid(format!("event {event_id} has no task")))?;
+        let task_id =
+            task_id.ok_or_else(|| Error::Invalid(format!("event {event_id} has no task")))?;
         let forge: Option<serde_json::Value> = tasks::table
             .find(task_id)
             .select(tasks::forge)
@@ -177,7 +177,12 @@ pub fn claim_due(
         .load(conn)?;
     rows.into_iter()
         .map(|(status, sha, forge)| {
-            let corrupt = || Error::Corrupt(format!("commit status {} lost its task's commit or forge", status.id));
+            let corrupt = || {
+                Error::Corrupt(format!(
+                    "commit status {} lost its task's commit or forge",
+                    status.id
+                ))
+            };
             let sha = sha.ok_or_else(corrupt)?;
             let forge = forge
                 .map(serde_json::from_value)

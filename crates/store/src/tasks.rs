@@ -837,15 +837,19 @@ pub fn supersede_older(conn: &mut PgConnection, task_id: i64) -> Result<Vec<i64>
         let mut query = tasks::table
             .filter(tasks::workflow_id.eq(task.workflow_id))
             .filter(tasks::id.lt(task.id))
-            .filter(tasks::status.eq_any([TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]))
+            .filter(
+                tasks::status.eq_any([TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]),
+            )
             .filter(tasks::deployment_id.is_null())
             .filter(tasks::cancel_requested.eq(false))
             .into_boxed();
         match (task.pull_request()?, &task.branch) {
             (Some(pr), _) => {
                 query = query.filter(
-                    diesel::dsl::sql::<diesel::sql_types::Bool>("(pull_request->>'number')::bigint = ")
-                        .bind::<diesel::sql_types::BigInt, _>(pr.number),
+                    diesel::dsl::sql::<diesel::sql_types::Bool>(
+                        "(pull_request->>'number')::bigint = ",
+                    )
+                    .bind::<diesel::sql_types::BigInt, _>(pr.number),
                 );
             }
             (None, Some(branch)) => {

@@ -115,8 +115,14 @@ impl GitRepo {
             std::fs::write(self.work.join(path), content).expect("write file");
         }
         git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
-        git(&self.work, &["push", "-q", "-f", "origin", &format!("HEAD:{refname}")]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        git(
+            &self.work,
+            &["push", "-q", "-f", "origin", &format!("HEAD:{refname}")],
+        );
         let sha = git(&self.work, &["rev-parse", "HEAD"]);
         git(&self.work, &["checkout", "-q", branch]);
         sha

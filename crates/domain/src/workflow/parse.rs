@@ -210,7 +210,9 @@ fn pull_request_trigger(f: &Field<'_>) -> Result<PullRequestTrigger> {
                     PullRequestAction::parse(&s).ok_or_else(|| {
                         item.error(format!(
                             "unknown pull request type \"{s}\": use {}",
-                            PullRequestAction::ALL.map(PullRequestAction::as_str).join(", ")
+                            PullRequestAction::ALL
+                                .map(PullRequestAction::as_str)
+                                .join(", ")
                         ))
                     })
                 })

@@ -10,6 +10,11 @@ use store::forges::{Attempt, ClaimedStatus, NewStatus, StatusRow};
 use super::App;
 use crate::forges::Access;
 
+/// How long after a token that could not be minted (GitHub unreachable)
+/// the status is tried again, and how often: ten minutes in all.
+const TOKEN_RETRY: chrono::Duration = chrono::Duration::seconds(5);
+const TOKEN_ATTEMPTS: i32 = 120;
+
 /// A status ready to send.
 pub struct Sendable {
     pub claimed: ClaimedStatus,
@@ -67,6 +72,7 @@ impl App {
         let mut out = Vec::with_capacity(claimed.len());
         for c in claimed {
             let id = c.status.id;
+            let attempts = c.status.attempts;
             let api_url = self.forges.api_url(&c.forge);
             let token = self.forges.token(&c.forge, Access::Statuses).await;
             let failure = match (api_url, token) {
@@ -84,7 +90,9 @@ impl App {
                 },
                 (_, Err(e)) => Attempt::Failed {
                     error: e.to_string(),
-                    retry_at: Some(chrono::Utc::now() + chrono::Duration::seconds(30)),
+                    // Tried again for as long as the notifier would retry a send.
+                    retry_at: (e.is_transient() && attempts < TOKEN_ATTEMPTS)
+                        .then(|| chrono::Utc::now() + TOKEN_RETRY),
                 },
             };
             self.record_status_attempt(id, failure).await?;

@@ -157,10 +157,7 @@ impl App {
             return Ok(Self::outcome(seen, true));
         }
 
-        let forge = hook
-            .forge
-            .clone()
-            .and_then(|f| self.forges.for_event(f));
+        let forge = hook.forge.clone().and_then(|f| self.forges.for_event(f));
         let mut planned: Vec<Planned> = Vec::new();
         let mut ignored = hook.ignored.clone();
         let needs_workflows =

@@ -203,7 +203,10 @@ pub fn pull_request_event(
     if p.number <= 0 {
         return Err(bad(format!("invalid pull request number {}", p.number)));
     }
-    for (field, value) in [("source branch", &p.source_branch), ("target branch", &p.target_branch)] {
+    for (field, value) in [
+        ("source branch", &p.source_branch),
+        ("target branch", &p.target_branch),
+    ] {
         if value.trim().is_empty() {
             return Err(bad(format!("the pull request has no {field}")));
         }
