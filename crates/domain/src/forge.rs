@@ -229,6 +229,9 @@ mod tests {
         }
     }
 
+    /// Context, state and description.
+    type Expected<'a> = (&'a str, State, &'a str);
+
     #[test]
     fn statuses_of_events() {
         let t = "slipway/hello";
@@ -237,7 +240,7 @@ mod tests {
             environment: Some("prod"),
             ..facts(kind)
         };
-        let cases: Vec<(EventFacts<'_>, Option<(&str, State, &str)>)> = vec![
+        let cases: Vec<(EventFacts<'_>, Option<Expected<'_>>)> = vec![
             (
                 facts(AlertEvent::TaskCreated),
                 Some((t, State::Pending, "queued")),
