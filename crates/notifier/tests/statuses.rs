@@ -539,51 +539,32 @@ async fn a_state_older_than_one_delivered_is_superseded_never_sent() {
             .map(|(id, _)| id.clone())
             .unwrap_or_else(|| panic!("no {kind} event in {ids:?}"))
     };
-    let status = |state: &str, description: &str| {
-        vec![NewStatus {
+    let mut open = |kind: &str, state: &str, description: &str| {
+        let statuses = [NewStatus {
             context: "slipway/order".to_owned(),
             state: state.to_owned(),
             description: description.to_owned(),
-        }]
+        }];
+        store::forges::open(&mut conn, &id_of(kind), &statuses, Duration::from_secs(30))
+            .expect("opened")
     };
-    let claim = Duration::from_secs(30);
     // The final state arrives first and is delivered...
-    let done = store::forges::open(
-        &mut conn,
-        &id_of("task_succeeded"),
-        &status("success", "succeeded"),
-        claim,
-    )
-    .expect("opened");
+    let done = open("task_succeeded", "success", "succeeded");
     assert_eq!(done.len(), 1);
-    store::forges::record_attempt(&mut conn, done[0].status.id, &Attempt::Delivered)
-        .expect("recorded");
-    // ...then the delayed pending ones: recorded superseded, never handed out.
-    let late = store::forges::open(
-        &mut conn,
-        &id_of("task_created"),
-        &status("pending", "queued"),
-        claim,
-    )
-    .expect("opened");
-    assert!(late.is_empty(), "{late:?}");
-    let late = store::forges::open(
-        &mut conn,
-        &id_of("task_started"),
-        &status("pending", "running"),
-        claim,
-    )
-    .expect("opened");
-    assert!(late.is_empty(), "{late:?}");
-    // The same event again changes nothing.
-    let again = store::forges::open(
-        &mut conn,
-        &id_of("task_succeeded"),
-        &status("success", "succeeded"),
-        claim,
-    )
-    .expect("opened");
-    assert!(again.is_empty(), "{again:?}");
+    let delivered = done[0].status.id;
+    // ...then the delayed pending ones: recorded superseded, never handed
+    // out; and the same event again changes nothing.
+    let mut conn2 = PgConnection::establish(&stack.db.url).expect("database");
+    store::forges::record_attempt(&mut conn2, delivered, &Attempt::Delivered).expect("recorded");
+    for (kind, state, description) in [
+        ("task_created", "pending", "queued"),
+        ("task_started", "pending", "running"),
+        ("task_succeeded", "success", "succeeded"),
+    ] {
+        let late = open(kind, state, description);
+        assert!(late.is_empty(), "{kind}: {late:?}");
+    }
+    drop(open);
     let rows = store::forges::for_task(&mut conn, task_id).expect("statuses");
     let seen: Vec<(&str, &str)> = rows
         .iter()

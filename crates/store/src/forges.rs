@@ -86,16 +86,8 @@ pub struct ClaimedStatus {
     pub forge: ForgeTarget,
 }
 
-/// One attempt at sending a status.
-#[derive(Debug, Clone)]
-pub enum Attempt {
-    Delivered,
-    /// `retry_at` `None`: given up (the status failed).
-    Failed {
-        error: String,
-        retry_at: Option<DateTime<Utc>>,
-    },
-}
+/// One attempt at sending a status: as for an alert's delivery.
+pub use crate::alerts::Attempt;
 
 /// Records the statuses an event sets (once per event and context; the
 /// event's task must report to a forge) and claims those of them due now.

@@ -39,6 +39,29 @@ fn millis(ms: i64, what: &str, max: Duration) -> Result<Duration, ApiError> {
     Ok(Duration::from_millis(ms).min(max))
 }
 
+/// An attempt as a notifier reports it: delivered, or failed and tried
+/// again after `retry_in_ms` (never when absent).
+fn attempt(
+    delivered: bool,
+    error: Option<String>,
+    retry_in_ms: Option<i64>,
+) -> Result<Attempt, ApiError> {
+    if delivered {
+        return Ok(Attempt::Delivered);
+    }
+    let retry_at = match retry_in_ms {
+        Some(ms) => {
+            let wait = millis(ms, "retry_in_ms", Duration::from_secs(24 * 3600))?;
+            Some(chrono::Utc::now() + wait)
+        }
+        None => None,
+    };
+    Ok(Attempt::Failed {
+        error: error.unwrap_or_else(|| "failed".to_owned()),
+        retry_at,
+    })
+}
+
 #[tonic::async_trait]
 impl NotifierApi for NotifierService {
     async fn get_notify_config(
@@ -112,21 +135,7 @@ impl NotifierApi for NotifierService {
         req: Request<proto::RecordAttemptRequest>,
     ) -> Answer<proto::Delivery> {
         let req = req.into_inner();
-        let attempt = if req.delivered {
-            Attempt::Delivered
-        } else {
-            let retry_at = match req.retry_in_ms {
-                Some(ms) => {
-                    let wait = millis(ms, "retry_in_ms", Duration::from_secs(24 * 3600))?;
-                    Some(chrono::Utc::now() + wait)
-                }
-                None => None,
-            };
-            Attempt::Failed {
-                error: req.error.unwrap_or_else(|| "failed".to_owned()),
-                retry_at,
-            }
-        };
+        let attempt = attempt(req.delivered, req.error, req.retry_in_ms)?;
         let row = self.app.record_attempt(req.delivery_id, attempt).await?;
         Ok(Response::new(convert::delivery(row)))
     }
@@ -178,21 +187,7 @@ impl NotifierApi for NotifierService {
         req: Request<proto::RecordStatusAttemptRequest>,
     ) -> Answer<proto::CommitStatus> {
         let req = req.into_inner();
-        let attempt = if req.delivered {
-            store::forges::Attempt::Delivered
-        } else {
-            let retry_at = match req.retry_in_ms {
-                Some(ms) => {
-                    let wait = millis(ms, "retry_in_ms", Duration::from_secs(24 * 3600))?;
-                    Some(chrono::Utc::now() + wait)
-                }
-                None => None,
-            };
-            store::forges::Attempt::Failed {
-                error: req.error.unwrap_or_else(|| "failed".to_owned()),
-                retry_at,
-            }
-        };
+        let attempt = attempt(req.delivered, req.error, req.retry_in_ms)?;
         let row = self.app.record_status_attempt(req.id, attempt).await?;
         Ok(Response::new(convert::commit_status(row)))
     }
