@@ -564,7 +564,6 @@ async fn a_state_older_than_one_delivered_is_superseded_never_sent() {
         let late = open(kind, state, description);
         assert!(late.is_empty(), "{kind}: {late:?}");
     }
-    drop(open);
     let rows = store::forges::for_task(&mut conn, task_id).expect("statuses");
     let seen: Vec<(&str, &str)> = rows
         .iter()
