@@ -483,7 +483,7 @@ fn task_detail(t: &json::Task) -> String {
         ),
         ("retry of", t.retry_of.map(|id| id.to_string())),
         (
-            "pull request",
+            "pr",
             t.pull_request.as_ref().map(|p| {
                 format!(
                     "#{} {} ({} into {}{}) {}",

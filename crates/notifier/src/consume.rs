@@ -5,6 +5,7 @@
 //! next. A message that is not an event is logged and dropped: it can
 //! never be handled.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use backon::BackoffBuilder as _;
@@ -13,7 +14,7 @@ use prost::Message as _;
 use queue::Topology;
 use queue::lapin::message::Delivery;
 use queue::lapin::options::{BasicAckOptions, BasicNackOptions};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument as _;
 
 use crate::deliver::{Deliverer, HandleError};
@@ -72,6 +73,7 @@ async fn consume(
 ) -> Option<String> {
     let mut handlers = tokio::task::JoinSet::new();
     let handler_stop = stop.clone();
+    let mut chains = TaskChains::default();
     let why = loop {
         tokio::select! {
             next = consumer.next() => match next {
@@ -79,7 +81,15 @@ async fn consume(
                     let d = deliverer.clone();
                     let s = statuses.clone();
                     let stop = handler_stop.clone();
-                    handlers.spawn(async move { handle(&d, &s, delivery, stop).await });
+                    let (previous, done) = chains.join(task_of(&delivery.data));
+                    handlers.spawn(async move {
+                        if let Some(previous) = previous {
+                            // Finished or gone: either way it is this one's turn.
+                            let _ = previous.await;
+                        }
+                        handle(&d, &s, delivery, stop).await;
+                        drop(done);
+                    });
                 }
                 Some(Err(e)) => break Some(e.to_string()),
                 None => break Some("consumer closed".to_owned()),
@@ -91,6 +101,43 @@ async fn consume(
     // Unfinished handlers leave their events unacknowledged, for the next.
     handlers.abort_all();
     why
+}
+
+/// The task an event message is about, when it decodes and has one.
+fn task_of(data: &[u8]) -> Option<i64> {
+    proto::AlertEvent::decode(data).ok()?.task_id
+}
+
+/// Per task, the end of the handler of its latest event: the handler of
+/// its next event waits for it, so one task's events are handled in the
+/// order the broker gave them (a `pending` commit status is recorded before
+/// the `success` that follows it) while other tasks' go on in parallel.
+#[derive(Default)]
+struct TaskChains {
+    ends: HashMap<i64, oneshot::Receiver<()>>,
+}
+
+/// Past this many tasks remembered, those whose last handler has finished
+/// are forgotten.
+const CHAINS_SWEEP: usize = 1024;
+
+impl TaskChains {
+    /// What a new event of `task` waits for, and what it drops when done.
+    fn join(
+        &mut self,
+        task: Option<i64>,
+    ) -> (Option<oneshot::Receiver<()>>, Option<oneshot::Sender<()>>) {
+        let Some(task) = task else {
+            return (None, None);
+        };
+        if self.ends.len() >= CHAINS_SWEEP {
+            self.ends.retain(|_, end| {
+                matches!(end.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+            });
+        }
+        let (done, end) = oneshot::channel();
+        (self.ends.insert(task, end), Some(done))
+    }
 }
 
 /// Handles one event in a span that joins its task's trace (the message's

@@ -579,3 +579,95 @@ async fn a_state_older_than_one_delivered_is_superseded_never_sent() {
     );
     assert!(forge.requests().is_empty(), "this test sent nothing itself");
 }
+
+/// Kills its notifier process when dropped, whatever the test did.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_pending_in_a_killed_notifier_go_out_after_its_restart() {
+    let forge = FakeForge::start().await;
+    forge.github_token(GITHUB_TOKEN);
+    let mut stack = Stack::with(Options {
+        forges: ForgeCredentials {
+            github_token: GITHUB_TOKEN.to_owned(),
+            github_api_url: forge.base(),
+            ..ForgeCredentials::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let repo = GitRepo::new();
+    stack
+        .create_workflow(&format!(
+            "name: killed\nrepo: {}\nsteps:\n{GREEN}",
+            repo.url
+        ))
+        .await;
+    forge.down().await;
+    let s = fast_notifier(&stack);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_slipway-notifier"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SLIPWAY_NOTIFIER_ADDR", "127.0.0.1:0")
+        .env("SLIPWAY_METRICS_ADDR", "")
+        .env("SLIPWAY_ORCHESTRATOR_URL", &s.orchestrator_url)
+        .env("SLIPWAY_AMQP_URL", &s.amqp_url)
+        .env("SLIPWAY_API_TOKEN", &s.api_token)
+        .env("SLIPWAY_NOTIFIER_TOKEN", &s.notifier_token)
+        .env("SLIPWAY_QUEUE_PREFIX", &s.queue_prefix)
+        .env("SLIPWAY_QUEUE_EXPIRES_MS", s.queue_expires_ms.to_string())
+        .env("SLIPWAY_PUBLIC_URL", &s.public_url)
+        .env("SLIPWAY_STATUS_RETRY_BASE", "100ms")
+        .env("SLIPWAY_STATUS_RETRY_FOR", "30s")
+        .env("SLIPWAY_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("notifier process starts");
+    let mut child = KillOnDrop(child);
+
+    let (sha, task_id) = push(&stack, &repo, &[("result", "ok")], "killed").await;
+    stack.wait_finished(task_id).await;
+    // The notifier tried while the forge was down, then dies.
+    stack
+        .wait_task(task_id, DEADLINE, |t| {
+            t["commit_statuses"]
+                .as_array()
+                .is_some_and(|l| l.len() == 3 && l[0]["attempts"].as_i64() >= Some(2))
+        })
+        .await;
+    child.0.kill().expect("kill -9");
+    let _ = child.0.wait();
+    forge.up().await;
+    stack.start_notifier(fast_notifier(&stack)).await;
+
+    // A status the killed notifier held mid-attempt waits out its claim.
+    let task = stack
+        .wait_task(task_id, Duration::from_secs(120), |t| {
+            t["commit_statuses"]
+                .as_array()
+                .is_some_and(|l| l.iter().all(|s| s["status"] == "delivered"))
+        })
+        .await;
+    let got: Vec<(String, String)> = forge
+        .statuses()
+        .into_iter()
+        .filter(|s| s.sha == sha)
+        .map(|s| (s.state, s.description.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("pending".to_owned(), "queued".to_owned()),
+            ("pending".to_owned(), "running".to_owned()),
+            ("success".to_owned(), "succeeded".to_owned()),
+        ],
+        "{task:#}"
+    );
+}
