@@ -1,18 +1,28 @@
 //! The stack a bench runs against: every instance its own, in a temporary
 //! directory, on free ports, so that a bench runs beside `up` and `test`;
 //! Postgres on the durable profile (fsync and synchronous commit on), the
-//! services from the release binaries.
+//! services from the release binaries, and a local server in GitHub's place
+//! that records the commit statuses it is sent.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
 
 use crate::api::Api;
 use crate::infra::{Infra, Profile};
@@ -50,6 +60,16 @@ pub struct Stack {
     pub dir: PathBuf,
     /// The registry the runner pushes to, `host:port`.
     pub registry: String,
+    /// The gateway, `host:port`, for what suites send it besides the REST
+    /// API (webhooks).
+    pub gateway: String,
+    /// The gateway's `SLIPWAY_GITHUB_SECRET`, which signs GitHub webhooks.
+    pub github_secret: String,
+    /// GitHub's REST API as the orchestrator and notifier see it
+    /// (`SLIPWAY_GITHUB_API_URL`, with `SLIPWAY_GITHUB_TOKEN`): it records
+    /// the commit statuses of tasks from GitHub webhooks. Started before
+    /// the services, stopped after them.
+    pub forge: FakeGitHub,
     cancel: Cancel,
     /// Checked at every wait, so that a dead service ends the bench at once.
     services: RefCell<Services>,
@@ -100,6 +120,8 @@ impl Stack {
             fast: false,
             reuse: false,
         };
+        let github_token = sys::random_hex(20);
+        let forge = FakeGitHub::start(&github_token)?;
         let mut infra = Infra::start_in(profile, &base)?;
         let data_dir = base.join("data");
         let ports = profile
@@ -110,6 +132,7 @@ impl Stack {
         let http_addr = format!("127.0.0.1:{}", sys::free_port()?);
         let grpc_addr = format!("127.0.0.1:{}", sys::free_port()?);
         let token = sys::random_hex(24);
+        let github_secret = sys::random_hex(20);
         let mut env: BTreeMap<String, String> = [
             ("SLIPWAY_API_TOKEN", token.clone()),
             ("SLIPWAY_SECRET_KEY", sys::random_hex(24)),
@@ -127,6 +150,9 @@ impl Stack {
             ("SLIPWAY_METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("SLIPWAY_PUBLIC_URL", format!("http://{http_addr}")),
             ("SLIPWAY_LOG", "info".to_owned()),
+            ("SLIPWAY_GITHUB_SECRET", github_secret.clone()),
+            ("SLIPWAY_GITHUB_TOKEN", github_token),
+            ("SLIPWAY_GITHUB_API_URL", forge.url.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -141,6 +167,9 @@ impl Stack {
             api: Api::new(&http_addr, &token),
             dir,
             registry: infra.registry.clone(),
+            gateway: http_addr,
+            github_secret,
+            forge,
             cancel,
             services: RefCell::new(services),
             infra,
@@ -215,5 +244,240 @@ impl Drop for Stack {
         {
             eprintln!("xtask: cannot remove {}: {e}", self.root.display());
         }
+    }
+}
+
+/// A local server in GitHub's place (forges.md): answers
+/// `POST /repos/{owner}/{repo}/statuses/{sha}` with `201` when it carries
+/// the stack's token (`401` otherwise), and `POST /hooks/{name}` (a notify
+/// webhook a suite sets up) with `200`; records when each request arrived.
+pub struct FakeGitHub {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    log: Arc<Log>,
+    /// Serves the requests on a thread of its own; dropping it stops the
+    /// server.
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// What the fake received, and a signal for whoever waits for more.
+#[derive(Default)]
+struct Log {
+    received: Mutex<Vec<Received>>,
+    arrived: Condvar,
+}
+
+/// A request the fake received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The wall clock when its body had been read, to set beside the
+    /// times the API reports.
+    pub at: SystemTime,
+    pub path: String,
+    /// Where a commit status went; `None` for any other request.
+    pub status: Option<StatusTarget>,
+    /// Whether it carried `Authorization: Bearer <the stack's token>`.
+    pub authorized: bool,
+    /// Its body (`Null` when it was not JSON).
+    pub body: Value,
+}
+
+/// The commit a status was set on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusTarget {
+    /// `owner/name`.
+    pub repo: String,
+    /// The commit's 40 hex digits.
+    pub sha: String,
+}
+
+impl FakeGitHub {
+    fn start(token: &str) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("bench-forge")
+            .enable_all()
+            .build()
+            .context("cannot start the fake GitHub's runtime")?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let log = Arc::new(Log::default());
+        let bearer: Arc<str> = format!("Bearer {token}").into();
+        runtime.spawn(serve(listener, Arc::clone(&log), bearer));
+        Ok(Self {
+            url,
+            log,
+            _runtime: runtime,
+        })
+    }
+
+    /// How many requests have arrived.
+    pub fn count(&self) -> usize {
+        self.log
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// The requests from the `from`-th on, in the order they arrived.
+    pub fn received(&self, from: usize) -> Vec<Received> {
+        let received = self
+            .log
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        received
+            .get(from..)
+            .map(<[Received]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// Waits until more than `seen` requests have arrived, for at most
+    /// `timeout`; whether they have.
+    pub fn wait_past(&self, seen: usize, timeout: Duration) -> bool {
+        let received = self
+            .log
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (received, _) = self
+            .log
+            .arrived
+            .wait_timeout_while(received, timeout, |r| r.len() <= seen)
+            .unwrap_or_else(PoisonError::into_inner);
+        received.len() > seen
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, log: Arc<Log>, bearer: Arc<str>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: give the open ones time to close.
+                eprintln!("xtask: the fake GitHub cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (log, bearer) = (Arc::clone(&log), Arc::clone(&bearer));
+        tokio::spawn(async move {
+            let service = service_fn(move |req| answer(req, Arc::clone(&log), Arc::clone(&bearer)));
+            // A client that goes away mid-request is its own business.
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The repository (`owner/name`) and commit of a
+/// `/repos/{owner}/{repo}/statuses/{sha}` path.
+fn status_target(path: &str) -> Option<StatusTarget> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts[..] {
+        ["repos", owner, repo, "statuses", sha]
+            if !owner.is_empty()
+                && !repo.is_empty()
+                && sha.len() == 40
+                && sha.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Some(StatusTarget {
+                repo: format!("{owner}/{repo}"),
+                sha: sha.to_owned(),
+            })
+        }
+        _ => None,
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    log: Arc<Log>,
+    bearer: Arc<str>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let path = req.uri().path().to_owned();
+    let post = req.method() == Method::POST;
+    let authorized = req
+        .headers()
+        .get(AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == bearer.as_bytes());
+    let body = req.into_body().collect().await?.to_bytes();
+    let at = SystemTime::now();
+    let target = status_target(&path);
+    let (status, answer) = if !post {
+        (
+            StatusCode::NOT_FOUND,
+            r#"{"message":"Not Found"}"#.to_owned(),
+        )
+    } else if target.is_some() {
+        if authorized {
+            // GitHub answers with the status it created.
+            (
+                StatusCode::CREATED,
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        } else {
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"message":"Bad credentials"}"#.to_owned(),
+            )
+        }
+    } else if path.starts_with("/hooks/") {
+        (StatusCode::OK, "{}".to_owned())
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            r#"{"message":"Not Found"}"#.to_owned(),
+        )
+    };
+    if post {
+        let mut received = log.received.lock().unwrap_or_else(PoisonError::into_inner);
+        received.push(Received {
+            at,
+            path,
+            status: target,
+            authorized,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        });
+        log.arrived.notify_all();
+    }
+    let mut response = Response::new(Full::new(Bytes::from(answer)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{StatusTarget, status_target};
+
+    #[test]
+    fn only_the_statuses_endpoint_names_a_commit() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            status_target(&format!("/repos/acme/app/statuses/{sha}")),
+            Some(StatusTarget {
+                repo: "acme/app".to_owned(),
+                sha: sha.to_owned(),
+            })
+        );
+        assert_eq!(status_target(&format!("/repos/acme/statuses/{sha}")), None);
+        assert_eq!(status_target("/repos/acme/app/statuses/main"), None);
+        assert_eq!(
+            status_target(&format!("/repos/acme/app/commits/{sha}")),
+            None
+        );
+        assert_eq!(status_target("/hooks/alerts"), None);
     }
 }
