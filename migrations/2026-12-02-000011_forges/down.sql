@@ -1,3 +1,4 @@
+DROP INDEX tasks_commit;
 DROP TABLE commit_statuses;
 ALTER TABLE workflows DROP COLUMN installation_id;
 DROP INDEX tasks_open_by_branch;

@@ -38,4 +38,6 @@ CREATE TABLE commit_statuses (
     UNIQUE (event_id, context)
 );
 CREATE INDEX commit_statuses_task ON commit_statuses (task_id, seq);
+-- Claims compare a status with the others of its commit.
+CREATE INDEX tasks_commit ON tasks (commit_sha) WHERE forge IS NOT NULL;
 CREATE INDEX commit_statuses_due ON commit_statuses (next_attempt_at) WHERE status = 'pending';
