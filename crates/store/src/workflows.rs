@@ -187,11 +187,17 @@ pub fn live_with_definitions(conn: &mut PgConnection) -> Result<Vec<(WorkflowRow
 }
 
 /// Remembers the GitHub App installation a webhook for these workflows
-/// came through: manual runs of them use it.
+/// came through: manual runs of them use it. Rows that already hold it are
+/// left alone, so that the deliveries of one repository do not queue on
+/// its workflow's row lock.
 pub fn set_installation(conn: &mut PgConnection, ids: &[i64], installation_id: i64) -> Result<()> {
-    diesel::update(workflows::table.filter(workflows::id.eq_any(ids)))
-        .set(workflows::installation_id.eq(installation_id))
-        .execute(conn)?;
+    diesel::update(
+        workflows::table
+            .filter(workflows::id.eq_any(ids))
+            .filter(workflows::installation_id.is_distinct_from(installation_id)),
+    )
+    .set(workflows::installation_id.eq(installation_id))
+    .execute(conn)?;
     Ok(())
 }
 
