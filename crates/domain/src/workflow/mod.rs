@@ -56,6 +56,45 @@ pub struct Workflow {
     pub deploy: Vec<DeploySpec>,
     /// Empty: the server's default rules apply (alerts.md).
     pub notify: Vec<NotifyRule>,
+    /// Directories kept between tasks on the runner's host (workflow.md,
+    /// Caches and retention).
+    pub cache: Vec<CacheSpec>,
+    /// How long the workflow's history is kept.
+    pub retention: Retention,
+}
+
+/// One entry of `cache`: directories restored before the steps and saved
+/// after a successful task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSpec {
+    /// Relative to the workspace, never leaving it.
+    pub paths: Vec<String>,
+    /// The key is the hash of these files' contents; empty: one cache per
+    /// branch.
+    pub key_files: Vec<String>,
+}
+
+/// `retention`: a finished task is pruned once it is older than `days` and
+/// not among the workflow's newest `keep_last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// `None`: the server's `SLIPWAY_RETENTION_DAYS`.
+    pub days: Option<u32>,
+    /// `None`: [`Retention::DEFAULT_KEEP_LAST`].
+    pub keep_last: Option<u32>,
+}
+
+impl Retention {
+    pub const DEFAULT_KEEP_LAST: u32 = 100;
+
+    /// The limits in force, `(days, keep_last)`, given the server's default
+    /// days.
+    pub fn in_force(&self, default_days: u32) -> (u32, u32) {
+        (
+            self.days.unwrap_or(default_days),
+            self.keep_last.unwrap_or(Self::DEFAULT_KEEP_LAST),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

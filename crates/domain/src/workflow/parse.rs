@@ -51,6 +51,8 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
         "image",
         "deploy",
         "notify",
+        "cache",
+        "retention",
     ])?;
     let name = r.required("name")?.parse_with(WorkflowName::parse)?;
     let repo = r.required("repo")?.parse_with(RepoUrl::parse)?;
@@ -135,6 +137,17 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
         .transpose()?
         .unwrap_or_default();
 
+    let cache = r
+        .field("cache")
+        .map(|f| f.seq()?.iter().map(cache_spec).collect())
+        .transpose()?
+        .unwrap_or_default();
+    let retention = r
+        .field("retention")
+        .map(|f| retention(&f))
+        .transpose()?
+        .unwrap_or_default();
+
     if let Some(pr) = &on.pull_request
         && pr.forks == ForkPolicy::Run
         && let Some(host_step) = steps.iter().position(|s| s.image.is_none())
@@ -161,6 +174,44 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
         image,
         deploy,
         notify,
+        cache,
+        retention,
+    })
+}
+
+fn cache_spec(f: &Field<'_>) -> Result<CacheSpec> {
+    let r = f.record(&["paths", "key_files"])?;
+    let paths_field = r.required("paths")?;
+    let paths = paths_field
+        .seq()?
+        .iter()
+        .map(Field::repo_path)
+        .collect::<Result<Vec<_>>>()?;
+    if paths.is_empty() {
+        return Err(paths_field.error("must list at least one path"));
+    }
+    let key_files = r
+        .field("key_files")
+        .map(|f| f.seq()?.iter().map(Field::repo_path).collect())
+        .transpose()?
+        .unwrap_or_default();
+    Ok(CacheSpec { paths, key_files })
+}
+
+fn retention(f: &Field<'_>) -> Result<Retention> {
+    let r = f.record(&["days", "keep_last"])?;
+    let days = r.field("days").map(|f| count(&f, 1)).transpose()?;
+    let keep_last = r.field("keep_last").map(|f| count(&f, 0)).transpose()?;
+    Ok(Retention { days, keep_last })
+}
+
+/// A whole number, at least `min`.
+fn count(f: &Field<'_>, min: u32) -> Result<u32> {
+    let s = f.text()?;
+    s.parse::<u32>().ok().filter(|n| *n >= min).ok_or_else(|| {
+        f.error(format!(
+            "invalid number \"{s}\": use a whole number, at least {min}"
+        ))
     })
 }
 

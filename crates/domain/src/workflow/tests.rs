@@ -295,6 +295,30 @@ fn smallest_example_gets_defaults() {
         }]
     );
     assert_eq!((w.image, w.deploy, w.notify), (None, vec![], vec![]));
+    assert_eq!((w.cache, w.retention), (vec![], Retention::default()));
+    assert_eq!(w.retention.in_force(90), (90, 100));
+}
+
+#[test]
+fn caches_and_retention() {
+    let w = parse(&format!(
+        "{HEAD}steps: [{{name: t, run: make}}]\ncache:\n  - paths: [.cache/go-build, .cache/go-mod]\n    key_files: [go.sum]\n  - paths: [node_modules]\nretention: {{days: 7, keep_last: 0}}\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        w.cache,
+        [
+            CacheSpec {
+                paths: vec![".cache/go-build".to_owned(), ".cache/go-mod".to_owned()],
+                key_files: vec!["go.sum".to_owned()],
+            },
+            CacheSpec {
+                paths: vec!["node_modules".to_owned()],
+                key_files: vec![],
+            },
+        ]
+    );
+    assert_eq!(w.retention.in_force(90), (7, 0));
 }
 
 #[test]
@@ -605,7 +629,7 @@ fn invalid_workflows() {
         ),
         (
             "+stages: []\n",
-            "stages: unknown key (expected one of: name, repo, on, concurrency, runs_on, env, secrets, timeout, steps, image, deploy, notify) at line 3, column 1",
+            "stages: unknown key (expected one of: name, repo, on, concurrency, runs_on, env, secrets, timeout, steps, image, deploy, notify, cache, retention) at line 3, column 1",
         ),
         (
             "+steps: []\nsteps: []\n",
@@ -621,7 +645,7 @@ fn invalid_workflows() {
         ),
         (
             "+steps: [{name: t, run: make}]\nx: 1\n",
-            "x: unknown key (expected one of: name, repo, on, concurrency, runs_on, env, secrets, timeout, steps, image, deploy, notify) at line 4, column 1",
+            "x: unknown key (expected one of: name, repo, on, concurrency, runs_on, env, secrets, timeout, steps, image, deploy, notify, cache, retention) at line 4, column 1",
         ),
         (
             "+steps:\n  - {name: t, run: make, continue_on_error: [true]}\n",
@@ -871,6 +895,26 @@ fn invalid_workflows() {
         (
             "+deploy:\n  - environment: dev\n    route: {listen: 1, port: 80}\n    target: {container: {name: a}}\n    health: {path: health}\n",
             r#"deploy[0].health.path: invalid health check path "health": it starts with / and has no spaces at line 7, column 20"#,
+        ),
+        (
+            "+steps: [{name: t, run: make}]\ncache: [{paths: [../up]}]\n",
+            r#"cache[0].paths[0]: "../up" must be a relative path inside the repository at line 4, column 18"#,
+        ),
+        (
+            "+steps: [{name: t, run: make}]\ncache: [{paths: []}]\n",
+            r#"cache[0].paths: must list at least one path at line 4, column 17"#,
+        ),
+        (
+            "+steps: [{name: t, run: make}]\ncache: [{key_files: [go.sum]}]\n",
+            r#"cache[0]: missing required key "paths" at line 4, column 9"#,
+        ),
+        (
+            "+steps: [{name: t, run: make}]\nretention: {days: 0}\n",
+            r#"retention.days: invalid number "0": use a whole number, at least 1 at line 4, column 19"#,
+        ),
+        (
+            "+steps: [{name: t, run: make}]\nretention: {keep_last: -1}\n",
+            r#"retention.keep_last: invalid number "-1": use a whole number, at least 0 at line 4, column 24"#,
         ),
     ];
     let mut failures = Vec::new();
