@@ -86,12 +86,23 @@ pub async fn registry_manifest(
     Ok((resp.status().as_u16(), digest))
 }
 
-/// A port nothing listens on now, for a deployed app.
+/// A port nothing listens on now, for a deployed app. It is drawn at
+/// random below Linux's ephemeral range (32768 and up): a port the kernel
+/// handed out for `bind(0)` can be handed out again, to another test's
+/// listener or outgoing connection, before Docker binds it for the app.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::hash::{BuildHasher, RandomState};
+    const LOW: u16 = 20000;
+    const HIGH: u16 = 32000;
+    let seed = RandomState::new();
+    for attempt in 0u32..1000 {
+        let port = LOW + (seed.hash_one(attempt) % u64::from(HIGH - LOW)) as u16;
+        // The wildcard address conflicts with a listener on any address.
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port from {LOW} to {HIGH}")
 }
 
 /// A test app's repository files: busybox httpd serving /www; `health` is
