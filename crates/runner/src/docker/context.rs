@@ -41,11 +41,11 @@ pub enum ReadError {
 pub fn read_ignore(context: &Path, dockerfile: &str) -> Result<Ignore, ReadError> {
     let path = context.join(ignore::FILE);
     let io = |source| ReadError::Io { source };
-    let mut rules = match fs::symlink_metadata(&path) {
+    // Missing, or a link to nothing: no rules, as for Docker.
+    let mut rules = match fs::canonicalize(&path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ignore::none(),
         Err(e) => return Err(io(e)),
-        Ok(_) => {
-            let resolved = fs::canonicalize(&path).map_err(io)?;
+        Ok(resolved) => {
             let root = fs::canonicalize(context).map_err(io)?;
             if !resolved.starts_with(&root) {
                 return Err(ReadError::Outside);
@@ -256,6 +256,13 @@ mod tests {
             read_ignore(&context, "Dockerfile"),
             Err(ReadError::Outside)
         ));
+        fs::remove_file(context.join(".dockerignore")).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("nowhere", context.join(".dockerignore"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            read_ignore(&context, "Dockerfile").is_ok(),
+            "a dangling link is no rules"
+        );
         fs::remove_file(context.join(".dockerignore")).unwrap_or_else(|e| panic!("{e}"));
         fs::write(context.join(".dockerignore"), "ok\n[z-a]\n").unwrap_or_else(|e| panic!("{e}"));
         let e = read_ignore(&context, "Dockerfile").err();
