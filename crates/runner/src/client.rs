@@ -84,6 +84,9 @@ pub struct Claim {
     /// What the clone presents to an `https://` remote that asks; never
     /// written anywhere.
     pub clone_credentials: Option<git::Credentials>,
+    /// The workflow's newest pushed image (`repository@digest`), whose
+    /// layers the image build may reuse.
+    pub previous_image: Option<String>,
 }
 
 /// The pull request a task builds, as far as its steps see it.
@@ -160,6 +163,7 @@ impl TryFrom<proto::ClaimTaskResponse> for Claim {
                 username: c.username,
                 password: c.password,
             }),
+            previous_image: c.previous_image.filter(|i| !i.is_empty()),
         })
     }
 }

@@ -347,6 +347,7 @@ async fn builds_with_args_labels_and_every_tag() {
                 build_args: &pairs(&[("GREETING", "hello-arg")]),
                 labels: &pairs(&[("org.example.commit", "abc123")]),
                 tags: &tags,
+                cache_from: &[],
             },
             |l| lines.push(l.to_owned()),
         )

@@ -558,6 +558,26 @@ pub fn set_image(
     })
 }
 
+/// The image (`repository@digest`) of the workflow's newest task that
+/// reported one: what its next build can reuse the layers of. Tasks that
+/// pushed nothing (pull requests, failed builds, deploys) do not count.
+pub fn latest_image(conn: &mut PgConnection, workflow_id: i64) -> Result<Option<String>> {
+    let newest: Option<(Option<String>, Option<String>)> = tasks::table
+        .filter(tasks::workflow_id.eq(workflow_id))
+        .filter(tasks::image_reference.is_not_null())
+        .filter(tasks::image_digest.is_not_null())
+        .order(tasks::id.desc())
+        .select((tasks::image_reference, tasks::image_digest))
+        .first(conn)
+        .optional()?;
+    match newest {
+        Some((Some(reference), Some(digest))) => {
+            crate::deployments::by_digest(&reference, &digest).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// How a step changed, as a runner reports it.
 #[derive(Debug, Clone)]
 pub struct StepChange {

@@ -34,6 +34,7 @@ pub fn plain_build<'a>(context: &'a std::path::Path, tags: &'a [String]) -> Buil
         build_args: &[],
         labels: &[],
         tags,
+        cache_from: &[],
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Claim {
     pub withheld_secrets: Vec<String>,
     /// User and token for an https clone from the task's forge.
     pub clone_credentials: Option<(String, String)>,
+    /// The workflow's newest pushed image (`repository@digest`), whose
+    /// layers the task's image build may reuse.
+    pub previous_image: Option<String>,
 }
 
 impl App {
@@ -139,6 +142,10 @@ impl App {
             None => None,
         };
         let clone_credentials = self.clone_credentials(&detail.task, &repo).await;
+        let previous_image = match (&spec.image, detail.task.deployment_id) {
+            (Some(_), None) => self.previous_image(task_id, wf_id).await,
+            _ => None,
+        };
         Ok(Claim {
             token,
             detail,
@@ -150,7 +157,25 @@ impl App {
             deployment,
             withheld_secrets,
             clone_credentials,
+            previous_image,
         })
+    }
+
+    /// The workflow's newest pushed image, for a build to reuse its layers:
+    /// only a help, so a failure to find it is a log line, never a failed claim.
+    async fn previous_image(&self, task_id: i64, workflow_id: i64) -> Option<String> {
+        match self
+            .db("workflow", move |conn| {
+                store::tasks::latest_image(conn, workflow_id)
+            })
+            .await
+        {
+            Ok(image) => image,
+            Err(e) => {
+                tracing::warn!(task_id, error = %e.message, "no previous image for the layer cache");
+                None
+            }
+        }
     }
 
     /// The forge's credentials for an https clone of `repo`, when Slipway

@@ -73,6 +73,7 @@ impl RunnerApi for RunnerService {
             clone_credentials: claim
                 .clone_credentials
                 .map(|(username, password)| proto::GitCredentials { username, password }),
+            previous_image: claim.previous_image,
         }))
     }
 

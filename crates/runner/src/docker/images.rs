@@ -1,11 +1,11 @@
-//! Images: builds (the context streamed to the engine as a tar, never whole
-//! in memory), pushes that report the digest the registry got, pulls of an
-//! image the engine lacks, and the listing and removal that a deploy's
-//! retention needs; with the splitting of references all of these rely on.
+//! Images: builds (the context streamed to the engine by `context`), which
+//! may reuse the layers of an earlier image, pushes that report the digest
+//! the registry got, pulls of an image the engine lacks, and the listing and
+//! removal that a deploy's retention needs; with the splitting of references
+//! all of these rely on.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bollard::auth::DockerCredentials;
@@ -15,15 +15,16 @@ use bollard::query_parameters::{
     PushImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use domain::image::ImageRef;
-use futures_util::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use futures_util::StreamExt;
 
+use super::context::{read_ignore, tar_stream};
 use super::{DRAIN_LIMIT, Docker, Error, engine, engine_message, status_of};
 
 /// What an image is built from.
 #[derive(Debug, Clone)]
 pub struct BuildSpec<'a> {
-    /// Host directory sent as the build context (a `.dockerignore` is NOT honoured).
+    /// Host directory sent as the build context, without what its
+    /// `.dockerignore` leaves out.
     pub context: &'a Path,
     /// Path of the Dockerfile relative to the context.
     pub dockerfile: &'a str,
@@ -33,6 +34,10 @@ pub struct BuildSpec<'a> {
     pub labels: &'a [(String, String)],
     /// Full references, e.g. "127.0.0.1:5000/app:abc123".
     pub tags: &'a [String],
+    /// Images whose layers the build may reuse (`--cache-from`), which the
+    /// engine must have. With any, the engine's other cached layers count
+    /// only when these images descend from them.
+    pub cache_from: &'a [String],
 }
 
 /// What `remove_image` did.
@@ -46,21 +51,31 @@ pub enum ImageRemoval {
     InUse(String),
 }
 
+/// Where a build gets the layers of an earlier image from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerSource {
+    /// This engine built the image: its own build cache has the layers.
+    Built,
+    /// The engine has the image from a registry (pulled now or before): a
+    /// build reuses its layers only when it names it in `cache_from`.
+    Pulled,
+}
+
 /// Builds may upload a large context before the engine answers at all.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Lines of build output kept to explain a failed build.
 const BUILD_OUTPUT_TAIL: usize = 30;
-/// The size of the pieces the context is streamed in.
-const TAR_CHUNK: usize = 64 * 1024;
 
 impl Docker {
     /// Builds `spec.context` with the classic builder and tags it with every
-    /// tag; returns the image id ("sha256:...").
+    /// tag; returns the image id ("sha256:..."). A malformed `.dockerignore`
+    /// fails the build before the engine is asked.
     pub async fn build(
         &self,
         spec: BuildSpec<'_>,
         mut output: impl FnMut(&str),
     ) -> Result<String, Error> {
+        let rules = read_ignore(spec.context, spec.dockerfile)?;
         let api = self.api().await?.clone().with_timeout(BUILD_TIMEOUT);
         let build_args: HashMap<&str, &str> = spec
             .build_args
@@ -82,8 +97,11 @@ impl Docker {
         if let Some(first) = spec.tags.first() {
             options = options.t(first);
         }
+        if !spec.cache_from.is_empty() {
+            options = options.cachefrom(&spec.cache_from.to_vec());
+        }
 
-        let (tar_task, chunks) = tar_context(spec.context.to_path_buf());
+        let (tar_task, chunks) = tar_stream(spec.context.to_path_buf(), rules);
         let body = bollard::body_try_stream(chunks.map(|chunk| chunk.map(Into::into)));
         // Boxed, not pinned on the stack, so that it can be dropped below.
         let mut stream = Box::pin(api.build_image(options.build(), None, Some(body)));
@@ -242,6 +260,25 @@ impl Docker {
                 image: reference.to_owned(),
                 reason: "the engine knows no registry digest for it".to_owned(),
             })
+    }
+
+    /// Readies `reference` to lend its layers to a build: pulled (with the
+    /// registry login) when the engine lacks it; and how the build reaches
+    /// them.
+    pub async fn layer_source(
+        &self,
+        reference: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<LayerSource, Error> {
+        let api = self.api().await?;
+        ensure_image(api, reference, credentials).await?;
+        // A local build keeps an image per step, which the history names;
+        // an image from a registry has only its own, the rest "<missing>".
+        let history = api.image_history(reference).await.map_err(engine)?;
+        Ok(match history.get(1) {
+            Some(step) if !step.id.is_empty() && step.id != "<missing>" => LayerSource::Built,
+            _ => LayerSource::Pulled,
+        })
     }
 
     /// The local images of `repository` (`host:port/name`), newest first,
@@ -404,69 +441,6 @@ impl Lines {
             let line = std::mem::take(&mut self.partial);
             emit(line.trim_end_matches(['\n', '\r']));
         }
-    }
-}
-
-/// Tars the context on a blocking thread, streaming it out in chunks, so
-/// that a large context is never whole in memory. Symlinks are kept as such.
-fn tar_context(
-    context: PathBuf,
-) -> (
-    tokio::task::JoinHandle<std::io::Result<()>>,
-    impl Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static,
-) {
-    let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(8);
-    let task = tokio::task::spawn_blocking(move || {
-        let failed = tx.clone();
-        let written = (|| {
-            let mut tar = tar::Builder::new(ChunkWriter {
-                tx,
-                buf: Vec::with_capacity(TAR_CHUNK),
-            });
-            tar.follow_symlinks(false);
-            // Root-owned, fixed mtimes: the layer does not depend on who checked out.
-            tar.mode(tar::HeaderMode::Deterministic);
-            tar.append_dir_all(".", &context)?;
-            tar.into_inner()?.flush()
-        })();
-        if let Err(e) = &written {
-            // Breaks the upload, so the engine stops waiting for the rest.
-            let _ = failed.blocking_send(Err(std::io::Error::new(e.kind(), e.to_string())));
-        }
-        written
-    });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
-    (task, body)
-}
-
-/// Sends what is written in chunks down a channel.
-struct ChunkWriter {
-    tx: mpsc::Sender<std::io::Result<Vec<u8>>>,
-    buf: Vec<u8>,
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= TAR_CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(TAR_CHUNK));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the engine stopped reading the context",
-            )
-        })
     }
 }
 

@@ -1,13 +1,17 @@
 //! The runner's handle on the Docker Engine, through `bollard`: where the
 //! engine is, which API version to speak with it, and the error every engine
 //! call returns. What the engine is asked to do lives in the submodules:
-//! `steps` (a step in a container), `images` (build, push, pull, remove) and
-//! `containers` (the long-running containers of a deploy).
+//! `steps` (a step in a container), `images` (build, push, pull, remove),
+//! `context` (the build context's tar, without what `.dockerignore`, read by
+//! `ignore`, leaves out) and `containers` (the long-running containers of a
+//! deploy).
 //!
 //! The API version is negotiated on first use: bollard 0.21 speaks 1.53 by
 //! default, which an older engine (20.10 speaks 1.41) refuses.
 
 mod containers;
+mod context;
+mod ignore;
 mod images;
 mod steps;
 
@@ -20,7 +24,7 @@ use tokio::sync::OnceCell;
 
 pub use crate::process::{Ending, Stop};
 pub use containers::{ContainerState, ServiceSpec};
-pub use images::{BuildSpec, ImageRemoval};
+pub use images::{BuildSpec, ImageRemoval, LayerSource};
 pub use steps::StepSpec;
 
 /// What can go wrong with an engine call.
@@ -45,6 +49,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The context's `.dockerignore` cannot be read, or Docker would refuse it.
+    #[error(transparent)]
+    Ignore(#[from] context::ReadError),
     /// The build failed; `output` is its last lines, to show the user why.
     #[error("build failed: {message}{}", last_lines(.output))]
     Build { message: String, output: String },

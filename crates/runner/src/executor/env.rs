@@ -102,6 +102,7 @@ mod tests {
             fetch_ref: None,
             withheld_secrets: Vec::new(),
             clone_credentials: None,
+            previous_image: None,
         }
     }
 

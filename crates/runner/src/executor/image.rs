@@ -1,7 +1,7 @@
 //! The `image` step: the workflow's image built from the checkout with every
 //! rendered tag, and pushed to the runner's registry.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use domain::image::{Digest, ImageRef};
 use domain::mask::Masker;
@@ -10,7 +10,7 @@ use domain::workflow::{ImageSpec, TemplateVars};
 
 use crate::client::Claim;
 use crate::context::Context;
-use crate::docker::BuildSpec;
+use crate::docker::{BuildSpec, Docker, LayerSource};
 use crate::ship::LogSink;
 
 /// A rendered tag as Docker accepts it: `[A-Za-z0-9_.-]`, at most 128
@@ -165,7 +165,7 @@ fn pull_request_tag(task_id: i64) -> String {
 /// `docker build` of the workflow's image with the given references as its
 /// tags and the build args rendered with `vars`.
 async fn build(
-    docker: &crate::docker::Docker,
+    docker: &Docker,
     claim: &Claim,
     image: &ImageSpec,
     workspace: &Path,
@@ -187,21 +187,82 @@ async fn build(
         ),
         ("slipway.image.commit".to_owned(), vars.sha.to_string()),
     ];
+    let failed = |e: String| format!("image build failed: {e}");
+    let context = resolve(workspace, Path::new(&image.context), "image.context")
+        .map_err(failed)?
+        .ok_or_else(|| {
+            failed(format!(
+                "image.context \"{}\" does not exist",
+                image.context
+            ))
+        })?;
+    // A missing Dockerfile is the engine's to report.
+    let dockerfile = Path::new(&image.context).join(&image.dockerfile);
+    resolve(workspace, &dockerfile, "image.dockerfile").map_err(failed)?;
+    let cache_from = layer_cache(docker, claim, out).await;
     if let Some(first) = references.first() {
         out.sink.line(out.position, &format!("building {first}"));
     }
     let spec = BuildSpec {
-        context: &workspace.join(&image.context),
+        context: &context,
         dockerfile: &image.dockerfile,
         build_args: &build_args,
         labels: &labels,
         tags: references,
+        cache_from: &cache_from,
     };
     docker
         .build(spec, |line| out.log(line))
         .await
         .map(|_| ())
         .map_err(|e| format!("image build failed: {e}"))
+}
+
+/// The image the build names as its layer cache (`cache_from`): the
+/// workflow's previous image, pulled if the engine lacks it. None when the
+/// engine built that image itself (its own cache has the layers, and naming
+/// an image would leave out those of a multi-stage build's other stages), or
+/// when it cannot be had, which costs only time.
+async fn layer_cache(docker: &Docker, claim: &Claim, out: Output<'_>) -> Vec<String> {
+    let Some(previous) = &claim.previous_image else {
+        return Vec::new();
+    };
+    match docker.layer_source(previous, credentials(claim)).await {
+        Ok(LayerSource::Pulled) => {
+            out.log(&format!("layer cache: reusing the layers of {previous}"));
+            vec![previous.clone()]
+        }
+        Ok(LayerSource::Built) => {
+            out.log(&format!(
+                "layer cache: {previous} was built here, the engine's cache has its layers"
+            ));
+            Vec::new()
+        }
+        Err(e) => {
+            out.log(&format!(
+                "layer cache: cannot use {previous} ({e}); building without it"
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// `relative` under `workspace` with its symlinks followed, which must stay
+/// in the workspace (a repository can make its context a link to `/`);
+/// `None` when nothing is there. `key` names it in an error.
+fn resolve(workspace: &Path, relative: &Path, key: &str) -> Result<Option<PathBuf>, String> {
+    let root = workspace
+        .canonicalize()
+        .map_err(|e| format!("workspace {}: {e}", workspace.display()))?;
+    match root.join(relative).canonicalize() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{key} \"{}\": {e}", relative.display())),
+        Ok(resolved) if resolved.starts_with(&root) => Ok(Some(resolved)),
+        Ok(_) => Err(format!(
+            "{key} \"{}\" resolves outside the workspace",
+            relative.display()
+        )),
+    }
 }
 
 /// Where the workflow's image lives: its name under the runner's registry.
@@ -222,6 +283,34 @@ pub(super) fn credentials(claim: &Claim) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_context_and_dockerfile_stay_in_the_workspace() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(ws.join("app")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(ws.join("app/Dockerfile"), "FROM scratch\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("/", ws.join("root")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("outside"), "x").unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("../../outside", ws.join("app/Evil"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("app", ws.join("alias")).unwrap_or_else(|e| panic!("{e}"));
+        let found = resolve(&ws, Path::new("alias/Dockerfile"), "image.dockerfile");
+        assert!(matches!(found, Ok(Some(p)) if p.ends_with("ws/app/Dockerfile")));
+        assert_eq!(
+            resolve(&ws, Path::new("app/Nothing"), "image.dockerfile"),
+            Ok(None)
+        );
+        assert_eq!(
+            resolve(&ws, Path::new("root"), "image.context"),
+            Err("image.context \"root\" resolves outside the workspace".to_owned())
+        );
+        assert_eq!(
+            resolve(&ws, Path::new("app/Evil"), "image.dockerfile"),
+            Err("image.dockerfile \"app/Evil\" resolves outside the workspace".to_owned())
+        );
+    }
 
     #[test]
     fn rendered_tags_become_docker_tags() {

@@ -644,6 +644,7 @@ mod tests {
             fetch_ref: fetch_ref.map(str::to_owned),
             withheld_secrets: Vec::new(),
             clone_credentials: None,
+            previous_image: None,
         }
     }
 
