@@ -75,9 +75,10 @@ impl FileLock {
         Ok(Self { file })
     }
 
-    /// The exclusive lock on `path` if nobody holds any lock on it now.
+    /// The exclusive lock on the existing file `path` if nobody holds any
+    /// lock on it now.
     pub fn try_exclusive(path: &Path) -> io::Result<Option<Self>> {
-        let file = open(path)?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Self { file })),
             Err(TryLockError::WouldBlock) => Ok(None),

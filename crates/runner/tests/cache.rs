@@ -274,7 +274,7 @@ async fn a_runner_killed_while_it_saves_leaves_no_half_cache() {
             "killed",
             &repo,
             "  - paths: [.cache/big]\n",
-            "  - name: build\n    run: mkdir -p .cache/big && head -c 100000000 /dev/urandom > .cache/big/blob\n",
+            "  - name: build\n    run: mkdir -p .cache/big && head -c 24000000 /dev/urandom > .cache/big/blob\n",
         ))
         .await;
     repo.commit("main", &[("a.txt", "a")], "m");
@@ -325,7 +325,7 @@ async fn a_runner_killed_while_it_saves_leaves_no_half_cache() {
     .expect("a whole archive");
     assert_eq!(restored.paths, [".cache/big"]);
     let blob = std::fs::metadata(into.path().join(".cache/big/blob")).expect("the blob");
-    assert_eq!(blob.len(), 100_000_000);
+    assert_eq!(blob.len(), 24_000_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

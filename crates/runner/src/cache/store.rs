@@ -128,11 +128,16 @@ impl Store {
         self.max_bytes
     }
 
+    /// Takes the host's lock.
+    fn lock(&self) -> io::Result<FileLock> {
+        FileLock::exclusive(&self.dir.join(LOCK))
+    }
+
     /// Takes the host's lock and reads the index; an unreadable index is
     /// started afresh (the sweep then drops the archives it no longer
     /// names).
     fn locked(&self) -> io::Result<(FileLock, Index)> {
-        let lock = FileLock::exclusive(&self.dir.join(LOCK))?;
+        let lock = self.lock()?;
         let index = match std::fs::read(self.dir.join(INDEX)) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "the cache index is unreadable; starting a new one");
@@ -233,6 +238,9 @@ impl Store {
     ///
     /// Blocking.
     pub fn begin(&self) -> io::Result<Pending> {
+        // Made and locked under the host's lock, so that no sweep sees it
+        // before it is locked.
+        let _lock = self.lock()?;
         let path = self
             .dir
             .join(TMP)
@@ -319,17 +327,23 @@ impl Store {
     ///
     /// Blocking.
     pub fn sweep(&self) -> io::Result<()> {
+        let (_lock, mut index) = self.locked()?;
         for entry in std::fs::read_dir(self.dir.join(TMP))? {
             let path = entry?.path();
             // A writer holds its file's lock until it is done; the kernel
             // lets go of it when the writer dies.
-            if let Some(free) = FileLock::try_exclusive(&path)? {
-                drop(free);
-                tracing::info!(path = %path.display(), "removing a cache archive its runner never finished");
-                remove(&path)?;
+            match FileLock::try_exclusive(&path) {
+                Ok(Some(free)) => {
+                    drop(free);
+                    tracing::info!(path = %path.display(), "removing a cache archive its runner never finished");
+                    remove(&path)?;
+                }
+                Ok(None) => {}
+                // Renamed into place meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
-        let (_lock, mut index) = self.locked()?;
         let named: HashSet<String> = index.entries.iter().map(|e| e.key.clone()).collect();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();

@@ -51,6 +51,8 @@ pub(super) async fn run(
     let plan = Plan::for_task(&spec, trigger, environment);
     let sink = LogSink::start(ctx.client.clone(), claim.lease.clone());
     let masker = masker(claim);
+    // Deploys alone (a rollback, an approval) build nothing: no caches.
+    let builds = plan.steps().iter().any(|p| matches!(p.step, Step::Run(_)));
     let mut walk = Walk {
         ctx,
         claim,
@@ -67,6 +69,7 @@ pub(super) async fn run(
         image: None,
         waiting: false,
         clone_position: None,
+        builds,
         caches: Vec::new(),
         cache_task: None,
     };
@@ -145,6 +148,8 @@ struct Walk<'a> {
     waiting: bool,
     /// Where the clone step's log goes, once it ran: the caches' lines.
     clone_position: Option<i32>,
+    /// The plan runs the workflow's steps, which the caches are for.
+    builds: bool,
     /// The workflow's caches as restored, to save after a success.
     caches: Vec<cache::Planned>,
     /// What the caches are found and saved by, once the clone is done.
@@ -336,7 +341,7 @@ impl Walk<'_> {
     /// Restores the workflow's caches into the fresh checkout, saying in
     /// the clone step's log which (key, size, time) or that none was.
     async fn restore_caches(&mut self, position: i32) -> Next {
-        let Some(task) = self.cache_task.clone() else {
+        let Some(task) = self.cache_task.clone().filter(|_| self.builds) else {
             return Ok(());
         };
         for spec in &self.spec.cache {
