@@ -1,8 +1,10 @@
 //! The walk through a claimed task's plan ([`domain::plan`]): each step in
-//! turn, the clone, the workflow's steps, the image, the deploys, with what
-//! earlier steps left for later ones (the commit, the pushed image, an
-//! environment waiting for approval). The first failure ends the walk; the
-//! orchestrator marks the steps never reached as skipped.
+//! turn, the clone (with the workflow's caches restored), the workflow's
+//! steps, the image, the deploys, with what earlier steps left for later
+//! ones (the commit, the pushed image, an environment waiting for
+//! approval), and the caches saved once the task succeeded. The first
+//! failure ends the walk; the orchestrator marks the steps never reached as
+//! skipped.
 //!
 //! A pull request task walks the plan of a build, but its image is built
 //! without being pushed and its deploys are skipped: a pull request never
@@ -221,7 +223,8 @@ impl Walk<'_> {
         String::from_utf8_lossy(&self.masker.mask(text.as_bytes())).into_owned()
     }
 
-    /// `clone`: the task's commit, checked out into a fresh workspace. The
+    /// `clone`: the task's commit, checked out into a fresh workspace from
+    /// the host's mirror of the repository, then the caches restored. The
     /// task's budget starts here.
     async fn clone_repo(&mut self, position: i32) -> Next {
         self.reported(position, "running", None).await?;
