@@ -1,12 +1,15 @@
 //! What running a task needs from its runner: the orchestrator client, the
-//! workspace root, the Docker Engine and the settings that shape a task.
+//! workspace root, the repositories' mirrors and the caches, the Docker
+//! Engine and the settings that shape a task.
 //! The executor and the deploys both read it, so it lives apart from both.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cache::Caches;
 use crate::client::RunnerClient;
 use crate::docker::Docker;
+use crate::git::Mirrors;
 use crate::route::Proxy;
 
 /// Shared by every task the runner runs.
@@ -15,6 +18,10 @@ pub struct Context {
     pub client: RunnerClient,
     /// Where each task gets a fresh checkout of its own.
     pub workspaces: PathBuf,
+    /// The host's mirror of each repository, which checkouts come from.
+    pub mirrors: Mirrors,
+    /// The host's workflow caches.
+    pub caches: Caches,
     /// How often a held lease is renewed.
     pub heartbeat: Duration,
     /// How long a stopped step gets between SIGTERM and SIGKILL.

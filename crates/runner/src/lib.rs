@@ -7,18 +7,21 @@
 //! [`Runner::build`] checks the settings and that the broker answers;
 //! [`Runner::run`] works until `shutdown` resolves.
 
+pub mod cache;
 pub mod client;
 pub mod context;
 pub mod deploy;
 pub mod docker;
 pub mod executor;
 pub mod git;
+pub mod lock;
 pub mod metrics;
 pub mod process;
 mod report;
 pub mod route;
 pub mod settings;
 pub mod ship;
+pub mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -64,6 +67,8 @@ pub struct Runner {
     metrics: Arc<metrics::Metrics>,
     /// `GET /metrics`, when `SLIPWAY_METRICS_ADDR` is set.
     listener: Option<telemetry::metrics::Listener>,
+    /// Asks for the data directory's sizes to be measured again.
+    measure: Arc<tokio::sync::Notify>,
 }
 
 impl Runner {
@@ -100,13 +105,30 @@ impl Runner {
         // Fail at start, in one line, when the broker is not there.
         let probe = queue::connect(&settings.amqp_url, settings.amqp_ca()).await?;
         let _ = probe.close(200, "probe".into()).await;
+        let cache_max_bytes = settings.cache_max_bytes().map_err(Error::Settings)?;
+        let metrics = Arc::new(metrics::Metrics::new(settings.concurrency())?);
         let workspaces = settings.data_dir.join("workspaces");
-        tokio::fs::create_dir_all(&workspaces)
-            .await
-            .map_err(|source| Error::DataDir {
-                path: workspaces.display().to_string(),
-                source,
-            })?;
+        let mirrors = settings.data_dir.join("mirrors");
+        for dir in [&workspaces, &mirrors] {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| Error::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+        }
+        let caches_dir = settings.data_dir.join("caches");
+        let caches = {
+            let (dir, counters) = (caches_dir.clone(), metrics.caches());
+            tokio::task::spawn_blocking(move || cache::Caches::open(dir, cache_max_bytes, counters))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|opened| opened)
+                .map_err(|source| Error::DataDir {
+                    path: caches_dir.display().to_string(),
+                    source,
+                })?
+        };
         let runner_id = if settings.runner_id.is_empty() {
             let suffix = uuid::Uuid::new_v4().simple().to_string();
             format!("{}-{}", settings.host(), &suffix[..8])
@@ -124,6 +146,8 @@ impl Runner {
         let context = Arc::new(Context {
             client,
             workspaces,
+            mirrors: git::Mirrors::new(mirrors),
+            caches,
             heartbeat: Duration::from_millis(settings.heartbeat_ms),
             grace: Duration::from_millis(settings.kill_grace_ms),
             docker,
@@ -143,7 +167,6 @@ impl Runner {
             Some(addr) => Some(telemetry::metrics::Listener::bind(addr).await?),
             None => None,
         };
-        let metrics = Arc::new(metrics::Metrics::new(settings.concurrency())?);
         Ok(Self {
             settings,
             runner_id,
@@ -151,6 +174,7 @@ impl Runner {
             context,
             metrics,
             listener,
+            measure: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -214,6 +238,12 @@ impl Runner {
             let stop = stop_rx.clone();
             tokio::spawn(async move { deploy::keep_routes(&context, every, stop).await })
         };
+        let measurer = tokio::spawn(usage::keep_measuring(
+            self.settings.data_dir.clone(),
+            self.metrics.clone(),
+            self.measure.clone(),
+            stop_rx.clone(),
+        ));
         tokio::pin!(shutdown);
         let mut delays = queue::RECONNECT.build();
         let mut outcome = Ok(());
@@ -309,6 +339,7 @@ impl Runner {
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), announcer).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), keeper).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), measurer).await;
         let grace = Duration::from_millis(self.settings.kill_grace_ms) + Duration::from_secs(2);
         let _ = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}
@@ -359,11 +390,13 @@ impl Runner {
                 let _ = delivery.ack(BasicAckOptions::default()).await;
                 let (ctx, stop) = (self.context.clone(), stop.clone());
                 let counted = self.metrics.running();
+                let measure = self.measure.clone();
                 running.spawn(
                     async move {
                         executor::execute(ctx, claim, stop).await;
                         drop(counted);
                         drop(permit);
+                        measure.notify_one();
                     }
                     .instrument(span),
                 );

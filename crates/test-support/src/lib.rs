@@ -323,6 +323,7 @@ impl Stack {
             keep_images: 2,
             keep_containers: 1,
             data_dir: self.data_dir.path().to_path_buf(),
+            cache_max_bytes: "1GiB".to_owned(),
             runner_concurrency: self.options.runner_concurrency,
             runner_token: self.options.runner_token.clone(),
             runner_id: String::new(),

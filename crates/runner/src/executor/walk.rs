@@ -1,8 +1,10 @@
 //! The walk through a claimed task's plan ([`domain::plan`]): each step in
-//! turn, the clone, the workflow's steps, the image, the deploys, with what
-//! earlier steps left for later ones (the commit, the pushed image, an
-//! environment waiting for approval). The first failure ends the walk; the
-//! orchestrator marks the steps never reached as skipped.
+//! turn, the clone (with the workflow's caches restored), the workflow's
+//! steps, the image, the deploys, with what earlier steps left for later
+//! ones (the commit, the pushed image, an environment waiting for
+//! approval), and the caches saved once the task succeeded. The first
+//! failure ends the walk; the orchestrator marks the steps never reached as
+//! skipped.
 //!
 //! A pull request task walks the plan of a build, but its image is built
 //! without being pushed and its deploys are skipped: a pull request never
@@ -23,6 +25,7 @@ use tokio::sync::watch;
 use super::env::{Place, base_env};
 use super::image::{self, Output};
 use super::{End, stopped};
+use crate::cache;
 use crate::client::{Claim, Lease};
 use crate::context::Context;
 use crate::deploy::{Deploys, Halt};
@@ -50,6 +53,8 @@ pub(super) async fn run(
     let plan = Plan::for_task(&spec, trigger, environment);
     let sink = LogSink::start(ctx.client.clone(), claim.lease.clone());
     let masker = masker(claim);
+    // Deploys alone (a rollback, an approval) build nothing: no caches.
+    let builds = plan.steps().iter().any(|p| matches!(p.step, Step::Run(_)));
     let mut walk = Walk {
         ctx,
         claim,
@@ -65,6 +70,10 @@ pub(super) async fn run(
         commit: String::new(),
         image: None,
         waiting: false,
+        clone_position: None,
+        builds,
+        caches: Vec::new(),
+        cache_task: None,
     };
     let mut ended = Ok(());
     for planned in plan.steps() {
@@ -81,9 +90,13 @@ pub(super) async fn run(
             break;
         }
     }
-    sink.flush().await;
     let stop = *walk.stop.borrow();
-    settle(ended, stop)
+    let end = settle(ended, stop);
+    if end == End::Success {
+        walk.save_caches().await;
+    }
+    sink.flush().await;
+    end
 }
 
 /// The end a step brought to the walk before the plan ran out.
@@ -135,6 +148,14 @@ struct Walk<'a> {
     image: Option<String>,
     /// An earlier environment waits for approval: later ones are skipped.
     waiting: bool,
+    /// Where the clone step's log goes, once it ran: the caches' lines.
+    clone_position: Option<i32>,
+    /// The plan runs the workflow's steps, which the caches are for.
+    builds: bool,
+    /// The workflow's caches as restored, to save after a success.
+    caches: Vec<cache::Planned>,
+    /// What the caches are found and saved by, once the clone is done.
+    cache_task: Option<cache::Task>,
 }
 
 /// What a step leaves: go on, or the task's end.
@@ -202,7 +223,8 @@ impl Walk<'_> {
         String::from_utf8_lossy(&self.masker.mask(text.as_bytes())).into_owned()
     }
 
-    /// `clone`: the task's commit, checked out into a fresh workspace. The
+    /// `clone`: the task's commit, checked out into a fresh workspace from
+    /// the host's mirror of the repository, then the caches restored. The
     /// task's budget starts here.
     async fn clone_repo(&mut self, position: i32) -> Next {
         self.reported(position, "running", None).await?;
@@ -233,23 +255,33 @@ impl Walk<'_> {
             .unwrap_or_else(|| Instant::now() + workflow::MAX_DURATION);
         let interrupt = Arc::new(AtomicBool::new(false));
         let cloning = {
-            let (url, credentials, dir, r, commit, flag) = (
+            let (mirrors, url, credentials, dir, r, commit, flag) = (
+                self.ctx.mirrors.clone(),
                 c.repo.clone(),
                 c.clone_credentials.clone(),
                 self.workspace.to_path_buf(),
-                git_ref,
+                git_ref.clone(),
                 c.commit.clone(),
                 interrupt.clone(),
             );
+            let (sink, masker, redacted) = (
+                self.sink.clone(),
+                self.masker.clone(),
+                redact_url(&c.repo).into_owned(),
+            );
             tokio::task::spawn_blocking(move || {
-                git::checkout(
-                    &url,
-                    credentials.as_ref(),
-                    &dir,
-                    &r,
-                    commit.as_deref(),
-                    &flag,
-                )
+                let source = git::Source {
+                    url: &url,
+                    credentials: credentials.as_ref(),
+                    git_ref: &r,
+                    commit: commit.as_deref(),
+                };
+                // Notes may quote the URL, or an error with the password.
+                let mut note = |text: &str| {
+                    let text = text.replace(url.as_str(), &redacted);
+                    sink.write(position, masker.mask(format!("{text}\n").as_bytes()));
+                };
+                mirrors.checkout(&source, &dir, &flag, &mut note)
             })
         };
         let cloned = tokio::select! {
@@ -261,7 +293,7 @@ impl Walk<'_> {
         // Whatever ended the wait, a fetch still going must stop.
         interrupt.store(true, Ordering::Relaxed);
         let stop_now = *self.stop.borrow();
-        self.commit = match (stop_now, cloned) {
+        let (commit, default_branch) = match (stop_now, cloned) {
             (Stop::Abort, _) => return Err(End::Abandoned),
             (Stop::Cancel, _) => return self.cancelled(position).await,
             (Stop::No, None) => {
@@ -271,7 +303,7 @@ impl Walk<'_> {
                 );
                 return self.fail(position, e).await;
             }
-            (Stop::No, Some(Ok(Ok(sha)))) => sha,
+            (Stop::No, Some(Ok(Ok(checkout)))) => (checkout.sha, checkout.default_branch),
             (Stop::No, Some(Ok(Err(e)))) => {
                 let e = self.scrub(&format!("clone failed: {e}"));
                 return self.fail(position, e).await;
@@ -280,6 +312,7 @@ impl Walk<'_> {
                 return self.fail(position, format!("clone failed: {e}")).await;
             }
         };
+        self.commit = commit;
         if c.commit.is_none() {
             let reported = persist(&self.ctx.client, |mut cl| {
                 let (lease, commit) = (self.lease.clone(), self.commit.clone());
@@ -292,8 +325,78 @@ impl Walk<'_> {
         }
         self.sink
             .line(position, &format!("checked out {}", self.commit));
+        self.clone_position = Some(position);
+        let task_ref = match &c.branch {
+            Some(branch) => format!("refs/heads/{branch}"),
+            None => clone_ref(c),
+        };
+        self.cache_task = Some(cache::Task {
+            workflow: c.workflow.clone(),
+            branch: c.branch.clone(),
+            task_ref,
+            default_branch,
+        });
+        self.restore_caches(position).await?;
         self.sink.flush().await;
         self.reported(position, "success", Some(0)).await
+    }
+
+    /// Restores the workflow's caches into the fresh checkout, saying in
+    /// the clone step's log which (key, size, time) or that none was.
+    async fn restore_caches(&mut self, position: i32) -> Next {
+        let Some(task) = self.cache_task.clone().filter(|_| self.builds) else {
+            return Ok(());
+        };
+        for spec in &self.spec.cache {
+            let interrupt = Arc::new(AtomicBool::new(false));
+            let restoring = self
+                .ctx
+                .caches
+                .restore(&task, spec, self.workspace, interrupt.clone());
+            tokio::pin!(restoring);
+            let restored = tokio::select! {
+                restored = &mut restoring => Some(restored),
+                () = stopped(self.stop.clone()) => None,
+            };
+            let Some((planned, lines)) = restored else {
+                interrupt.store(true, Ordering::Relaxed);
+                // Done with the workspace before the task goes on to end.
+                let _ = restoring.await;
+                let stop_now = *self.stop.borrow();
+                return match stop_now {
+                    Stop::Cancel => self.cancelled(position).await,
+                    _ => Err(End::Abandoned),
+                };
+            };
+            for line in lines {
+                self.sink.line(position, &self.scrub(&line));
+            }
+            self.caches.push(planned);
+        }
+        Ok(())
+    }
+
+    /// After a success, saves the caches whose key was not found as it is;
+    /// a pull request saves none. Each save is a line in the clone step's
+    /// log; none fails the task.
+    async fn save_caches(&mut self) {
+        let (Some(position), Some(task)) = (self.clone_position, self.cache_task.clone()) else {
+            return;
+        };
+        let unsaved: Vec<cache::Planned> =
+            self.caches.iter().filter(|p| !p.exact).cloned().collect();
+        if unsaved.is_empty() {
+            return;
+        }
+        if self.trigger == Trigger::PullRequest {
+            self.sink
+                .line(position, "caches are not saved for pull requests");
+            return;
+        }
+        for planned in &unsaved {
+            let line = self.ctx.caches.save(planned, self.workspace, &task).await;
+            self.sink.line(position, &self.scrub(&line));
+        }
     }
 
     /// One of the workflow's steps, on the host or in its container.

@@ -1,21 +1,33 @@
-//! Checks out a repository at an exact commit with gix: a full fetch of
-//! branches and tags (and the one ref a pull request's head lives on), then
-//! HEAD detached at the commit (or the ref head when no commit is known).
-//! The only place that talks to git remotes.
+//! Checks a repository out at an exact commit into a task's fresh
+//! workspace, through the runner host's mirror of the repository
+//! ([`mirror`]): the mirror fetches only what is new (branches, tags, and
+//! the one ref a pull request's head lives on), then the workspace is made
+//! from it ([`workspace`]) with `origin` set to the repository's URL, as a
+//! clone would leave it. The only place that talks to git remotes.
+//!
+//! One fetch at a time per mirror, across every runner process sharing the
+//! data directory, while checkouts from it run side by side (an exclusive
+//! and a shared lock on a file beside the mirror). A mirror that turns out
+//! unusable is discarded and cloned again; only what the remote refuses
+//! fails the clone.
 //!
 //! The host's git configuration applies as it does to `git clone`: its
 //! system and global files, and `GIT_CONFIG_COUNT` / `GIT_CONFIG_KEY_<n>` /
 //! `GIT_CONFIG_VALUE_<n>` from the environment, so `url.<base>.insteadOf`
 //! rewrites (mirrors, proxies) and credential helpers work.
 
+mod mirror;
+mod workspace;
+
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gix::credentials::helper::{Action, NextAction};
 use gix::credentials::protocol::Outcome;
-use gix::refs::transaction::{LogChange, PreviousValue, RefEdit, RefLog};
 use gix::remote::AuthenticateFn;
+
+use crate::lock::{FileLock, Kind};
 
 /// A username and password for the repository's `https://` remote (a
 /// forge's token), handed to the remote when it asks for credentials. They
@@ -35,36 +47,57 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// Errors of [`checkout`]. Messages already contain the whole gix cause chain on one line
-/// (`a: b: c`), so the gix error is kept as a plain field, not as `source()`.
+/// Errors of [`Mirrors::checkout`]. Messages already contain the whole gix
+/// cause chain on one line (`a: b: c`), so causes are kept as text, not as
+/// `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid commit id {0:?}: expected 40 hex digits")]
     InvalidCommit(String),
-    #[error("invalid url {url:?}: {}", chain(.err))]
-    InvalidUrl { url: String, err: gix::Error },
-    #[error("invalid git ref {git_ref:?}: {}", chain(.err))]
-    InvalidRef { git_ref: String, err: gix::Error },
-    #[error("cannot prepare clone into {dir}: {}", chain(.err))]
-    Prepare { dir: String, err: gix::Error },
-    #[error("fetch from {url} failed: {}", chain(.err))]
-    Fetch { url: String, err: gix::Error },
+    #[error("invalid url {url:?}: {message}")]
+    InvalidUrl { url: String, message: String },
+    #[error("invalid git ref {git_ref:?}: {message}")]
+    InvalidRef { git_ref: String, message: String },
+    #[error("cannot prepare the checkout into {dir}: {message}")]
+    Prepare { dir: String, message: String },
+    /// The remote could not be reached, or refused.
+    #[error("fetch from {url} failed: {message}")]
+    Fetch { url: String, message: String },
+    #[error("{git_ref} not found in {url}")]
+    RefNotFound { git_ref: String, url: String },
     #[error("commit {sha} not found in {url} (its branches, tags and {git_ref})")]
     CommitNotFound {
         sha: String,
         url: String,
         git_ref: String,
     },
-    #[error("object {sha} from {url} is not a commit: {}", chain(.err))]
+    #[error("object {sha} from {url} is not a commit: {message}")]
     NotACommit {
         sha: String,
         url: String,
-        err: gix::Error,
+        message: String,
     },
-    #[error("checkout into {dir} failed: {}", chain(.err))]
-    Checkout { dir: String, err: gix::Error },
+    /// The pack came, but could not be stored: the mirror is suspect.
+    #[error("fetch from {url} into the mirror failed: {message}")]
+    Receive { url: String, message: String },
+    /// The mirror could not be opened, read or written.
+    #[error("the mirror {dir} is unusable: {message}")]
+    Mirror { dir: String, message: String },
+    #[error("checkout into {dir} failed: {message}")]
+    Checkout { dir: String, message: String },
     #[error("cancelled")]
     Cancelled,
+}
+
+impl Error {
+    /// Whether the mirror may be to blame, so that a fresh one may do
+    /// better; the remote's answers and the task's own input are not.
+    fn blames_the_mirror(&self) -> bool {
+        matches!(
+            self,
+            Self::Receive { .. } | Self::Mirror { .. } | Self::Checkout { .. }
+        )
+    }
 }
 
 /// `err` and its `source()` chain on one line, without gix's classification markers and
@@ -88,149 +121,179 @@ fn chain(err: &gix::Error) -> String {
     out
 }
 
-/// Clones `url` into `dir` (which must not exist or be empty) and checks out the working tree at
-/// `commit` (40-hex) if given, else at the head of `git_ref` (a branch `refs/heads/..`, a tag
-/// `refs/tags/..`, or another full ref such as a pull request's `refs/pull/7/head`). Returns the
-/// 40-hex sha checked out.
-///
-/// All branches and tags of the remote are fetched, and `git_ref` besides, so `commit` may be
-/// anywhere reachable from them, not only on `git_ref`. With `commit` given, `HEAD` ends up
-/// detached at it; without it, a branch is checked out as a local branch and any other ref as a
-/// detached `HEAD`.
-///
-/// `credentials` are given to an `https://` `url` when its own host asks for them, and to no
-/// other URL; `.git/config` keeps `url` as it is.
-///
-/// Blocking: run it in `spawn_blocking`. Setting `cancel` aborts the fetch or the checkout with
-/// [`Error::Cancelled`]. On any error, `dir` is removed again (gix removes it when it was empty
-/// or missing at the start; files that were in it before are left alone).
-pub fn checkout(
-    url: &str,
-    credentials: Option<&Credentials>,
-    dir: &Path,
-    git_ref: &str,
-    commit: Option<&str>,
-    cancel: &AtomicBool,
-) -> Result<String, Error> {
-    let wanted = commit
-        .map(|sha| {
-            if sha.len() != 40 {
-                return Err(Error::InvalidCommit(sha.to_owned()));
-            }
-            gix::ObjectId::from_hex(sha.as_bytes())
-                .map_err(|_| Error::InvalidCommit(sha.to_owned()))
-        })
-        .transpose()?;
-    if cancel.load(Ordering::Relaxed) {
-        return Err(Error::Cancelled);
+/// What to check out.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The repository's URL, as the workflow names it; `origin` of the
+    /// workspace.
+    pub url: &'a str,
+    /// Given to an `https://` `url` when its own host asks for them, and to
+    /// no other URL.
+    pub credentials: Option<&'a Credentials>,
+    /// A branch `refs/heads/..`, a tag `refs/tags/..`, another full ref such
+    /// as a pull request's `refs/pull/7/head`, or `HEAD`.
+    pub git_ref: &'a str,
+    /// The commit (40 hex digits); `None`: the head of `git_ref`.
+    pub commit: Option<&'a str>,
+}
+
+/// What a checkout left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    /// The 40-hex sha checked out.
+    pub sha: String,
+    /// The repository's default branch (its `HEAD`), when the remote says.
+    pub default_branch: Option<String>,
+}
+
+/// The mirrors of one runner host, under `<data_dir>/mirrors`.
+#[derive(Debug, Clone)]
+pub struct Mirrors {
+    root: PathBuf,
+}
+
+impl Mirrors {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
     }
 
-    let parsed_url = gix::url::parse(url).map_err(|e| Error::InvalidUrl {
-        url: url.to_owned(),
-        err: gix::Error::from_error(e),
-    })?;
-    let identity = credentials.and_then(|c| Identity::for_remote(&parsed_url, c));
-    let dir_str = dir.display().to_string();
-    // `prepare_clone` also reads the git installation's config (it runs `git config -l` once,
-    // if a `git` binary is found) so credential helpers etc. work like for `git clone`.
-    let prepare = gix::prepare_clone(parsed_url, dir).map_err(|err| Error::Prepare {
-        dir: dir_str.clone(),
-        err,
-    })?;
-    // Checks that the ref exists on the remote before the pack is received, and makes it the
-    // checked-out ref. The default clone refspecs still fetch all branches and all tags.
-    let mut prepare = prepare
-        .with_ref_name(Some(git_ref))
-        .map_err(|err| Error::InvalidRef {
-            git_ref: git_ref.to_owned(),
-            err,
-        })?;
-    if let Some(identity) = identity {
-        prepare = prepare.configure_connection(move |connection| {
-            let fallback = connection.configured_credentials_for_current_url();
-            connection.set_credentials(identity.clone().answering(fallback));
-            Ok(())
-        });
+    /// Where they live.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
-    let (mut prepare_checkout, _outcome) = prepare
-        .fetch_then_checkout(gix::progress::Discard, cancel)
-        .map_err(|err| {
-            if cancel.load(Ordering::Relaxed) || err.is_cancelled() {
-                Error::Cancelled
-            } else {
-                Error::Fetch {
-                    url: url.to_owned(),
-                    err,
+    /// The file whose lock guards the mirror of `url`: exclusive while it
+    /// fetches, shared while workspaces are made from it.
+    pub fn lock_path(&self, url: &str) -> PathBuf {
+        mirror::Mirror::of(&self.root, url).lock
+    }
+
+    /// Checks `source` out into `dir` (which must not exist or be empty):
+    /// HEAD detached at the commit if one is given; else a branch as a
+    /// local branch and any other ref as a detached HEAD at its head. Every
+    /// branch of the remote is there as `origin/<branch>`, and every tag.
+    /// `dir/.git/config` keeps `source.url` as it is; the credentials are
+    /// written nowhere.
+    ///
+    /// `note` hears what the task's log should say: a wait for another
+    /// task's fetch, a mirror discarded.
+    ///
+    /// Blocking: run it in `spawn_blocking`. Setting `cancel` aborts with
+    /// [`Error::Cancelled`]. On any error, `dir` is removed again unless it
+    /// held files before.
+    pub fn checkout(
+        &self,
+        source: &Source<'_>,
+        dir: &Path,
+        cancel: &AtomicBool,
+        note: &mut dyn FnMut(&str),
+    ) -> Result<Checkout, Error> {
+        let wanted = source
+            .commit
+            .map(|sha| {
+                if sha.len() != 40 {
+                    return Err(Error::InvalidCommit(sha.to_owned()));
                 }
-            }
+                gix::ObjectId::from_hex(sha.as_bytes())
+                    .map_err(|_| Error::InvalidCommit(sha.to_owned()))
+            })
+            .transpose()?;
+        let git_ref: gix::refs::FullName =
+            source
+                .git_ref
+                .try_into()
+                .map_err(
+                    |e: gix::validate::reference::name::Error| Error::InvalidRef {
+                        git_ref: source.git_ref.to_owned(),
+                        message: e.to_string(),
+                    },
+                )?;
+        let parsed_url =
+            gix::url::parse(gix::bstr::BStr::new(source.url)).map_err(|e| Error::InvalidUrl {
+                url: source.url.to_owned(),
+                message: e.to_string(),
+            })?;
+        let identity = source
+            .credentials
+            .and_then(|c| Identity::for_remote(&parsed_url, c));
+        workspace::ensure_empty(dir)?;
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::Mirror {
+            dir: self.root.display().to_string(),
+            message: e.to_string(),
         })?;
-    // From here on, dropping `prepare_checkout` without a finished checkout deletes `dir` again.
-    if cancel.load(Ordering::Relaxed) {
-        return Err(Error::Cancelled);
-    }
-
-    if let Some(id) = wanted {
-        let repo = prepare_checkout.repo();
-        let not_found = || Error::CommitNotFound {
-            sha: id.to_string(),
-            url: url.to_owned(),
-            git_ref: git_ref.to_owned(),
+        let mirror = mirror::Mirror::of(&self.root, source.url);
+        let fetch = mirror::Fetch {
+            url: source.url,
+            parsed_url: &parsed_url,
+            identity: identity.as_ref(),
+            git_ref: &git_ref,
+            wanted,
         };
-        let object = repo
-            .try_find_object(id)
-            .map_err(|err| Error::Checkout {
-                dir: dir_str.clone(),
-                err,
-            })?
-            .ok_or_else(not_found)?;
-        let commit_id = object
-            .peel_to_commit()
-            .map_err(|err| Error::NotACommit {
-                sha: id.to_string(),
-                url: url.to_owned(),
-                err,
-            })?
-            .id;
-        // Detach HEAD at the commit (deref is off, so a symbolic HEAD is replaced, the branch
-        // it pointed to is left as fetched). `main_worktree()` checks out whatever HEAD is.
-        let head: gix::refs::FullName = "HEAD".try_into().map_err(|e| Error::Checkout {
-            dir: dir_str.clone(),
-            err: gix::Error::from_error(e),
-        })?;
-        repo.edit_reference(RefEdit::update_with_log(
-            head,
-            commit_id,
-            PreviousValue::Any,
-            LogChange {
-                mode: RefLog::AndReference,
-                force_create_reflog: false,
-                message: format!("checkout: moving to {commit_id}").into(),
-            },
-        ))
-        .map_err(|err| Error::Checkout {
-            dir: dir_str.clone(),
-            err,
-        })?;
+        let mut fresh = false;
+        loop {
+            let fetched = {
+                let _fetching = lock(&mirror, Kind::Exclusive, cancel, note)?;
+                if fresh {
+                    mirror.discard()?;
+                }
+                mirror.fetch(&fetch, cancel, note)
+            };
+            let fetched = match fetched {
+                Err(e) if e.blames_the_mirror() && !fresh => {
+                    discarding(note, &e);
+                    fresh = true;
+                    continue;
+                }
+                other => other?,
+            };
+            let made = {
+                let _reading = lock(&mirror, Kind::Shared, cancel, note)?;
+                workspace::create(&mirror.dir, source.url, dir, &git_ref, &fetched, cancel)
+            };
+            match made {
+                Ok(()) => {}
+                Err(e) if e.blames_the_mirror() && !fresh => {
+                    discarding(note, &e);
+                    fresh = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            if cancel.load(Ordering::Relaxed) {
+                workspace::remove(dir);
+                return Err(Error::Cancelled);
+            }
+            return Ok(Checkout {
+                sha: fetched.commit.to_string(),
+                default_branch: fetched.default_branch,
+            });
+        }
     }
+}
 
-    let checkout_result = prepare_checkout.main_worktree(gix::progress::Discard, cancel);
-    let (repo, _outcome) = checkout_result.map_err(|err| Error::Checkout {
-        dir: dir_str.clone(),
-        err,
-    })?;
-    // An interrupted checkout returns Ok with a partial work tree and hands the repository over,
-    // so gix no longer cleans up: do it here.
-    if cancel.load(Ordering::Relaxed) {
-        drop(repo);
-        let _ = std::fs::remove_dir_all(dir);
-        return Err(Error::Cancelled);
-    }
-    let head_id = repo.head_id().map_err(|err| Error::Checkout {
-        dir: dir_str.clone(),
-        err,
-    })?;
-    Ok(head_id.detach().to_string())
+/// Waits for the mirror's lock, saying so when another task holds it.
+fn lock(
+    mirror: &mirror::Mirror,
+    kind: Kind,
+    cancel: &AtomicBool,
+    note: &mut dyn FnMut(&str),
+) -> Result<FileLock, Error> {
+    FileLock::wait(&mirror.lock, kind, cancel, || {
+        note("waiting for another task's fetch of this repository");
+    })
+    .map_err(|e| Error::Mirror {
+        dir: mirror.dir.display().to_string(),
+        message: format!("cannot lock {}: {e}", mirror.lock.display()),
+    })?
+    .ok_or(Error::Cancelled)
+}
+
+/// Says that the mirror goes, and why.
+fn discarding(note: &mut dyn FnMut(&str), e: &Error) {
+    tracing::warn!(error = %e, "discarding the mirror of a repository and cloning it again");
+    note(&format!(
+        "discarding the mirror of this repository and cloning it again: {e}"
+    ));
 }
 
 /// The credentials of a clone and the remote they are for: the scheme
@@ -303,6 +366,28 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
     use std::process::Command;
+
+    /// A checkout through the mirrors beside `dir`, as the tests before
+    /// the mirrors called it.
+    fn checkout(
+        url: &str,
+        credentials: Option<&Credentials>,
+        dir: &Path,
+        git_ref: &str,
+        commit: Option<&str>,
+        cancel: &AtomicBool,
+    ) -> Result<String, Error> {
+        let mirrors = Mirrors::new(dir.parent().unwrap().join("mirrors"));
+        let source = Source {
+            url,
+            credentials,
+            git_ref,
+            commit,
+        };
+        mirrors
+            .checkout(&source, dir, cancel, &mut |_| {})
+            .map(|c| c.sha)
+    }
 
     /// Runs the git CLI isolated from the user's and system config; returns trimmed stdout.
     fn git(cwd: &Path, args: &[&str]) -> String {
@@ -554,8 +639,11 @@ mod tests {
     fn missing_branch() {
         let f = fixture();
         let err = f.refused(&f.url, "refs/heads/nope", None);
-        assert!(matches!(err, Error::Fetch { .. }), "{err:?}");
-        assert!(err.to_string().contains("refs/heads/nope"), "{err}");
+        assert!(matches!(err, Error::RefNotFound { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("refs/heads/nope not found in {}", f.url)
+        );
     }
 
     #[test]
@@ -613,15 +701,8 @@ mod tests {
     #[test]
     fn commit_only_on_a_pull_request_ref() {
         let f = fixture();
-        let dir = f.expect("pr", "refs/pull/7/head", Some(&f.c5), &f.c5, "five\n");
-        assert_detached(&dir);
-        // Branches are fetched as well.
-        f.expect("pr1", "refs/pull/7/head", Some(&f.c3), &f.c3, "three\n");
-        // The ref's head when no commit is given.
-        let dir = f.expect("pr2", "refs/pull/7/head", None, &f.c5, "five\n");
-        assert_detached(&dir);
-
-        // Branches and tags alone do not have it.
+        // Branches and tags alone do not have it (while the mirror never
+        // fetched the pull request's ref).
         let err = f.refused(&f.url, "refs/heads/main", Some(&f.c5));
         assert!(matches!(err, Error::CommitNotFound { .. }), "{err:?}");
         assert_eq!(
@@ -631,10 +712,184 @@ mod tests {
                 f.c5, f.url
             )
         );
+
+        let dir = f.expect("pr", "refs/pull/7/head", Some(&f.c5), &f.c5, "five\n");
+        assert_detached(&dir);
+        assert_eq!(git(&dir, &["rev-parse", "refs/pull/7/head"]), f.c5);
+        // Branches are fetched as well.
+        f.expect("pr1", "refs/pull/7/head", Some(&f.c3), &f.c3, "three\n");
+        // The ref's head when no commit is given.
+        let dir = f.expect("pr2", "refs/pull/7/head", None, &f.c5, "five\n");
+        assert_detached(&dir);
+
         // A pull request the remote does not have.
         let err = f.refused(&f.url, "refs/pull/8/head", Some(&f.c5));
-        assert!(matches!(err, Error::Fetch { .. }), "{err:?}");
+        assert!(matches!(err, Error::RefNotFound { .. }), "{err:?}");
         assert!(err.to_string().contains("refs/pull/8/head"), "{err}");
+    }
+
+    /// A checkout through `mirrors`, with the notes it made.
+    fn noted(
+        mirrors: &Mirrors,
+        url: &str,
+        dir: &Path,
+        git_ref: &str,
+    ) -> (Result<Checkout, Error>, Vec<String>) {
+        let mut notes = Vec::new();
+        let source = Source {
+            url,
+            credentials: None,
+            git_ref,
+            commit: None,
+        };
+        let got = mirrors.checkout(&source, dir, &AtomicBool::new(false), &mut |n| {
+            notes.push(n.to_owned());
+        });
+        (got, notes)
+    }
+
+    #[test]
+    fn the_mirror_fetches_only_what_is_new_and_the_workspace_is_a_clone() {
+        let f = fixture();
+        let mirrors = Mirrors::new(f.root.join("mirrors"));
+        let (got, notes) = noted(&mirrors, &f.url, &f.root.join("a"), "refs/heads/main");
+        let got = got.unwrap();
+        assert_eq!(got.sha, f.c2);
+        assert_eq!(got.default_branch.as_deref(), Some("main"));
+        assert!(notes.iter().any(|n| n.starts_with("fetched ")), "{notes:?}");
+        let (got, notes) = noted(&mirrors, &f.url, &f.root.join("b"), "refs/heads/main");
+        assert_eq!(got.unwrap().sha, f.c2);
+        assert_eq!(notes, ["the mirror has every object already"]);
+
+        // One new commit: its commit, tree and blob come, nothing else.
+        let work = f.root.join("work");
+        git(&work, &["checkout", "-q", "main"]);
+        std::fs::write(work.join("file.txt"), "six\n").unwrap();
+        git(&work, &["commit", "-q", "-am", "six"]);
+        git(&work, &["push", "-q", "origin", "main", ":other"]);
+        let c6 = git(&work, &["rev-parse", "HEAD"]);
+        let dir = f.root.join("c");
+        let (got, notes) = noted(&mirrors, &f.url, &dir, "refs/heads/main");
+        assert_eq!(got.unwrap().sha, c6);
+        assert_eq!(notes, ["fetched 3 new objects into the mirror"]);
+
+        // As a clone leaves it: origin, its branches (`other` is gone from
+        // the remote, so from the mirror too), the tags, a local branch.
+        assert_eq!(read(&dir), "six\n");
+        assert_clean_at(&dir, &c6);
+        assert_eq!(remote_url(&dir), f.url);
+        assert_eq!(git(&dir, &["symbolic-ref", "HEAD"]), "refs/heads/main");
+        assert_eq!(
+            git(
+                &dir,
+                &[
+                    "for-each-ref",
+                    "--format=%(refname)",
+                    "refs/remotes",
+                    "refs/tags"
+                ]
+            ),
+            "refs/remotes/origin/HEAD\nrefs/remotes/origin/main\nrefs/tags/detached-tag\nrefs/tags/v1\nrefs/tags/v1-light"
+        );
+        assert_eq!(
+            git(&dir, &["rev-parse", "--abbrev-ref", "main@{upstream}"]),
+            "origin/main"
+        );
+        assert_eq!(
+            git(&dir, &["describe", "--tags", "--abbrev=0", "HEAD~1"]),
+            "v1"
+        );
+        assert_eq!(git(&dir, &["log", "--format=%s"]), "six\ntwo\none");
+        git(&dir, &["fsck", "--no-dangling"]);
+        // Copies, not links: nothing a step does in .git reaches the mirror.
+        for pack in std::fs::read_dir(dir.join(".git/objects/pack")).unwrap() {
+            use std::os::unix::fs::MetadataExt as _;
+            let meta = pack.unwrap().metadata().unwrap();
+            assert_eq!(meta.nlink(), 1);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_mirror_is_discarded_and_cloned_again() {
+        let f = fixture();
+        let mirrors = Mirrors::new(f.root.join("mirrors"));
+        let (got, _) = noted(&mirrors, &f.url, &f.root.join("a"), "refs/heads/main");
+        got.unwrap();
+        let mirror = mirror::Mirror::of(mirrors.root(), &f.url).dir;
+        // Its packs mangled: the objects are unreadable.
+        for pack in std::fs::read_dir(mirror.join("objects/pack")).unwrap() {
+            let path = pack.unwrap().path();
+            let mut perms = std::fs::metadata(&path).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&path, perms).unwrap();
+            std::fs::write(&path, b"garbage").unwrap();
+        }
+        let (got, notes) = noted(&mirrors, &f.url, &f.root.join("b"), "refs/heads/main");
+        assert_eq!(got.unwrap().sha, f.c2, "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.starts_with("discarding the mirror")),
+            "{notes:?}"
+        );
+        assert_eq!(read(&f.root.join("b")), "two\n");
+        // Not a repository at all any more.
+        std::fs::remove_dir_all(mirror.join("objects")).unwrap();
+        std::fs::write(mirror.join("HEAD"), b"nonsense").unwrap();
+        let (got, notes) = noted(&mirrors, &f.url, &f.root.join("c"), "refs/heads/main");
+        assert_eq!(got.unwrap().sha, f.c2, "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.starts_with("discarding the mirror")),
+            "{notes:?}"
+        );
+        // What the remote refuses is not the mirror's fault: it stays.
+        let (got, notes) = noted(&mirrors, &f.url, &f.root.join("d"), "refs/heads/nope");
+        assert!(matches!(got, Err(Error::RefNotFound { .. })), "{got:?}");
+        assert!(
+            notes.iter().all(|n| !n.starts_with("discarding")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn one_fetch_at_a_time_and_checkouts_side_by_side() {
+        let f = fixture();
+        let mirrors = Mirrors::new(f.root.join("mirrors"));
+        std::fs::create_dir_all(mirrors.root()).unwrap();
+        // Another process's fetch holds the lock: every checkout waits.
+        let held = FileLock::exclusive(&mirrors.lock_path(&f.url)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let runs: Vec<_> = (0..3)
+                .map(|i| {
+                    let (tx, mirrors, url) = (tx.clone(), &mirrors, &f.url);
+                    let dir = f.root.join(format!("w{i}"));
+                    s.spawn(move || {
+                        let source = Source {
+                            url,
+                            credentials: None,
+                            git_ref: "refs/heads/main",
+                            commit: None,
+                        };
+                        mirrors.checkout(&source, &dir, &AtomicBool::new(false), &mut |n| {
+                            let _ = tx.send(n.to_owned());
+                        })
+                    })
+                })
+                .collect();
+            for _ in 0..3 {
+                let note = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+                assert_eq!(note, "waiting for another task's fetch of this repository");
+            }
+            assert!(!mirror::Mirror::of(mirrors.root(), &f.url).dir.exists());
+            drop(held);
+            for run in runs {
+                assert_eq!(run.join().unwrap().unwrap().sha, f.c2);
+            }
+        });
+        // One of them cloned the mirror; the others found it whole.
+        let notes: Vec<String> = rx.try_iter().collect();
+        let fetched = notes.iter().filter(|n| n.starts_with("fetched ")).count();
+        assert_eq!(fetched, 1, "{notes:?}");
     }
 
     fn token() -> Credentials {
