@@ -50,6 +50,16 @@ impl Api {
         }
     }
 
+    /// `GET path` of a text resource (a task's log), which must answer 200.
+    pub fn text(&self, path: &str) -> Result<String> {
+        let headers = [("Authorization", self.auth.as_str())];
+        let answer = http::request(&self.addr, "GET", path, &headers, b"")?;
+        match answer.status {
+            200 => Ok(answer.body),
+            status => bail!("GET {path}: {status} {}", answer.body.trim()),
+        }
+    }
+
     /// `POST path` with a JSON body, which must answer 2xx.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
         match self.call(

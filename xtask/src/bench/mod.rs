@@ -13,6 +13,7 @@
 mod deploy;
 mod forges;
 mod load;
+mod rebuild;
 mod stack;
 
 use std::fmt::Write as _;
@@ -40,7 +41,7 @@ pub trait Suite {
 
 /// Every suite, in the order a bench without names runs them. `forges`
 /// leaves thousands of pending tasks behind: it comes last.
-const SUITES: &[&dyn Suite] = &[&deploy::Deploy, &forges::Forges];
+const SUITES: &[&dyn Suite] = &[&deploy::Deploy, &rebuild::Rebuild, &forges::Forges];
 
 /// What a suite measured.
 pub struct Report {

@@ -374,7 +374,8 @@ pub fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-fn seconds(elapsed: Duration) -> String {
+/// A stage's time as the task's log shows it, e.g. `1.25s`.
+pub(crate) fn seconds(elapsed: Duration) -> String {
     format!("{:.2}s", elapsed.as_secs_f64())
 }
 

@@ -2,12 +2,14 @@
 //! rendered tag, and pushed to the runner's registry.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use domain::image::{Digest, ImageRef};
 use domain::mask::Masker;
 use domain::push::CommitSha;
 use domain::workflow::{ImageSpec, TemplateVars};
 
+use crate::cache::seconds;
 use crate::client::Claim;
 use crate::context::Context;
 use crate::docker::{BuildSpec, Docker, LayerSource};
@@ -89,9 +91,15 @@ pub(super) async fn build_and_push(
     let Some(first) = references.first().cloned() else {
         return Err("image failed: no tag left after rendering image.tags".to_owned());
     };
+    let started = Instant::now();
     build(docker, claim, image, workspace, &vars, &references, out).await?;
+    out.sink.line(
+        out.position,
+        &format!("built in {}", seconds(started.elapsed())),
+    );
     let credentials = credentials(claim);
     let mut digest = String::new();
+    let started = Instant::now();
     for reference in &references {
         out.sink.line(out.position, &format!("pushing {reference}"));
         let pushed = docker
@@ -103,6 +111,10 @@ pub(super) async fn build_and_push(
         }
     }
     let digest = Digest::parse(&digest).map_err(|e| format!("image push failed: {e}"))?;
+    out.sink.line(
+        out.position,
+        &format!("pushed in {}", seconds(started.elapsed())),
+    );
     Ok(Pushed {
         reference: first,
         pinned: repository.pinned(&digest),
