@@ -90,7 +90,10 @@ impl Suite for Rebuild {
                 "s",
                 warm.wall,
             )
-            .floor("the same task cold, empty data dir", cold.wall),
+            .floor(
+                "the same task cold: empty data dir and cargo home",
+                cold.wall,
+            ),
             Figure::new("warm task over cold task", "x", warm.wall / cold.wall)
                 .at_most(WARM_AT_MOST),
         ];
@@ -250,7 +253,8 @@ fn timed(lines: &[String]) -> f64 {
                 .parse::<f64>()
                 .ok()
         })
-        .sum()
+        // Not `sum`, whose sum of nothing is -0.
+        .fold(0.0, |total, t| total + t)
 }
 
 /// Seconds between two RFC 3339 times of the API.
