@@ -15,10 +15,12 @@ pub mod executor;
 pub mod git;
 pub mod metrics;
 pub mod process;
+pub mod registry;
 mod report;
 pub mod route;
 pub mod settings;
 pub mod ship;
+pub mod sweep;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -64,6 +66,10 @@ pub struct Runner {
     metrics: Arc<metrics::Metrics>,
     /// `GET /metrics`, when `SLIPWAY_METRICS_ADDR` is set.
     listener: Option<telemetry::metrics::Listener>,
+    /// Deletes the registry manifests of pruned images.
+    registry: registry::Registry,
+    /// `SLIPWAY_SWEEP_INTERVAL`.
+    sweep_every: Duration,
 }
 
 impl Runner {
@@ -144,6 +150,7 @@ impl Runner {
             None => None,
         };
         let metrics = Arc::new(metrics::Metrics::new(settings.concurrency())?);
+        let sweep_every = settings.sweep_every().map_err(Error::Settings)?;
         Ok(Self {
             settings,
             runner_id,
@@ -151,6 +158,8 @@ impl Runner {
             context,
             metrics,
             listener,
+            registry: registry::Registry::new().map_err(Error::Settings)?,
+            sweep_every,
         })
     }
 
@@ -213,6 +222,16 @@ impl Runner {
             let every = Duration::from_millis(self.settings.proxy_check_ms);
             let stop = stop_rx.clone();
             tokio::spawn(async move { deploy::keep_routes(&context, every, stop).await })
+        };
+        let sweeper = {
+            let sweeper = sweep::Sweeper {
+                client: self.context.client.clone(),
+                workspaces: self.context.workspaces.clone(),
+                registry: self.registry.clone(),
+                runner_id: self.runner_id.clone(),
+                metrics: self.metrics.clone(),
+            };
+            tokio::spawn(sweeper.run(self.sweep_every, stop_rx.clone()))
         };
         tokio::pin!(shutdown);
         let mut delays = queue::RECONNECT.build();
@@ -309,6 +328,7 @@ impl Runner {
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), announcer).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), keeper).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), sweeper).await;
         let grace = Duration::from_millis(self.settings.kill_grace_ms) + Duration::from_secs(2);
         let _ = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}

@@ -31,6 +31,9 @@ pub struct Metrics {
     registry: Registry,
     running: IntGauge,
     claims: IntCounterVec,
+    /// What the sweep removed: crashed tasks' workspaces, pruned images'
+    /// registry manifests.
+    swept: IntCounterVec,
 }
 
 impl Metrics {
@@ -56,15 +59,30 @@ impl Metrics {
         for outcome in Claim::ALL {
             claims.with_label_values(&[outcome.as_str()]);
         }
+        let swept = metrics::counter(
+            &registry,
+            "slipway_runner_swept_total",
+            "What this runner cleaned up: workspaces of tasks that ended without it (a crash), and registry manifests of pruned images (images).",
+            &["kind"],
+        )?;
+        for kind in ["workspaces", "images"] {
+            swept.with_label_values(&[kind]);
+        }
         Ok(Self {
             registry,
             running,
             claims,
+            swept,
         })
     }
 
     pub fn claim(&self, outcome: Claim) {
         self.claims.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// The sweep removed `n` things of `kind` (`workspaces`, `images`).
+    pub fn swept(&self, kind: &str, n: u64) {
+        self.swept.with_label_values(&[kind]).inc_by(n);
     }
 
     /// Counts a task as running until the guard is dropped.
