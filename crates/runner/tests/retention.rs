@@ -5,11 +5,15 @@
 //! nothing retained uses. A runner killed mid-task leaves its workspace; a
 //! runner sharing the data directory removes it once the task no longer
 //! runs under that lease, and leaves the workspaces of running tasks alone.
+//! Deleting a manifest logs in as the registry asks and says why a registry
+//! refused.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use runner::registry::{Deleted, Error};
+use test_support::auth_registry::AuthRegistry;
 use test_support::images::{self, Cleanup, free_port};
 use test_support::{DEADLINE, GitRepo, Options, Stack, step};
 
@@ -265,4 +269,179 @@ async fn a_killed_runners_workspace_goes_once_its_task_runs_elsewhere() {
     for task in [lost, busy] {
         assert_eq!(stack.task(task).await["status"], "running");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_is_deleted_with_the_registrys_login_and_refusals_say_why() {
+    let docker = images::docker();
+    images::busybox(&docker).await;
+    let deleting = AuthRegistry::start_deleting("ci", "s3cret").await;
+    let keeping = AuthRegistry::start("ci", "s3cret").await;
+    let client = runner::registry::Registry::new().expect("a client");
+    let login = Some(("ci", "s3cret"));
+    let mut pushed = Vec::new();
+    for registry in [&deleting.addr, &keeping.addr] {
+        let repository = format!("{registry}/slipway-test-prune");
+        let reference = format!("{repository}:{}", images::unique_name("t"));
+        let context = images::busybox_context(&format!(
+            "LABEL slipway-test={}\n",
+            images::unique_name("x")
+        ));
+        docker
+            .build(
+                images::plain_build(context.path(), std::slice::from_ref(&reference)),
+                |_| {},
+            )
+            .await
+            .expect("builds");
+        let digest = docker
+            .push(&reference, login, |_| {})
+            .await
+            .expect("pushes");
+        let _ = docker.remove_image(&reference).await;
+        pushed.push((repository, digest));
+    }
+    let (repository, digest) = &pushed[0];
+
+    let refused = client
+        .delete_manifest(repository, digest, None)
+        .await
+        .expect_err("no login");
+    assert!(matches!(refused, Error::LoginNeeded(_)), "{refused}");
+    assert!(
+        refused.to_string().contains("REGISTRY_USERNAME"),
+        "{refused}"
+    );
+    let refused = client
+        .delete_manifest(repository, digest, Some(("ci", "wrong")))
+        .await
+        .expect_err("a wrong password");
+    assert!(matches!(refused, Error::LoginRefused { .. }), "{refused}");
+    assert!(!refused.to_string().contains("wrong"), "{refused}");
+
+    assert_eq!(
+        client
+            .delete_manifest(repository, digest, login)
+            .await
+            .expect("deleted"),
+        Deleted::Now
+    );
+    assert_eq!(
+        client
+            .delete_manifest(repository, digest, login)
+            .await
+            .expect("done"),
+        Deleted::AlreadyGone,
+        "a second delete finds nothing, which is done too"
+    );
+
+    let (repository, digest) = &pushed[1];
+    let refused = client
+        .delete_manifest(repository, digest, login)
+        .await
+        .expect_err("deletes are off");
+    assert!(matches!(refused, Error::DeleteDisabled(_)), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("REGISTRY_STORAGE_DELETE_ENABLED"),
+        "{refused}"
+    );
+}
+
+/// The registry's answer for a manifest, logged in.
+async fn manifest_with_login(registry: &str, name: &str, digest: &str) -> u16 {
+    reqwest::Client::new()
+        .head(format!("http://{registry}/v2/{name}/manifests/{digest}"))
+        .basic_auth("ci", Some("s3cret"))
+        .header(
+            "Accept",
+            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+        )
+        .send()
+        .await
+        .expect("the registry answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruned_images_are_deleted_with_the_workflows_registry_login() {
+    let docker = images::docker();
+    images::busybox(&docker).await;
+    let registry = AuthRegistry::start_deleting("ci", "s3cret").await;
+    let mut stack = Stack::with(Options {
+        runners: 0,
+        ..Options::default()
+    })
+    .await;
+    stack.stop_orchestrator().await;
+    stack
+        .start_orchestrator_with(|s| {
+            s.prune_interval = "1s".to_owned();
+            s.registry_delete = true;
+        })
+        .await;
+    stack
+        .spawn_runner_with(runner::Settings {
+            sweep_interval: "1s".to_owned(),
+            registry: registry.addr.clone(),
+            ..stack.runner_settings()
+        })
+        .await;
+    let repo = GitRepo::new();
+    let name = images::unique_name("slipway-e2e/login");
+    let workflow_id = stack
+        .create_workflow(&format!(
+            "name: login\nrepo: {}\nimage:\n  name: {name}\nretention:\n  days: 1\n  keep_last: 0\n",
+            repo.url
+        ))
+        .await;
+    stack
+        .set_secret(workflow_id, "REGISTRY_USERNAME", "ci")
+        .await;
+    stack
+        .set_secret(workflow_id, "REGISTRY_PASSWORD", "s3cret")
+        .await;
+    let mut tasks = Vec::new();
+    for v in 1..=2 {
+        let id = stack
+            .push_app(&repo, &format!("v{v}\n"), &format!("login-{v}"))
+            .await;
+        let task = stack.wait_finished(id).await;
+        assert_eq!(task["status"], "success", "{task:#}");
+        let digest = task["image"]["digest"].as_str().expect("digest").to_owned();
+        assert_eq!(
+            manifest_with_login(&registry.addr, &name, &digest).await,
+            200
+        );
+        tasks.push((id, digest));
+    }
+    let unpublished = "SELECT count(*) AS n FROM events WHERE published_at IS NULL";
+    eventually("events published", async || {
+        stack.db.count(unpublished) == 0
+    })
+    .await;
+    let ids: Vec<i64> = tasks.iter().map(|(id, _)| *id).collect();
+    stack.db.age_tasks(&ids, 3);
+    eventually("both manifests deleted", async || {
+        let mut gone = true;
+        for (_, digest) in &tasks {
+            gone &= manifest_with_login(&registry.addr, &name, digest).await == 404;
+        }
+        gone
+    })
+    .await;
+    assert_eq!(
+        stack.db.count("SELECT count(*) AS n FROM image_deletions"),
+        0
+    );
+    let (_, w) = stack.get(&format!("/api/workflows/{workflow_id}")).await;
+    let last = &w["retention"]["last_pruned"];
+    assert_eq!(
+        (&last["tasks"], &last["images"]),
+        (&2.into(), &2.into()),
+        "{w:#}"
+    );
+    assert!(last["log_bytes"].as_i64() > Some(0), "{w:#}");
 }
