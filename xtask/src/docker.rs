@@ -107,6 +107,24 @@ pub fn start_registry(dir: &Path, port: u16, reuse: bool) -> Result<(String, Opt
             dir.join("data").display()
         ),
     )?;
+    // Deletes (retention's SLIPWAY_REGISTRY_DELETE) only unlink manifests;
+    // the blobs nothing refers to any more are freed here, while nothing
+    // pushes. An empty storage has nothing to collect (and the command
+    // fails on it).
+    if dir.join("data/docker/registry/v2/repositories").is_dir() {
+        let gc = Command::new("docker-registry")
+            .arg("garbage-collect")
+            .arg(&config)
+            .output();
+        match gc {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "xtask: the registry's garbage-collect failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("xtask: cannot run the registry's garbage-collect: {e}"),
+        }
+    }
     eprintln!("xtask: starting a registry on {addr}");
     let child = spawn_ready(
         "the registry",

@@ -226,6 +226,11 @@ impl Infra {
         Ok(self.proxy.insert(Proxy::start(dir, ports, self.reuse)?))
     }
 
+    /// Whether the registry is the one this started (it allows deletes).
+    pub fn own_registry(&self) -> bool {
+        self.registry_process.is_some()
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut proxy) = self.proxy.take() {
             proxy.stop();

@@ -79,6 +79,10 @@ fn serve(base: &Path, infra: &mut Infra, stop: &mpsc::Receiver<()>) -> Result<()
     env.insert("SLIPWAY_DATABASE_URL".into(), infra.database_url.clone());
     env.insert("SLIPWAY_AMQP_URL".into(), infra.amqp_url.clone());
     env.insert("SLIPWAY_REGISTRY".into(), infra.registry.clone());
+    if infra.own_registry() {
+        // The bundled registry allows deletes and collects at start.
+        env.insert("SLIPWAY_REGISTRY_DELETE".into(), "true".into());
+    }
     env.entry("SLIPWAY_DATA_DIR".into())
         .or_insert_with(|| base.join("data").display().to_string());
     for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("SLIPWAY_")) {

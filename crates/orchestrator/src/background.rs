@@ -1,5 +1,5 @@
 //! How the orchestrator's background loops (the outbox relay, the lease
-//! watchdog) are stopped: each runs until its [`Shutdown`] is requested and
+//! watchdog, the pruner) are stopped: each runs until its [`Shutdown`] is requested and
 //! finishes the work in hand first; its [`Handle`] waits for that.
 
 use std::future::Future;

@@ -14,6 +14,7 @@ pub mod forges;
 pub mod grpc;
 pub mod logs;
 pub mod metrics;
+pub mod prune;
 pub mod relay;
 pub mod runners;
 pub mod settings;
@@ -131,14 +132,17 @@ impl Orchestrator {
         };
         let secrets = crypto::SecretBox::new(&settings.secret_key)
             .with_previous(&settings.secret_key_previous);
-        let app = Arc::new(App::new(
-            pool,
-            secrets,
-            Duration::from_secs(settings.lease_seconds),
-            settings.max_requeues,
-            metrics::Metrics::new()?,
-            forges::Forges::from_settings(&settings).map_err(Error::Settings)?,
-        ));
+        let app = Arc::new(
+            App::new(
+                pool,
+                secrets,
+                Duration::from_secs(settings.lease_seconds),
+                settings.max_requeues,
+                metrics::Metrics::new()?,
+                forges::Forges::from_settings(&settings).map_err(Error::Settings)?,
+            )
+            .with_retention_days(settings.retention_days),
+        );
         // Secrets open with either key meanwhile, so a failure here only
         // delays the rotation to the next start.
         if let Err(e) = app.reseal_secrets().await {
@@ -163,8 +167,8 @@ impl Orchestrator {
     }
 
     /// Serves the gRPC services (public, runner, notifier API, and server
-    /// reflection) and runs the outbox relay and the lease
-    /// watchdog until `shutdown` resolves.
+    /// reflection) and runs the outbox relay, the lease watchdog and the
+    /// pruner until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let topology = queue::Topology::new(self.settings.queue_prefix.clone())
             .expiring(self.settings.queue_expires_ms);
@@ -188,6 +192,15 @@ impl Orchestrator {
             },
         );
         let watchdog = Handle::spawn("watchdog", watchdog.run(loops_stop.clone()));
+        let pruner = prune::Pruner::new(
+            self.app.clone(),
+            prune::Options {
+                every: self.settings.prune_every(),
+                batch: self.settings.prune_batch,
+                delete_images: self.settings.registry_delete,
+            },
+        );
+        let pruner = Handle::spawn("pruner", pruner.run(loops_stop.clone()));
         let metrics = self.metrics.map(|listener| {
             let (app, topology) = (self.app.clone(), topology.clone());
             let render = move || {
@@ -253,7 +266,8 @@ impl Orchestrator {
         let _ = stop_loops.send(true);
         tokio::join!(
             relay.stopped(SHUTDOWN_GRACE),
-            watchdog.stopped(SHUTDOWN_GRACE)
+            watchdog.stopped(SHUTDOWN_GRACE),
+            pruner.stopped(SHUTDOWN_GRACE)
         );
         if let Some(metrics) = metrics {
             let _ = metrics.await;

@@ -46,7 +46,26 @@ pub struct Metrics {
     consumers: IntGaugeVec,
     runners_online: IntGauge,
     runner_slots: IntGaugeVec,
+    /// Rows the pruner deleted, and manifests runners deleted, by kind.
+    pruned: IntCounterVec,
+    /// What Slipway stores, by kind; `logs` is measured by the pruner.
+    data_bytes: IntGaugeVec,
 }
+
+/// The kinds of `slipway_pruned_total`: the rows of
+/// [`store::prune::Pruned::by_kind`], and registry manifests.
+const PRUNED_KINDS: [&str; 10] = [
+    "tasks",
+    "steps",
+    "log_chunks",
+    "events",
+    "alerts",
+    "deliveries",
+    "commit_statuses",
+    "deployments",
+    "rollbacks",
+    "images",
+];
 
 fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     (to - from).num_milliseconds().max(0) as f64 / 1000.0
@@ -134,6 +153,21 @@ impl Metrics {
             "Task slots of the runners online, all of them (state=total) and those running a task (state=busy).",
             &["state"],
         )?;
+        let pruned = metrics::counter(
+            r,
+            "slipway_pruned_total",
+            "What retention removed, by kind: rows (tasks, steps, log_chunks, events, alerts, deliveries, commit_statuses, deployments, rollbacks) and registry manifests a runner deleted (images).",
+            &["kind"],
+        )?;
+        let data_bytes = metrics::gauge(
+            r,
+            "slipway_data_bytes",
+            "Bytes Slipway stores, by kind: logs (the task log chunks in Postgres), measured by the pruner after each pass.",
+            &["kind"],
+        )?;
+        for kind in PRUNED_KINDS {
+            pruned.with_label_values(&[kind]);
+        }
         // Every bounded series from the start, so rate() sees the first event.
         for status in FINISHED {
             finished.with_label_values(&[status.as_str()]);
@@ -165,6 +199,8 @@ impl Metrics {
             consumers,
             runners_online,
             runner_slots,
+            pruned,
+            data_bytes,
         })
     }
 
@@ -236,6 +272,27 @@ impl Metrics {
         self.rollbacks
             .with_label_values(&[r.reason.as_str(), r.status.as_str()])
             .inc();
+    }
+
+    /// A pruner batch committed.
+    pub fn pruned(&self, pruned: &store::prune::Pruned) {
+        for (kind, n) in pruned.by_kind() {
+            if let Ok(n) = u64::try_from(n)
+                && n > 0
+            {
+                self.pruned.with_label_values(&[kind]).inc_by(n);
+            }
+        }
+    }
+
+    /// A runner deleted a registry manifest of a pruned image.
+    pub fn image_deleted(&self) {
+        self.pruned.with_label_values(&["images"]).inc();
+    }
+
+    /// The bytes of the task logs stored, as last measured.
+    pub fn set_log_bytes(&self, bytes: i64) {
+        self.data_bytes.with_label_values(&["logs"]).set(bytes);
     }
 
     /// Sets the runner gauges from the announcements heard.

@@ -24,6 +24,17 @@ const PENDING_ALERT: RangeInclusive<Duration> =
 /// it are deleted with it.
 const MIN_QUEUE_EXPIRES_MS: u32 = 60_000;
 
+/// `SLIPWAY_RETENTION_DAYS` when unset (workflow.md).
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+
+/// How often the pruner passes: from a second (tests) to a day.
+const PRUNE_INTERVAL: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 3600);
+
+/// Tasks pruned per transaction: small enough that a batch holds its locks
+/// for milliseconds.
+const PRUNE_BATCH: RangeInclusive<u32> = 1..=10_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     /// Where the gRPC API listens (`SLIPWAY_GRPC_ADDR`); port 0 picks one.
@@ -95,6 +106,18 @@ pub struct Settings {
     /// GitLab's base URL (`SLIPWAY_GITLAB_URL`); empty: the origin of the
     /// event's project page.
     pub gitlab_url: String,
+    /// The `retention.days` of workflows that set none
+    /// (`SLIPWAY_RETENTION_DAYS`, at least 1).
+    pub retention_days: u32,
+    /// How often the pruner deletes what is past retention
+    /// (`SLIPWAY_PRUNE_INTERVAL`, a duration from `1s` to `24h`).
+    pub prune_interval: String,
+    /// Tasks the pruner deletes per transaction (`SLIPWAY_PRUNE_BATCH`,
+    /// 1 to 10000).
+    pub prune_batch: u32,
+    /// Queue the registry manifests of pruned tasks' images for runners to
+    /// delete (`SLIPWAY_REGISTRY_DELETE`).
+    pub registry_delete: bool,
 }
 
 impl Default for Settings {
@@ -126,6 +149,10 @@ impl Default for Settings {
             github_api_url: "https://api.github.com".to_owned(),
             gitlab_api_token: String::new(),
             gitlab_url: String::new(),
+            retention_days: DEFAULT_RETENTION_DAYS,
+            prune_interval: "10m".to_owned(),
+            prune_batch: 200,
+            registry_delete: false,
         }
     }
 }
@@ -194,8 +221,41 @@ impl Settings {
                 self.queue_expires_ms
             ));
         }
+        if self.retention_days == 0 {
+            return Err("SLIPWAY_RETENTION_DAYS must be at least 1, got 0".to_owned());
+        }
+        match parse_duration(&self.prune_interval) {
+            Ok(d) if PRUNE_INTERVAL.contains(&d) => {}
+            Ok(_) | Err(ValueError::DurationTooLong(_)) => {
+                return Err(format!(
+                    "SLIPWAY_PRUNE_INTERVAL must be between {} and {}, got {:?}",
+                    format_duration(*PRUNE_INTERVAL.start()),
+                    format_duration(*PRUNE_INTERVAL.end()),
+                    self.prune_interval
+                ));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "SLIPWAY_PRUNE_INTERVAL: invalid duration {:?}: use e.g. 10m or 30s",
+                    self.prune_interval
+                ));
+            }
+        }
+        if !PRUNE_BATCH.contains(&self.prune_batch) {
+            return Err(format!(
+                "SLIPWAY_PRUNE_BATCH must be from {} to {}, got {}",
+                PRUNE_BATCH.start(),
+                PRUNE_BATCH.end(),
+                self.prune_batch
+            ));
+        }
         self.metrics_addr()?;
         Ok(())
+    }
+
+    /// `prune_interval` as a duration (checked by [`Settings::check`]).
+    pub fn prune_every(&self) -> Duration {
+        parse_duration(&self.prune_interval).unwrap_or(Duration::from_secs(600))
     }
 
     /// `metrics_addr` read: `None` when metrics are off.
@@ -269,6 +329,46 @@ mod tests {
             &[&ok[..], &too_short[..]].concat(),
             |s, ms| s.queue_expires_ms = ms,
             error,
+        );
+    }
+
+    #[test]
+    fn retention_and_pruning_are_bounded() {
+        assert_bounds(
+            &[(0, false), (1, true), (90, true), (u32::MAX, true)],
+            |s, days| s.retention_days = days,
+            "SLIPWAY_RETENTION_DAYS must be at least 1",
+        );
+        assert_bounds(
+            &[
+                (0, false),
+                (1, true),
+                (10_000, true),
+                (10_001, false),
+                (u32::MAX, false),
+            ],
+            |s, batch| s.prune_batch = batch,
+            "SLIPWAY_PRUNE_BATCH must be from 1 to 10000, got",
+        );
+        let error = "SLIPWAY_PRUNE_INTERVAL must be between 1s and 24h, got";
+        let cases = [
+            ("500ms", false),
+            ("1s", true),
+            ("10m", true),
+            ("24h", true),
+            ("25h", false),
+        ];
+        assert_bounds(
+            &cases,
+            |s, every| s.prune_interval = every.to_owned(),
+            error,
+        );
+        let got = checked(|s| s.prune_interval = "often".to_owned());
+        assert_checked(
+            "often",
+            got,
+            false,
+            "SLIPWAY_PRUNE_INTERVAL: invalid duration",
         );
     }
 

@@ -21,6 +21,41 @@ pub struct Workflow {
     pub updated_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub definition: Option<String>,
+    /// Only on `GET /api/workflows/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+}
+
+/// The retention in force and the last pruning (workflow.md).
+#[derive(Debug, Serialize)]
+pub struct Retention {
+    pub days: u32,
+    pub keep_last: u32,
+    pub last_pruned_at: Option<String>,
+    pub last_pruned: PruneFigures,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PruneFigures {
+    pub tasks: i64,
+    pub log_bytes: i64,
+    pub images: i64,
+}
+
+impl From<crate::Retention> for Retention {
+    fn from(r: crate::Retention) -> Self {
+        let last = r.last_pruned.unwrap_or_default();
+        Self {
+            days: r.days,
+            keep_last: r.keep_last,
+            last_pruned_at: time(r.last_pruned_at),
+            last_pruned: PruneFigures {
+                tasks: last.tasks,
+                log_bytes: last.log_bytes,
+                images: last.images,
+            },
+        }
+    }
 }
 
 impl From<crate::Workflow> for Workflow {
@@ -33,6 +68,7 @@ impl From<crate::Workflow> for Workflow {
             created_at: time(w.created_at),
             updated_at: time(w.updated_at),
             definition: w.definition,
+            retention: w.retention.map(Retention::from),
         }
     }
 }

@@ -463,6 +463,125 @@ impl RunnerClient {
             .await?;
         Ok(())
     }
+
+    /// Of the workspaces found on disk, those whose task is gone, finished
+    /// or runs under another lease.
+    pub async fn check_workspaces(
+        &mut self,
+        found: &[Workspace],
+    ) -> Result<Vec<Workspace>, CallError> {
+        Ok(self
+            .inner
+            .check_workspaces(proto::CheckWorkspacesRequest {
+                workspaces: found
+                    .iter()
+                    .map(|w| proto::WorkspaceRef {
+                        task_id: w.task_id,
+                        lease_prefix: w.lease_prefix.clone(),
+                    })
+                    .collect(),
+            })
+            .await?
+            .into_inner()
+            .stale
+            .into_iter()
+            .map(|w| Workspace {
+                task_id: w.task_id,
+                lease_prefix: w.lease_prefix,
+            })
+            .collect())
+    }
+
+    /// Claims up to `limit` registry manifests to delete, for `claim`.
+    pub async fn claim_image_deletions(
+        &mut self,
+        runner_id: &str,
+        limit: u32,
+        claim: Duration,
+    ) -> Result<Vec<ImageDeletion>, CallError> {
+        Ok(self
+            .inner
+            .claim_image_deletions(proto::ClaimImageDeletionsRequest {
+                runner_id: runner_id.to_owned(),
+                limit: i32::try_from(limit).unwrap_or(i32::MAX),
+                claim_ms: i64::try_from(claim.as_millis()).unwrap_or(i64::MAX),
+            })
+            .await?
+            .into_inner()
+            .deletions
+            .into_iter()
+            .map(ImageDeletion::from)
+            .collect())
+    }
+
+    /// How a claimed deletion went: `Ok` deleted (or already gone).
+    pub async fn report_image_deletion(
+        &mut self,
+        id: i64,
+        runner_id: &str,
+        outcome: Result<(), String>,
+    ) -> Result<(), CallError> {
+        self.inner
+            .report_image_deletion(proto::ReportImageDeletionRequest {
+                id,
+                runner_id: runner_id.to_owned(),
+                deleted: outcome.is_ok(),
+                error: outcome.err(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// A task workspace on disk, `task-<task_id>-<lease_prefix>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub task_id: i64,
+    /// The first characters of the lease token the task ran under.
+    pub lease_prefix: String,
+}
+
+/// A registry manifest of a pruned image, to delete.
+#[derive(Clone)]
+pub struct ImageDeletion {
+    /// Its queue entry, for the report.
+    pub id: i64,
+    /// `registry/name`.
+    pub repository: String,
+    pub digest: String,
+    /// The login of the workflow that pushed it (a password alone logs in
+    /// as `slipway`, as for pushes).
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ImageDeletion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageDeletion")
+            .field("id", &self.id)
+            .field("repository", &self.repository)
+            .field("digest", &self.digest)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(u, _)| (u, "***")),
+            )
+            .finish()
+    }
+}
+
+impl From<proto::ImageDeletion> for ImageDeletion {
+    fn from(d: proto::ImageDeletion) -> Self {
+        let credentials = match (d.registry_username, d.registry_password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, Some(password)) => Some(("slipway".to_owned(), password)),
+            _ => None,
+        };
+        Self {
+            id: d.id,
+            repository: d.repository,
+            digest: d.digest,
+            credentials,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,10 +17,12 @@ pub mod git;
 pub mod lock;
 pub mod metrics;
 pub mod process;
+pub mod registry;
 mod report;
 pub mod route;
 pub mod settings;
 pub mod ship;
+pub mod sweep;
 pub mod usage;
 
 use std::future::Future;
@@ -69,6 +71,10 @@ pub struct Runner {
     listener: Option<telemetry::metrics::Listener>,
     /// Asks for the data directory's sizes to be measured again.
     measure: Arc<tokio::sync::Notify>,
+    /// Deletes the registry manifests of pruned images.
+    registry: registry::Registry,
+    /// `SLIPWAY_SWEEP_INTERVAL`.
+    sweep_every: Duration,
 }
 
 impl Runner {
@@ -167,6 +173,7 @@ impl Runner {
             Some(addr) => Some(telemetry::metrics::Listener::bind(addr).await?),
             None => None,
         };
+        let sweep_every = settings.sweep_every().map_err(Error::Settings)?;
         Ok(Self {
             settings,
             runner_id,
@@ -175,6 +182,8 @@ impl Runner {
             metrics,
             listener,
             measure: Arc::new(tokio::sync::Notify::new()),
+            registry: registry::Registry::new().map_err(Error::Settings)?,
+            sweep_every,
         })
     }
 
@@ -244,6 +253,16 @@ impl Runner {
             self.measure.clone(),
             stop_rx.clone(),
         ));
+        let sweeper = {
+            let sweeper = sweep::Sweeper {
+                client: self.context.client.clone(),
+                workspaces: self.context.workspaces.clone(),
+                registry: self.registry.clone(),
+                runner_id: self.runner_id.clone(),
+                metrics: self.metrics.clone(),
+            };
+            tokio::spawn(sweeper.run(self.sweep_every, stop_rx.clone()))
+        };
         tokio::pin!(shutdown);
         let mut delays = queue::RECONNECT.build();
         let mut outcome = Ok(());
@@ -340,6 +359,7 @@ impl Runner {
         let _ = tokio::time::timeout(Duration::from_secs(2), announcer).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), keeper).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), measurer).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), sweeper).await;
         let grace = Duration::from_millis(self.settings.kill_grace_ms) + Duration::from_secs(2);
         let _ = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}

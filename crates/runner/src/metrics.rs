@@ -39,6 +39,9 @@ pub struct Metrics {
     claims: IntCounterVec,
     data_bytes: IntGaugeVec,
     caches: CacheCounters,
+    /// What the sweep removed: crashed tasks' workspaces, pruned images'
+    /// registry manifests.
+    swept: IntCounterVec,
 }
 
 /// What the tasks' caches came to, counted where it happens.
@@ -129,12 +132,22 @@ impl Metrics {
                 "Caches evicted, least recently used first, to stay within SLIPWAY_CACHE_MAX_BYTES.",
             )?,
         };
+        let swept = metrics::counter(
+            &registry,
+            "slipway_runner_swept_total",
+            "What this runner cleaned up: workspaces of tasks that ended without it (a crash), and registry manifests of pruned images (images).",
+            &["kind"],
+        )?;
+        for kind in ["workspaces", "images"] {
+            swept.with_label_values(&[kind]);
+        }
         Ok(Self {
             registry,
             running,
             claims,
             data_bytes,
             caches,
+            swept,
         })
     }
 
@@ -152,6 +165,11 @@ impl Metrics {
 
     pub fn claim(&self, outcome: Claim) {
         self.claims.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// The sweep removed `n` things of `kind` (`workspaces`, `images`).
+    pub fn swept(&self, kind: &str, n: u64) {
+        self.swept.with_label_values(&[kind]).inc_by(n);
     }
 
     /// Counts a task as running until the guard is dropped.

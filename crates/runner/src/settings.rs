@@ -81,6 +81,10 @@ pub struct Settings {
     pub log: String,
     /// Log lines as JSON, for a log collector (`SLIPWAY_LOG_JSON`).
     pub log_json: bool,
+    /// How often the runner removes the workspaces crashed tasks left and
+    /// deletes the registry manifests of pruned images
+    /// (`SLIPWAY_SWEEP_INTERVAL`, a duration from `1s` to `24h`).
+    pub sweep_interval: String,
 }
 
 /// The longest heartbeat interval and kill grace accepted: an hour. Longer
@@ -120,6 +124,7 @@ impl Default for Settings {
             runner_host: String::new(),
             log: "info".to_owned(),
             log_json: false,
+            sweep_interval: "5m".to_owned(),
         }
     }
 }
@@ -159,11 +164,28 @@ impl Settings {
                     .to_owned(),
             );
         }
+        self.sweep_every()?;
         self.metrics_addr()?;
         self.cache_max_bytes()?;
         self.labels()?;
         self.proxy_admin()?;
         Ok(())
+    }
+
+    /// `sweep_interval` read.
+    pub fn sweep_every(&self) -> Result<std::time::Duration, String> {
+        let bounds = std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(24 * 3600);
+        match domain::workflow::parse_duration(&self.sweep_interval) {
+            Ok(d) if bounds.contains(&d) => Ok(d),
+            Ok(_) | Err(domain::workflow::ValueError::DurationTooLong(_)) => Err(format!(
+                "SLIPWAY_SWEEP_INTERVAL must be between 1s and 24h, got {:?}",
+                self.sweep_interval
+            )),
+            Err(_) => Err(format!(
+                "SLIPWAY_SWEEP_INTERVAL: invalid duration {:?}: use e.g. 5m or 30s",
+                self.sweep_interval
+            )),
+        }
     }
 
     /// `proxy_admin` read, with its default under the data directory.
@@ -306,7 +328,20 @@ mod tests {
         assert_eq!(base.check(), Ok(()));
         // A change to valid settings, and the start of the error it makes.
         type Case = (fn(&mut Settings), Option<&'static str>);
-        let cases: [Case; 7] = [
+        let cases: [Case; 11] = [
+            (
+                |s| s.sweep_interval = "0s".to_owned(),
+                Some("SLIPWAY_SWEEP_INTERVAL must be between 1s and 24h"),
+            ),
+            (|s| s.sweep_interval = "1s".to_owned(), None),
+            (
+                |s| s.sweep_interval = "25h".to_owned(),
+                Some("SLIPWAY_SWEEP_INTERVAL must be between 1s and 24h"),
+            ),
+            (
+                |s| s.sweep_interval = "soon".to_owned(),
+                Some("SLIPWAY_SWEEP_INTERVAL: invalid duration"),
+            ),
             (
                 |s| s.heartbeat_ms = 0,
                 Some("SLIPWAY_HEARTBEAT_MS must be from 1 to 3600000"),

@@ -10,14 +10,17 @@ pub mod alerts;
 pub mod deployments;
 pub mod events;
 pub mod forges;
+pub mod image_deletions;
 pub mod logs;
 pub mod outbox;
+pub mod prune;
 pub mod schema;
 pub mod secrets;
 pub mod task_deploys;
 pub mod tasks;
 pub mod webhooks;
 pub mod workflows;
+pub mod workspaces;
 
 use std::time::Duration;
 

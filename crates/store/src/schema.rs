@@ -11,6 +11,10 @@ diesel::table! {
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
         installation_id -> Nullable<Int8>,
+        last_pruned_at -> Nullable<Timestamptz>,
+        last_pruned_tasks -> Int8,
+        last_pruned_log_bytes -> Int8,
+        last_pruned_images -> Int8,
     }
 }
 
@@ -228,6 +232,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    image_deletions (id) {
+        id -> Int8,
+        workflow_id -> Int8,
+        repository -> Text,
+        digest -> Text,
+        status -> Text,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        claimed_by -> Nullable<Text>,
+        next_attempt_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(workflow_versions -> workflows (workflow_id));
 diesel::joinable!(secrets -> workflows (workflow_id));
 diesel::joinable!(tasks -> workflows (workflow_id));
@@ -238,6 +257,7 @@ diesel::joinable!(outbox -> tasks (task_id));
 diesel::joinable!(events -> workflows (workflow_id));
 diesel::joinable!(alerts -> events (event_id));
 diesel::joinable!(deliveries -> alerts (alert_id));
+diesel::joinable!(image_deletions -> workflows (workflow_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     commit_statuses,
@@ -255,4 +275,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     alerts,
     deliveries,
+    image_deletions,
 );

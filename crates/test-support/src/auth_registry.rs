@@ -24,6 +24,15 @@ impl AuthRegistry {
     /// bcrypt through perl's crypt(3), which is libxcrypt on Debian), and
     /// waits until it answers.
     pub async fn start(user: &str, password: &str) -> Self {
+        Self::launch(user, password, false).await
+    }
+
+    /// The same, allowing manifests to be deleted (`storage.delete`).
+    pub async fn start_deleting(user: &str, password: &str) -> Self {
+        Self::launch(user, password, true).await
+    }
+
+    async fn launch(user: &str, password: &str, deletes: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr = format!("127.0.0.1:{}", free_port());
         let hash = Command::new("perl")
@@ -39,7 +48,7 @@ impl AuthRegistry {
         let htpasswd = dir.path().join("htpasswd");
         std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("write htpasswd");
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {deletes}\n\
              http:\n  addr: {addr}\n\
              auth:\n  htpasswd:\n    realm: slipway-test\n    path: {}\n",
             dir.path().join("data").display(),

@@ -34,6 +34,30 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Moves tasks `days` back in time, in one statement (so a pruner never
+    /// sees them half moved): their times, their log chunks', and their
+    /// events' (written and published). What retention tests seed instead
+    /// of waiting.
+    pub fn age_tasks(&self, ids: &[i64], days: u32) {
+        let ids = ids
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let back = format!("interval '{days} days'");
+        self.execute(&format!(
+            "WITH t AS (
+                 UPDATE tasks SET created_at = created_at - {back}, queued_at = queued_at - {back},
+                     started_at = started_at - {back}, finished_at = finished_at - {back}
+                 WHERE id IN ({ids}) RETURNING id),
+             e AS (
+                 UPDATE events SET created_at = created_at - {back}, published_at = published_at - {back}
+                 WHERE task_id IN (SELECT id FROM t) RETURNING id)
+             UPDATE log_chunks SET created_at = created_at - {back}
+             WHERE task_id IN (SELECT id FROM t)"
+        ));
+    }
+
     /// The `count(*) AS n` of one SQL query on this database.
     pub fn count(&self, sql: &str) -> i64 {
         let mut conn = PgConnection::establish(&self.url).expect("connect to the test database");

@@ -198,6 +198,7 @@ impl Stack {
             },
             gitlab_api_token: options.forges.gitlab_api_token.clone(),
             gitlab_url: options.forges.gitlab_url.clone(),
+            ..orchestrator::Settings::default()
         };
         let orchestrator = Running::orchestrator(orchestrator_settings).await;
         let scheme = if options.grpc_tls.is_some() {
@@ -338,6 +339,7 @@ impl Stack {
             runner_host: String::new(),
             log: "warn".to_owned(),
             log_json: false,
+            ..runner::Settings::default()
         }
     }
 

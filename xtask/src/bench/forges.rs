@@ -82,17 +82,17 @@ impl Suite for Forges {
 }
 
 /// A repository as a payload names it.
-struct Repo<'a> {
+pub(super) struct Repo<'a> {
     /// `owner/name`: where the statuses of its tasks go.
-    full_name: &'a str,
+    pub(super) full_name: &'a str,
     /// What a workflow's `repo` matches.
-    clone_url: &'a str,
+    pub(super) clone_url: &'a str,
 }
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
 /// A GitHub `push` payload of one commit.
-fn push_payload(repo: &Repo<'_>, git_ref: &str, after: &str, message: &str) -> Value {
+pub(super) fn push_payload(repo: &Repo<'_>, git_ref: &str, after: &str, message: &str) -> Value {
     let (owner, name) = repo
         .full_name
         .split_once('/')
@@ -192,17 +192,22 @@ fn signature(secret: &[u8], body: &[u8]) -> Result<String> {
 }
 
 /// A signed delivery, ready to send.
-struct Delivery {
+pub(super) struct Delivery {
     /// `X-GitHub-Event`.
     event: &'static str,
     /// `X-GitHub-Delivery`, distinct for each.
     id: String,
     signature: String,
-    body: Bytes,
+    pub(super) body: Bytes,
 }
 
 impl Delivery {
-    fn new(secret: &[u8], event: &'static str, id: String, payload: &Value) -> Result<Self> {
+    pub(super) fn new(
+        secret: &[u8],
+        event: &'static str,
+        id: String,
+        payload: &Value,
+    ) -> Result<Self> {
         let body = serde_json::to_vec(payload)?;
         Ok(Self {
             event,
@@ -212,7 +217,7 @@ impl Delivery {
         })
     }
 
-    fn headers(&self) -> [(&'static str, &str); 4] {
+    pub(super) fn headers(&self) -> [(&'static str, &str); 4] {
         [
             ("Content-Type", "application/json"),
             ("X-GitHub-Event", self.event),
@@ -223,7 +228,7 @@ impl Delivery {
 }
 
 /// The one task a delivery's answer says it created.
-fn created_task(status: u16, answer: &Value) -> Result<u64> {
+pub(super) fn created_task(status: u16, answer: &Value) -> Result<u64> {
     let ids = answer["task_ids"].as_array();
     match (status, ids.map(Vec::as_slice)) {
         (202, Some([id])) => id

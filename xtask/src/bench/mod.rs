@@ -13,6 +13,7 @@
 mod deploy;
 mod forges;
 mod load;
+mod prune;
 mod rebuild;
 mod stack;
 
@@ -39,9 +40,14 @@ pub trait Suite {
     fn run(&self, stack: &Stack) -> Result<Report>;
 }
 
-/// Every suite, in the order a bench without names runs them. `forges`
-/// leaves thousands of pending tasks behind: it comes last.
-const SUITES: &[&dyn Suite] = &[&deploy::Deploy, &rebuild::Rebuild, &forges::Forges];
+/// Every suite, in the order a bench without names runs them. `prune` and
+/// `forges` leave thousands of pending tasks behind: they come last.
+const SUITES: &[&dyn Suite] = &[
+    &deploy::Deploy,
+    &rebuild::Rebuild,
+    &prune::Prune,
+    &forges::Forges,
+];
 
 /// What a suite measured.
 pub struct Report {

@@ -10,6 +10,7 @@
 mod alerts;
 mod deploys;
 mod leases;
+mod retention;
 mod statuses;
 mod tasks;
 mod triggers;
@@ -31,6 +32,7 @@ use crate::metrics::Metrics;
 
 pub use deploys::{Environment, ServedAt};
 pub use leases::Claim;
+pub use retention::{DeletionClaim, PassOptions, RetentionView};
 pub use statuses::Sendable;
 pub use triggers::{Outcome, Webhook, WorkflowRun};
 
@@ -62,6 +64,8 @@ pub struct App {
     pub(crate) runners: crate::runners::Runners,
     /// The forges' credentials: where statuses go, tokens for them and clones.
     pub(crate) forges: crate::forges::Forges,
+    /// `SLIPWAY_RETENTION_DAYS`: the `retention.days` of workflows that set none.
+    pub(crate) retention_days: u32,
 }
 
 pub(crate) fn internal(err: impl std::fmt::Display) -> ApiError {
@@ -149,7 +153,14 @@ impl App {
             metrics,
             runners: crate::runners::Runners::default(),
             forges,
+            retention_days: crate::settings::DEFAULT_RETENTION_DAYS,
         }
+    }
+
+    /// The same, with `days` as the default `retention.days`.
+    pub fn with_retention_days(mut self, days: u32) -> Self {
+        self.retention_days = days;
+        self
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.

@@ -9,7 +9,7 @@ use store::events::EventRecord;
 use store::tasks::TaskDetail;
 use store::workflows::WorkflowRow;
 
-use crate::app::Environment;
+use crate::app::{DeletionClaim, Environment, RetentionView};
 
 pub fn workflow(row: WorkflowRow, definition: Option<String>) -> proto::Workflow {
     proto::Workflow {
@@ -20,6 +20,44 @@ pub fn workflow(row: WorkflowRow, definition: Option<String>) -> proto::Workflow
         created_at: Some(proto::timestamp(row.created_at)),
         updated_at: Some(proto::timestamp(row.updated_at)),
         definition,
+        retention: None,
+    }
+}
+
+pub fn retention(r: RetentionView) -> proto::Retention {
+    proto::Retention {
+        days: r.limits.days,
+        keep_last: r.limits.keep_last,
+        last_pruned_at: r.last.at.map(proto::timestamp),
+        last_pruned: Some(proto::PruneFigures {
+            tasks: r.last.tasks,
+            log_bytes: r.last.log_bytes,
+            images: r.last.images,
+        }),
+    }
+}
+
+pub fn image_deletion(c: DeletionClaim) -> proto::ImageDeletion {
+    proto::ImageDeletion {
+        id: c.row.id,
+        repository: c.row.repository,
+        digest: c.row.digest,
+        registry_username: c.username,
+        registry_password: c.password,
+    }
+}
+
+pub fn workspace(w: proto::WorkspaceRef) -> store::workspaces::Workspace {
+    store::workspaces::Workspace {
+        task_id: w.task_id,
+        lease_prefix: w.lease_prefix,
+    }
+}
+
+pub fn workspace_ref(w: store::workspaces::Workspace) -> proto::WorkspaceRef {
+    proto::WorkspaceRef {
+        task_id: w.task_id,
+        lease_prefix: w.lease_prefix,
     }
 }
 

@@ -77,7 +77,10 @@ impl Slipway for PublicApi {
         req: Request<proto::GetWorkflowRequest>,
     ) -> Answer<proto::Workflow> {
         let (row, definition) = self.app.get_workflow(req.into_inner().id).await?;
-        ok(convert::workflow(row, Some(definition)))
+        let retention = self.app.retention(row.id, row.version, &definition).await?;
+        let mut workflow = convert::workflow(row, Some(definition));
+        workflow.retention = Some(convert::retention(retention));
+        ok(workflow)
     }
 
     async fn update_workflow(

@@ -3,6 +3,7 @@
 //! runner whose lease was lost is refused and stops the task.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use proto::runner_api_server::RunnerApi;
 use proto::{ApiError, ErrorCode};
@@ -260,5 +261,51 @@ impl RunnerApi for RunnerService {
         Ok(Response::new(proto::ListRoutesResponse {
             routes: routes.into_iter().map(convert::served_route).collect(),
         }))
+    }
+
+    async fn check_workspaces(
+        &self,
+        req: Request<proto::CheckWorkspacesRequest>,
+    ) -> Answer<proto::CheckWorkspacesResponse> {
+        let found = req
+            .into_inner()
+            .workspaces
+            .into_iter()
+            .map(convert::workspace)
+            .collect();
+        let stale = self.app.check_workspaces(found).await?;
+        Ok(Response::new(proto::CheckWorkspacesResponse {
+            stale: stale.into_iter().map(convert::workspace_ref).collect(),
+        }))
+    }
+
+    async fn claim_image_deletions(
+        &self,
+        req: Request<proto::ClaimImageDeletionsRequest>,
+    ) -> Answer<proto::ClaimImageDeletionsResponse> {
+        let req = req.into_inner();
+        let limit = i64::from(req.limit.clamp(1, 100));
+        // A claim must outlive a deletion's request, and not hold one for
+        // long when its runner died.
+        let claim = Duration::from_millis(u64::try_from(req.claim_ms).unwrap_or(0))
+            .clamp(Duration::from_secs(10), Duration::from_secs(3600));
+        let claimed = self
+            .app
+            .claim_image_deletions(req.runner_id, limit, claim)
+            .await?;
+        Ok(Response::new(proto::ClaimImageDeletionsResponse {
+            deletions: claimed.into_iter().map(convert::image_deletion).collect(),
+        }))
+    }
+
+    async fn report_image_deletion(
+        &self,
+        req: Request<proto::ReportImageDeletionRequest>,
+    ) -> Answer<proto::Empty> {
+        let req = req.into_inner();
+        self.app
+            .report_image_deletion(req.id, req.runner_id, req.deleted, req.error)
+            .await?;
+        Ok(Response::new(proto::Empty {}))
     }
 }
