@@ -13,6 +13,15 @@ use crate::events::{self, Event};
 use crate::schema::{steps, tasks, workflows};
 use crate::{Error, Result, logs, outbox};
 
+mod cancel;
+mod watch;
+
+pub use cancel::{Cancelled, cancel, supersede_older};
+pub use watch::{
+    busy_runners, count_unfinished, extend_running_leases, flag_stuck, pending_label_sets,
+    republish_stale,
+};
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = tasks)]
 pub struct TaskRow {
@@ -816,91 +825,6 @@ pub(crate) fn end(
     Ok(ended)
 }
 
-/// What a cancel request did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cancelled {
-    /// The task had not started: it is cancelled now.
-    Now,
-    /// The task is running: its runner is told at its next heartbeat.
-    Requested,
-}
-
-/// Cancels a pending task, or asks the runner of a running one to stop.
-pub fn cancel(conn: &mut PgConnection, id: i64) -> Result<Cancelled> {
-    conn.transaction(|conn| {
-        let task = lock(conn, id)?;
-        match task.status()? {
-            TaskStatus::Pending => {
-                end(conn, &task, TaskEvent::Cancelled, None)?;
-                Ok(Cancelled::Now)
-            }
-            TaskStatus::Running => {
-                diesel::update(tasks::table.find(id))
-                    .set(tasks::cancel_requested.eq(true))
-                    .execute(conn)?;
-                Ok(Cancelled::Requested)
-            }
-            finished => Err(Error::Conflict(format!("task {id} is already {finished}"))),
-        }
-    })
-}
-
-/// With `concurrency.cancel_in_progress`: cancels the older pending and
-/// running tasks of `task`'s workflow for the same pull request (a pull
-/// request task) or the same branch (any other build), saying which task
-/// superseded them. Deploy-only tasks are left alone, and a running task is
-/// asked to stop as by a cancel (its runner finishes a deploy it started).
-/// Returns the ids of the tasks cancelled or asked to stop.
-pub fn supersede_older(conn: &mut PgConnection, task_id: i64) -> Result<Vec<i64>> {
-    conn.transaction(|conn| {
-        let task = row(conn, task_id)?;
-        let mut query = tasks::table
-            .filter(tasks::workflow_id.eq(task.workflow_id))
-            .filter(tasks::id.lt(task.id))
-            .filter(
-                tasks::status.eq_any([TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]),
-            )
-            .filter(tasks::deployment_id.is_null())
-            .filter(tasks::cancel_requested.eq(false))
-            .into_boxed();
-        match (task.pull_request()?, &task.branch) {
-            (Some(pr), _) => {
-                query = query.filter(
-                    diesel::dsl::sql::<diesel::sql_types::Bool>(
-                        "(pull_request->>'number')::bigint = ",
-                    )
-                    .bind::<diesel::sql_types::BigInt, _>(pr.number),
-                );
-            }
-            (None, Some(branch)) => {
-                query = query
-                    .filter(tasks::branch.eq(branch))
-                    .filter(tasks::pull_request.is_null());
-            }
-            (None, None) => return Ok(Vec::new()),
-        }
-        let older: Vec<i64> = query.select(tasks::id).order(tasks::id.asc()).load(conn)?;
-        let why = format!("superseded by task {}", task.id);
-        let mut done = Vec::with_capacity(older.len());
-        for id in older {
-            let old = lock(conn, id)?;
-            match old.status()? {
-                TaskStatus::Pending => {
-                    end(conn, &old, TaskEvent::Cancelled, Some(&why))?;
-                }
-                TaskStatus::Running => {
-                    diesel::update(tasks::table.find(id))
-                        .set((tasks::cancel_requested.eq(true), tasks::error.eq(&why)))
-                        .execute(conn)?;
-                }
-                _ => continue,
-            }
-            done.push(id);
-        }
-        Ok(done)
-    })
-}
-
 /// A new task for the same commit and workflow version, one attempt later,
 /// in the trace of `trace_context` (the retry call's, not the first task's).
 pub fn retry(conn: &mut PgConnection, id: i64, trace_context: Option<&str>) -> Result<i64> {
@@ -1010,108 +934,4 @@ pub fn status(conn: &mut PgConnection, id: i64) -> Result<TaskStatus> {
     status
         .parse()
         .map_err(|e: domain::state::UnknownStatus| Error::Corrupt(e.to_string()))
-}
-
-/// Gives every running task a full lease again: after the orchestrator was
-/// away (restarted, or cut off from the database) longer than a lease,
-/// runners could not heartbeat, and their tasks must not count as lost.
-pub fn extend_running_leases(conn: &mut PgConnection, lease_until: DateTime<Utc>) -> Result<usize> {
-    Ok(
-        diesel::update(tasks::table.filter(tasks::status.eq(TaskStatus::Running.as_str())))
-            .set(tasks::lease_expires_at.eq(lease_until))
-            .execute(conn)?,
-    )
-}
-
-/// The label sets (canonical forms) of the pending tasks that need labels:
-/// the task queues worth looking at besides the unlabelled one.
-pub fn pending_label_sets(conn: &mut PgConnection) -> Result<Vec<String>> {
-    Ok(tasks::table
-        .filter(tasks::status.eq(TaskStatus::Pending.as_str()))
-        .filter(tasks::runs_on.ne(""))
-        .select(tasks::runs_on)
-        .distinct()
-        .load(conn)?)
-}
-
-/// Queues again the tasks pending since before `waited_since` (and not
-/// published again since then) that have no outbox entry: their message may
-/// have been lost outside Slipway. Their wait (`queued_at`) goes on: this is
-/// not a new one. Returns their ids.
-pub fn republish_stale(conn: &mut PgConnection, waited_since: DateTime<Utc>) -> Result<Vec<i64>> {
-    conn.transaction(|conn| {
-        let stale: Vec<i64> = tasks::table
-            .filter(tasks::status.eq(TaskStatus::Pending.as_str()))
-            .filter(tasks::queued_at.lt(waited_since))
-            .filter(
-                tasks::republished_at
-                    .is_null()
-                    .or(tasks::republished_at.lt(waited_since)),
-            )
-            .filter(diesel::dsl::not(diesel::dsl::exists(
-                crate::schema::outbox::table.filter(crate::schema::outbox::task_id.eq(tasks::id)),
-            )))
-            .select(tasks::id)
-            .for_update()
-            .skip_locked()
-            .load(conn)?;
-        for id in &stale {
-            outbox::push(conn, *id)?;
-        }
-        diesel::update(tasks::table.filter(tasks::id.eq_any(&stale)))
-            .set(tasks::republished_at.eq(Utc::now()))
-            .execute(conn)?;
-        Ok(stale)
-    })
-}
-
-/// Raises `task_stuck` for each task pending since before `waited_since`,
-/// once per wait (a re-queue starts a new one). Returns their ids.
-pub fn flag_stuck(conn: &mut PgConnection, waited_since: DateTime<Utc>) -> Result<Vec<i64>> {
-    conn.transaction(|conn| {
-        let stuck: Vec<TaskRow> = tasks::table
-            .filter(tasks::status.eq(TaskStatus::Pending.as_str()))
-            .filter(tasks::queued_at.lt(waited_since))
-            .filter(
-                tasks::stuck_alerted_at
-                    .is_null()
-                    .or(tasks::stuck_alerted_at.lt(tasks::queued_at.nullable())),
-            )
-            .for_update()
-            .skip_locked()
-            .select(TaskRow::as_select())
-            .load(conn)?;
-        let now = Utc::now();
-        for task in &stuck {
-            let minutes = (now - task.queued_at).num_minutes();
-            let summary = format!(
-                "task {} has waited {minutes} min in pending: no runner takes it",
-                task.id
-            );
-            task_event(conn, task, "task_stuck", summary, None, false)?;
-            diesel::update(tasks::table.find(task.id))
-                .set(tasks::stuck_alerted_at.eq(now))
-                .execute(conn)?;
-        }
-        Ok(stuck.into_iter().map(|t| t.id).collect())
-    })
-}
-
-/// How many tasks are pending and how many running (the partial index on
-/// unfinished tasks answers this without reading finished ones).
-pub fn count_unfinished(conn: &mut PgConnection) -> Result<Vec<(String, i64)>> {
-    Ok(tasks::table
-        .filter(tasks::status.eq_any([TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]))
-        .group_by(tasks::status)
-        .select((tasks::status, diesel::dsl::count_star()))
-        .load(conn)?)
-}
-
-/// How many distinct runners hold a lease that has not run out at `now`.
-pub fn busy_runners(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<i64> {
-    Ok(tasks::table
-        .filter(tasks::status.eq(TaskStatus::Running.as_str()))
-        .filter(tasks::lease_expires_at.gt(now))
-        .select(diesel::dsl::count(tasks::runner_id).aggregate_distinct())
-        .first(conn)?)
 }
