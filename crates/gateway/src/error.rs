@@ -49,6 +49,10 @@ pub fn not_found(msg: impl Into<String>) -> HttpError {
     HttpError(ApiError::new(ErrorCode::NotFound, msg))
 }
 
+pub fn unavailable(msg: impl Into<String>) -> HttpError {
+    HttpError(ApiError::new(ErrorCode::Unavailable, msg))
+}
+
 pub fn too_large(limit: usize) -> HttpError {
     HttpError(ApiError::new(
         ErrorCode::PayloadTooLarge,

@@ -1,6 +1,7 @@
 //! Slipway's gateway: the one service that speaks HTTP to users. It verifies
 //! webhooks, serves the REST API and the dashboard, and forwards everything
-//! to the orchestrator over gRPC; it holds no state of its own.
+//! to the orchestrator over gRPC. Its only state is the webhook spool:
+//! verified deliveries the orchestrator could not take yet (`spool`).
 //!
 //! [`Gateway::build`] binds its listener (port 0 works, for tests);
 //! [`Gateway::run`] serves until `shutdown` resolves.
@@ -12,10 +13,12 @@ pub mod error;
 pub mod json;
 pub mod metrics;
 pub mod settings;
+pub mod spool;
 pub mod webhooks;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -41,6 +44,8 @@ pub enum Error {
     Settings(String),
     #[error("{0}")]
     Metrics(#[from] telemetry::metrics::Error),
+    #[error("{0}")]
+    Spool(#[from] spool::OpenError),
     #[error("cannot listen on SLIPWAY_HTTP_ADDR={addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -58,6 +63,9 @@ pub struct State {
     client: Client,
     /// What `GET /metrics` shows.
     pub metrics: metrics::Metrics,
+    /// Verified deliveries waiting for the orchestrator; `None` when
+    /// `SLIPWAY_WEBHOOK_SPOOL_BYTES` is 0.
+    pub spool: Option<Arc<spool::Spool>>,
 }
 
 impl State {
@@ -90,6 +98,11 @@ impl Gateway {
         .connect_lazy();
         let client = SlipwayClient::with_interceptor(channel, token)
             .max_decoding_message_size(64 * 1024 * 1024);
+        let spool_bytes = settings.webhook_spool_bytes().map_err(Error::Settings)?;
+        let spool = match spool_bytes {
+            0 => None,
+            max => Some(Arc::new(spool::Spool::open(&settings.data_dir, max)?)),
+        };
         let listener = TcpListener::bind(settings.http_addr).map_err(|source| Error::Bind {
             addr: settings.http_addr,
             source,
@@ -100,6 +113,7 @@ impl Gateway {
                 settings,
                 client,
                 metrics: metrics::Metrics::new()?,
+                spool,
             }),
         })
     }
@@ -130,7 +144,20 @@ impl Gateway {
             shutdown.await;
             handle.stop(true).await;
         });
-        server.await
+        // Handing over can stop anywhere: a delivery leaves the spool only
+        // once stored, and a second hand-over is deduped.
+        let drain = self.state.spool.clone().map(|spool| {
+            tokio::spawn(spool::drain(
+                spool,
+                self.state.client(),
+                Arc::clone(&self.state.metrics.spool),
+            ))
+        });
+        let served = server.await;
+        if let Some(drain) = drain {
+            drain.abort();
+        }
+        served
     }
 }
 
@@ -222,20 +249,36 @@ async fn healthz() -> HttpResponse {
 }
 
 /// Ready when the orchestrator answers and its database and broker do.
+/// The webhook spool's depth is shown beside: deliveries waiting there are
+/// taken in (`202`), but their tasks are not created yet.
 async fn readyz(state: Data<State>) -> HttpResponse {
     let mut client = state.client();
-    match tokio::time::timeout(Duration::from_secs(3), client.ready(proto::Empty {})).await {
-        Ok(Ok(r)) => {
-            let r = r.into_inner();
-            let body = json!({"orchestrator": true, "database": r.database, "broker": r.broker});
-            if r.database && r.broker {
-                HttpResponse::Ok().json(body)
-            } else {
-                HttpResponse::ServiceUnavailable().json(body)
+    let (ready, mut body) =
+        match tokio::time::timeout(Duration::from_secs(3), client.ready(proto::Empty {})).await {
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                (
+                    r.database && r.broker,
+                    json!({"orchestrator": true, "database": r.database, "broker": r.broker}),
+                )
             }
-        }
-        _ => HttpResponse::ServiceUnavailable()
-            .json(json!({"orchestrator": false, "database": false, "broker": false})),
+            _ => (
+                false,
+                json!({"orchestrator": false, "database": false, "broker": false}),
+            ),
+        };
+    if let Some(spool) = &state.spool {
+        let depth = spool.depth();
+        body["webhook_spool"] = json!({
+            "deliveries": depth.deliveries,
+            "bytes": depth.bytes,
+            "oldest_seconds": depth.oldest.map_or(0, |d| d.as_secs()),
+        });
+    }
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 

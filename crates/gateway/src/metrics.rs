@@ -1,10 +1,13 @@
 //! The gateway's Prometheus metrics, served at `GET /metrics` (no auth):
-//! webhook deliveries by provider and by what became of them.
+//! webhook deliveries by provider and by what became of them, and the
+//! webhook spool: what it holds, how old its oldest delivery is, what left it.
+
+use std::sync::Arc;
 
 use actix_web::HttpResponse;
 use actix_web::web::Data;
 use proto::ErrorCode;
-use telemetry::metrics::{self, IntCounterVec, Registry};
+use telemetry::metrics::{self, IntCounter, IntCounterVec, IntGauge, Registry};
 
 use crate::State;
 use crate::error::HttpError;
@@ -21,6 +24,9 @@ pub enum Outcome {
     Ignored,
     /// Seen before: answered with its first outcome.
     Duplicate,
+    /// Kept in the spool while the orchestrator was away: `202` with
+    /// `"queued": true`.
+    Queued,
     /// Missing or wrong signature or token, or the provider is disabled.
     Unauthorized,
     /// Malformed: missing headers, bad JSON, not a payload of its event.
@@ -32,10 +38,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 7] = [
+    const ALL: [Outcome; 8] = [
         Self::Accepted,
         Self::Ignored,
         Self::Duplicate,
+        Self::Queued,
         Self::Unauthorized,
         Self::Invalid,
         Self::TooLarge,
@@ -47,6 +54,7 @@ impl Outcome {
             Self::Accepted => "accepted",
             Self::Ignored => "ignored",
             Self::Duplicate => "duplicate",
+            Self::Queued => "queued",
             Self::Unauthorized => "unauthorized",
             Self::Invalid => "invalid",
             Self::TooLarge => "too_large",
@@ -68,10 +76,24 @@ impl Outcome {
     }
 }
 
+/// What moves deliveries out of the spool (the drain) counts here.
+pub struct SpoolCounters {
+    /// Handed over to the orchestrator and stored.
+    pub handed_over: IntCounter,
+    /// Refused for good by the orchestrator: moved to `failed/`.
+    pub set_aside: IntCounter,
+    /// Failed removals of handled deliveries (retried).
+    pub disk_errors: IntCounter,
+}
+
 /// The gateway's registry and its metrics.
 pub struct Metrics {
     registry: Registry,
     webhooks: IntCounterVec,
+    pub spool: Arc<SpoolCounters>,
+    spool_deliveries: IntGauge,
+    spool_bytes: IntGauge,
+    spool_oldest: IntGauge,
 }
 
 impl Metrics {
@@ -89,7 +111,43 @@ impl Metrics {
                 webhooks.with_label_values(&[provider, outcome.as_str()]);
             }
         }
-        Ok(Self { registry, webhooks })
+        let plain_counter = |name: &str, help: &str| {
+            metrics::counter(&registry, name, help, &[]).map(|c| c.with_label_values(&[] as &[&str]))
+        };
+        let plain_gauge = |name: &str, help: &str| {
+            metrics::gauge(&registry, name, help, &[]).map(|g| g.with_label_values(&[] as &[&str]))
+        };
+        let spool = Arc::new(SpoolCounters {
+            handed_over: plain_counter(
+                "slipway_webhook_spool_handed_over_total",
+                "Spooled webhook deliveries handed over to the orchestrator.",
+            )?,
+            set_aside: plain_counter(
+                "slipway_webhook_spool_set_aside_total",
+                "Spooled webhook deliveries the orchestrator refused, kept in failed/.",
+            )?,
+            disk_errors: plain_counter(
+                "slipway_webhook_spool_disk_errors_total",
+                "Failed removals of handed-over deliveries from the spool (retried).",
+            )?,
+        });
+        Ok(Self {
+            spool,
+            spool_deliveries: plain_gauge(
+                "slipway_webhook_spool_deliveries",
+                "Webhook deliveries waiting in the spool for the orchestrator.",
+            )?,
+            spool_bytes: plain_gauge(
+                "slipway_webhook_spool_bytes",
+                "Bytes the spooled webhook deliveries take on disk.",
+            )?,
+            spool_oldest: plain_gauge(
+                "slipway_webhook_spool_oldest_seconds",
+                "How long the oldest spooled webhook delivery has waited (0 when empty).",
+            )?,
+            registry,
+            webhooks,
+        })
     }
 
     pub fn webhook(&self, provider: &'static str, outcome: Outcome) {
@@ -99,8 +157,21 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`; the spool's gauges are read now.
 pub async fn serve(state: Data<State>) -> HttpResponse {
+    let m = &state.metrics;
+    if let Some(spool) = &state.spool {
+        let depth = spool.depth();
+        m.spool_deliveries
+            .set(i64::try_from(depth.deliveries).unwrap_or(i64::MAX));
+        m.spool_bytes
+            .set(i64::try_from(depth.bytes).unwrap_or(i64::MAX));
+        m.spool_oldest.set(
+            depth
+                .oldest
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        );
+    }
     HttpResponse::Ok()
         .content_type(metrics::CONTENT_TYPE)
         .body(metrics::render(&state.metrics.registry))

@@ -1,6 +1,7 @@
 //! The gateway's settings (runtime.md).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,13 @@ pub struct Settings {
     pub log: String,
     /// JSON log lines, for a log collector, instead of human-readable ones.
     pub log_json: bool,
+    /// The webhook spool lives under `<data_dir>/spool/webhooks`
+    /// (`SLIPWAY_DATA_DIR`); one gateway per data directory.
+    pub data_dir: PathBuf,
+    /// How much the webhook spool may hold (`SLIPWAY_WEBHOOK_SPOOL_BYTES`,
+    /// e.g. `256MiB`); `0` turns the spool off: deliveries the orchestrator
+    /// cannot take are then answered `503`.
+    pub webhook_spool_bytes: String,
 }
 
 impl Default for Settings {
@@ -46,6 +54,8 @@ impl Default for Settings {
             public_url: "http://127.0.0.1:8080".to_owned(),
             log: "info".to_owned(),
             log_json: false,
+            data_dir: PathBuf::from("./.slipway/data"),
+            webhook_spool_bytes: "256MiB".to_owned(),
         }
     }
 }
@@ -55,6 +65,17 @@ impl Settings {
         if self.api_token.is_empty() {
             return Err("SLIPWAY_API_TOKEN is required".to_owned());
         }
+        self.webhook_spool_bytes()?;
         Ok(())
+    }
+
+    /// `webhook_spool_bytes` read.
+    pub fn webhook_spool_bytes(&self) -> Result<u64, String> {
+        telemetry::size::parse_bytes(&self.webhook_spool_bytes).map_err(|e| {
+            format!(
+                "SLIPWAY_WEBHOOK_SPOOL_BYTES={:?}: {e} (e.g. 256MiB, or 0 to turn the spool off)",
+                self.webhook_spool_bytes
+            )
+        })
     }
 }

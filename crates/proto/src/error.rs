@@ -120,7 +120,13 @@ impl From<tonic::Status> for ApiError {
         if let Ok(err) = serde_json::from_slice::<ApiError>(status.details()) {
             return err;
         }
-        let code = ErrorCode::from_grpc(status.code());
+        // Our services put an `ApiError` in the details of every status they
+        // return; `Unknown` or `Internal` without one came from the transport
+        // (a stream reset or a connection closed by a dying server): an outage.
+        let code = match status.code() {
+            tonic::Code::Unknown | tonic::Code::Internal => ErrorCode::Unavailable,
+            other => ErrorCode::from_grpc(other),
+        };
         let message = match code {
             ErrorCode::Unavailable => match crate::tls::failure(&status) {
                 Some(why) => format!("orchestrator unavailable: TLS failed: {why}"),
@@ -144,6 +150,22 @@ mod tests {
         let status = tonic::Status::from(err.clone());
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert_eq!(ApiError::from(status), err);
+    }
+
+    #[test]
+    fn a_call_cut_by_a_dying_server_is_an_outage() {
+        for status in [
+            tonic::Status::unknown("h2 protocol error: stream no longer needed"),
+            tonic::Status::internal("h2 protocol error: error reading a body from connection"),
+            tonic::Status::unknown("transport error"),
+        ] {
+            let err = ApiError::from(status);
+            assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
+            assert!(err.message.starts_with("orchestrator unavailable: "), "{err}");
+        }
+        // Our own internal errors carry their details and stay a 500.
+        let ours = tonic::Status::from(ApiError::new(ErrorCode::Internal, "internal error"));
+        assert_eq!(ApiError::from(ours).code, ErrorCode::Internal);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod trace;
 
 pub mod health;
 pub mod metrics;
+pub mod size;
 
 use std::path::Path;
 

@@ -126,7 +126,8 @@ pub struct Stack {
     pub amqp_url: String,
     /// Keeps this stack's queues apart from other tests'.
     pub queue_prefix: String,
-    /// The runners' data directory (workspaces, logs), removed with the stack.
+    /// The data directory of the runners (workspaces, logs) and of the
+    /// gateway (its webhook spool), removed with the stack.
     pub data_dir: tempfile::TempDir,
     /// One HTTP client for the stack's calls, so connections are reused.
     pub client: reqwest::Client,
@@ -215,6 +216,7 @@ impl Stack {
 
         let github_secret = "github-secret".to_owned();
         let gitlab_token = "gitlab-token".to_owned();
+        let data_dir = tempfile::tempdir().expect("tempdir");
         let gateway = gateway::Gateway::build(gateway::Settings {
             http_addr: "127.0.0.1:0".parse().expect("address"),
             orchestrator_url: grpc_url.clone(),
@@ -223,6 +225,7 @@ impl Stack {
             github_secret: github_secret.clone(),
             gitlab_token: gitlab_token.clone(),
             webhook_max_bytes: options.webhook_max_bytes,
+            data_dir: data_dir.path().to_owned(),
             ..gateway::Settings::default()
         })
         .expect("gateway starts");
@@ -237,7 +240,7 @@ impl Stack {
             gitlab_token,
             amqp_url: amqp_url(),
             queue_prefix,
-            data_dir: tempfile::tempdir().expect("tempdir"),
+            data_dir,
             client: reqwest::Client::new(),
             options,
             shutdown,

@@ -1,12 +1,15 @@
 //! `POST /api/webhooks/github` and `/api/webhooks/gitlab`: authenticate the
 //! delivery, parse it, and have the orchestrator record it and create its
-//! tasks before answering. Nothing is stored for a delivery that fails
-//! authentication or does not parse.
+//! tasks before answering; when the orchestrator cannot take it now, keep
+//! it in the spool and answer that it is queued. Nothing is stored for a
+//! delivery that fails authentication or does not parse.
 
 mod github;
 mod gitlab;
 mod payload;
 pub mod signature;
+
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Payload};
@@ -16,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::State;
 use crate::body;
-use crate::error::{HttpError, bad_request, unauthorized};
+use crate::error::{HttpError, bad_request, unauthorized, unavailable};
 use crate::metrics::Outcome;
 use payload::Parsed;
 
@@ -61,25 +64,54 @@ fn counted(
     answer.map(|(response, _)| response)
 }
 
+/// How long the orchestrator may take to record a delivery before it is
+/// kept in the spool instead (a second hand-over is deduped).
+const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Has the orchestrator record the delivery and create its tasks; the
-/// answer says what became of it.
+/// answer says what became of it. While the orchestrator cannot take it
+/// (or deliveries already wait for it), the delivery goes to the spool.
 async fn record(state: &State, d: Delivery) -> Answer {
     let pong = d.parsed.pong;
-    let outcome = state
-        .client()
-        .ingest_webhook(proto::IngestWebhookRequest {
-            provider: d.provider.to_owned(),
-            delivery_id: d.delivery_id,
-            event: d.event,
-            body_sha256: d.body_sha256,
-            push: d.parsed.push,
-            workflow_run: d.parsed.workflow_run,
-            ignored: d.parsed.ignored,
-            pull_request: d.parsed.pull_request,
-            forge: d.parsed.forge,
-        })
-        .await?
-        .into_inner();
+    let request = proto::IngestWebhookRequest {
+        provider: d.provider.to_owned(),
+        delivery_id: d.delivery_id,
+        event: d.event,
+        body_sha256: d.body_sha256,
+        push: d.parsed.push,
+        workflow_run: d.parsed.workflow_run,
+        ignored: d.parsed.ignored,
+        pull_request: d.parsed.pull_request,
+        forge: d.parsed.forge,
+        received_at: None,
+    };
+    if let Some(spool) = &state.spool
+        && spool.holds_any()
+    {
+        return queue(spool, request, pong).await;
+    }
+    let mut client = state.client();
+    let called = tokio::time::timeout(RECORD_TIMEOUT, client.ingest_webhook(request.clone())).await;
+    let outcome = match called {
+        Ok(Ok(outcome)) => outcome.into_inner(),
+        Ok(Err(status)) => {
+            let err = HttpError::from(status);
+            match &state.spool {
+                Some(spool) if err.0.code == proto::ErrorCode::Unavailable => {
+                    tracing::warn!(error = %err, "orchestrator cannot take a webhook now; keeping it in the spool");
+                    return queue(spool, request, pong).await;
+                }
+                _ => return Err(err),
+            }
+        }
+        Err(_) => match &state.spool {
+            Some(spool) => {
+                tracing::warn!("orchestrator did not answer a webhook in time; keeping it in the spool");
+                return queue(spool, request, pong).await;
+            }
+            None => return Err(unavailable("orchestrator unavailable: no answer in time")),
+        },
+    };
     if !outcome.task_ids.is_empty() {
         tracing::Span::current().record("task_ids", format!("{:?}", outcome.task_ids));
     }
@@ -102,6 +134,27 @@ async fn record(state: &State, d: Delivery) -> Answer {
         return Ok((HttpResponse::Ok().json(json!({"pong": true})), counted));
     }
     Ok((HttpResponse::build(status).json(body), counted))
+}
+
+/// Keeps a delivery in the spool: `202 {"queued": true}`, or `503` when
+/// the spool is full or cannot be written.
+async fn queue(spool: &crate::spool::Spool, request: proto::IngestWebhookRequest, pong: bool) -> Answer {
+    let delivery_id = request.delivery_id.clone();
+    if let Err(refused) = spool.keep(request).await {
+        tracing::error!(error = %refused, "webhook refused: the spool cannot keep it");
+        return Err(unavailable(refused.to_string()));
+    }
+    if pong {
+        return Ok((HttpResponse::Ok().json(json!({"pong": true})), Outcome::Queued));
+    }
+    Ok((
+        HttpResponse::Accepted().json(json!({
+            "delivery_id": delivery_id,
+            "queued": true,
+            "task_ids": [],
+        })),
+        Outcome::Queued,
+    ))
 }
 
 fn sha256_hex(body: &[u8]) -> String {
