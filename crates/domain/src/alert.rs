@@ -10,13 +10,15 @@ use crate::workflow::{
     AlertEvent, DingTalkChannel, EmailChannel, NotifyRule, SlackChannel, WebhookChannel,
 };
 
-/// What the server default notifies about: the seed's rules.
-pub const DEFAULT_EVENTS: [AlertEvent; 5] = [
+/// What the server default notifies about: the seed's rules, and pushes
+/// whose webhook waited over an hour in the gateway's spool.
+pub const DEFAULT_EVENTS: [AlertEvent; 6] = [
     AlertEvent::BuildFailed,
     AlertEvent::DeployFailed,
     AlertEvent::HealthCheckFailed,
     AlertEvent::RolledBack,
     AlertEvent::DeployTimeout,
+    AlertEvent::WebhookDelayed,
 ];
 
 /// Longest wait between two attempts of one delivery.

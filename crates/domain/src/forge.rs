@@ -166,7 +166,7 @@ pub fn status_for(e: &EventFacts<'_>) -> Option<Status> {
         AlertEvent::RolledBack => deploy(State::Failure, "rolled back"),
         AlertEvent::DeployTimeout => deploy(State::Failure, "deploy timed out"),
         AlertEvent::AwaitingApproval => deploy(State::Pending, "awaiting approval"),
-        AlertEvent::TaskStuck => None,
+        AlertEvent::TaskStuck | AlertEvent::WebhookDelayed => None,
     }
 }
 

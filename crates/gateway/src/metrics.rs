@@ -112,7 +112,8 @@ impl Metrics {
             }
         }
         let plain_counter = |name: &str, help: &str| {
-            metrics::counter(&registry, name, help, &[]).map(|c| c.with_label_values(&[] as &[&str]))
+            metrics::counter(&registry, name, help, &[])
+                .map(|c| c.with_label_values(&[] as &[&str]))
         };
         let plain_gauge = |name: &str, help: &str| {
             metrics::gauge(&registry, name, help, &[]).map(|g| g.with_label_values(&[] as &[&str]))

@@ -33,17 +33,21 @@ impl Gateway {
             .stdin(Stdio::null())
             .spawn()
             .expect("the gateway starts");
-        let http = format!("http://{addr}");
+        // Killed and reaped when dropped, also when it never comes up.
+        let gateway = Self {
+            child,
+            http: format!("http://{addr}"),
+        };
         let until = Instant::now() + Duration::from_secs(20);
         loop {
             let up = stack
                 .client
-                .get(format!("{http}/healthz"))
+                .get(format!("{}/healthz", gateway.http))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());
             if up {
-                return Self { child, http };
+                return gateway;
             }
             assert!(Instant::now() < until, "the gateway did not come up");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -196,7 +200,10 @@ async fn pushes_while_the_orchestrator_is_down_are_queued_then_run_in_order() {
     );
     let handed_over = metrics.value("slipway_webhook_spool_handed_over_total", &[]);
     assert!((3.0..=4.0).contains(&queued), "{queued}");
-    assert!((handed_over - queued).abs() < f64::EPSILON, "{handed_over} of {queued}");
+    assert!(
+        (handed_over - queued).abs() < f64::EPSILON,
+        "{handed_over} of {queued}"
+    );
     assert!(
         metrics.value("slipway_webhook_spool_deliveries", &[]) < 1.0,
         "empty again"
@@ -219,13 +226,21 @@ async fn the_spool_survives_a_gateway_kill_and_an_orchestrator_restart_mid_repla
     stack.stop_orchestrator().await;
     for n in 0..30 {
         let (status, body) = push(&stack, &repo, n).await;
-        assert_eq!((status, &body["queued"]), (202, &Value::Bool(true)), "{body}");
+        assert_eq!(
+            (status, &body["queued"]),
+            (202, &Value::Bool(true)),
+            "{body}"
+        );
     }
     gateway.kill();
 
     let gateway = Gateway::start(&stack, spool_dir.path(), "256MiB").await;
     stack.http = gateway.http.clone();
-    assert_eq!(spool_depth(&stack).await, 30, "nothing lost with the gateway");
+    assert_eq!(
+        spool_depth(&stack).await,
+        30,
+        "nothing lost with the gateway"
+    );
     stack.start_orchestrator(None).await;
     // Restarted while the spool is being handed over.
     let until = Instant::now() + Duration::from_secs(30);
@@ -265,7 +280,11 @@ async fn a_full_spool_answers_503_and_loses_nothing_it_took() {
         if status == 503 {
             break body;
         }
-        assert_eq!((status, &body["queued"]), (202, &Value::Bool(true)), "{body}");
+        assert_eq!(
+            (status, &body["queued"]),
+            (202, &Value::Bool(true)),
+            "{body}"
+        );
         queued += 1;
         assert!(queued < 100, "the spool fills up");
     };
@@ -283,5 +302,57 @@ async fn a_full_spool_answers_503_and_loses_nothing_it_took() {
         deliveries_of_tasks(&stack, workflow_id, queued).await,
         expected(0..queued)
     );
+    drop(gateway);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_waited_over_an_hour_raises_webhook_delayed() {
+    let stack = Stack::with(Options {
+        runners: 0,
+        ..Options::default()
+    })
+    .await;
+    let repo = GitRepo::new();
+    let workflow_id = workflow(&stack, &repo).await;
+    let sha = repo.commit("main", &[("late.txt", "late")], "late push");
+    // What a gateway kept two hours ago, when the orchestrator was away.
+    let spool_dir = tempfile::tempdir().expect("tempdir");
+    let spool = gateway::spool::Spool::open(spool_dir.path(), 1 << 20).expect("spool");
+    let request = proto::IngestWebhookRequest {
+        provider: "github".to_owned(),
+        delivery_id: "late-1".to_owned(),
+        event: "push".to_owned(),
+        body_sha256: "00".repeat(32),
+        push: Some(proto::PushEvent {
+            repo_urls: vec![repo.url.clone()],
+            git_ref: "refs/heads/main".to_owned(),
+            after: sha,
+            changed_paths: vec!["late.txt".to_owned()],
+            paths_known: true,
+            message: Some("late push".to_owned()),
+            author: None,
+        }),
+        received_at: Some(proto::timestamp(
+            chrono::Utc::now() - chrono::TimeDelta::hours(2),
+        )),
+        ..proto::IngestWebhookRequest::default()
+    };
+    spool.keep(request).await.expect("kept");
+    drop(spool);
+
+    let gateway = Gateway::start(&stack, spool_dir.path(), "256MiB").await;
+    assert_eq!(
+        deliveries_of_tasks(&stack, workflow_id, 1).await,
+        ["late-1"]
+    );
+    let (_, tasks) = stack
+        .get(&format!("/api/tasks?workflow_id={workflow_id}"))
+        .await;
+    let task_id = tasks[0]["id"].as_i64().expect("id");
+    let delayed = stack.db.count(&format!(
+        "SELECT count(*) AS n FROM events WHERE task_id = {task_id} \
+         AND type = 'webhook_delayed' AND summary LIKE '%12_ minutes late%'"
+    ));
+    assert_eq!(delayed, 1, "one webhook_delayed event, about 2 hours late");
     drop(gateway);
 }

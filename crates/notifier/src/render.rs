@@ -57,6 +57,7 @@ fn title(event: &Event) -> &'static str {
         AlertEvent::AwaitingApproval => "Waiting for approval",
         AlertEvent::TaskStuck => "Task stuck in pending",
         AlertEvent::RunnerLost => "Runner lost",
+        AlertEvent::WebhookDelayed => "Webhook delayed",
     }
 }
 
@@ -66,7 +67,10 @@ fn icon(event: &Event) -> &'static str {
         AlertEvent::TaskSucceeded | AlertEvent::DeploySucceeded => "✅",
         AlertEvent::RolledBack if event.outcome.as_deref() == Some("failed") => "🚨",
         AlertEvent::RolledBack => "↩️",
-        AlertEvent::DeployTimeout | AlertEvent::TaskStuck | AlertEvent::RunnerLost => "⚠️",
+        AlertEvent::DeployTimeout
+        | AlertEvent::TaskStuck
+        | AlertEvent::RunnerLost
+        | AlertEvent::WebhookDelayed => "⚠️",
         AlertEvent::TaskStarted | AlertEvent::DeployStarted => "▶️",
         AlertEvent::TaskCreated => "🕓",
         AlertEvent::TaskCancelled => "⏹️",

@@ -161,7 +161,10 @@ mod tests {
         ] {
             let err = ApiError::from(status);
             assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
-            assert!(err.message.starts_with("orchestrator unavailable: "), "{err}");
+            assert!(
+                err.message.starts_with("orchestrator unavailable: "),
+                "{err}"
+            );
         }
         // Our own internal errors carry their details and stay a 500.
         let ours = tonic::Status::from(ApiError::new(ErrorCode::Internal, "internal error"));

@@ -272,10 +272,11 @@ pub enum AlertEvent {
     AwaitingApproval,
     TaskStuck,
     RunnerLost,
+    WebhookDelayed,
 }
 
 impl AlertEvent {
-    pub const ALL: [AlertEvent; 14] = [
+    pub const ALL: [AlertEvent; 15] = [
         AlertEvent::TaskCreated,
         AlertEvent::TaskStarted,
         AlertEvent::BuildFailed,
@@ -290,6 +291,7 @@ impl AlertEvent {
         AlertEvent::AwaitingApproval,
         AlertEvent::TaskStuck,
         AlertEvent::RunnerLost,
+        AlertEvent::WebhookDelayed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -308,6 +310,7 @@ impl AlertEvent {
             AlertEvent::AwaitingApproval => "awaiting_approval",
             AlertEvent::TaskStuck => "task_stuck",
             AlertEvent::RunnerLost => "runner_lost",
+            AlertEvent::WebhookDelayed => "webhook_delayed",
         }
     }
 

@@ -45,7 +45,9 @@ pub const STALE_AFTER: Duration = Duration::from_secs(3600);
 pub enum OpenError {
     #[error("cannot open the webhook spool {dir}: {source}")]
     Io { dir: PathBuf, source: io::Error },
-    #[error("the webhook spool {0} is in use by another gateway; give each gateway its own SLIPWAY_DATA_DIR")]
+    #[error(
+        "the webhook spool {0} is in use by another gateway; give each gateway its own SLIPWAY_DATA_DIR"
+    )]
     Locked(PathBuf),
     #[error("the webhook spool {dir} holds {name}, which does not decode: {source}")]
     Corrupt {
@@ -100,8 +102,10 @@ impl Mirror {
     fn set(&self, queue: &Queue) {
         self.deliveries
             .store(queue.entries.len() as u64, Ordering::SeqCst);
-        self.bytes
-            .store(queue.entries.iter().map(|e| e.bytes).sum(), Ordering::SeqCst);
+        self.bytes.store(
+            queue.entries.iter().map(|e| e.bytes).sum(),
+            Ordering::SeqCst,
+        );
         self.oldest_ms.store(
             queue
                 .entries
@@ -139,14 +143,13 @@ impl Spool {
         let mut queue = Queue::default();
         for name in files::list(&dir).map_err(io_err)? {
             let bytes = files::read(&dir, &name).map_err(io_err)?;
-            let request =
-                IngestWebhookRequest::decode(bytes.as_slice()).map_err(|source| {
-                    OpenError::Corrupt {
-                        dir: dir.clone(),
-                        name: name.clone(),
-                        source,
-                    }
-                })?;
+            let request = IngestWebhookRequest::decode(bytes.as_slice()).map_err(|source| {
+                OpenError::Corrupt {
+                    dir: dir.clone(),
+                    name: name.clone(),
+                    source,
+                }
+            })?;
             queue.next_seq = files::seq(&name).unwrap_or(0) + 1;
             queue.entries.push_back(Entry {
                 name,
@@ -194,7 +197,9 @@ impl Spool {
     /// delivery kept before it.
     pub async fn keep(&self, mut request: IngestWebhookRequest) -> Result<(), Refused> {
         let received = Utc::now();
-        request.received_at.get_or_insert(proto::timestamp(received));
+        request
+            .received_at
+            .get_or_insert(proto::timestamp(received));
         let bytes = request.encode_to_vec();
         let mut queue = self.queue.lock().await;
         let held: u64 = queue.entries.iter().map(|e| e.bytes).sum();
@@ -318,7 +323,12 @@ pub async fn drain(spool: Arc<Spool>, client: Client, metrics: Arc<crate::metric
 
 /// Removes a handled delivery, retrying while the disk fails (the
 /// delivery stays first meanwhile: nothing overtakes it).
-async fn settle(spool: &Spool, entry: &Entry, set_aside: bool, metrics: &crate::metrics::SpoolCounters) {
+async fn settle(
+    spool: &Spool,
+    entry: &Entry,
+    set_aside: bool,
+    metrics: &crate::metrics::SpoolCounters,
+) {
     let remove = || spool.pop(&entry.name, set_aside);
     if let Err(e) = remove
         .retry(proto::RETRY_CALLS)

@@ -60,7 +60,10 @@ async fn a_full_spool_refuses_and_keeps_what_it_holds() {
     spool.keep(request("a")).await.expect("kept");
     let refused = spool.keep(request("b")).await.expect_err("full");
     assert!(matches!(refused, Refused::Full { .. }), "{refused}");
-    assert!(refused.to_string().starts_with("webhook spool full"), "{refused}");
+    assert!(
+        refused.to_string().starts_with("webhook spool full"),
+        "{refused}"
+    );
     assert_eq!(spool.depth().deliveries, 1);
 }
 

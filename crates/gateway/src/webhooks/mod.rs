@@ -106,7 +106,9 @@ async fn record(state: &State, d: Delivery) -> Answer {
         }
         Err(_) => match &state.spool {
             Some(spool) => {
-                tracing::warn!("orchestrator did not answer a webhook in time; keeping it in the spool");
+                tracing::warn!(
+                    "orchestrator did not answer a webhook in time; keeping it in the spool"
+                );
                 return queue(spool, request, pong).await;
             }
             None => return Err(unavailable("orchestrator unavailable: no answer in time")),
@@ -138,14 +140,21 @@ async fn record(state: &State, d: Delivery) -> Answer {
 
 /// Keeps a delivery in the spool: `202 {"queued": true}`, or `503` when
 /// the spool is full or cannot be written.
-async fn queue(spool: &crate::spool::Spool, request: proto::IngestWebhookRequest, pong: bool) -> Answer {
+async fn queue(
+    spool: &crate::spool::Spool,
+    request: proto::IngestWebhookRequest,
+    pong: bool,
+) -> Answer {
     let delivery_id = request.delivery_id.clone();
     if let Err(refused) = spool.keep(request).await {
         tracing::error!(error = %refused, "webhook refused: the spool cannot keep it");
         return Err(unavailable(refused.to_string()));
     }
     if pong {
-        return Ok((HttpResponse::Ok().json(json!({"pong": true})), Outcome::Queued));
+        return Ok((
+            HttpResponse::Ok().json(json!({"pong": true})),
+            Outcome::Queued,
+        ));
     }
     Ok((
         HttpResponse::Accepted().json(json!({

@@ -2,10 +2,11 @@
 //! or merge request, or a successful run of an external CI workflow)
 //! recorded once with the tasks it triggers.
 
+use chrono::{DateTime, Utc};
 use domain::plan::{Plan, Trigger};
 use domain::pull::PullRequestEvent;
 use domain::push::{GitRef, PushEvent};
-use domain::workflow::Workflow;
+use domain::workflow::{AlertEvent, Workflow};
 use proto::{ApiError, ErrorCode};
 use store::tasks::{ForgeTarget, NewTask, PullRequestInfo, Source};
 use store::webhooks::{DeliveryRow, NewDelivery};
@@ -47,6 +48,20 @@ pub struct Webhook {
     pub forge: Option<ForgeTarget>,
     /// Why the gateway will not act on the event, recorded as the outcome.
     pub ignored: Option<String>,
+    /// When the gateway received it, for a delivery it kept in its spool
+    /// while the orchestrator was away: one that waited longer than
+    /// [`DELAYED_AFTER`] raises `webhook_delayed` on each task it creates.
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+/// How long a spooled delivery may wait before its tasks say so.
+pub const DELAYED_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// How long a delivery waited in the gateway's spool, when that is longer
+/// than [`DELAYED_AFTER`].
+fn delayed(received_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<chrono::TimeDelta> {
+    let waited = now - received_at?;
+    (waited > DELAYED_AFTER).then_some(waited)
 }
 
 /// A successful run of an external CI workflow (GitHub `workflow_run`).
@@ -64,6 +79,7 @@ pub struct WorkflowRun {
 /// A task to create: the row, its steps, and whether it cancels the older
 /// tasks of its branch or pull request (`concurrency.cancel_in_progress`).
 struct Planned {
+    workflow_id: i64,
     new: NewTask,
     steps: Vec<String>,
     cancels_older: bool,
@@ -88,6 +104,7 @@ impl App {
     fn planned(row: &WorkflowRow, spec: &Workflow, source: Source) -> Planned {
         let (new, steps) = Self::new_task(row, spec, source);
         Planned {
+            workflow_id: row.id,
             new,
             steps,
             cancels_older: spec.concurrency.cancel_in_progress,
@@ -319,6 +336,7 @@ impl App {
             });
 
         let (p, d) = (provider.clone(), delivery_id.clone());
+        let late = delayed(hook.received_at, Utc::now());
         let stored = self
             .db("delivery", move |conn| {
                 store::transaction(conn, |conn| {
@@ -330,6 +348,21 @@ impl App {
                             if !cancelled.is_empty() {
                                 tracing::info!(task = id, ?cancelled, "superseded older tasks");
                             }
+                        }
+                        if let Some(waited) = late {
+                            store::events::emit(
+                                conn,
+                                &store::events::Event {
+                                    kind: AlertEvent::WebhookDelayed.as_str(),
+                                    workflow_id: p.workflow_id,
+                                    task_id: Some(id),
+                                    summary: format!(
+                                        "task {id} created {} minutes late: its webhook waited in the gateway's spool while the orchestrator could not take it",
+                                        waited.num_minutes()
+                                    ),
+                                    ..store::events::Event::default()
+                                },
+                            )?;
                         }
                         task_ids.push(id);
                     }

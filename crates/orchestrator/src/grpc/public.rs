@@ -155,6 +155,7 @@ impl Slipway for PublicApi {
                 pull_request,
                 forge,
                 ignored: req.ignored,
+                received_at: req.received_at.as_ref().and_then(proto::datetime),
             })
             .await?;
         ok(proto::WebhookOutcome {
