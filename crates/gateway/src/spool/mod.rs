@@ -77,7 +77,22 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Queue {
     entries: VecDeque<Entry>,
+    /// What the entries take on disk.
+    bytes: u64,
     next_seq: u64,
+}
+
+impl Queue {
+    fn push(&mut self, entry: Entry) {
+        self.bytes += entry.bytes;
+        self.entries.push_back(entry);
+    }
+
+    fn pop(&mut self) {
+        if let Some(entry) = self.entries.pop_front() {
+            self.bytes -= entry.bytes;
+        }
+    }
 }
 
 /// What the spool holds, for `/readyz` and `/metrics`.
@@ -151,7 +166,7 @@ impl Spool {
                 }
             })?;
             queue.next_seq = files::seq(&name).unwrap_or(0) + 1;
-            queue.entries.push_back(Entry {
+            queue.push(Entry {
                 name,
                 bytes: bytes.len() as u64,
                 received: received_at(&request),
@@ -202,7 +217,7 @@ impl Spool {
             .get_or_insert(proto::timestamp(received));
         let bytes = request.encode_to_vec();
         let mut queue = self.queue.lock().await;
-        let held: u64 = queue.entries.iter().map(|e| e.bytes).sum();
+        let held = queue.bytes;
         if held + bytes.len() as u64 > self.max_bytes {
             return Err(Refused::Full {
                 held,
@@ -217,7 +232,7 @@ impl Spool {
             .map_err(|e| Refused::Disk(io::Error::other(e)))?
             .map_err(Refused::Disk)?;
         queue.next_seq += 1;
-        queue.entries.push_back(Entry {
+        queue.push(Entry {
             name,
             bytes: size,
             received,
@@ -252,7 +267,7 @@ impl Spool {
         .await
         .map_err(io::Error::other)??;
         if queue.entries.front().is_some_and(|e| e.name == name) {
-            queue.entries.pop_front();
+            queue.pop();
         }
         self.mirror.set(&queue);
         Ok(())
