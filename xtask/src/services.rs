@@ -47,9 +47,8 @@ pub fn build_release() -> Result<PathBuf> {
 
 /// Builds the services and the `slipway` CLI, in release or debug; returns
 /// the directory of the binaries. The debug build is the workspace's
-/// `--bins`, with the features the tests build them with, so that it is
-/// nothing to do after `cargo xtask test`'s tests (the services alone
-/// would unify features differently and compile dependencies again).
+/// `--bins` (the services alone would unify features differently and
+/// compile dependencies again).
 pub fn build(release: bool) -> Result<PathBuf> {
     let mut cmd = sys::cargo();
     cmd.arg("build");
@@ -63,6 +62,17 @@ pub fn build(release: bool) -> Result<PathBuf> {
     }
     sys::run(&mut cmd)?;
     Ok(sys::target_dir().join(if release { "release" } else { "debug" }))
+}
+
+/// Builds what `cargo test --workspace` builds, without running it: after
+/// the tests this is nothing to do, and the services' debug binaries are
+/// among it (cargo builds a package's binaries for its integration tests).
+/// `--bins` alone would not be: the tests' dev-dependencies turn on
+/// features of shared dependencies (figment's `test`), so the binaries of a
+/// plain build differ and compile again. Returns the binaries' directory.
+pub fn build_as_tests() -> Result<PathBuf> {
+    sys::run(sys::cargo().args(["test", "--workspace", "--no-run", "--quiet"]))?;
+    Ok(sys::target_dir().join("debug"))
 }
 
 /// Where the services' output goes.

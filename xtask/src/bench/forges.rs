@@ -400,12 +400,7 @@ fn superseded(t: &Value, i: usize) -> bool {
 /// `base` in the bare repository `bare`: every task its own commit (a
 /// status never waits for another task's on the same commit) and its own
 /// branch (its `task_succeeded` alert is never throttled as a repeat).
-pub(super) fn branches(
-    bare: &Path,
-    base: &str,
-    prefix: &str,
-    n: usize,
-) -> Result<Vec<(String, String)>> {
+fn branches(bare: &Path, base: &str, prefix: &str, n: usize) -> Result<Vec<(String, String)>> {
     let git = |args: &[&str]| -> Result<String> {
         sys::output(
             Command::new("git")

@@ -3,11 +3,12 @@
 //! answers do (open loop), with what became of each recorded: the status
 //! and the `task_ids` and `queued` of its body, or why no answer came.
 //!
-//! Each push names a commit of its own on a branch of its own
-//! ([`commits`]), so that the tasks of a push are found by their commit.
+//! Each push names a commit of its own ([`commits`]), so that the tasks of
+//! a push are found by their commit.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,16 +23,49 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use super::forges::{Delivery, Repo, branches, push_payload};
+use super::forges::{Delivery, Repo, push_payload};
+use crate::sys;
 
 /// How long GitHub waits for an answer before it counts a delivery as
 /// failed.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `n` commits on top of `base` in the bare repository `bare`, each on a
-/// branch of its own (`<prefix>-000`, ...): `(branch, sha)`.
-pub fn commits(bare: &Path, base: &str, prefix: &str, n: usize) -> Result<Vec<(String, String)>> {
-    branches(bare, base, prefix, n)
+/// `n` commits in a line on top of `base` in the bare repository `bare`,
+/// the last one the head of `branch`: each push names one of them, so that
+/// its task is found by its commit, and the runners' mirror fetches one
+/// branch (a branch per push made each fetch walk a thousand refs).
+pub fn commits(bare: &Path, base: &str, branch: &str, n: usize) -> Result<Vec<String>> {
+    let git = |args: &[&str]| -> Result<String> {
+        sys::output(
+            Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=Slipway",
+                    "-c",
+                    "user.email=slipway@localhost",
+                ])
+                .args(args)
+                .current_dir(bare),
+        )
+        .map(|out| out.trim().to_owned())
+    };
+    let tree = git(&["rev-parse", &format!("{base}^{{tree}}")])?;
+    let mut made: Vec<String> = Vec::with_capacity(n);
+    for i in 0..n {
+        let parent = made.last().map_or(base, String::as_str).to_owned();
+        made.push(git(&[
+            "commit-tree",
+            &tree,
+            "-p",
+            &parent,
+            "-m",
+            &format!("push {i}"),
+        ])?);
+    }
+    if let Some(head) = made.last() {
+        git(&["update-ref", &format!("refs/heads/{branch}"), head])?;
+    }
+    Ok(made)
 }
 
 /// One push webhook, signed and ready to send.
