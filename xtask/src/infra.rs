@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 
@@ -148,6 +148,10 @@ pub struct Infra {
     pub proxy: Option<Proxy>,
     /// [`Profile::reuse`] of the profile it was started for.
     reuse: bool,
+    /// The profile and directory it was started with, for starting an
+    /// instance again on the same ports and data.
+    profile: Profile,
+    base: PathBuf,
     postgres: Option<Postgres>,
     rabbit: Option<Rabbit>,
     engine: Option<Child>,
@@ -187,6 +191,8 @@ impl Infra {
             registry: String::new(),
             proxy: None,
             reuse: profile.reuse,
+            profile,
+            base: base.clone(),
             postgres: None,
             rabbit: None,
             engine: None,
@@ -229,6 +235,87 @@ impl Infra {
     /// Whether the registry is the one this started (it allows deletes).
     pub fn own_registry(&self) -> bool {
         self.registry_process.is_some()
+    }
+
+    /// Kills Postgres with SIGKILL, the postmaster and every process it
+    /// started (each backend leads a process group of its own), as a crash
+    /// of its machine would; waits until they are gone and its port is
+    /// closed.
+    pub fn kill_postgres(&mut self) -> Result<()> {
+        let pg = self
+            .postgres
+            .as_ref()
+            .context("this Postgres was not started here")?;
+        let pid_file = pg.data.join("postmaster.pid");
+        let text = fs::read_to_string(&pid_file)
+            .with_context(|| format!("cannot read {}", pid_file.display()))?;
+        let pid: i32 = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .with_context(|| format!("no pid in {}", pid_file.display()))?;
+        let mut all = vec![pid];
+        all.extend(children(pid));
+        for p in &all {
+            let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        sys::wait_for("Postgres to go", Duration::from_secs(10), || {
+            all.iter().all(|p| gone(*p)) && !sys::port_open(self.profile.pg_port)
+        })?;
+        // What a restarted machine would find: lock files naming a process
+        // that is no more. The postmaster may linger as a zombie until its
+        // parent (not us: `pg_ctl` detached it) reaps it, and Postgres
+        // would take that for a live server.
+        let socket_lock = self
+            .base
+            .join("postgres")
+            .join(format!(".s.PGSQL.{}.lock", self.profile.pg_port));
+        for lock in [&pid_file, &socket_lock] {
+            match fs::remove_file(lock) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove {}", lock.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts Postgres again on the same data directory and port; it
+    /// recovers from its write-ahead log first.
+    pub fn start_postgres_again(&mut self) -> Result<()> {
+        let (_, pg) = start_postgres(self.profile, &self.base.join("postgres"))?;
+        self.postgres = pg.or(self.postgres.take());
+        Ok(())
+    }
+
+    /// Kills RabbitMQ with SIGKILL (the broker's whole process group); waits
+    /// until its port is closed.
+    pub fn kill_rabbit(&mut self) -> Result<()> {
+        let rabbit = self
+            .rabbit
+            .as_mut()
+            .context("this RabbitMQ was not started here")?;
+        let pid = i32::try_from(rabbit.child.id())?;
+        killpg(Pid::from_raw(pid), Signal::SIGKILL).context("cannot kill RabbitMQ")?;
+        let _ = rabbit.child.wait();
+        let port = self.profile.amqp_port;
+        sys::wait_for("RabbitMQ to go", Duration::from_secs(10), || {
+            !sys::port_open(port)
+        })
+    }
+
+    /// Starts RabbitMQ again on the same data directory and port; durable
+    /// queues come back with their persistent messages.
+    pub fn start_rabbit_again(&mut self) -> Result<()> {
+        let stop_epmd = self.rabbit.as_ref().is_some_and(|r| r.stop_epmd);
+        let (_, rabbit) = start_rabbit(self.profile, &self.base.join("rabbitmq"))?;
+        self.rabbit = rabbit.map(|mut r| {
+            // epmd outlives the broker; whoever started it first stops it.
+            r.stop_epmd = stop_epmd;
+            r
+        });
+        Ok(())
     }
 
     pub fn stop(&mut self) {
@@ -311,6 +398,32 @@ pub fn stop_child(child: &mut Child, grace: Duration) {
         let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     }
     let _ = child.wait();
+}
+
+/// The processes whose parent is `pid`, from `/proc`.
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| stat(*p).is_some_and(|(_, parent)| parent == pid))
+        .collect()
+}
+
+/// Whether `pid` has exited (gone, or a zombie waiting to be reaped).
+fn gone(pid: i32) -> bool {
+    stat(pid).is_none_or(|(state, _)| state == 'Z')
+}
+
+/// The state and parent of `pid`, from `/proc/<pid>/stat`.
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (in parentheses) may hold spaces: the fields after
+    // it are `state ppid ...`.
+    let mut rest = text.get(text.rfind(')')? + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let parent = rest.next()?.parse().ok()?;
+    Some((state, parent))
 }
 
 /// A command run as the `postgres` user when we are root.

@@ -14,9 +14,13 @@
 //! - `cargo xtask bench [suite...]`: the release stack on a durable
 //!   database in a temporary directory, then the named suites (all without
 //!   a name); docs/bench.md.
+//! - `cargo xtask chaos [--pushes N] [--seconds S] [--debug]`: signed pushes
+//!   while every part of the system is killed and started again, then the
+//!   drain and what became of each push, task and alert; docs/chaos.md.
 
 mod api;
 mod bench;
+mod chaos;
 mod docker;
 mod git;
 mod http;
@@ -38,9 +42,10 @@ fn main() -> ExitCode {
         Some("infra") => test::infra_foreground(),
         Some("images") => images::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("chaos") => chaos::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test [test filters...]|infra|images [--debug]|bench [suite...]>"
+                "usage: cargo xtask <up|test [test filters...]|infra|images [--debug]|bench [suite...]|chaos [--pushes N] [--seconds S] [--debug]>"
             );
             return ExitCode::from(2);
         }

@@ -1,11 +1,12 @@
 //! `cargo xtask test`: infrastructure, then the compose file's check, fmt,
-//! clippy with warnings denied, and every test against the real Postgres
-//! and RabbitMQ.
+//! clippy with warnings denied, every test against the real Postgres and
+//! RabbitMQ, and a short chaos run (docs/chaos.md).
 
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
+use crate::bench::Cancel;
 use crate::infra::{self, Infra, TEST};
 use crate::sys;
 
@@ -28,10 +29,11 @@ pub fn run(filters: &[String]) -> Result<()> {
     needs.extend(crate::images::needs());
     sys::ensure(&needs)?;
     // Ctrl-C reaches the test run too (same process group); xtask itself
-    // stays to stop the infrastructure it started.
-    ctrlc::set_handler(|| {}).context("cannot install the Ctrl-C handler")?;
+    // stays to stop the infrastructure it started, and the chaos run sees
+    // the flag at its next wait.
+    let cancel = Cancel::install()?;
     let mut infra = Infra::start(TEST)?;
-    let result = checks(&infra, filters);
+    let result = checks(&infra, filters, cancel);
     infra.stop();
     result
 }
@@ -76,7 +78,7 @@ fn compose_config() -> Result<()> {
     )
 }
 
-fn checks(infra: &Infra, filters: &[String]) -> Result<()> {
+fn checks(infra: &Infra, filters: &[String], cancel: Cancel) -> Result<()> {
     compose_config()?;
     eprintln!("xtask: cargo fmt --check");
     sys::run(sys::cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -104,7 +106,14 @@ fn checks(infra: &Infra, filters: &[String]) -> Result<()> {
         .env("SLIPWAY_TEST_DATABASE_URL", &infra.database_url)
         .env("SLIPWAY_TEST_AMQP_URL", &infra.amqp_url)
         .env("SLIPWAY_TEST_REGISTRY", &infra.registry);
-    sys::run(&mut cmd)
+    sys::run(&mut cmd)?;
+    // The whole system killed piece by piece under pushes; a filtered run
+    // is after single tests, not this.
+    if filters.is_empty() {
+        eprintln!("xtask: chaos (short)");
+        crate::chaos::short(cancel)?;
+    }
+    Ok(())
 }
 
 /// Starts the test infrastructure and waits for Ctrl-C.

@@ -1,7 +1,8 @@
 //! `cargo xtask up`: the whole system on this machine, in the foreground,
 //! with the edge proxy in front of the example's environment (and of the
-//! gateway itself when `SLIPWAY_DOMAIN` is set). Ctrl-C (or SIGTERM) stops
-//! every process it started.
+//! gateway itself when `SLIPWAY_DOMAIN` is set), the services supervised (a
+//! service that dies is started again; services.rs). Ctrl-C (or SIGTERM)
+//! stops every process it started.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -129,7 +130,11 @@ fn serve(base: &Path, infra: &mut Infra, stop: &mpsc::Receiver<()>) -> Result<()
         .map_or_else(|| format!("http://{http_addr}"), |d| format!("https://{d}"));
     env.entry("SLIPWAY_PUBLIC_URL".into()).or_insert(public_url);
 
-    let mut services = Services::start(&bin, &env, &Logs::Terminal, &http_addr)?;
+    let options = services::Options {
+        runners: 1,
+        supervise: true,
+    };
+    let mut services = Services::start(&bin, &env, &Logs::Terminal, &http_addr, options)?;
     let token = env.get("SLIPWAY_API_TOKEN").cloned().unwrap_or_default();
     let api = Api::new(&http_addr, &token);
     let example = register_example(base, &api)?;

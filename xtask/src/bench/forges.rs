@@ -396,11 +396,11 @@ fn superseded(t: &Value, i: usize) -> bool {
     })
 }
 
-/// `n` commits, each on a branch of its own (`bench-000`, ...), on top of
+/// `n` commits, each on a branch of its own (`<prefix>-000`, ...), on top of
 /// `base` in the bare repository `bare`: every task its own commit (a
 /// status never waits for another task's on the same commit) and its own
 /// branch (its `task_succeeded` alert is never throttled as a repeat).
-fn branches(bare: &Path, base: &str, n: usize) -> Result<Vec<(String, String)>> {
+fn branches(bare: &Path, base: &str, prefix: &str, n: usize) -> Result<Vec<(String, String)>> {
     let git = |args: &[&str]| -> Result<String> {
         sys::output(
             Command::new("git")
@@ -419,7 +419,7 @@ fn branches(bare: &Path, base: &str, n: usize) -> Result<Vec<(String, String)>> 
     let mut made = Vec::with_capacity(n);
     let mut updates = String::new();
     for i in 0..n {
-        let branch = format!("bench-{i:03}");
+        let branch = format!("{prefix}-{i:03}");
         let sha = git(&["commit-tree", &tree, "-p", base, "-m", &branch])?;
         updates.push_str(&format!("create refs/heads/{branch} {sha}\n"));
         made.push((branch, sha));
@@ -447,7 +447,7 @@ fn time_statuses(stack: &Stack) -> Result<Timed> {
     let repo = LocalRepo::open(&stack.dir.join("repos"), STATUSES_WORKFLOW)?;
     repo.write("README.md", b"statuses\n")?;
     let base = repo.commit("base")?;
-    let commits = branches(&repo.bare, &base, TASKS)?;
+    let commits = branches(&repo.bare, &base, "bench", TASKS)?;
     let url = repo.url();
     stack.api.register(
         STATUSES_WORKFLOW,

@@ -14,6 +14,7 @@ mod deploy;
 mod forges;
 mod load;
 mod prune;
+pub mod pushes;
 mod rebuild;
 mod stack;
 
@@ -27,7 +28,7 @@ use crate::infra;
 use crate::services;
 use crate::sys;
 
-pub use stack::Stack;
+pub use stack::{Cancel, Stack};
 
 /// A set of measurements run against a fresh stack.
 pub trait Suite {
@@ -143,7 +144,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let cancel = stack::Cancel::install()?;
 
     let bin = services::build_release()?;
-    let mut stack = Stack::start(&bin, cancel)?;
+    let mut stack = Stack::start(&bin, cancel, services::Options::default(), &[])?;
     let mut reports = Vec::new();
     for suite in &suites {
         eprintln!("xtask: bench suite {}: {}", suite.name(), suite.about());

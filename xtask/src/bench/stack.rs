@@ -27,7 +27,7 @@ use serde_json::Value;
 use crate::api::Api;
 use crate::infra::{Infra, Profile};
 use crate::proxy::Ports;
-use crate::services::{Logs, Services};
+use crate::services::{self, Logs, Services};
 use crate::sys;
 
 /// Set by Ctrl-C or SIGTERM; the bench stops at its next wait.
@@ -92,7 +92,14 @@ fn free_amqp_port() -> Result<u16> {
 }
 
 impl Stack {
-    pub fn start(bin: &Path, cancel: Cancel) -> Result<Self> {
+    /// Starts the stack: the services from `bin` as `options` says, with
+    /// `extra` settings on top of the stack's own.
+    pub fn start(
+        bin: &Path,
+        cancel: Cancel,
+        options: services::Options,
+        extra: &[(&str, &str)],
+    ) -> Result<Self> {
         // As root, the `postgres` user must reach its cluster: not under a
         // private /tmp of root's.
         let parent = if sys::is_root() {
@@ -161,8 +168,13 @@ impl Stack {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         env.extend(proxy_env);
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let logs = base.join("logs");
-        let services = Services::start(bin, &env, &Logs::Dir(logs.clone()), &http_addr)
+        let services = Services::start(bin, &env, &Logs::Dir(logs.clone()), &http_addr, options)
             .with_context(|| format!("see the services' logs in {}", logs.display()))?;
         let dir = root.join("work");
         std::fs::create_dir_all(&dir)?;
@@ -181,7 +193,9 @@ impl Stack {
         })
     }
 
-    /// An error when the bench was interrupted or a service has died.
+    /// An error when the bench was interrupted or a service has died (when
+    /// supervised: a service has died too often; the others are started
+    /// again when due).
     pub fn check(&self) -> Result<()> {
         self.cancel.check()?;
         self.services.borrow_mut().check()
@@ -219,6 +233,26 @@ impl Stack {
                 .arg(sql),
         )
         .map(|out| out.trim().to_owned())
+    }
+
+    /// Kills the service `name` with SIGKILL (see [`Services::kill`]).
+    pub fn kill(&self, name: &str) -> Result<()> {
+        self.services.borrow_mut().kill(name)
+    }
+
+    /// How many times each service was started again.
+    pub fn restarts(&self) -> Vec<(String, u32)> {
+        self.services.borrow().restarts()
+    }
+
+    /// The stack's own Postgres and RabbitMQ, to kill and start again.
+    pub fn infra(&mut self) -> &mut Infra {
+        &mut self.infra
+    }
+
+    /// Where the services' logs are.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("stack/logs")
     }
 
     /// Keeps the directory (logs, data) for a look after a failure.
@@ -296,6 +330,8 @@ pub struct Received {
     pub authorized: bool,
     /// Its body (`Null` when it was not JSON).
     pub body: Value,
+    /// Its `X-Slipway-Event-Id` (a notify webhook's), if any.
+    pub event_id: Option<String>,
 }
 
 /// The commit a status was set on.
@@ -425,6 +461,11 @@ async fn answer(
         .headers()
         .get(AUTHORIZATION)
         .is_some_and(|v| v.as_bytes() == bearer.as_bytes());
+    let event_id = req
+        .headers()
+        .get("x-slipway-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = req.into_body().collect().await?.to_bytes();
     let at = SystemTime::now();
     let target = status_target(&path);
@@ -462,6 +503,7 @@ async fn answer(
             status: target,
             authorized,
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            event_id,
         });
         log.arrived.notify_all();
     }
