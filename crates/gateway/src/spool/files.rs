@@ -82,14 +82,15 @@ pub fn read(dir: &Path, name: &str) -> io::Result<Vec<u8>> {
     fs::read(dir.join(name))
 }
 
-/// Removes a delivery the orchestrator has stored.
+/// Removes a delivery the orchestrator has stored. The directory is not
+/// synced: a removal lost in a crash hands the delivery over again, which
+/// the orchestrator answers as a duplicate.
 pub fn remove(dir: &Path, name: &str) -> io::Result<()> {
     match fs::remove_file(dir.join(name)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
-    sync_dir(dir)
 }
 
 /// Moves a delivery the orchestrator refused for good to `failed/`, for an
