@@ -1,8 +1,16 @@
 //! The gateway's settings (runtime.md).
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
 
+use domain::workflow::{ValueError, parse_duration};
 use serde::{Deserialize, Serialize};
+
+/// How long a request body may take: long enough for a large webhook over
+/// a slow link, short enough that a stalled client lets go soon.
+const REQUEST_TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -20,9 +28,10 @@ pub struct Settings {
     pub github_secret: String,
     /// Expected `X-Gitlab-Token`; unset disables that endpoint.
     pub gitlab_token: String,
-    /// Largest webhook body accepted.
+    /// Largest webhook body accepted (`SLIPWAY_WEBHOOK_MAX_BYTES`).
     pub webhook_max_bytes: usize,
-    /// Largest API request body accepted.
+    /// Largest body of a REST API request or a dashboard form
+    /// (`SLIPWAY_API_MAX_BYTES`).
     pub api_max_bytes: usize,
     /// Where users reach the dashboard; `https://` makes its cookies secure-only.
     pub public_url: String,
@@ -30,6 +39,10 @@ pub struct Settings {
     pub log: String,
     /// JSON log lines, for a log collector, instead of human-readable ones.
     pub log_json: bool,
+    /// How long a request body may take to arrive, from the end of its
+    /// headers (`SLIPWAY_REQUEST_TIMEOUT`, a duration from `1s` to `1h`): a
+    /// client sending a byte a second is cut off, not waited for.
+    pub request_timeout: String,
 }
 
 impl Default for Settings {
@@ -46,6 +59,7 @@ impl Default for Settings {
             public_url: "http://127.0.0.1:8080".to_owned(),
             log: "info".to_owned(),
             log_json: false,
+            request_timeout: "30s".to_owned(),
         }
     }
 }
@@ -55,6 +69,22 @@ impl Settings {
         if self.api_token.is_empty() {
             return Err("SLIPWAY_API_TOKEN is required".to_owned());
         }
+        self.request_timeout()?;
         Ok(())
+    }
+
+    /// `request_timeout` read.
+    pub fn request_timeout(&self) -> Result<Duration, String> {
+        match parse_duration(&self.request_timeout) {
+            Ok(d) if REQUEST_TIMEOUT.contains(&d) => Ok(d),
+            Ok(_) | Err(ValueError::DurationTooLong(_)) => Err(format!(
+                "SLIPWAY_REQUEST_TIMEOUT={:?}: must be from 1s to 1h",
+                self.request_timeout
+            )),
+            Err(e) => Err(format!(
+                "SLIPWAY_REQUEST_TIMEOUT={:?}: {e}",
+                self.request_timeout
+            )),
+        }
     }
 }
