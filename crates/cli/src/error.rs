@@ -61,9 +61,11 @@ impl Error {
                 ErrorCode::Conflict => exit::CONFLICT,
                 ErrorCode::Unauthenticated => exit::UNAUTHENTICATED,
                 ErrorCode::Unavailable => exit::UNAVAILABLE,
-                ErrorCode::BadRequest | ErrorCode::PayloadTooLarge | ErrorCode::Internal => {
-                    exit::OTHER
-                }
+                ErrorCode::BadRequest
+                | ErrorCode::PayloadTooLarge
+                | ErrorCode::RequestTimeout
+                | ErrorCode::LimitReached
+                | ErrorCode::Internal => exit::OTHER,
             },
             Self::Usage(_) => exit::USAGE,
             Self::Io(_) => exit::OTHER,

@@ -59,3 +59,7 @@ pub fn too_large(limit: usize) -> HttpError {
         format!("body larger than {limit} bytes"),
     ))
 }
+
+pub fn timed_out(msg: impl Into<String>) -> HttpError {
+    HttpError(ApiError::new(ErrorCode::RequestTimeout, msg))
+}

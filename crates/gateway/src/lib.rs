@@ -127,11 +127,14 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
+        let form_limit = state.settings.api_max_bytes;
         tracing::info!(addr = ?self.listener.local_addr(), "gateway listening");
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::QueryConfig::default().error_handler(api::tasks::query_error))
+                .configure(|cfg| body::extractor_limits(cfg, form_limit))
+                .wrap(from_fn(body::deadline))
                 .configure(routes)
         })
         .workers(2)

@@ -70,6 +70,8 @@ impl Outcome {
             ErrorCode::PayloadTooLarge => Self::TooLarge,
             ErrorCode::NotFound
             | ErrorCode::Conflict
+            | ErrorCode::RequestTimeout
+            | ErrorCode::LimitReached
             | ErrorCode::Unavailable
             | ErrorCode::Internal => Self::Error,
         }

@@ -1,9 +1,17 @@
 //! The gateway's settings (runtime.md).
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use domain::workflow::{ValueError, parse_duration};
 use serde::{Deserialize, Serialize};
+
+/// How long a request body may take: long enough for a large webhook over
+/// a slow link, short enough that a stalled client lets go soon.
+const REQUEST_TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -21,9 +29,10 @@ pub struct Settings {
     pub github_secret: String,
     /// Expected `X-Gitlab-Token`; unset disables that endpoint.
     pub gitlab_token: String,
-    /// Largest webhook body accepted.
+    /// Largest webhook body accepted (`SLIPWAY_WEBHOOK_MAX_BYTES`).
     pub webhook_max_bytes: usize,
-    /// Largest API request body accepted.
+    /// Largest body of a REST API request or a dashboard form
+    /// (`SLIPWAY_API_MAX_BYTES`).
     pub api_max_bytes: usize,
     /// Where users reach the dashboard; `https://` makes its cookies secure-only.
     pub public_url: String,
@@ -38,6 +47,10 @@ pub struct Settings {
     /// e.g. `256MiB`); `0` turns the spool off: deliveries the orchestrator
     /// cannot take are then answered `503`.
     pub webhook_spool_bytes: String,
+    /// How long a request body may take to arrive, from the end of its
+    /// headers (`SLIPWAY_REQUEST_TIMEOUT`, a duration from `1s` to `1h`): a
+    /// client sending a byte a second is cut off, not waited for.
+    pub request_timeout: String,
 }
 
 impl Default for Settings {
@@ -56,6 +69,7 @@ impl Default for Settings {
             log_json: false,
             data_dir: PathBuf::from("./.slipway/data"),
             webhook_spool_bytes: "256MiB".to_owned(),
+            request_timeout: "30s".to_owned(),
         }
     }
 }
@@ -66,6 +80,7 @@ impl Settings {
             return Err("SLIPWAY_API_TOKEN is required".to_owned());
         }
         self.webhook_spool_bytes()?;
+        self.request_timeout()?;
         Ok(())
     }
 
@@ -77,5 +92,20 @@ impl Settings {
                 self.webhook_spool_bytes
             )
         })
+    }
+
+    /// `request_timeout` read.
+    pub fn request_timeout(&self) -> Result<Duration, String> {
+        match parse_duration(&self.request_timeout) {
+            Ok(d) if REQUEST_TIMEOUT.contains(&d) => Ok(d),
+            Ok(_) | Err(ValueError::DurationTooLong(_)) => Err(format!(
+                "SLIPWAY_REQUEST_TIMEOUT={:?}: must be from 1s to 1h",
+                self.request_timeout
+            )),
+            Err(e) => Err(format!(
+                "SLIPWAY_REQUEST_TIMEOUT={:?}: {e}",
+                self.request_timeout
+            )),
+        }
     }
 }

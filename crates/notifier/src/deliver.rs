@@ -126,7 +126,7 @@ impl Deliverer {
             .orchestrator
             .notify_config(workflow_id, Some(version), Vec::new())
             .await?;
-        let workflow = workflow::parse(&answer.definition)
+        let workflow = workflow::parse_stored(&answer.definition)
             .map_err(|e| HandleError::Rejected(format!("stored definition: {e}")))?;
         let config = Arc::new(Config {
             workflow,

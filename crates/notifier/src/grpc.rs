@@ -119,7 +119,7 @@ impl Notifier for NotifierService {
                     .notify_config(id, None, names)
                     .await
                     .map_err(|e| Status::from(e.0))?;
-                let name = domain::workflow::parse(&config.definition)
+                let name = domain::workflow::parse_stored(&config.definition)
                     .map(|w| w.name.to_string())
                     .unwrap_or_default();
                 (config.secrets, id, name)

@@ -141,7 +141,8 @@ impl Orchestrator {
                 metrics::Metrics::new()?,
                 forges::Forges::from_settings(&settings).map_err(Error::Settings)?,
             )
-            .with_retention_days(settings.retention_days),
+            .with_retention_days(settings.retention_days)
+            .with_bounds(settings.bounds().map_err(Error::Settings)?),
         );
         // Secrets open with either key meanwhile, so a failure here only
         // delays the rotation to the next start.

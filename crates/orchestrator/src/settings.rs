@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use domain::workflow::{ValueError, format_duration, parse_duration};
+use domain::workflow::{Limits, ValueError, format_duration, parse_duration};
 use serde::{Deserialize, Serialize};
 
 /// Leases a runner may hold a task for: long enough for a heartbeat to
@@ -118,7 +118,59 @@ pub struct Settings {
     /// Queue the registry manifests of pruned tasks' images for runners to
     /// delete (`SLIPWAY_REGISTRY_DELETE`).
     pub registry_delete: bool,
+    /// Largest workflow definition, in bytes (`SLIPWAY_WORKFLOW_MAX_BYTES`);
+    /// its text with aliases expanded may be four times that.
+    pub workflow_max_bytes: usize,
+    /// Deepest nesting of a definition (`SLIPWAY_WORKFLOW_MAX_DEPTH`).
+    pub workflow_max_depth: usize,
+    /// Most nodes of a definition, aliases expanded
+    /// (`SLIPWAY_WORKFLOW_MAX_NODES`).
+    pub workflow_max_nodes: usize,
+    /// Most `steps` of a workflow (`SLIPWAY_WORKFLOW_MAX_STEPS`).
+    pub workflow_max_steps: usize,
+    /// Most `deploy` environments of a workflow
+    /// (`SLIPWAY_WORKFLOW_MAX_ENVIRONMENTS`).
+    pub workflow_max_environments: usize,
+    /// Most `notify` rules of a workflow (`SLIPWAY_WORKFLOW_MAX_NOTIFY_RULES`).
+    pub workflow_max_notify_rules: usize,
+    /// Most secrets of one workflow (`SLIPWAY_SECRETS_MAX`).
+    pub secrets_max: usize,
+    /// Largest secret value, in bytes (`SLIPWAY_SECRET_MAX_BYTES`).
+    pub secret_max_bytes: usize,
+    /// Largest log chunk a runner may append in one call
+    /// (`SLIPWAY_LOG_CHUNK_MAX_BYTES`, at least the 64 KiB runners send).
+    pub log_chunk_max_bytes: usize,
 }
+
+/// What a client or a runner may send the orchestrator, from the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Workflow definitions.
+    pub workflow: Limits,
+    /// Secrets per workflow.
+    pub secrets_max: usize,
+    /// Bytes of a secret's value.
+    pub secret_max_bytes: usize,
+    /// Bytes of one log chunk.
+    pub log_chunk_max_bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            workflow: Limits::default(),
+            secrets_max: 100,
+            secret_max_bytes: 64 * 1024,
+            log_chunk_max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The most a log chunk may be held to: runners send up to this much.
+const MIN_LOG_CHUNK: usize = 64 * 1024;
+
+/// The most any of the other bounds may be: 64 MiB is the gRPC messages'.
+const MAX_BOUND_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -153,6 +205,15 @@ impl Default for Settings {
             prune_interval: "10m".to_owned(),
             prune_batch: 200,
             registry_delete: false,
+            workflow_max_bytes: Bounds::default().workflow.max_bytes,
+            workflow_max_depth: Bounds::default().workflow.max_depth,
+            workflow_max_nodes: Bounds::default().workflow.max_nodes,
+            workflow_max_steps: Bounds::default().workflow.max_steps,
+            workflow_max_environments: Bounds::default().workflow.max_environments,
+            workflow_max_notify_rules: Bounds::default().workflow.max_notify_rules,
+            secrets_max: Bounds::default().secrets_max,
+            secret_max_bytes: Bounds::default().secret_max_bytes,
+            log_chunk_max_bytes: Bounds::default().log_chunk_max_bytes,
         }
     }
 }
@@ -250,7 +311,54 @@ impl Settings {
             ));
         }
         self.metrics_addr()?;
+        self.bounds()?;
         Ok(())
+    }
+
+    /// The bounds on what clients and runners send, checked.
+    pub fn bounds(&self) -> Result<Bounds, String> {
+        let workflow = Limits {
+            max_bytes: self.workflow_max_bytes,
+            max_depth: self.workflow_max_depth,
+            max_nodes: self.workflow_max_nodes,
+            max_steps: self.workflow_max_steps,
+            max_environments: self.workflow_max_environments,
+            max_notify_rules: self.workflow_max_notify_rules,
+        };
+        workflow.check().map_err(|e| {
+            format!(
+                "SLIPWAY_WORKFLOW_{} must be from 1 to {}, got {}",
+                e.name.to_ascii_uppercase(),
+                e.ceiling,
+                e.value
+            )
+        })?;
+        let ranges = [
+            ("SLIPWAY_SECRETS_MAX", self.secrets_max, 1, 100_000),
+            (
+                "SLIPWAY_SECRET_MAX_BYTES",
+                self.secret_max_bytes,
+                1,
+                MAX_BOUND_BYTES,
+            ),
+            (
+                "SLIPWAY_LOG_CHUNK_MAX_BYTES",
+                self.log_chunk_max_bytes,
+                MIN_LOG_CHUNK,
+                MAX_BOUND_BYTES,
+            ),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(format!("{name} must be from {min} to {max}, got {value}"));
+            }
+        }
+        Ok(Bounds {
+            workflow,
+            secrets_max: self.secrets_max,
+            secret_max_bytes: self.secret_max_bytes,
+            log_chunk_max_bytes: self.log_chunk_max_bytes,
+        })
     }
 
     /// `prune_interval` as a duration (checked by [`Settings::check`]).

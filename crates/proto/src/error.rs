@@ -19,6 +19,11 @@ pub enum ErrorCode {
     InvalidWorkflow,
     Unavailable,
     Internal,
+    /// A request body that did not arrive within the gateway's time.
+    RequestTimeout,
+    /// A count the server bounds would go past its limit (a workflow's
+    /// secrets).
+    LimitReached,
 }
 
 impl ErrorCode {
@@ -32,6 +37,8 @@ impl ErrorCode {
             Self::InvalidWorkflow => 422,
             Self::Unavailable => 503,
             Self::Internal => 500,
+            Self::RequestTimeout => 408,
+            Self::LimitReached => 422,
         }
     }
 
@@ -44,6 +51,8 @@ impl ErrorCode {
             Self::PayloadTooLarge => tonic::Code::ResourceExhausted,
             Self::Unavailable => tonic::Code::Unavailable,
             Self::Internal => tonic::Code::Internal,
+            Self::RequestTimeout => tonic::Code::DeadlineExceeded,
+            Self::LimitReached => tonic::Code::ResourceExhausted,
         }
     }
 

@@ -39,4 +39,6 @@ pub struct Context {
     pub proxy: Proxy,
     /// `SLIPWAY_RUNNER_HOST`: recorded on every deployment.
     pub host: String,
+    /// `SLIPWAY_LOG_LINE_MAX_BYTES`: where long lines of a task's log are cut.
+    pub log_line_max: usize,
 }

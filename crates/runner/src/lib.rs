@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod confine;
 pub mod context;
 pub mod deploy;
 pub mod docker;
@@ -168,6 +169,7 @@ impl Runner {
                 },
             ),
             host: settings.host(),
+            log_line_max: settings.log_line_max().map_err(Error::Settings)?,
         });
         let listener = match settings.metrics_addr().map_err(Error::Settings)? {
             Some(addr) => Some(telemetry::metrics::Listener::bind(addr).await?),

@@ -85,7 +85,14 @@ pub struct Settings {
     /// deletes the registry manifests of pruned images
     /// (`SLIPWAY_SWEEP_INTERVAL`, a duration from `1s` to `24h`).
     pub sweep_interval: String,
+    /// Longest line of a task's log (`SLIPWAY_LOG_LINE_MAX_BYTES`, bytes or
+    /// a size such as `64KiB`, from 1 KiB to 16 MiB): the rest of a longer
+    /// line is cut, with a marker, as it streams by.
+    pub log_line_max_bytes: String,
 }
+
+/// The bounds of `log_line_max_bytes`.
+const LOG_LINE: std::ops::RangeInclusive<u64> = 1024..=16 * 1024 * 1024;
 
 /// The longest heartbeat interval and kill grace accepted: an hour. Longer
 /// ones are mistakes, and overflow clock arithmetic at the extreme.
@@ -125,6 +132,7 @@ impl Default for Settings {
             log: "info".to_owned(),
             log_json: false,
             sweep_interval: "5m".to_owned(),
+            log_line_max_bytes: "64KiB".to_owned(),
         }
     }
 }
@@ -167,6 +175,7 @@ impl Settings {
         self.sweep_every()?;
         self.metrics_addr()?;
         self.cache_max_bytes()?;
+        self.log_line_max()?;
         self.labels()?;
         self.proxy_admin()?;
         Ok(())
@@ -218,6 +227,21 @@ impl Settings {
                 self.cache_max_bytes
             )
         })
+    }
+
+    /// `log_line_max_bytes` read.
+    pub fn log_line_max(&self) -> Result<usize, String> {
+        let invalid = |e: &str| {
+            format!(
+                "SLIPWAY_LOG_LINE_MAX_BYTES={:?}: {e}: write bytes (65536) or a size with KiB or MiB (64KiB), from 1KiB to 16MiB",
+                self.log_line_max_bytes
+            )
+        };
+        let bytes = telemetry::size::parse_bytes(&self.log_line_max_bytes).map_err(invalid)?;
+        if !LOG_LINE.contains(&bytes) {
+            return Err(invalid("out of range"));
+        }
+        usize::try_from(bytes).map_err(|_| invalid("too large"))
     }
 
     /// `runner_labels` read.

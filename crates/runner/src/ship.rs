@@ -1,13 +1,18 @@
 //! Ships a task's log to the orchestrator: chunks are queued in order,
 //! batched per step, and sent by one task so they arrive in the order they
 //! were written. A flush waits until everything queued so far is stored.
+//! Lines longer than `SLIPWAY_LOG_LINE_MAX_BYTES` are cut on the way, with
+//! a marker; a line is never held whole, only its length counted.
+
+use std::collections::HashMap;
 
 use backon::Retryable as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::client::{CallError, Lease, RunnerClient};
 
-/// Largest batch sent in one call.
+/// Largest batch sent in one call (the orchestrator takes at least this
+/// much per chunk).
 const BATCH_BYTES: usize = 64 * 1024;
 
 enum Item {
@@ -22,12 +27,16 @@ pub struct LogSink {
 }
 
 impl LogSink {
-    /// Starts the shipping task for one lease.
-    pub fn start(client: RunnerClient, lease: Lease) -> Self {
+    /// Starts the shipping task for one lease; lines past `line_max` bytes
+    /// are cut.
+    pub fn start(client: RunnerClient, lease: Lease, line_max: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         // In the task's span: the log calls join the task's trace.
         tokio::spawn(tracing::Instrument::in_current_span(ship(
-            client, lease, rx,
+            client,
+            lease,
+            rx,
+            LineCut::new(line_max),
         )));
         Self { tx }
     }
@@ -55,7 +64,12 @@ impl LogSink {
     }
 }
 
-async fn ship(mut client: RunnerClient, lease: Lease, mut rx: mpsc::UnboundedReceiver<Item>) {
+async fn ship(
+    mut client: RunnerClient,
+    lease: Lease,
+    mut rx: mpsc::UnboundedReceiver<Item>,
+    mut cut: LineCut,
+) {
     let mut pending: Option<Item> = None;
     loop {
         let item = match pending.take() {
@@ -69,11 +83,14 @@ async fn ship(mut client: RunnerClient, lease: Lease, mut rx: mpsc::UnboundedRec
             Item::Flush(done) => {
                 let _ = done.send(());
             }
-            Item::Chunk(position, mut data) => {
+            Item::Chunk(position, data) => {
+                let mut data = cut.apply(position, &data);
                 // Take whatever else of the same step is already queued.
                 while data.len() < BATCH_BYTES {
                     match rx.try_recv() {
-                        Ok(Item::Chunk(p, more)) if p == position => data.extend_from_slice(&more),
+                        Ok(Item::Chunk(p, more)) if p == position => {
+                            data.extend_from_slice(&cut.apply(p, &more));
+                        }
                         Ok(other) => {
                             pending = Some(other);
                             break;
@@ -81,7 +98,14 @@ async fn ship(mut client: RunnerClient, lease: Lease, mut rx: mpsc::UnboundedRec
                         Err(_) => break,
                     }
                 }
-                if !send(&mut client, &lease, position, data).await {
+                let mut sent = true;
+                for piece in data.chunks(BATCH_BYTES) {
+                    sent = send(&mut client, &lease, position, piece.to_vec()).await;
+                    if !sent {
+                        break;
+                    }
+                }
+                if !sent {
                     // The lease is lost: drain and drop everything, answer flushes.
                     while let Some(item) = rx.recv().await {
                         if let Item::Flush(done) = item {
@@ -114,5 +138,132 @@ async fn send(client: &mut RunnerClient, lease: &Lease, position: i32, data: Vec
             tracing::warn!(task_id = lease.task_id, error = %e, "log refused");
             false
         }
+    }
+}
+
+/// Cuts each line of each step's output at a number of bytes as the output
+/// streams by: what is past the limit is dropped up to the line's end, and
+/// a marker says so. A carriage return ends a line too (progress bars
+/// redraw one line with it).
+struct LineCut {
+    /// Longest line kept, in bytes.
+    max: usize,
+    /// Per step position: bytes of the current line so far (up to `max`)
+    /// and whether it was cut.
+    lines: HashMap<i32, (usize, bool)>,
+}
+
+impl LineCut {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            lines: HashMap::new(),
+        }
+    }
+
+    fn marker(&self) -> String {
+        format!(" [line cut: longer than {} bytes]", self.max)
+    }
+
+    /// `data` of step `position` with its over-long lines cut.
+    fn apply(&mut self, position: i32, data: &[u8]) -> Vec<u8> {
+        let max = self.max;
+        let marker = self.marker();
+        let (line, cut) = self.lines.entry(position).or_insert((0, false));
+        let mut out = Vec::with_capacity(data.len().min(max + marker.len() + 1));
+        let mut rest = data;
+        while !rest.is_empty() {
+            let end = rest.iter().position(|b| matches!(b, b'\n' | b'\r'));
+            let segment = &rest[..end.unwrap_or(rest.len())];
+            if !*cut {
+                let room = max - *line;
+                if segment.len() <= room {
+                    out.extend_from_slice(segment);
+                    *line += segment.len();
+                } else {
+                    let keep = char_boundary(segment, room);
+                    out.extend_from_slice(&segment[..keep]);
+                    out.extend_from_slice(marker.as_bytes());
+                    *cut = true;
+                }
+            }
+            match end {
+                Some(i) => {
+                    out.push(rest[i]);
+                    (*line, *cut) = (0, false);
+                    rest = &rest[i + 1..];
+                }
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+/// The largest `n <= at` that does not split a UTF-8 character of `text`
+/// (as far as `text` shows one).
+fn char_boundary(text: &[u8], at: usize) -> usize {
+    let mut n = at.min(text.len());
+    // At most three continuation bytes (`10xxxxxx`) follow a lead byte.
+    for _ in 0..3 {
+        if n == 0 || n == text.len() || text[n] & 0xC0 != 0x80 {
+            break;
+        }
+        n -= 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(max: usize, chunks: &[&[u8]]) -> String {
+        let mut cut = LineCut::new(max);
+        let out: Vec<u8> = chunks.iter().flat_map(|c| cut.apply(0, c)).collect();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn short_lines_pass_unchanged() {
+        assert_eq!(cut(8, &[b"one\ntwo", b"\nthree\n"]), "one\ntwo\nthree\n");
+        assert_eq!(cut(8, &[b"12345678\n"]), "12345678\n");
+    }
+
+    #[test]
+    fn a_long_line_is_cut_with_a_marker_across_chunks() {
+        let marker = " [line cut: longer than 8 bytes]";
+        assert_eq!(
+            cut(8, &[b"12345", b"6789abc", b"def\nnext\n"]),
+            format!("12345678{marker}\nnext\n")
+        );
+        // Without an end: cut once, the rest dropped as it comes.
+        let many: Vec<&[u8]> = vec![b"xxxxxxxxxx"; 1000];
+        assert_eq!(cut(8, &many), format!("xxxxxxxx{marker}"));
+        // A carriage return ends a line as well.
+        assert_eq!(
+            cut(8, &[b"1234567890\r1\r"]),
+            format!("12345678{marker}\r1\r")
+        );
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        // "é" is two bytes: the cut falls inside it and backs off.
+        assert_eq!(
+            cut(8, &["1234567é9\n".as_bytes()]),
+            "1234567 [line cut: longer than 8 bytes]\n"
+        );
+    }
+
+    #[test]
+    fn each_step_has_its_own_line() {
+        let mut cut = LineCut::new(4);
+        assert_eq!(cut.apply(0, b"abc"), b"abc");
+        assert_eq!(cut.apply(1, b"defg\n"), b"defg\n");
+        assert_eq!(
+            String::from_utf8_lossy(&cut.apply(0, b"de\n")),
+            "d [line cut: longer than 4 bytes]\n"
+        );
     }
 }

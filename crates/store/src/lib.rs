@@ -63,6 +63,9 @@ pub enum Error {
     Migration(String),
     #[error("unexpected value in the database: {0}")]
     Corrupt(String),
+    /// A record that would go past a count the server bounds.
+    #[error("{0}")]
+    LimitReached(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -5,8 +5,8 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
-use crate::Result;
-use crate::schema::secrets;
+use crate::schema::{secrets, workflows};
+use crate::{Error, Result};
 
 /// A secret's sealed value.
 #[derive(Debug, Clone, Queryable)]
@@ -16,8 +16,42 @@ pub struct SealedSecret {
     pub ciphertext: Vec<u8>,
 }
 
-/// Creates or replaces a secret.
+/// Creates or replaces a secret of a live workflow, which may hold at most
+/// `max` secrets: a new one past that is [`Error::LimitReached`]. The
+/// workflow's row is locked meanwhile, so two new secrets set at once
+/// cannot both take the last place.
 pub fn put(
+    conn: &mut PgConnection,
+    workflow_id: i64,
+    name: &str,
+    nonce: &[u8],
+    ciphertext: &[u8],
+    max: usize,
+) -> Result<()> {
+    conn.transaction(|conn| {
+        workflows::table
+            .find(workflow_id)
+            .filter(workflows::deleted_at.is_null())
+            .select(workflows::id)
+            .for_update()
+            .first::<i64>(conn)
+            .optional()?
+            .ok_or(Error::NotFound)?;
+        let others: i64 = secrets::table
+            .filter(secrets::workflow_id.eq(workflow_id))
+            .filter(secrets::name.ne(name))
+            .count()
+            .get_result(conn)?;
+        if usize::try_from(others).unwrap_or(usize::MAX) >= max {
+            return Err(Error::LimitReached(format!(
+                "a workflow may have at most {max} secrets: {name} would be one more"
+            )));
+        }
+        upsert(conn, workflow_id, name, nonce, ciphertext)
+    })
+}
+
+fn upsert(
     conn: &mut PgConnection,
     workflow_id: i64,
     name: &str,

@@ -128,6 +128,17 @@ impl GitRepo {
         sha
     }
 
+    /// Makes `path` in the working tree a symlink to `target` (replacing
+    /// what is there); the next [`GitRepo::commit`] commits it.
+    pub fn link(&self, path: &str, target: &str) {
+        let full = self.work.join(path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        let _ = std::fs::remove_file(&full);
+        std::os::unix::fs::symlink(target, full).expect("symlink");
+    }
+
     /// Tags HEAD and pushes the tag.
     pub fn tag(&self, tag: &str) -> String {
         git(&self.work, &["tag", "-f", tag]);

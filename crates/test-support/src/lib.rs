@@ -78,6 +78,9 @@ pub struct Options {
     /// The orchestrator's forge credentials and API bases
     /// (`SLIPWAY_GITHUB_*`, `SLIPWAY_GITLAB_*`), for commit statuses.
     pub forges: ForgeCredentials,
+    /// Changes to the orchestrator's settings before it starts (its limits,
+    /// say).
+    pub orchestrator_settings: fn(&mut orchestrator::Settings),
 }
 
 /// Forge settings of the orchestrator; empty: none.
@@ -106,6 +109,7 @@ impl Default for Options {
             runner_token: String::new(),
             grpc_tls: None,
             forges: ForgeCredentials::default(),
+            orchestrator_settings: |_| {},
         }
     }
 }
@@ -156,7 +160,7 @@ impl Stack {
         let queue_prefix = format!("test-{}.", uuid::Uuid::new_v4().simple());
         let (shutdown, rx) = watch::channel(false);
 
-        let orchestrator_settings = orchestrator::Settings {
+        let mut orchestrator_settings = orchestrator::Settings {
             grpc_addr: "127.0.0.1:0".parse().expect("address"),
             database_url: db.url.clone(),
             amqp_url: options
@@ -201,6 +205,7 @@ impl Stack {
             gitlab_url: options.forges.gitlab_url.clone(),
             ..orchestrator::Settings::default()
         };
+        (options.orchestrator_settings)(&mut orchestrator_settings);
         let orchestrator = Running::orchestrator(orchestrator_settings).await;
         let scheme = if options.grpc_tls.is_some() {
             "https"

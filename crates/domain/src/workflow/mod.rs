@@ -9,6 +9,7 @@ use crate::labels::Labels;
 
 mod deploy;
 mod field;
+mod limits;
 mod notify;
 mod parse;
 mod patterns;
@@ -23,7 +24,8 @@ mod yaml;
 mod tests;
 
 pub use deploy::fixed_host_port;
-pub use parse::{SpecError, parse, parse_default_notify};
+pub use limits::{Limits, OutOfRange};
+pub use parse::{SpecError, parse, parse_default_notify, parse_stored, parse_with};
 pub use patterns::{PatternError, Patterns};
 pub use repo::RepoUrl;
 pub use routes::claimed_elsewhere;

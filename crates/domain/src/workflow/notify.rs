@@ -10,7 +10,7 @@ use super::{AlertEvent, DingTalkChannel, EmailChannel, NotifyRule, SlackChannel,
 /// optional there and defaults to `default_on`; secrets placeholders are
 /// refused, as the server default belongs to no workflow.
 pub fn parse_default_notify(yaml: &str, default_on: &[AlertEvent]) -> Result<NotifyRule> {
-    let root = yaml::load(yaml)
+    let root = yaml::load(yaml, &super::Limits::default())
         .map_err(|e| SpecError::at("", e.pos, e.message))?
         .ok_or_else(|| SpecError::at("", Pos::START, "empty: expected a mapping of channels"))?;
     let root = Field::root(&root);

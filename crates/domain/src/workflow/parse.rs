@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use super::deploy::deploy_spec;
-use super::field::{Field, Result, env_vars};
+use super::field::{Field, Record, Result, env_vars};
 use super::notify::notify_rule;
 use super::yaml::{self, Pos, Value};
 use super::*;
@@ -17,9 +17,33 @@ pub use super::notify::parse_default_notify;
 
 const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
-/// Parses and validates a workflow definition.
+/// Parses and validates a workflow definition within the default
+/// [`Limits`].
 pub fn parse(yaml: &str) -> Result<Workflow> {
-    let root = yaml::load(yaml)
+    parse_with(yaml, &Limits::default())
+}
+
+/// Parses a definition that was stored once it passed [`parse_with`]:
+/// within [`Limits::CEILING`], so that a limit lowered since does not make
+/// it unreadable.
+pub fn parse_stored(yaml: &str) -> Result<Workflow> {
+    parse_with(yaml, &Limits::CEILING)
+}
+
+/// Parses and validates a workflow definition within `limits`.
+pub fn parse_with(yaml: &str, limits: &Limits) -> Result<Workflow> {
+    if yaml.len() > limits.max_bytes {
+        return Err(SpecError::at(
+            "",
+            Pos::START,
+            format!(
+                "the definition is {} bytes, more than the limit of {} bytes",
+                yaml.len(),
+                limits.max_bytes
+            ),
+        ));
+    }
+    let root = yaml::load(yaml, limits)
         .map_err(|e| SpecError::at("", e.pos, e.message))?
         .ok_or_else(|| {
             SpecError::at(
@@ -34,10 +58,26 @@ pub fn parse(yaml: &str) -> Result<Workflow> {
         // document that is only `~` is more likely a mistake.
         return Err(root.type_error("a mapping"));
     }
-    workflow(&root)
+    workflow(&root, limits)
 }
 
-fn workflow(root: &Field<'_>) -> Result<Workflow> {
+/// The entries of the sequence `key` of `r`, refused past `max` with the
+/// sequence's place.
+fn bounded<'a>(r: &Record<'a>, key: &str, max: usize, what: &str) -> Result<Vec<Field<'a>>> {
+    let Some(f) = r.field(key) else {
+        return Ok(Vec::new());
+    };
+    let items = f.seq()?;
+    if items.len() > max {
+        return Err(f.error(format!(
+            "{} {what}, more than the limit of {max}",
+            items.len()
+        )));
+    }
+    Ok(items)
+}
+
+fn workflow(root: &Field<'_>, limits: &Limits) -> Result<Workflow> {
     let r = root.record(&[
         "name",
         "repo",
@@ -89,12 +129,7 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
 
     let mut steps = Vec::new();
     let mut step_names = HashSet::new();
-    for f in r
-        .field("steps")
-        .map(|f| f.seq())
-        .transpose()?
-        .unwrap_or_default()
-    {
+    for f in bounded(&r, "steps", limits.max_steps, "steps")? {
         let s = step(&f)?;
         if !step_names.insert(s.name.clone()) {
             return Err(f
@@ -109,12 +144,7 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
     let mut deploy = Vec::new();
     let mut environments = HashSet::new();
     let mut claimed = HashMap::new();
-    for f in r
-        .field("deploy")
-        .map(|f| f.seq())
-        .transpose()?
-        .unwrap_or_default()
-    {
+    for f in bounded(&r, "deploy", limits.max_environments, "environments")? {
         let d = deploy_spec(&f)?;
         if !environments.insert(d.environment.clone()) {
             return Err(f
@@ -131,11 +161,10 @@ fn workflow(root: &Field<'_>) -> Result<Workflow> {
         deploy.push(d);
     }
 
-    let notify = r
-        .field("notify")
-        .map(|f| f.seq()?.iter().map(notify_rule).collect())
-        .transpose()?
-        .unwrap_or_default();
+    let notify = bounded(&r, "notify", limits.max_notify_rules, "rules")?
+        .iter()
+        .map(notify_rule)
+        .collect::<Result<_>>()?;
 
     let cache = r
         .field("cache")

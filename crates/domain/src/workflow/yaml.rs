@@ -10,13 +10,13 @@ use std::collections::HashMap;
 
 use serde_saphyr::granit_parser::{Event, Marker, Parser, ScalarStyle, ScanError, Span};
 
-/// Deeper than any workflow needs; bounds recursion when the tree is walked,
-/// cloned or dropped.
-const MAX_DEPTH: usize = 64;
+use super::Limits;
 
-/// Bounds the work an input can cause, aliases included: `&a [*b, *b, ...]`
-/// chains otherwise expand exponentially ("billion laughs").
-const MAX_NODES: usize = 100_000;
+// The depth bounds recursion when the tree is walked, cloned or dropped;
+// the nodes and the expanded text bound the work and memory an input can
+// cause, aliases included: `&a [*b, *b, ...]` chains otherwise expand
+// exponentially ("billion laughs"), and one alias of a long scalar copies
+// all of it.
 
 /// A 1-based line and column (columns count characters, not bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,21 +87,36 @@ impl Node {
         }
     }
 
-    /// Number of nodes and nesting depth, for the budgets when an alias is copied.
-    fn measure(&self) -> (usize, usize) {
-        let (mut size, mut height) = (1, 0);
-        let mut visit = |child: &Node| {
-            let (s, h) = child.measure();
-            size += s;
-            height = height.max(h);
+    /// Number of nodes, nesting depth and text bytes (keys included), for
+    /// the budgets when an alias is copied.
+    fn measure(&self) -> Measure {
+        let mut m = Measure {
+            nodes: 1,
+            height: 0,
+            bytes: 0,
+        };
+        let mut visit = |child: &Node, key: usize| {
+            let c = child.measure();
+            m.nodes = m.nodes.saturating_add(c.nodes);
+            m.height = m.height.max(c.height);
+            m.bytes = m.bytes.saturating_add(c.bytes).saturating_add(key);
         };
         match &self.value {
-            Value::Scalar { .. } => {}
-            Value::Seq(items) => items.iter().for_each(&mut visit),
-            Value::Map(entries) => entries.iter().for_each(|e| visit(&e.value)),
+            Value::Scalar { text, .. } => m.bytes = text.len(),
+            Value::Seq(items) => items.iter().for_each(|i| visit(i, 0)),
+            Value::Map(entries) => entries.iter().for_each(|e| visit(&e.value, e.key.len())),
         }
-        (size, height + 1)
+        m.height += 1;
+        m
     }
+}
+
+/// The size of a finished node, what copying it costs.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    nodes: usize,
+    height: usize,
+    bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,11 +141,19 @@ impl LoadError {
     }
 }
 
-/// Parses one YAML document; `Ok(None)` when the input holds no document at
-/// all (empty, or only comments).
-pub(crate) fn load(src: &str) -> Result<Option<Node>, LoadError> {
+/// Parses one YAML document within `limits`; `Ok(None)` when the input
+/// holds no document at all (empty, or only comments).
+pub(crate) fn load(src: &str, limits: &Limits) -> Result<Option<Node>, LoadError> {
     let options = serde_saphyr::granit_parser::options! { emit_comments: false };
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        limits: *limits,
+        stack: Vec::new(),
+        root: None,
+        documents: 0,
+        nodes: 0,
+        bytes: 0,
+        anchors: HashMap::new(),
+    };
     for event in Parser::new_from_str_with_options(src, options) {
         let (event, span) = event.map_err(|e| LoadError::scan(&e))?;
         if builder.event(event, &span)? {
@@ -157,14 +180,18 @@ enum Frame {
     },
 }
 
-#[derive(Default)]
 struct Builder {
+    /// The depth, node and text budgets.
+    limits: Limits,
     stack: Vec<Frame>,
     root: Option<Node>,
     documents: usize,
+    /// Nodes so far, aliases expanded.
     nodes: usize,
-    /// Finished anchored nodes with their size and height.
-    anchors: HashMap<usize, (Node, usize, usize)>,
+    /// Bytes of keys and scalars so far, aliases expanded.
+    bytes: usize,
+    /// Finished anchored nodes with their size.
+    anchors: HashMap<usize, (Node, Measure)>,
 }
 
 impl Builder {
@@ -183,7 +210,7 @@ impl Builder {
                 }
             }
             Event::Scalar(text, style, anchor, _tag) => {
-                self.count(pos, 1)?;
+                self.count(pos, 1, text.len())?;
                 let node = Node {
                     pos,
                     value: Value::Scalar {
@@ -192,7 +219,8 @@ impl Builder {
                     },
                 };
                 if anchor != 0 {
-                    self.anchors.insert(anchor, (node.clone(), 1, 1));
+                    let size = node.measure();
+                    self.anchors.insert(anchor, (node.clone(), size));
                 }
                 self.push(node)?;
             }
@@ -216,16 +244,16 @@ impl Builder {
             }
             Event::SequenceEnd | Event::MappingEnd => self.close(pos)?,
             Event::Alias(id) => {
-                let Some(&(_, size, height)) = self.anchors.get(&id) else {
+                let Some(&(_, size)) = self.anchors.get(&id) else {
                     // The parser resolves names; an id without a finished
                     // node is an alias inside its own anchor.
                     return Err(LoadError::new(pos, "recursive alias"));
                 };
-                if self.stack.len() + height > MAX_DEPTH {
-                    return Err(LoadError::new(pos, "nesting too deep"));
+                if self.stack.len() + size.height > self.limits.max_depth {
+                    return Err(self.too_deep(pos));
                 }
                 // Budget first, copy second.
-                self.count(pos, size)?;
+                self.count(pos, size.nodes, size.bytes)?;
                 if let Some((node, ..)) = self.anchors.get(&id) {
                     let node = node.clone();
                     self.push(node)?;
@@ -238,21 +266,42 @@ impl Builder {
         Ok(false)
     }
 
-    fn count(&mut self, pos: Pos, nodes: usize) -> Result<(), LoadError> {
+    fn count(&mut self, pos: Pos, nodes: usize, bytes: usize) -> Result<(), LoadError> {
         self.nodes = self.nodes.saturating_add(nodes);
-        if self.nodes > MAX_NODES {
+        self.bytes = self.bytes.saturating_add(bytes);
+        let max_nodes = self.limits.max_nodes;
+        if self.nodes > max_nodes {
             return Err(LoadError::new(
                 pos,
-                format!("document too large (more than {MAX_NODES} nodes, aliases expanded)"),
+                format!("document too large (more than {max_nodes} nodes, aliases expanded)"),
+            ));
+        }
+        let max_bytes = self.limits.max_expanded_bytes();
+        if self.bytes > max_bytes {
+            return Err(LoadError::new(
+                pos,
+                format!(
+                    "document too large (more than {max_bytes} bytes of text, aliases expanded)"
+                ),
             ));
         }
         Ok(())
     }
 
+    fn too_deep(&self, pos: Pos) -> LoadError {
+        LoadError::new(
+            pos,
+            format!(
+                "nesting too deep (more than {} levels)",
+                self.limits.max_depth
+            ),
+        )
+    }
+
     fn open(&mut self, pos: Pos) -> Result<(), LoadError> {
-        self.count(pos, 1)?;
-        if self.stack.len() >= MAX_DEPTH {
-            return Err(LoadError::new(pos, "nesting too deep"));
+        self.count(pos, 1, 0)?;
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(self.too_deep(pos));
         }
         if let Some(Frame::Map { key: None, .. }) = self.stack.last() {
             return Err(LoadError::new(pos, "mapping keys must be strings"));
@@ -290,8 +339,8 @@ impl Builder {
             }
         };
         if anchor != 0 {
-            let (size, height) = node.measure();
-            self.anchors.insert(anchor, (node.clone(), size, height));
+            let size = node.measure();
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         self.push(node)
     }
@@ -368,6 +417,10 @@ mod tests {
         }
     }
 
+    fn load(src: &str) -> Result<Option<Node>, LoadError> {
+        super::load(src, &Limits::default())
+    }
+
     #[test]
     fn positions_are_one_based() {
         let root = load("a: 1\nbb:\n  - x\n").unwrap().unwrap();
@@ -413,7 +466,10 @@ mod tests {
     #[test]
     fn hostile_inputs_are_bounded() {
         let deep = "[".repeat(200) + &"]".repeat(200);
-        assert_eq!(load(&deep).unwrap_err().message, "nesting too deep");
+        assert_eq!(
+            load(&deep).unwrap_err().message,
+            "nesting too deep (more than 64 levels)"
+        );
 
         let mut laughs = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
@@ -422,6 +478,27 @@ mod tests {
         }
         let err = load(&laughs).unwrap_err();
         assert!(err.message.starts_with("document too large"), "{err:?}");
+
+        // One long scalar copied by many aliases: few nodes, much text.
+        let long = format!(
+            "a: &a \"{}\"\nb: [{}]\n",
+            "x".repeat(64 * 1024),
+            vec!["*a"; 100].join(", ")
+        );
+        let err = load(&long).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("document too large (more than 4194304 bytes of text"),
+            "{err:?}"
+        );
+        // The original and 62 copies fit, the 63rd copy does not.
+        assert_eq!(
+            err.pos,
+            Pos {
+                line: 2,
+                column: 5 + 4 * 62
+            }
+        );
 
         assert_eq!(load("a: &a [*a]\n").unwrap_err().message, "recursive alias");
         assert_eq!(

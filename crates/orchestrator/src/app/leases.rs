@@ -292,6 +292,16 @@ impl App {
         position: i32,
         data: Vec<u8>,
     ) -> Result<(), ApiError> {
+        let max = self.bounds.log_chunk_max_bytes;
+        if data.len() > max {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "log chunk of {} bytes is larger than the limit of {max} bytes",
+                    data.len()
+                ),
+            ));
+        }
         self.db("task", move |conn| {
             store::tasks::append_log(conn, task_id, &token, position, &data)
         })

@@ -66,6 +66,8 @@ pub struct App {
     pub(crate) forges: crate::forges::Forges,
     /// `SLIPWAY_RETENTION_DAYS`: the `retention.days` of workflows that set none.
     pub(crate) retention_days: u32,
+    /// What clients and runners may send: definitions, secrets, log chunks.
+    pub(crate) bounds: crate::settings::Bounds,
 }
 
 pub(crate) fn internal(err: impl std::fmt::Display) -> ApiError {
@@ -84,6 +86,7 @@ fn db_error(err: store::Error, what: &str) -> ApiError {
         }
         store::Error::Invalid(msg) => ApiError::new(ErrorCode::BadRequest, msg),
         store::Error::Workflow(e) => invalid_workflow(&e),
+        store::Error::LimitReached(msg) => ApiError::new(ErrorCode::LimitReached, msg),
         store::Error::Pool(e) => {
             tracing::warn!(error = %e, "database unavailable");
             ApiError::new(ErrorCode::Unavailable, "database unavailable")
@@ -154,7 +157,14 @@ impl App {
             runners: crate::runners::Runners::default(),
             forges,
             retention_days: crate::settings::DEFAULT_RETENTION_DAYS,
+            bounds: crate::settings::Bounds::default(),
         }
+    }
+
+    /// The same, with these bounds on what clients and runners send.
+    pub fn with_bounds(mut self, bounds: crate::settings::Bounds) -> Self {
+        self.bounds = bounds;
+        self
     }
 
     /// The same, with `days` as the default `retention.days`.
@@ -215,7 +225,7 @@ impl App {
         if let Some(spec) = self.specs.lock().map_err(internal)?.get(&key) {
             return Ok(spec.clone());
         }
-        let spec = Arc::new(workflow::parse(definition).map_err(|e| invalid_workflow(&e))?);
+        let spec = Arc::new(workflow::parse_stored(definition).map_err(|e| invalid_workflow(&e))?);
         self.specs
             .lock()
             .map_err(internal)?

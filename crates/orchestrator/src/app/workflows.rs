@@ -2,18 +2,16 @@
 //! workflow's steps and deploys use, sealed at rest.
 
 use domain::workflow;
-use proto::ApiError;
+use proto::{ApiError, ErrorCode};
 use store::workflows::{Guard, WorkflowRow};
 
 use super::{App, bad_request, invalid_workflow};
 use crate::crypto::Reseal;
 
-/// Largest secret value accepted.
-const MAX_SECRET_BYTES: usize = 64 * 1024;
-
 impl App {
     pub async fn create_workflow(&self, definition: String) -> Result<WorkflowRow, ApiError> {
-        let spec = workflow::parse(&definition).map_err(|e| invalid_workflow(&e))?;
+        let spec = workflow::parse_with(&definition, &self.bounds.workflow)
+            .map_err(|e| invalid_workflow(&e))?;
         let name = spec.name.to_string();
         let repo = spec.repo.to_string();
         self.db("workflow", move |conn| {
@@ -29,7 +27,8 @@ impl App {
         id: i64,
         definition: String,
     ) -> Result<WorkflowRow, ApiError> {
-        let spec = workflow::parse(&definition).map_err(|e| invalid_workflow(&e))?;
+        let spec = workflow::parse_with(&definition, &self.bounds.workflow)
+            .map_err(|e| invalid_workflow(&e))?;
         let name = spec.name.to_string();
         let repo = spec.repo.to_string();
         self.db(&format!("workflow {id}"), move |conn| {
@@ -78,13 +77,20 @@ impl App {
                 "invalid secret name {name:?}: letters, digits and _, not starting with a digit"
             )));
         }
-        if value.len() > MAX_SECRET_BYTES {
-            return Err(bad_request("secret value is larger than 64 KiB"));
+        let max_bytes = self.bounds.secret_max_bytes;
+        if value.len() > max_bytes {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the value of secret {name} is {} bytes, more than the limit of {max_bytes} bytes",
+                    value.len()
+                ),
+            ));
         }
         let (nonce, sealed) = self.secrets.seal(workflow_id, &name, &value);
+        let max = self.bounds.secrets_max;
         self.db(&format!("workflow {workflow_id}"), move |conn| {
-            store::workflows::live(conn, workflow_id)?;
-            store::secrets::put(conn, workflow_id, &name, &nonce, &sealed)
+            store::secrets::put(conn, workflow_id, &name, &nonce, &sealed, max)
         })
         .await
     }
@@ -146,7 +152,7 @@ fn routed(spec: &workflow::Workflow) -> bool {
 fn routes_free(spec: &workflow::Workflow, others: &[(WorkflowRow, String)]) -> store::Result<()> {
     let others: Vec<workflow::Workflow> = others
         .iter()
-        .filter_map(|(_, definition)| workflow::parse(definition).ok())
+        .filter_map(|(_, definition)| workflow::parse_stored(definition).ok())
         .collect();
     match workflow::claimed_elsewhere(spec, &others) {
         Some(e) => Err(store::Error::Workflow(e)),

@@ -3,15 +3,32 @@
 //! replaced through an override file; a rollback is `up -d` again with the
 //! previous digest.
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
 use domain::workflow::{ComposeTarget, DeploySpec, Route, fixed_host_port};
 use serde_json::Value;
 
 use super::routed::published;
 use super::{Deploys, Failure};
 use crate::client::Version;
+use crate::confine;
 use crate::docker::Docker;
 
+/// Where the compose CLI's override for the service's image is written,
+/// beside the compose file.
+const OVERRIDE: &str = ".slipway-compose-override.yml";
+
 impl Deploys<'_> {
+    /// The target's compose file, which must be in the workspace once its
+    /// links are followed.
+    fn compose_file(&self, target: &ComposeTarget) -> Result<PathBuf, String> {
+        let key = "target.compose.file";
+        confine::resolve(self.workspace, Path::new(&target.file), key)?
+            .filter(|p| p.is_file())
+            .ok_or_else(|| format!("{key} \"{}\" is not a file in the repository", target.file))
+    }
+
     /// Runs the compose CLI of the host (`docker compose` or
     /// `docker-compose`) on the target's file in the workspace; returns its
     /// output, or the error with its last lines.
@@ -21,12 +38,12 @@ impl Deploys<'_> {
         args: &[&str],
         image: Option<&str>,
     ) -> Result<String, String> {
-        let workspace = self.workspace;
-        let file = workspace.join(&target.file);
-        let dir = file.parent().unwrap_or(workspace).to_path_buf();
+        let file = self.compose_file(target)?;
+        let dir = file.parent().unwrap_or(self.workspace).to_path_buf();
         let mut files = vec![file.display().to_string()];
-        let override_file = dir.join(".slipway-compose-override.yml");
-        if override_file.is_file() {
+        let override_file = dir.join(OVERRIDE);
+        // Ours only: a link of that name from the repository is not followed.
+        if std::fs::symlink_metadata(&override_file).is_ok_and(|m| m.is_file()) {
             files.push(override_file.display().to_string());
         }
         let (program, mut full): (&str, Vec<String>) = if compose_plugin().await {
@@ -78,8 +95,7 @@ impl Deploys<'_> {
         image: &str,
         routed_port: Option<u16>,
     ) -> Result<(), String> {
-        let workspace = self.workspace;
-        let file = workspace.join(&target.file);
+        let file = self.compose_file(target)?;
         let main = std::fs::read_to_string(&file)
             .map_err(|e| format!("cannot read {}: {e}", target.file))?;
         let version = main
@@ -96,8 +112,8 @@ impl Deploys<'_> {
             // Where the proxy reaches each replica: an ephemeral loopback port.
             text.push_str(&format!("    ports:\n      - \"127.0.0.1::{port}\"\n"));
         }
-        let dir = file.parent().unwrap_or(workspace);
-        std::fs::write(dir.join(".slipway-compose-override.yml"), text)
+        let dir = file.parent().unwrap_or(self.workspace);
+        write_new(&dir.join(OVERRIDE), text.as_bytes())
             .map_err(|e| format!("cannot write the compose override: {e}"))
     }
 
@@ -288,4 +304,19 @@ async fn compose_plugin() -> bool {
         .status()
         .await
         .is_ok_and(|s| s.success())
+}
+
+/// Writes `path` afresh: whatever is there (a link the repository planted
+/// included) is removed first, and the file is created only if nothing took
+/// its place meanwhile, so the write never goes through a link.
+fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?
+        .write_all(data)
 }

@@ -620,7 +620,7 @@ async fn restore(ctx: &Context) -> Result<usize, String> {
         .map_err(|e| format!("cannot list the routes of this host: {e}"))?;
     let mut routes = Vec::new();
     for record in records {
-        let Ok(workflow) = domain::workflow::parse(&record.definition) else {
+        let Ok(workflow) = domain::workflow::parse_stored(&record.definition) else {
             continue;
         };
         let Some(spec) = workflow

@@ -210,6 +210,36 @@ mod tests {
     }
 
     #[test]
+    fn links_out_of_the_context_are_sent_as_links_never_followed() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        files(dir.path(), &["Dockerfile"]);
+        std::os::unix::fs::symlink("/", dir.path().join("root")).unwrap_or_else(|e| panic!("{e}"));
+        let rules = read_ignore(dir.path(), "Dockerfile").unwrap_or_else(|e| panic!("{e}"));
+        let tar = write_tar(dir.path(), &rules, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let kinds: Vec<(String, tar::EntryType)> = archive
+            .entries()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| {
+                let e = e.unwrap_or_else(|e| panic!("{e}"));
+                let name = e
+                    .path()
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .display()
+                    .to_string();
+                (name, e.header().entry_type())
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("Dockerfile".to_owned(), tar::EntryType::Regular),
+                ("root".to_owned(), tar::EntryType::Symlink)
+            ]
+        );
+    }
+
+    #[test]
     fn the_walk_leaves_out_what_the_dockerignore_says() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         files(

@@ -1,7 +1,7 @@
 //! The `image` step: the workflow's image built from the checkout with every
 //! rendered tag, and pushed to the runner's registry.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use domain::image::{Digest, ImageRef};
@@ -11,6 +11,7 @@ use domain::workflow::{ImageSpec, TemplateVars};
 
 use crate::cache::seconds;
 use crate::client::Claim;
+use crate::confine;
 use crate::context::Context;
 use crate::docker::{BuildSpec, Docker, LayerSource};
 use crate::ship::LogSink;
@@ -200,7 +201,7 @@ async fn build(
         ("slipway.image.commit".to_owned(), vars.sha.to_string()),
     ];
     let failed = |e: String| format!("image build failed: {e}");
-    let context = resolve(workspace, Path::new(&image.context), "image.context")
+    let context = confine::resolve(workspace, Path::new(&image.context), "image.context")
         .map_err(failed)?
         .ok_or_else(|| {
             failed(format!(
@@ -210,7 +211,7 @@ async fn build(
         })?;
     // A missing Dockerfile is the engine's to report.
     let dockerfile = Path::new(&image.context).join(&image.dockerfile);
-    resolve(workspace, &dockerfile, "image.dockerfile").map_err(failed)?;
+    confine::resolve(workspace, &dockerfile, "image.dockerfile").map_err(failed)?;
     let cache_from = layer_cache(docker, claim, out).await;
     if let Some(first) = references.first() {
         out.sink.line(out.position, &format!("building {first}"));
@@ -259,24 +260,6 @@ async fn layer_cache(docker: &Docker, claim: &Claim, out: Output<'_>) -> Vec<Str
     }
 }
 
-/// `relative` under `workspace` with its symlinks followed, which must stay
-/// in the workspace (a repository can make its context a link to `/`);
-/// `None` when nothing is there. `key` names it in an error.
-fn resolve(workspace: &Path, relative: &Path, key: &str) -> Result<Option<PathBuf>, String> {
-    let root = workspace
-        .canonicalize()
-        .map_err(|e| format!("workspace {}: {e}", workspace.display()))?;
-    match root.join(relative).canonicalize() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{key} \"{}\": {e}", relative.display())),
-        Ok(resolved) if resolved.starts_with(&root) => Ok(Some(resolved)),
-        Ok(_) => Err(format!(
-            "{key} \"{}\" resolves outside the workspace",
-            relative.display()
-        )),
-    }
-}
-
 /// Where the workflow's image lives: its name under the runner's registry.
 pub(super) fn repository(ctx: &Context, image: &ImageSpec) -> Result<ImageRef, String> {
     let registry = ctx.registry.trim_end_matches('/');
@@ -295,34 +278,6 @@ pub(super) fn credentials(claim: &Claim) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_context_and_dockerfile_stay_in_the_workspace() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let ws = dir.path().join("ws");
-        std::fs::create_dir_all(ws.join("app")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(ws.join("app/Dockerfile"), "FROM scratch\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        std::os::unix::fs::symlink("/", ws.join("root")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("outside"), "x").unwrap_or_else(|e| panic!("{e}"));
-        std::os::unix::fs::symlink("../../outside", ws.join("app/Evil"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        std::os::unix::fs::symlink("app", ws.join("alias")).unwrap_or_else(|e| panic!("{e}"));
-        let found = resolve(&ws, Path::new("alias/Dockerfile"), "image.dockerfile");
-        assert!(matches!(found, Ok(Some(p)) if p.ends_with("ws/app/Dockerfile")));
-        assert_eq!(
-            resolve(&ws, Path::new("app/Nothing"), "image.dockerfile"),
-            Ok(None)
-        );
-        assert_eq!(
-            resolve(&ws, Path::new("root"), "image.context"),
-            Err("image.context \"root\" resolves outside the workspace".to_owned())
-        );
-        assert_eq!(
-            resolve(&ws, Path::new("app/Evil"), "image.dockerfile"),
-            Err("image.dockerfile \"app/Evil\" resolves outside the workspace".to_owned())
-        );
-    }
 
     #[test]
     fn rendered_tags_become_docker_tags() {

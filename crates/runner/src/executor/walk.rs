@@ -42,7 +42,7 @@ pub(super) async fn run(
     workspace: &Path,
     stop: watch::Receiver<Stop>,
 ) -> End {
-    let spec = match workflow::parse(&claim.definition) {
+    let spec = match workflow::parse_stored(&claim.definition) {
         Ok(spec) => spec,
         Err(e) => return End::Failed(format!("invalid workflow definition: {e}")),
     };
@@ -51,7 +51,7 @@ pub(super) async fn run(
     };
     let environment = claim.deployment.as_ref().map(|d| d.environment.as_str());
     let plan = Plan::for_task(&spec, trigger, environment);
-    let sink = LogSink::start(ctx.client.clone(), claim.lease.clone());
+    let sink = LogSink::start(ctx.client.clone(), claim.lease.clone(), ctx.log_line_max);
     let masker = masker(claim);
     // Deploys alone (a rollback, an approval) build nothing: no caches.
     let builds = plan.steps().iter().any(|p| matches!(p.step, Step::Run(_)));
