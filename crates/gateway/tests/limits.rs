@@ -26,6 +26,8 @@ async fn gateway(request_timeout: &str) -> (String, oneshot::Sender<()>) {
         api_max_bytes: 1024,
         request_timeout: request_timeout.to_owned(),
         log: "warn".to_owned(),
+        // No spool: these gateways never reach an orchestrator.
+        webhook_spool_bytes: "0".to_owned(),
         ..Settings::default()
     })
     .expect("gateway starts");
