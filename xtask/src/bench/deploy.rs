@@ -45,7 +45,7 @@ impl Suite for Deploy {
         "10 deploys and 2 rollbacks under 300 requests/s, routed through the proxy and unrouted"
     }
 
-    fn run(&self, stack: &Stack) -> Result<Report> {
+    fn run(&self, stack: &mut Stack) -> Result<Report> {
         let app = App::create(stack)?;
         let prefix = format!("bench-{}", sys::random_hex(3));
         let _containers = Containers(prefix.clone());

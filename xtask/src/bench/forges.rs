@@ -72,7 +72,7 @@ impl Suite for Forges {
         "GitHub push and pull_request webhooks accepted per second; task end to commit status, p50 and p99"
     }
 
-    fn run(&self, stack: &Stack) -> Result<Report> {
+    fn run(&self, stack: &mut Stack) -> Result<Report> {
         // The timed tasks run first, on a stack without the thousands of
         // pending tasks the webhooks leave behind.
         let timed = time_statuses(stack)?;

@@ -16,6 +16,7 @@ mod load;
 mod prune;
 pub mod pushes;
 mod rebuild;
+mod spool;
 mod stack;
 
 use std::fmt::Write as _;
@@ -38,16 +39,18 @@ pub trait Suite {
     fn about(&self) -> &'static str;
     /// Runs it; the figures go into the table in this order, and `details`
     /// (anything worth keeping) into results.json.
-    fn run(&self, stack: &Stack) -> Result<Report>;
+    fn run(&self, stack: &mut Stack) -> Result<Report>;
 }
 
-/// Every suite, in the order a bench without names runs them. `prune` and
-/// `forges` leave thousands of pending tasks behind: they come last.
+/// Every suite, in the order a bench without names runs them. `prune`,
+/// `forges` and `spool` leave thousands of pending tasks behind: they come
+/// last.
 const SUITES: &[&dyn Suite] = &[
     &deploy::Deploy,
     &rebuild::Rebuild,
     &prune::Prune,
     &forges::Forges,
+    &spool::Spool,
 ];
 
 /// What a suite measured.
@@ -148,7 +151,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut reports = Vec::new();
     for suite in &suites {
         eprintln!("xtask: bench suite {}: {}", suite.name(), suite.about());
-        match suite.run(&stack) {
+        match suite.run(&mut stack) {
             Ok(report) => reports.push((suite.name(), report)),
             Err(e) => {
                 // Its logs tell why.

@@ -53,7 +53,7 @@ impl Suite for Prune {
         "the pruner's rate over 100,000 old tasks, and push webhooks' p50 and p99 meanwhile against the same load with nothing to prune"
     }
 
-    fn run(&self, stack: &Stack) -> Result<Report> {
+    fn run(&self, stack: &mut Stack) -> Result<Report> {
         let workflow = stack.api.register(
             WORKFLOW,
             &format!(

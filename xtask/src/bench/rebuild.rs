@@ -40,7 +40,7 @@ impl Suite for Rebuild {
         "the hello-rust example built cold, then warm after a one-line change: clone, caches, steps, image build, push"
     }
 
-    fn run(&self, stack: &Stack) -> Result<Report> {
+    fn run(&self, stack: &mut Stack) -> Result<Report> {
         let source = sys::root().join(EXAMPLE);
         let repo = LocalRepo::open(&stack.dir.join("repos"), "hello-rust")?;
         copy_tree(&repo, &source, "")?;
