@@ -14,10 +14,14 @@
 //! - `cargo xtask bench [suite...]`: the release stack on a durable
 //!   database in a temporary directory, then the named suites (all without
 //!   a name); docs/bench.md.
+//! - `cargo xtask fuzz [--seconds N] [target...]`: every fuzz target (or
+//!   the named ones) for N seconds each on nightly, installing cargo-fuzz
+//!   when missing; fails if one crashed (docs/fuzzing.md).
 
 mod api;
 mod bench;
 mod docker;
+mod fuzz;
 mod git;
 mod http;
 mod images;
@@ -38,9 +42,10 @@ fn main() -> ExitCode {
         Some("infra") => test::infra_foreground(),
         Some("images") => images::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test [test filters...]|infra|images [--debug]|bench [suite...]>"
+                "usage: cargo xtask <up|test [test filters...]|infra|images [--debug]|bench [suite...]|fuzz [--seconds N] [target...]>"
             );
             return ExitCode::from(2);
         }
