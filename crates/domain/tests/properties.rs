@@ -180,7 +180,7 @@ proptest! {
 /// Parsing answers, and an error points inside the document.
 fn check_workflow(yaml: &str) -> Result<(), TestCaseError> {
     if let Err(e) = parse(yaml) {
-        let lines = yaml.lines().count() + 1;
+        let lines = yaml_lines(yaml);
         prop_assert!(
             (1..=lines).contains(&e.line) && e.column >= 1,
             "{e:?} outside {yaml:?}"
@@ -305,4 +305,21 @@ fn to_yaml(node: &Node, indent: usize) -> String {
             .collect(),
         other => format!("{pad}{}\n", inline(other).unwrap_or_default()),
     }
+}
+
+/// The lines of a document as YAML counts them: `\r\n`, `\n` and a lone
+/// `\r` each end one (and the last line need not end).
+fn yaml_lines(yaml: &str) -> usize {
+    1 + yaml.replace("\r\n", "\n").matches(['\n', '\r']).count()
+}
+
+/// Found by the `workflow_text` target: a lone `\r` ends a line in YAML, so
+/// an error after a run of them is placed on a later line than `str::lines`
+/// counts; the error is where an editor shows it.
+#[test]
+fn lone_carriage_returns_end_lines() {
+    let yaml = format!("# comment{}\u{2}", "\r".repeat(99));
+    let e = parse(&yaml).err();
+    assert_eq!(e.map(|e| (e.line, yaml_lines(&yaml))), Some((100, 100)));
+    assert_eq!(yaml_lines("a\r\nb\rc\n"), 4);
 }

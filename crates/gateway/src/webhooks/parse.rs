@@ -138,7 +138,8 @@ mod tests {
             } else {
                 ("gitlab", GITLAB_EVENTS)
             };
-            let _ = parse(provider, *event.get(events), &body);
+            let event: &&str = event.get(events);
+            let _ = parse(provider, event, &body);
         }
 
         /// A fixture with a few of its values, objects or arrays replaced by
