@@ -17,11 +17,15 @@
 //! - `cargo xtask chaos [--pushes N] [--seconds S] [--debug]`: signed pushes
 //!   while every part of the system is killed and started again, then the
 //!   drain and what became of each push, task and alert; docs/chaos.md.
+//! - `cargo xtask fuzz [--seconds N] [target...]`: every fuzz target (or
+//!   the named ones) for N seconds each on nightly, installing cargo-fuzz
+//!   when missing; fails if one crashed (docs/fuzzing.md).
 
 mod api;
 mod bench;
 mod chaos;
 mod docker;
+mod fuzz;
 mod git;
 mod http;
 mod images;
@@ -43,9 +47,10 @@ fn main() -> ExitCode {
         Some("images") => images::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("chaos") => chaos::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test [test filters...]|infra|images [--debug]|bench [suite...]|chaos [--pushes N] [--seconds S] [--debug]>"
+                "usage: cargo xtask <up|test [test filters...]|infra|images [--debug]|bench [suite...]|chaos [--pushes N] [--seconds S] [--debug]|fuzz [--seconds N] [target...]>"
             );
             return ExitCode::from(2);
         }

@@ -6,6 +6,7 @@ pub mod alert;
 pub mod forge;
 pub mod image;
 pub mod labels;
+pub mod logs;
 pub mod mask;
 pub mod plan;
 pub mod pull;

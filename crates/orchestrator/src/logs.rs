@@ -1,14 +1,14 @@
-//! A task's log as users read it: the steps' chunks in order, with a header
-//! line whenever the output moves on to another step. The same composition
-//! serves the whole log and the live stream.
+//! A task's log as users read it: the steps' chunks read in order and
+//! composed by [`domain::logs::Composer`], for the whole log and the live
+//! stream alike.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::logs::Composer;
 use futures_util::Stream;
 use proto::ApiError;
-use store::logs::LogChunk;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::App;
@@ -18,43 +18,6 @@ const PAGE: i64 = 500;
 /// How often a stream looks again when no change was announced (a change in
 /// another orchestrator process, or a missed wake-up).
 const POLL: Duration = Duration::from_secs(1);
-
-/// Turns chunks into text with step headers.
-#[derive(Debug)]
-pub struct Composer {
-    names: Vec<String>,
-    current: Option<i32>,
-    at_line_start: bool,
-}
-
-impl Composer {
-    pub fn new(names: Vec<String>) -> Self {
-        Self {
-            names,
-            current: None,
-            at_line_start: true,
-        }
-    }
-
-    pub fn push(&mut self, chunk: &LogChunk, out: &mut Vec<u8>) {
-        if chunk.data.is_empty() {
-            return;
-        }
-        if self.current != Some(chunk.position) {
-            if !self.at_line_start {
-                out.push(b'\n');
-            }
-            let name = usize::try_from(chunk.position)
-                .ok()
-                .and_then(|i| self.names.get(i))
-                .map_or("?", String::as_str);
-            out.extend_from_slice(format!("==> {name}\n").as_bytes());
-            self.current = Some(chunk.position);
-        }
-        out.extend_from_slice(&chunk.data);
-        self.at_line_start = chunk.data.ends_with(b"\n");
-    }
-}
 
 /// The whole log so far, or one step's output alone.
 pub async fn read(app: &App, task_id: i64, step: Option<String>) -> Result<Vec<u8>, ApiError> {
@@ -91,7 +54,7 @@ pub async fn read(app: &App, task_id: i64, step: Option<String>) -> Result<Vec<u
             match only {
                 Some(position) if chunk.position == position => out.extend_from_slice(&chunk.data),
                 Some(_) => {}
-                None => composer.push(chunk, &mut out),
+                None => composer.push(chunk.position, &chunk.data, &mut out),
             }
         }
     }
@@ -145,7 +108,7 @@ pub async fn follow(app: Arc<App>, task_id: i64) -> Result<PieceStream, ApiError
                 after = last.id;
                 let mut out = Vec::new();
                 for chunk in &chunks {
-                    composer.push(chunk, &mut out);
+                    composer.push(chunk.position, &chunk.data, &mut out);
                 }
                 if tx.send(Ok(Piece::Text(out))).await.is_err() {
                     return;
@@ -187,35 +150,4 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(body(tx));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chunk(id: i64, position: i32, data: &str) -> LogChunk {
-        LogChunk {
-            id,
-            position,
-            data: data.as_bytes().to_vec(),
-        }
-    }
-
-    #[test]
-    fn headers_mark_each_step() {
-        let mut c = Composer::new(vec!["clone".into(), "build".into()]);
-        let mut out = Vec::new();
-        for ch in [
-            chunk(1, 0, "cloning\n"),
-            chunk(2, 1, "compiling"),
-            chunk(3, 1, " done"),
-            chunk(4, 0, "late\n"),
-        ] {
-            c.push(&ch, &mut out);
-        }
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "==> clone\ncloning\n==> build\ncompiling done\n==> clone\nlate\n"
-        );
-    }
 }

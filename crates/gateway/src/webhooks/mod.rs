@@ -6,6 +6,7 @@
 
 mod github;
 mod gitlab;
+mod parse;
 mod payload;
 pub mod signature;
 
@@ -22,6 +23,8 @@ use crate::body;
 use crate::error::{HttpError, bad_request, unauthorized, unavailable};
 use crate::metrics::Outcome;
 use payload::Parsed;
+
+pub use parse::{GITHUB_EVENTS, GITLAB_EVENTS, parse};
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers()
