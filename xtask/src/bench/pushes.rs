@@ -102,6 +102,31 @@ impl Push {
     }
 }
 
+/// A push of each of `commits` to `branch`, delivery ids
+/// `<prefix>-<random>-<n>`, in order.
+pub fn signed(
+    secret: &[u8],
+    clone_url: &str,
+    prefix: &str,
+    branch: &str,
+    commits: &[String],
+) -> Result<Vec<Push>> {
+    let run = sys::random_hex(4);
+    commits
+        .iter()
+        .enumerate()
+        .map(|(i, sha)| {
+            Push::new(
+                secret,
+                clone_url,
+                format!("{prefix}-{run}-{i}"),
+                branch,
+                sha,
+            )
+        })
+        .collect()
+}
+
 /// What became of one push.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {

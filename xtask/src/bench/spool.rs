@@ -20,7 +20,6 @@ use super::load::quantile;
 use super::pushes::{self, Answer, Push, Sender, Sent};
 use super::{Figure, Report, Stack, Suite};
 use crate::git::LocalRepo;
-use crate::sys;
 
 pub struct Spool;
 
@@ -55,20 +54,13 @@ impl Suite for Spool {
                  steps:\n  - name: noop\n    run: \"true\"\n"
             ),
         )?;
-        let run = sys::random_hex(4);
-        let signed: Vec<Push> = commits
-            .iter()
-            .enumerate()
-            .map(|(i, sha)| {
-                Push::new(
-                    stack.github_secret.as_bytes(),
-                    &url,
-                    format!("spool-{run}-{i}"),
-                    WORKFLOW,
-                    sha,
-                )
-            })
-            .collect::<Result<_>>()?;
+        let signed = pushes::signed(
+            stack.github_secret.as_bytes(),
+            &url,
+            "spool",
+            WORKFLOW,
+            &commits,
+        )?;
         let mut signed = signed.into_iter();
         let addr: SocketAddr = stack.gateway.parse().context("the gateway's address")?;
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::bench::pushes::{self, Push, Sender, Sent};
+use crate::bench::pushes::{self, Sender, Sent};
 use crate::bench::{Cancel, Stack};
 use crate::git::LocalRepo;
 use crate::services::{self, Options};
@@ -194,20 +194,13 @@ fn chaos(stack: &mut Stack, size: Size) -> Result<Outcome> {
             stack.forge.url
         ),
     )?;
-    let run = sys::random_hex(4);
-    let list: Vec<Push> = commits
-        .iter()
-        .enumerate()
-        .map(|(i, sha)| {
-            Push::new(
-                stack.github_secret.as_bytes(),
-                &url,
-                format!("chaos-{run}-{i}"),
-                WORKFLOW,
-                sha,
-            )
-        })
-        .collect::<Result<_>>()?;
+    let list = pushes::signed(
+        stack.github_secret.as_bytes(),
+        &url,
+        "chaos",
+        WORKFLOW,
+        &commits,
+    )?;
     let shas: Vec<String> = list.iter().map(|p| p.sha.clone()).collect();
     let gateway: SocketAddr = stack
         .gateway
