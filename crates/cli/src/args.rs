@@ -108,6 +108,18 @@ pub enum Command {
         #[arg(long)]
         environment: Option<String>,
     },
+    /// Every workflow, what each environment runs now, its health, what
+    /// waits for approval, and the last task.
+    Overview,
+    /// A workflow's delivery figures: builds, deploys, change failure rate,
+    /// lead time, time to recover.
+    Stats {
+        /// Workflow name or id.
+        workflow: String,
+        /// The period, in days (1-365).
+        #[arg(long, default_value_t = 30)]
+        days: i32,
+    },
     /// List alerts with each channel's delivery status, newest first.
     Alerts {
         #[arg(long)]

@@ -10,6 +10,7 @@ use serde_json::json as j;
 use crate::args::{Cli, Command, Format, SecretCommand, Wait, WorkflowCommand};
 use crate::client::{self, Client};
 use crate::error::{Error, exit, invalid_workflow};
+use crate::insights;
 use crate::output::{self, fields, or_dash, short, table, time};
 
 /// Runs the command; returns the exit code of a success (a task the
@@ -176,6 +177,31 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
                 .map(json::Environment::from)
                 .collect();
             output::show(format, &envs, |envs| environments_table(envs))?;
+            Ok(exit::SUCCESS)
+        }
+        Command::Overview => {
+            let list: Vec<json::WorkflowOverview> = c
+                .get_overview(proto::Empty {})
+                .await?
+                .into_inner()
+                .workflows
+                .into_iter()
+                .map(json::WorkflowOverview::from)
+                .collect();
+            output::show(format, &list, |list| insights::overview_table(list))?;
+            Ok(exit::SUCCESS)
+        }
+        Command::Stats { workflow, days } => {
+            let workflow_id = client::workflow(c, &workflow).await?.id;
+            let stats = json::WorkflowStats::from(
+                c.get_workflow_stats(proto::GetWorkflowStatsRequest {
+                    workflow_id,
+                    days: Some(days),
+                })
+                .await?
+                .into_inner(),
+            );
+            output::show(format, &stats, insights::stats_text)?;
             Ok(exit::SUCCESS)
         }
         Command::Deployments(q) => {

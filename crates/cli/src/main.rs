@@ -8,6 +8,7 @@ mod args;
 mod client;
 mod commands;
 mod error;
+mod insights;
 mod output;
 
 use std::process::ExitCode;

@@ -24,6 +24,8 @@ pub struct PullRequestEvent {
     pub target_branch: String,
     pub draft: bool,
     pub fork: bool,
+    /// When the head commit was made, when the provider said.
+    pub committed_at: Option<std::time::SystemTime>,
 }
 
 /// Why a pull request does not trigger a workflow.
@@ -105,6 +107,7 @@ mod tests {
             target_branch: target.to_owned(),
             draft,
             fork,
+            committed_at: None,
         }
     }
 

@@ -78,6 +78,8 @@ pub struct PushEvent {
     pub changed_paths: Option<Vec<String>>,
     pub message: Option<String>,
     pub author: Option<String>,
+    /// When the head commit was made, when the provider said.
+    pub committed_at: Option<std::time::SystemTime>,
 }
 
 /// Why a push does not trigger a workflow; shown to users in the delivery
@@ -175,6 +177,7 @@ mod tests {
             changed_paths: changed.map(|c| c.iter().map(|s| (*s).to_owned()).collect()),
             message: None,
             author: None,
+            committed_at: None,
         }
     }
 

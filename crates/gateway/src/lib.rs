@@ -181,6 +181,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/workflows/{id}", web::put().to(api::workflows::update))
                 .route("/workflows/{id}", web::delete().to(api::workflows::delete))
                 .route("/workflows/{id}/run", web::post().to(api::workflows::run))
+                .route("/workflows/{id}/stats", web::get().to(api::insights::stats))
+                .route("/overview", web::get().to(api::insights::overview))
                 .route(
                     "/workflows/{id}/secrets",
                     web::get().to(api::workflows::list_secrets),

@@ -331,6 +331,7 @@ async fn a_delivery_that_waited_over_an_hour_raises_webhook_delayed() {
             paths_known: true,
             message: Some("late push".to_owned()),
             author: None,
+            committed_at: None,
         }),
         received_at: Some(proto::timestamp(
             chrono::Utc::now() - chrono::TimeDelta::hours(2),

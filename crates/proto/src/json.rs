@@ -2,8 +2,15 @@
 //! this module decides field names and formats on the HTTP side; the CLI's
 //! `--output json` prints the same shapes.
 
+mod insights;
+
 use chrono::SecondsFormat;
 use serde::Serialize;
+
+pub use insights::{
+    DayStats, EnvironmentOverview, EnvironmentStats, LastTask, PendingApproval, TaskStats,
+    WorkflowOverview, WorkflowStats,
+};
 
 fn time(ts: Option<crate::Timestamp>) -> Option<String> {
     ts.as_ref()

@@ -253,11 +253,19 @@ impl RunnerClient {
             .cancel_requested)
     }
 
-    pub async fn report_commit(&mut self, lease: &Lease, commit: &str) -> Result<(), CallError> {
+    /// The commit checked out, with what was read from it.
+    pub async fn report_commit(
+        &mut self,
+        lease: &Lease,
+        commit: &crate::git::Checkout,
+    ) -> Result<(), CallError> {
         self.inner
             .report_commit(proto::ReportCommitRequest {
                 lease: Some(lease.proto()),
-                commit: commit.to_owned(),
+                commit: commit.sha.clone(),
+                message: commit.message.clone(),
+                author: commit.author.clone(),
+                committed_at: commit.committed_at.map(proto::timestamp),
             })
             .await?;
         Ok(())

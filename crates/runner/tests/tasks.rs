@@ -176,8 +176,19 @@ async fn cancel_stops_a_running_step_within_two_seconds() {
     let task = stack.wait_finished(task_id).await;
     assert_eq!(task["status"], "cancelled");
     assert_eq!(step(&task, "after")["status"], "skipped");
-    // The manual run resolved the branch head.
+    // The manual run resolved the branch head, and the clone told its
+    // message, author and time.
     assert_eq!(task["commit"].as_str().map(str::len), Some(40));
+    assert_eq!(
+        (task["message"].as_str(), task["author"].as_str()),
+        (Some("m"), Some("Test"))
+    );
+    assert_eq!(
+        stack.db.count(&format!(
+            "SELECT count(*) AS n FROM task_commits WHERE task_id = {task_id}"
+        )),
+        1
+    );
 
     let (status, _) = stack
         .post(&format!("/api/tasks/{task_id}/cancel"), json!({}))

@@ -11,6 +11,7 @@ pub mod deployments;
 pub mod events;
 pub mod forges;
 pub mod image_deletions;
+pub mod insights;
 pub mod logs;
 pub mod outbox;
 pub mod prune;

@@ -88,6 +88,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    task_commits (task_id) {
+        task_id -> Int8,
+        committed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     commit_statuses (id) {
         id -> Int8,
         event_id -> Text,
@@ -181,6 +188,12 @@ diesel::table! {
         previous_deployment_id -> Nullable<Int8>,
         updated_at -> Timestamptz,
         serving_deployment_id -> Nullable<Int8>,
+        health -> Text,
+        health_deployment_id -> Nullable<Int8>,
+        health_failures -> Int4,
+        health_checked_at -> Nullable<Timestamptz>,
+        health_error -> Nullable<Text>,
+        health_next_at -> Timestamptz,
     }
 }
 
@@ -251,6 +264,7 @@ diesel::joinable!(workflow_versions -> workflows (workflow_id));
 diesel::joinable!(secrets -> workflows (workflow_id));
 diesel::joinable!(tasks -> workflows (workflow_id));
 diesel::joinable!(steps -> tasks (task_id));
+diesel::joinable!(task_commits -> tasks (task_id));
 diesel::joinable!(commit_statuses -> tasks (task_id));
 diesel::joinable!(log_chunks -> tasks (task_id));
 diesel::joinable!(outbox -> tasks (task_id));

@@ -10,7 +10,7 @@ use domain::push::GitRef;
 use domain::state::{StepEvent, StepStatus, TaskEvent, TaskStatus};
 
 use crate::events::{self, Event};
-use crate::schema::{steps, tasks, workflows};
+use crate::schema::{steps, task_commits, tasks, workflows};
 use crate::{Error, Result, logs, outbox};
 
 mod cancel;
@@ -139,6 +139,9 @@ pub struct NewTask {
     runs_on: String,
     pull_request: Option<serde_json::Value>,
     forge: Option<serde_json::Value>,
+    /// Kept in `task_commits`, once the task has its id.
+    #[diesel(skip_insertion)]
+    committed_at: Option<DateTime<Utc>>,
 }
 
 pub use crate::forges::{ForgeTarget, PullRequestInfo};
@@ -159,6 +162,8 @@ pub struct Source {
     pub message: Option<String>,
     /// The commit's author, shown with the task.
     pub author: Option<String>,
+    /// When the commit was made, when the event said.
+    pub committed_at: Option<DateTime<Utc>>,
     /// The webhook delivery that created it, for a push or `workflow_run`.
     pub delivery_id: Option<String>,
     /// The deployment a deploy or rollback task carries out.
@@ -188,6 +193,7 @@ impl Source {
             commit_sha: None,
             message: None,
             author: None,
+            committed_at: None,
             delivery_id: None,
             deployment_id: None,
             attempt: 1,
@@ -209,6 +215,7 @@ impl Source {
             commit_sha: task.commit_sha.clone(),
             message: task.message.clone(),
             author: task.author.clone(),
+            committed_at: None,
             delivery_id: None,
             deployment_id: None,
             attempt: 1,
@@ -260,6 +267,7 @@ impl NewTask {
                 .pull_request
                 .and_then(|p| serde_json::to_value(p).ok()),
             forge: source.forge.and_then(|f| serde_json::to_value(f).ok()),
+            committed_at: source.committed_at,
         }
     }
 }
@@ -284,6 +292,9 @@ pub fn create(conn: &mut PgConnection, new: &NewTask, step_names: &[String]) -> 
             .values(&new)
             .returning(tasks::id)
             .get_result(conn)?;
+        if let Some(at) = new.committed_at {
+            record_commit_time(conn, id, at)?;
+        }
         insert_steps(conn, id, step_names)?;
         outbox::push(conn, id)?;
         events::emit(
@@ -537,14 +548,48 @@ pub fn heartbeat(
 }
 
 /// Records the commit a runner resolved (manual runs name only a branch).
-pub fn set_commit(conn: &mut PgConnection, id: i64, token: &str, sha: &str) -> Result<()> {
+pub fn set_commit(
+    conn: &mut PgConnection,
+    id: i64,
+    token: &str,
+    commit: &ClonedCommit,
+) -> Result<()> {
     conn.transaction(|conn| {
-        lock_leased(conn, id, token)?;
+        let task = lock_leased(conn, id, token)?;
+        // What the event said stays: the clone only fills what it left out.
         diesel::update(tasks::table.find(id))
-            .set(tasks::commit_sha.eq(sha))
+            .set((
+                tasks::commit_sha.eq(&commit.sha),
+                tasks::message.eq(task.message.or_else(|| commit.message.clone())),
+                tasks::author.eq(task.author.or_else(|| commit.author.clone())),
+            ))
             .execute(conn)?;
+        if let Some(at) = commit.committed_at {
+            record_commit_time(conn, id, at)?;
+        }
         Ok(())
     })
+}
+
+/// Records when the task's commit was made, unless it is known already.
+fn record_commit_time(conn: &mut PgConnection, task_id: i64, at: DateTime<Utc>) -> Result<()> {
+    diesel::insert_into(task_commits::table)
+        .values((
+            task_commits::task_id.eq(task_id),
+            task_commits::committed_at.eq(at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(())
+}
+
+/// What a runner read from the commit it checked out.
+#[derive(Debug, Clone, Default)]
+pub struct ClonedCommit {
+    pub sha: String,
+    pub message: Option<String>,
+    pub author: Option<String>,
+    pub committed_at: Option<DateTime<Utc>>,
 }
 
 /// Records the image a runner built and pushed for the task it holds.

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod deployments;
+pub mod insights;
 pub mod tasks;
 pub mod workflows;
 

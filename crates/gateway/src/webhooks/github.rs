@@ -104,6 +104,9 @@ struct Push {
 struct Commit {
     #[serde(default)]
     message: Option<String>,
+    /// When it was made, RFC 3339.
+    #[serde(default)]
+    timestamp: Option<String>,
     #[serde(default)]
     author: Option<Person>,
     #[serde(default)]
@@ -140,6 +143,7 @@ impl Push {
             after: self.after,
             changed_paths,
             paths_known,
+            committed_at: payload::commit_time(head.as_ref().and_then(|c| c.timestamp.as_deref())),
             message: head.and_then(|c| c.message),
             author,
         };
@@ -301,6 +305,8 @@ impl PullRequest {
             target_branch,
             draft: pull.draft.unwrap_or(false),
             fork,
+            // GitHub's pull request payload gives no commit time: the clone does.
+            committed_at: None,
         };
         Ok(Parsed {
             pull_request: Some(event),
@@ -362,6 +368,7 @@ mod tests {
             target_branch: "master".to_owned(),
             draft: false,
             fork: false,
+            committed_at: None,
         }
     }
 
@@ -528,6 +535,11 @@ mod tests {
             paths_known: true,
             message: Some("Initial commit".to_owned()),
             author: Some("Codertocat".to_owned()),
+            // 2019-05-15T15:19:25Z
+            committed_at: Some(proto::Timestamp {
+                seconds: 1_557_933_565,
+                nanos: 0,
+            }),
         };
         let tag = proto::PushEvent {
             repo_urls: urls,
@@ -537,6 +549,11 @@ mod tests {
             paths_known: false,
             message: Some("Adding a .gitignore file".to_owned()),
             author: Some("Codertocat".to_owned()),
+            // 2019-05-15T15:20:41Z
+            committed_at: Some(proto::Timestamp {
+                seconds: 1_557_933_641,
+                nanos: 0,
+            }),
         };
         for (body, push, installation_id) in [(PUSH, branch, Some(1)), (PUSH_TAG, tag, None)] {
             assert_eq!(

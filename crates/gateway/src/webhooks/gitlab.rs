@@ -99,6 +99,8 @@ struct Push {
 struct Commit {
     id: Option<String>,
     message: Option<String>,
+    /// When it was made, RFC 3339.
+    timestamp: Option<String>,
     #[serde(default)]
     added: Vec<String>,
     #[serde(default)]
@@ -120,12 +122,13 @@ impl Push {
                 .flat_map(|c| c.added.iter().chain(&c.removed).chain(&c.modified)),
         );
         let after = self.after;
-        let message = self
+        let head = self
             .commits
             .iter()
             .find(|c| c.id.as_deref() == Some(after.as_str()))
-            .or(self.commits.last())
-            .and_then(|c| c.message.clone());
+            .or(self.commits.last());
+        let message = head.and_then(|c| c.message.clone());
+        let committed_at = payload::commit_time(head.and_then(|c| c.timestamp.as_deref()));
         let push = proto::PushEvent {
             repo_urls: repo_urls(&self.project, &self.repository),
             git_ref: self.git_ref,
@@ -134,6 +137,7 @@ impl Push {
             paths_known,
             message,
             author: self.user_username.or(self.user_name),
+            committed_at,
         };
         Ok(Parsed {
             push: Some(push),
@@ -180,6 +184,8 @@ struct Attributes {
 #[derive(Debug, Deserialize)]
 struct LastCommit {
     id: Option<String>,
+    /// When it was made, RFC 3339.
+    timestamp: Option<String>,
 }
 
 /// GitLab's merge request action in GitHub's words (forges.md); another is
@@ -238,6 +244,7 @@ impl MergeRequest {
             number: required(mr.iid, "object_attributes.iid")?,
             title: text(mr.title, "object_attributes.title")?,
             url: text(mr.url, "object_attributes.url")?,
+            committed_at: payload::commit_time(last_commit.timestamp.as_deref()),
             head_sha: commit_sha(last_commit.id, "object_attributes.last_commit.id")?,
             source_branch,
             target_branch: text(mr.target_branch, "object_attributes.target_branch")?,
@@ -288,6 +295,11 @@ mod tests {
             target_branch: "master".to_owned(),
             draft: false,
             fork: false,
+            // 2012-01-03T23:36:29+02:00
+            committed_at: Some(proto::Timestamp {
+                seconds: 1_325_626_589,
+                nanos: 0,
+            }),
         }
     }
 
@@ -491,6 +503,11 @@ mod tests {
                     paths_known: false,
                     message: Some("fixed readme".to_owned()),
                     author: Some("jsmith".to_owned()),
+                    // 2012-01-03T23:36:29+02:00
+                    committed_at: Some(proto::Timestamp {
+                        seconds: 1_325_626_589,
+                        nanos: 0,
+                    }),
                 },
                 forge("15", "http://example.com/mike/diaspora"),
             ),
@@ -505,6 +522,7 @@ mod tests {
                     paths_known: false,
                     message: None,
                     author: Some("John Smith".to_owned()),
+                    committed_at: None,
                 },
                 forge("1", "http://example.com/jsmith/example"),
             ),

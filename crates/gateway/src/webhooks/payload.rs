@@ -164,3 +164,10 @@ mod tests {
         assert_eq!(distinct_urls(urls.into_iter().chain([None])), ["b", "a"]);
     }
 }
+
+/// A commit's time as a provider writes it (RFC 3339, with its offset);
+/// `None` when absent or unreadable: lead time then counts from the task.
+pub fn commit_time(text: Option<&str>) -> Option<proto::Timestamp> {
+    let at = chrono::DateTime::parse_from_rfc3339(text?.trim()).ok()?;
+    Some(proto::timestamp(at.with_timezone(&chrono::Utc)))
+}

@@ -235,12 +235,16 @@ impl App {
         &self,
         task_id: i64,
         token: String,
-        commit: String,
+        mut commit: store::tasks::ClonedCommit,
     ) -> Result<(), ApiError> {
-        let sha = domain::push::CommitSha::parse(&commit)
-            .map_err(|_| bad_request(format!("invalid commit {commit:?}")))?;
+        let sha = domain::push::CommitSha::parse(&commit.sha)
+            .map_err(|_| bad_request(format!("invalid commit {:?}", commit.sha)))?;
+        commit.sha = sha.as_str().to_owned();
+        // Shown in lists: one line, and not a page of it.
+        commit.message = commit.message.map(|m| clip(m.trim_end(), 4096));
+        commit.author = commit.author.map(|a| clip(a.trim(), 256));
         self.db("task", move |conn| {
-            store::tasks::set_commit(conn, task_id, &token, sha.as_str())
+            store::tasks::set_commit(conn, task_id, &token, &commit)
         })
         .await
     }
@@ -401,4 +405,13 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn clip(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }

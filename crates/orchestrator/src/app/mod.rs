@@ -9,6 +9,7 @@
 
 mod alerts;
 mod deploys;
+mod insights;
 mod leases;
 mod retention;
 mod statuses;
@@ -31,6 +32,7 @@ use crate::crypto::SecretBox;
 use crate::metrics::Metrics;
 
 pub use deploys::{Environment, ServedAt};
+pub use insights::{EnvironmentView, Stats, WorkflowNow};
 pub use leases::Claim;
 pub use retention::{DeletionClaim, PassOptions, RetentionView};
 pub use statuses::Sendable;

@@ -208,6 +208,7 @@ impl App {
                                 commit_sha: Some(push.after.as_str().to_owned()),
                                 message: push.message.clone(),
                                 author: push.author.clone(),
+                                committed_at: push.committed_at.map(DateTime::<Utc>::from),
                                 delivery_id: Some(delivery_id.clone()),
                                 forge: forge.clone(),
                                 ..Source::new(Trigger::Push, Some(push.git_ref.clone()))
@@ -240,6 +241,7 @@ impl App {
                     Ok(()) => {
                         let source = Source {
                             commit_sha: Some(pr.head_sha.as_str().to_owned()),
+                            committed_at: pr.committed_at.map(DateTime::<Utc>::from),
                             delivery_id: Some(delivery_id.clone()),
                             pull_request: Some(PullRequestInfo {
                                 number: pr.number,

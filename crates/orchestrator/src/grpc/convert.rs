@@ -229,6 +229,7 @@ pub fn push_event(p: proto::PushEvent) -> Result<PushEvent, ApiError> {
         changed_paths: p.paths_known.then_some(p.changed_paths),
         message: p.message,
         author: p.author,
+        committed_at: p.committed_at.as_ref().and_then(system_time),
     })
 }
 
@@ -260,7 +261,13 @@ pub fn pull_request_event(
         target_branch: p.target_branch,
         draft: p.draft,
         fork: p.fork,
+        committed_at: p.committed_at.as_ref().and_then(system_time),
     })
+}
+
+/// A protobuf timestamp as a system time; `None` when out of range.
+fn system_time(ts: &proto::Timestamp) -> Option<std::time::SystemTime> {
+    proto::datetime(ts).map(std::time::SystemTime::from)
 }
 
 /// Where an event came from on its forge; `None` when it does not say.

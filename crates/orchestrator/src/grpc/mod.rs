@@ -3,6 +3,7 @@
 //! [`App`](crate::app::App), and converts the answer back.
 
 mod convert;
+mod insights;
 mod notifier;
 mod public;
 mod runner;

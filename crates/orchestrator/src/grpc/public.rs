@@ -312,6 +312,19 @@ impl Slipway for PublicApi {
         })
     }
 
+    async fn get_overview(&self, _req: Request<proto::Empty>) -> Answer<proto::Overview> {
+        ok(super::insights::overview(self.app.overview().await?))
+    }
+
+    async fn get_workflow_stats(
+        &self,
+        req: Request<proto::GetWorkflowStatsRequest>,
+    ) -> Answer<proto::WorkflowStats> {
+        let req = req.into_inner();
+        let stats = self.app.workflow_stats(req.workflow_id, req.days).await?;
+        ok(super::insights::stats(stats))
+    }
+
     async fn list_environments(
         &self,
         req: Request<proto::ListEnvironmentsRequest>,

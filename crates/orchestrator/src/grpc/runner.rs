@@ -106,7 +106,13 @@ impl RunnerApi for RunnerService {
     ) -> Answer<proto::Empty> {
         let req = req.into_inner();
         let (task_id, token) = lease(req.lease)?;
-        self.app.report_commit(task_id, token, req.commit).await?;
+        let commit = store::tasks::ClonedCommit {
+            sha: req.commit,
+            message: req.message,
+            author: req.author,
+            committed_at: req.committed_at.as_ref().and_then(proto::datetime),
+        };
+        self.app.report_commit(task_id, token, commit).await?;
         Ok(Response::new(proto::Empty {}))
     }
 

@@ -293,7 +293,7 @@ impl Walk<'_> {
         // Whatever ended the wait, a fetch still going must stop.
         interrupt.store(true, Ordering::Relaxed);
         let stop_now = *self.stop.borrow();
-        let (commit, default_branch) = match (stop_now, cloned) {
+        let checkout = match (stop_now, cloned) {
             (Stop::Abort, _) => return Err(End::Abandoned),
             (Stop::Cancel, _) => return self.cancelled(position).await,
             (Stop::No, None) => {
@@ -303,7 +303,7 @@ impl Walk<'_> {
                 );
                 return self.fail(position, e).await;
             }
-            (Stop::No, Some(Ok(Ok(checkout)))) => (checkout.sha, checkout.default_branch),
+            (Stop::No, Some(Ok(Ok(checkout)))) => checkout,
             (Stop::No, Some(Ok(Err(e)))) => {
                 let e = self.scrub(&format!("clone failed: {e}"));
                 return self.fail(position, e).await;
@@ -312,17 +312,18 @@ impl Walk<'_> {
                 return self.fail(position, format!("clone failed: {e}")).await;
             }
         };
-        self.commit = commit;
-        if c.commit.is_none() {
-            let reported = persist(&self.ctx.client, |mut cl| {
-                let (lease, commit) = (self.lease.clone(), self.commit.clone());
-                async move { cl.report_commit(&lease, &commit).await }
-            })
-            .await;
-            if reported.is_err() {
-                return Err(End::Abandoned);
-            }
+        self.commit = checkout.sha.clone();
+        // Always: the commit's time (and a manual run's message and author)
+        // comes from the clone.
+        let reported = persist(&self.ctx.client, |mut cl| {
+            let (lease, checkout) = (self.lease.clone(), checkout.clone());
+            async move { cl.report_commit(&lease, &checkout).await }
+        })
+        .await;
+        if reported.is_err() {
+            return Err(End::Abandoned);
         }
+        let default_branch = checkout.default_branch;
         self.sink
             .line(position, &format!("checked out {}", self.commit));
         self.clone_position = Some(position);

@@ -144,6 +144,46 @@ pub struct Checkout {
     pub sha: String,
     /// The repository's default branch (its `HEAD`), when the remote says.
     pub default_branch: Option<String>,
+    /// The commit's message, author name and committer time, when its
+    /// object reads.
+    pub message: Option<String>,
+    pub author: Option<String>,
+    pub committed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Checkout {
+    /// The checkout of `sha` in `dir`, with what its commit object says.
+    fn read(dir: &Path, sha: gix::ObjectId, default_branch: Option<String>) -> Checkout {
+        let mut checkout = Checkout {
+            sha: sha.to_string(),
+            default_branch,
+            message: None,
+            author: None,
+            committed_at: None,
+        };
+        let read = gix::open_opts(dir, workspace::open_options())
+            .ok()
+            .and_then(|repo| {
+                let commit = repo.find_commit(sha).ok()?;
+                let message = commit.message_raw_sloppy().to_string();
+                let author = commit
+                    .author()
+                    .ok()
+                    .map(|a| a.name.to_string().trim().to_owned());
+                let at = commit
+                    .committer()
+                    .ok()
+                    .and_then(|c| c.time().ok())
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0));
+                Some((message, author, at))
+            });
+        if let Some((message, author, at)) = read {
+            checkout.message = Some(message.trim_end().to_owned()).filter(|m| !m.is_empty());
+            checkout.author = author.filter(|a| !a.is_empty());
+            checkout.committed_at = at;
+        }
+        checkout
+    }
 }
 
 /// The mirrors of one runner host, under `<data_dir>/mirrors`.
@@ -263,10 +303,7 @@ impl Mirrors {
                 workspace::remove(dir);
                 return Err(Error::Cancelled);
             }
-            return Ok(Checkout {
-                sha: fetched.commit.to_string(),
-                default_branch: fetched.default_branch,
-            });
+            return Ok(Checkout::read(dir, fetched.commit, fetched.default_branch));
         }
     }
 }

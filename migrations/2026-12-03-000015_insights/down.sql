@@ -1,0 +1,12 @@
+DROP INDEX deployments_awaiting;
+DROP INDEX rollbacks_workflow_created;
+DROP INDEX deployments_workflow_created;
+DROP INDEX tasks_workflow_created;
+ALTER TABLE environments
+    DROP COLUMN health_next_at,
+    DROP COLUMN health_error,
+    DROP COLUMN health_checked_at,
+    DROP COLUMN health_failures,
+    DROP COLUMN health_deployment_id,
+    DROP COLUMN health;
+DROP TABLE task_commits;
