@@ -12,12 +12,13 @@ use crate::workflow::{
 
 /// What the server default notifies about: the seed's rules, and pushes
 /// whose webhook waited over an hour in the gateway's spool.
-pub const DEFAULT_EVENTS: [AlertEvent; 6] = [
+pub const DEFAULT_EVENTS: [AlertEvent; 7] = [
     AlertEvent::BuildFailed,
     AlertEvent::DeployFailed,
     AlertEvent::HealthCheckFailed,
     AlertEvent::RolledBack,
     AlertEvent::DeployTimeout,
+    AlertEvent::HealthDown,
     AlertEvent::WebhookDelayed,
 ];
 

@@ -166,7 +166,11 @@ pub fn status_for(e: &EventFacts<'_>) -> Option<Status> {
         AlertEvent::RolledBack => deploy(State::Failure, "rolled back"),
         AlertEvent::DeployTimeout => deploy(State::Failure, "deploy timed out"),
         AlertEvent::AwaitingApproval => deploy(State::Pending, "awaiting approval"),
-        AlertEvent::TaskStuck | AlertEvent::WebhookDelayed => None,
+        // What happens to a running version later is not the commit's check.
+        AlertEvent::TaskStuck
+        | AlertEvent::WebhookDelayed
+        | AlertEvent::HealthDown
+        | AlertEvent::HealthRecovered => None,
     }
 }
 

@@ -58,13 +58,20 @@ fn title(event: &Event) -> &'static str {
         AlertEvent::TaskStuck => "Task stuck in pending",
         AlertEvent::RunnerLost => "Runner lost",
         AlertEvent::WebhookDelayed => "Webhook delayed",
+        AlertEvent::HealthDown => "Down: not answering its health check",
+        AlertEvent::HealthRecovered => "Up again",
     }
 }
 
 fn icon(event: &Event) -> &'static str {
     match event.kind {
-        AlertEvent::BuildFailed | AlertEvent::DeployFailed | AlertEvent::HealthCheckFailed => "❌",
-        AlertEvent::TaskSucceeded | AlertEvent::DeploySucceeded => "✅",
+        AlertEvent::BuildFailed
+        | AlertEvent::DeployFailed
+        | AlertEvent::HealthCheckFailed
+        | AlertEvent::HealthDown => "❌",
+        AlertEvent::TaskSucceeded | AlertEvent::DeploySucceeded | AlertEvent::HealthRecovered => {
+            "✅"
+        }
         AlertEvent::RolledBack if event.outcome.as_deref() == Some("failed") => "🚨",
         AlertEvent::RolledBack => "↩️",
         AlertEvent::DeployTimeout

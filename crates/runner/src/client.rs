@@ -43,6 +43,17 @@ pub struct ServedRoute {
     pub definition: String,
 }
 
+/// An environment's current deployment on this host whose probe is due.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub workflow_id: i64,
+    pub workflow: String,
+    pub environment: String,
+    pub deployment_id: i64,
+    /// The YAML of the workflow version that deployed it.
+    pub definition: String,
+}
+
 /// A claimed task as the runner works with it: the orchestrator's answer
 /// with its wire types left here.
 #[derive(Debug, Clone)]
@@ -372,6 +383,53 @@ impl RunnerClient {
                 deployment_id: id,
                 serving_deployment_id: serving,
                 retired_deployment_ids: retired,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The health checks due on `host`, handed to this runner for `every`.
+    pub async fn claim_health_checks(
+        &mut self,
+        host: &str,
+        every: Duration,
+        limit: i32,
+    ) -> Result<Vec<HealthCheck>, CallError> {
+        Ok(self
+            .inner
+            .claim_health_checks(proto::ClaimHealthChecksRequest {
+                host: host.to_owned(),
+                interval_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+                limit,
+            })
+            .await?
+            .into_inner()
+            .checks
+            .into_iter()
+            .map(|c| HealthCheck {
+                workflow_id: c.workflow_id,
+                workflow: c.workflow,
+                environment: c.environment,
+                deployment_id: c.deployment_id,
+                definition: c.definition,
+            })
+            .collect())
+    }
+
+    /// A probe's result.
+    pub async fn report_health(
+        &mut self,
+        check: &HealthCheck,
+        healthy: bool,
+        error: Option<&str>,
+    ) -> Result<(), CallError> {
+        self.inner
+            .report_health(proto::ReportHealthRequest {
+                workflow_id: check.workflow_id,
+                environment: check.environment.clone(),
+                deployment_id: check.deployment_id,
+                healthy,
+                error: error.map(str::to_owned),
             })
             .await?;
         Ok(())

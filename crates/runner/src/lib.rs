@@ -76,6 +76,8 @@ pub struct Runner {
     registry: registry::Registry,
     /// `SLIPWAY_SWEEP_INTERVAL`.
     sweep_every: Duration,
+    /// `SLIPWAY_HEALTH_INTERVAL`: how often deployed versions are probed.
+    health_every: Duration,
 }
 
 impl Runner {
@@ -176,6 +178,7 @@ impl Runner {
             None => None,
         };
         let sweep_every = settings.sweep_every().map_err(Error::Settings)?;
+        let health_every = settings.health_every().map_err(Error::Settings)?;
         Ok(Self {
             settings,
             runner_id,
@@ -186,6 +189,7 @@ impl Runner {
             measure: Arc::new(tokio::sync::Notify::new()),
             registry: registry::Registry::new().map_err(Error::Settings)?,
             sweep_every,
+            health_every,
         })
     }
 
@@ -248,6 +252,12 @@ impl Runner {
             let every = Duration::from_millis(self.settings.proxy_check_ms);
             let stop = stop_rx.clone();
             tokio::spawn(async move { deploy::keep_routes(&context, every, stop).await })
+        };
+        let prober = {
+            let context = self.context.clone();
+            let every = self.health_every;
+            let stop = stop_rx.clone();
+            tokio::spawn(async move { deploy::keep_probing(&context, every, stop).await })
         };
         let measurer = tokio::spawn(usage::keep_measuring(
             self.settings.data_dir.clone(),
@@ -360,6 +370,7 @@ impl Runner {
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), announcer).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), keeper).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), prober).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), measurer).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), sweeper).await;
         let grace = Duration::from_millis(self.settings.kill_grace_ms) + Duration::from_secs(2);

@@ -89,6 +89,24 @@ pub struct Settings {
     /// a size such as `64KiB`, from 1 KiB to 16 MiB): the rest of a longer
     /// line is cut, with a marker, as it streams by.
     pub log_line_max_bytes: String,
+    /// How often each environment's current deployment on this host is
+    /// probed after its deploy (`SLIPWAY_HEALTH_INTERVAL`, a duration from
+    /// `1s` to `24h`); the runners of a host take turns.
+    pub health_interval: String,
+}
+
+/// A duration setting from 1 s to 24 h.
+fn interval(name: &str, value: &str) -> Result<std::time::Duration, String> {
+    let bounds = std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(24 * 3600);
+    match domain::workflow::parse_duration(value) {
+        Ok(d) if bounds.contains(&d) => Ok(d),
+        Ok(_) | Err(domain::workflow::ValueError::DurationTooLong(_)) => {
+            Err(format!("{name} must be between 1s and 24h, got {value:?}"))
+        }
+        Err(_) => Err(format!(
+            "{name}: invalid duration {value:?}: use e.g. 5m or 30s"
+        )),
+    }
 }
 
 /// The bounds of `log_line_max_bytes`.
@@ -133,6 +151,7 @@ impl Default for Settings {
             log_json: false,
             sweep_interval: "5m".to_owned(),
             log_line_max_bytes: "64KiB".to_owned(),
+            health_interval: "60s".to_owned(),
         }
     }
 }
@@ -173,6 +192,7 @@ impl Settings {
             );
         }
         self.sweep_every()?;
+        self.health_every()?;
         self.metrics_addr()?;
         self.cache_max_bytes()?;
         self.log_line_max()?;
@@ -183,18 +203,12 @@ impl Settings {
 
     /// `sweep_interval` read.
     pub fn sweep_every(&self) -> Result<std::time::Duration, String> {
-        let bounds = std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(24 * 3600);
-        match domain::workflow::parse_duration(&self.sweep_interval) {
-            Ok(d) if bounds.contains(&d) => Ok(d),
-            Ok(_) | Err(domain::workflow::ValueError::DurationTooLong(_)) => Err(format!(
-                "SLIPWAY_SWEEP_INTERVAL must be between 1s and 24h, got {:?}",
-                self.sweep_interval
-            )),
-            Err(_) => Err(format!(
-                "SLIPWAY_SWEEP_INTERVAL: invalid duration {:?}: use e.g. 5m or 30s",
-                self.sweep_interval
-            )),
-        }
+        interval("SLIPWAY_SWEEP_INTERVAL", &self.sweep_interval)
+    }
+
+    /// `health_interval` read.
+    pub fn health_every(&self) -> Result<std::time::Duration, String> {
+        interval("SLIPWAY_HEALTH_INTERVAL", &self.health_interval)
     }
 
     /// `proxy_admin` read, with its default under the data directory.

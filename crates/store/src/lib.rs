@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod deployments;
 pub mod events;
 pub mod forges;
+pub mod health;
 pub mod image_deletions;
 pub mod insights;
 pub mod logs;

@@ -816,7 +816,7 @@ fn invalid_workflows() {
         ),
         (
             "+steps: [{name: t, run: make}]\nnotify:\n  - on: [build_broke]\n    webhook: {url: \"https://x\"}\n",
-            r#"notify[0].on[0]: unknown event "build_broke": use one of task_created, task_started, build_failed, task_succeeded, task_cancelled, deploy_started, deploy_succeeded, deploy_failed, health_check_failed, rolled_back, deploy_timeout, awaiting_approval, task_stuck, runner_lost, webhook_delayed at line 5, column 10"#,
+            r#"notify[0].on[0]: unknown event "build_broke": use one of task_created, task_started, build_failed, task_succeeded, task_cancelled, deploy_started, deploy_succeeded, deploy_failed, health_check_failed, rolled_back, deploy_timeout, awaiting_approval, task_stuck, runner_lost, webhook_delayed, health_down, health_recovered at line 5, column 10"#,
         ),
         (
             "+steps: [{name: t, run: make}]\nnotify:\n  - on: [build_failed]\n    slack: {webhook_url: \"${{ secret.HOOK }}\"}\n",

@@ -273,10 +273,12 @@ pub enum AlertEvent {
     TaskStuck,
     RunnerLost,
     WebhookDelayed,
+    HealthDown,
+    HealthRecovered,
 }
 
 impl AlertEvent {
-    pub const ALL: [AlertEvent; 15] = [
+    pub const ALL: [AlertEvent; 17] = [
         AlertEvent::TaskCreated,
         AlertEvent::TaskStarted,
         AlertEvent::BuildFailed,
@@ -292,6 +294,8 @@ impl AlertEvent {
         AlertEvent::TaskStuck,
         AlertEvent::RunnerLost,
         AlertEvent::WebhookDelayed,
+        AlertEvent::HealthDown,
+        AlertEvent::HealthRecovered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -311,6 +315,8 @@ impl AlertEvent {
             AlertEvent::TaskStuck => "task_stuck",
             AlertEvent::RunnerLost => "runner_lost",
             AlertEvent::WebhookDelayed => "webhook_delayed",
+            AlertEvent::HealthDown => "health_down",
+            AlertEvent::HealthRecovered => "health_recovered",
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod deploys;
+mod health;
 mod insights;
 mod leases;
 mod retention;

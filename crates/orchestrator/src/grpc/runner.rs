@@ -116,6 +116,47 @@ impl RunnerApi for RunnerService {
         Ok(Response::new(proto::Empty {}))
     }
 
+    async fn claim_health_checks(
+        &self,
+        req: Request<proto::ClaimHealthChecksRequest>,
+    ) -> Answer<proto::ClaimHealthChecksResponse> {
+        let req = req.into_inner();
+        let interval = Duration::from_millis(u64::try_from(req.interval_ms).unwrap_or(0));
+        let due = self
+            .app
+            .claim_health_checks(req.host, interval, req.limit)
+            .await?;
+        Ok(Response::new(proto::ClaimHealthChecksResponse {
+            checks: due
+                .into_iter()
+                .map(|d| proto::HealthCheck {
+                    workflow_id: d.workflow_id,
+                    workflow: d.workflow,
+                    environment: d.environment,
+                    deployment_id: d.deployment_id,
+                    definition: d.definition,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn report_health(
+        &self,
+        req: Request<proto::ReportHealthRequest>,
+    ) -> Answer<proto::Empty> {
+        let r = req.into_inner();
+        self.app
+            .report_health(
+                r.workflow_id,
+                r.environment,
+                r.deployment_id,
+                r.healthy,
+                r.error,
+            )
+            .await?;
+        Ok(Response::new(proto::Empty {}))
+    }
+
     async fn report_image(&self, req: Request<proto::ReportImageRequest>) -> Answer<proto::Empty> {
         let req = req.into_inner();
         let (task_id, token) = lease(req.lease)?;

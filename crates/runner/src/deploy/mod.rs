@@ -13,8 +13,10 @@
 mod compose;
 mod container;
 mod health;
+mod monitor;
 mod routed;
 
+pub use monitor::keep_probing;
 pub use routed::keep_routes;
 
 use std::collections::HashMap;

@@ -53,7 +53,7 @@ fn served(key: &str, route: &Route, upstreams: Vec<String>) -> Served {
 }
 
 /// Where a container's `port` is published on the loopback.
-fn address(state: &ContainerState, port: u16) -> Option<String> {
+pub(super) fn address(state: &ContainerState, port: u16) -> Option<String> {
     state
         .published
         .get(&format!("{port}/tcp"))
