@@ -261,10 +261,19 @@ async fn figures_and_overview_of_a_seeded_history() {
                  "rollbacks": 0},
             ],
             "daily": [
-                {"date": day(3), "tasks": 1, "failed": 0, "duration_p50_s": 60.0, "deploys": 2},
-                {"date": day(2), "tasks": 2, "failed": 1, "duration_p50_s": 75.0, "deploys": 2},
-                {"date": day(1), "tasks": 1, "failed": 0, "duration_p50_s": null, "deploys": 0},
-                {"date": day(0), "tasks": 1, "failed": 0, "duration_p50_s": null, "deploys": 0},
+                {"date": day(3), "tasks": 1, "succeeded": 1, "failed": 0,
+                 "duration_p50_s": 60.0, "duration_p90_s": 60.0, "deploys": 2,
+                 "environments": [{"environment": "dev", "deploys": 1, "failed": 0},
+                                  {"environment": "test", "deploys": 1, "failed": 1}]},
+                {"date": day(2), "tasks": 2, "succeeded": 1, "failed": 1,
+                 "duration_p50_s": 75.0, "duration_p90_s": 111.0, "deploys": 2,
+                 "environments": [{"environment": "dev", "deploys": 2, "failed": 1}]},
+                {"date": day(1), "tasks": 1, "succeeded": 0, "failed": 0,
+                 "duration_p50_s": null, "duration_p90_s": null, "deploys": 0,
+                 "environments": []},
+                {"date": day(0), "tasks": 1, "succeeded": 0, "failed": 0,
+                 "duration_p50_s": null, "duration_p90_s": null, "deploys": 0,
+                 "environments": []},
             ],
         })
     );

@@ -8,8 +8,8 @@ use chrono::SecondsFormat;
 use serde::Serialize;
 
 pub use insights::{
-    DayStats, EnvironmentOverview, EnvironmentStats, LastTask, PendingApproval, TaskStats,
-    WorkflowOverview, WorkflowStats,
+    DayDeploys, DayStats, EnvironmentOverview, EnvironmentStats, LastTask, PendingApproval,
+    TaskStats, WorkflowOverview, WorkflowStats,
 };
 
 fn time(ts: Option<crate::Timestamp>) -> Option<String> {

@@ -187,18 +187,49 @@ pub struct EnvironmentFigures {
 }
 
 /// One day (UTC) with activity.
-#[derive(Debug, Clone, Default, PartialEq, QueryableByName)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DayFigures {
+    pub date: NaiveDate,
+    pub tasks: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub duration_p50_s: Option<f64>,
+    pub duration_p90_s: Option<f64>,
+    pub deploys: i64,
+    /// That day's deploys by environment.
+    pub environments: Vec<DayDeploys>,
+}
+
+/// A day's builds and deploys as the query gives them.
+#[derive(QueryableByName)]
+struct DayRow {
     #[diesel(sql_type = Date)]
     pub date: NaiveDate,
     #[diesel(sql_type = BigInt)]
     pub tasks: i64,
     #[diesel(sql_type = BigInt)]
+    pub succeeded: i64,
+    #[diesel(sql_type = BigInt)]
     pub failed: i64,
     #[diesel(sql_type = Nullable<Double>)]
     pub duration_p50_s: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub duration_p90_s: Option<f64>,
     #[diesel(sql_type = BigInt)]
     pub deploys: i64,
+}
+
+/// One environment's deploys on one day.
+#[derive(Debug, Clone, Default, PartialEq, QueryableByName)]
+pub struct DayDeploys {
+    #[diesel(sql_type = Date)]
+    pub date: NaiveDate,
+    #[diesel(sql_type = Text)]
+    pub environment: String,
+    #[diesel(sql_type = BigInt)]
+    pub deploys: i64,
+    #[diesel(sql_type = BigInt)]
+    pub failed: i64,
 }
 
 /// A workflow's figures since `since`.
@@ -278,13 +309,15 @@ pub fn figures(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) 
         .bind::<Timestamptz, _>(since)
         .load(conn)?;
 
-        let daily: Vec<DayFigures> = diesel::sql_query(format!(
+        let days: Vec<DayRow> = diesel::sql_query(format!(
             "WITH t AS ( \
                  SELECT (created_at AT TIME ZONE 'UTC')::date AS date, count(*) AS tasks, \
+                        count(*) FILTER (WHERE status = 'success') AS succeeded, \
                         count(*) FILTER (WHERE status = 'failed') AS failed, \
-                        percentile_cont(0.5) WITHIN GROUP \
-                            (ORDER BY extract(epoch FROM finished_at - started_at)::float8) \
-                            FILTER (WHERE status IN ('success', 'failed')) AS duration_p50_s \
+                        percentile_cont(0.5) WITHIN GROUP (ORDER BY {run}) \
+                            FILTER (WHERE status IN ('success', 'failed')) AS duration_p50_s, \
+                        percentile_cont(0.9) WITHIN GROUP (ORDER BY {run}) \
+                            FILTER (WHERE status IN ('success', 'failed')) AS duration_p90_s \
                  FROM tasks \
                  WHERE workflow_id = $1 AND created_at >= $2 AND trigger NOT IN {DEPLOY_ONLY} \
                  GROUP BY 1 \
@@ -295,13 +328,44 @@ pub fn figures(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) 
                    AND trigger <> 'rollback' AND status IN {FINISHED} \
                  GROUP BY 1 \
              ) \
-             SELECT date, coalesce(t.tasks, 0) AS tasks, coalesce(t.failed, 0) AS failed, \
-                    t.duration_p50_s, coalesce(d.deploys, 0) AS deploys \
+             SELECT date, coalesce(t.tasks, 0) AS tasks, coalesce(t.succeeded, 0) AS succeeded, \
+                    coalesce(t.failed, 0) AS failed, t.duration_p50_s, t.duration_p90_s, \
+                    coalesce(d.deploys, 0) AS deploys \
              FROM t FULL JOIN d USING (date) ORDER BY date",
+            run = "extract(epoch FROM finished_at - started_at)::float8",
         ))
         .bind::<BigInt, _>(workflow_id)
         .bind::<Timestamptz, _>(since)
         .load(conn)?;
+
+        let by_environment: Vec<DayDeploys> = diesel::sql_query(format!(
+            "SELECT (finished_at AT TIME ZONE 'UTC')::date AS date, environment, \
+                    count(*) AS deploys, count(*) FILTER (WHERE status IN {FAILED}) AS failed \
+             FROM deployments \
+             WHERE workflow_id = $1 AND created_at >= $2 \
+               AND trigger <> 'rollback' AND status IN {FINISHED} \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        ))
+        .bind::<BigInt, _>(workflow_id)
+        .bind::<Timestamptz, _>(since)
+        .load(conn)?;
+        let daily = days
+            .into_iter()
+            .map(|d| DayFigures {
+                environments: by_environment
+                    .iter()
+                    .filter(|e| e.date == d.date)
+                    .cloned()
+                    .collect(),
+                date: d.date,
+                tasks: d.tasks,
+                succeeded: d.succeeded,
+                failed: d.failed,
+                duration_p50_s: d.duration_p50_s,
+                duration_p90_s: d.duration_p90_s,
+                deploys: d.deploys,
+            })
+            .collect();
 
         Ok(Figures {
             tasks,

@@ -96,6 +96,17 @@ pub fn stats(s: Stats) -> proto::WorkflowStats {
                 failed: d.failed,
                 duration_p50_s: d.duration_p50_s,
                 deploys: d.deploys,
+                succeeded: d.succeeded,
+                duration_p90_s: d.duration_p90_s,
+                environments: d
+                    .environments
+                    .iter()
+                    .map(|e| proto::DayDeploys {
+                        environment: e.environment.clone(),
+                        deploys: e.deploys,
+                        failed: e.failed,
+                    })
+                    .collect(),
             })
             .collect(),
     }

@@ -134,6 +134,17 @@ pub struct DayStats {
     pub failed: i64,
     pub duration_p50_s: Option<f64>,
     pub deploys: i64,
+    pub succeeded: i64,
+    pub duration_p90_s: Option<f64>,
+    /// The day's deploys by environment.
+    pub environments: Vec<DayDeploys>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DayDeploys {
+    pub environment: String,
+    pub deploys: i64,
+    pub failed: i64,
 }
 
 impl From<crate::WorkflowStats> for WorkflowStats {
@@ -174,6 +185,17 @@ impl From<crate::WorkflowStats> for WorkflowStats {
                     failed: d.failed,
                     duration_p50_s: d.duration_p50_s,
                     deploys: d.deploys,
+                    succeeded: d.succeeded,
+                    duration_p90_s: d.duration_p90_s,
+                    environments: d
+                        .environments
+                        .into_iter()
+                        .map(|e| DayDeploys {
+                            environment: e.environment,
+                            deploys: e.deploys,
+                            failed: e.failed,
+                        })
+                        .collect(),
                 })
                 .collect(),
         }
