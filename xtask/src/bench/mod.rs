@@ -12,6 +12,7 @@
 
 mod deploy;
 mod forges;
+mod insights;
 mod load;
 mod prune;
 pub mod pushes;
@@ -43,14 +44,15 @@ pub trait Suite {
 }
 
 /// Every suite, in the order a bench without names runs them. `prune`,
-/// `forges` and `spool` leave thousands of pending tasks behind: they come
-/// last.
+/// `forges` and `spool` leave thousands of pending tasks behind, and
+/// `insights` a year of history: they come last.
 const SUITES: &[&dyn Suite] = &[
     &deploy::Deploy,
     &rebuild::Rebuild,
     &prune::Prune,
     &forges::Forges,
     &spool::Spool,
+    &insights::Insights,
 ];
 
 /// What a suite measured.

@@ -8,6 +8,8 @@
 //! form that changes state carries the session's CSRF token.
 
 pub mod ansi;
+pub mod charts;
+pub mod insights;
 pub mod session;
 pub mod view;
 
@@ -48,6 +50,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/tasks/{id}/deploy", web::post().to(deploy))
         .route("/workflows", web::get().to(workflows_page))
         .route("/workflows/{id}", web::get().to(workflow_page))
+        .route(
+            "/workflows/{id}/insights",
+            web::get().to(insights::insights_page),
+        )
+        .route("/overview", web::get().to(insights::overview_page))
         .route(
             "/workflows/{id}/environments/{env}/rollback",
             web::post().to(rollback),

@@ -1,0 +1,353 @@
+//! The front page (the overview: every workflow by environment, what runs
+//! there, its health, what waits for approval, the last task) and each
+//! workflow's insights page (its delivery figures as charts).
+
+use actix_web::HttpResponse;
+use actix_web::web::{Data, Path, Query};
+use askama::Template;
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::charts::{self, Days};
+use super::view::when;
+use super::{PageError, Session, page};
+use crate::State;
+use crate::api::id;
+use crate::json::{EnvironmentOverview, WorkflowOverview, WorkflowStats};
+
+/// The periods the insights page offers, in days.
+const PERIODS: [i32; 4] = [7, 30, 90, 365];
+
+/// A time as the pages show it: absolute, in UTC, with its ISO form for
+/// the script that rewrites it in the viewer's time zone.
+pub struct Time {
+    pub iso: String,
+    pub text: String,
+}
+
+impl Time {
+    fn of(ts: &Option<String>) -> Option<Time> {
+        let text = when(ts);
+        (!text.is_empty()).then(|| Time {
+            iso: ts.clone().unwrap_or_default(),
+            text: format!("{text} UTC"),
+        })
+    }
+}
+
+fn short(commit: Option<&String>) -> String {
+    commit.map(|c| c.chars().take(12).collect()).unwrap_or_default()
+}
+
+fn subject(message: Option<&String>) -> String {
+    message
+        .and_then(|m| m.lines().next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// What an environment of a workflow shows on the front page.
+pub struct EnvCell {
+    pub environment: String,
+    /// Nothing deployed yet.
+    pub never: bool,
+    pub commit: String,
+    pub subject: String,
+    pub author: String,
+    pub deployed: Option<Time>,
+    /// up | down | unknown.
+    pub health: String,
+    /// The newest deploy's state, when it is not what runs (a deploy
+    /// under way, waiting, failed...).
+    pub latest: String,
+    pub url: String,
+    pub task_id: Option<i64>,
+    /// The newest deploy waiting for approval: its task and commit.
+    pub awaiting: Option<(i64, String)>,
+}
+
+impl From<&EnvironmentOverview> for EnvCell {
+    fn from(e: &EnvironmentOverview) -> Self {
+        let latest = e.status.clone().unwrap_or_default();
+        EnvCell {
+            environment: e.environment.clone(),
+            never: e.deployment_id.is_none(),
+            commit: short(e.commit.as_ref()),
+            subject: subject(e.message.as_ref()),
+            author: e.author.clone().unwrap_or_default(),
+            deployed: Time::of(&e.deployed_at),
+            health: e.health.clone(),
+            latest: if latest == "succeeded" {
+                String::new()
+            } else {
+                latest
+            },
+            url: e.url.clone().unwrap_or_default(),
+            task_id: e.task_id,
+            awaiting: e
+                .awaiting_approval
+                .as_ref()
+                .and_then(|a| Some((a.task_id?, short(a.commit.as_ref())))),
+        }
+    }
+}
+
+pub struct LastCell {
+    pub id: i64,
+    pub status: String,
+    pub trigger: String,
+    pub branch: String,
+    pub subject: String,
+    pub created: Option<Time>,
+}
+
+pub struct OverviewRow {
+    pub workflow_id: i64,
+    pub workflow: String,
+    pub last: Option<LastCell>,
+    /// One per column of the page; `None` where the workflow has no such
+    /// environment.
+    pub cells: Vec<Option<EnvCell>>,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage {
+    pub csrf: String,
+    /// Every environment name, in the order the workflows define them.
+    pub columns: Vec<String>,
+    pub rows: Vec<OverviewRow>,
+    pub awaiting: usize,
+}
+
+impl OverviewPage {
+    pub fn new(csrf: String, workflows: &[WorkflowOverview]) -> Self {
+        let mut columns: Vec<String> = Vec::new();
+        for w in workflows {
+            for e in &w.environments {
+                if !columns.contains(&e.environment) {
+                    columns.push(e.environment.clone());
+                }
+            }
+        }
+        let rows: Vec<OverviewRow> = workflows
+            .iter()
+            .map(|w| OverviewRow {
+                workflow_id: w.workflow_id,
+                workflow: w.workflow.clone(),
+                last: w.last_task.as_ref().map(|t| LastCell {
+                    id: t.id,
+                    status: t.status.clone(),
+                    trigger: t.trigger.clone(),
+                    branch: t.branch.clone().unwrap_or_default(),
+                    subject: subject(t.message.as_ref()),
+                    created: Time::of(&t.created_at),
+                }),
+                cells: columns
+                    .iter()
+                    .map(|c| {
+                        w.environments
+                            .iter()
+                            .find(|e| &e.environment == c)
+                            .map(EnvCell::from)
+                    })
+                    .collect(),
+            })
+            .collect();
+        let awaiting = rows
+            .iter()
+            .flat_map(|r| r.cells.iter().flatten())
+            .filter(|c| c.awaiting.is_some())
+            .count();
+        OverviewPage {
+            csrf,
+            columns,
+            rows,
+            awaiting,
+        }
+    }
+}
+
+pub async fn overview_page(state: Data<State>, session: Session) -> Result<HttpResponse, PageError> {
+    let workflows: Vec<WorkflowOverview> = state
+        .client()
+        .get_overview(proto::Empty {})
+        .await?
+        .into_inner()
+        .workflows
+        .into_iter()
+        .map(WorkflowOverview::from)
+        .collect();
+    page(&OverviewPage::new(session.csrf(), &workflows))
+}
+
+/// A figure as the page shows it.
+pub struct Figure {
+    pub label: &'static str,
+    pub value: String,
+}
+
+/// One environment's row of figures.
+pub struct EnvFigures {
+    pub environment: String,
+    pub colour: String,
+    pub deploys: i64,
+    pub per_day: String,
+    pub change_failure: String,
+    pub lead_time: String,
+    pub mttr: String,
+    pub rollbacks: i64,
+}
+
+#[derive(Template)]
+#[template(path = "insights.html")]
+pub struct InsightsPage {
+    pub csrf: String,
+    pub workflow_id: i64,
+    pub workflow: String,
+    pub days: i32,
+    pub periods: Vec<i32>,
+    pub figures: Vec<Figure>,
+    pub environments: Vec<EnvFigures>,
+    pub durations_svg: String,
+    pub success_svg: String,
+    pub deploys_svg: String,
+    pub change_failure_svg: String,
+    pub lead_time_svg: String,
+    pub mttr_svg: String,
+}
+
+/// Seconds as `42s`, `10.2 min`, `1.5 h`, `2.0 d`.
+pub fn span(s: Option<f64>) -> String {
+    match s {
+        None => "n/a".to_owned(),
+        Some(s) if s < 60.0 => format!("{s:.1}s"),
+        Some(s) if s < 3600.0 => format!("{:.1} min", s / 60.0),
+        Some(s) if s < 86_400.0 => format!("{:.1} h", s / 3600.0),
+        Some(s) => format!("{:.1} d", s / 86_400.0),
+    }
+}
+
+fn percent(r: Option<f64>) -> String {
+    r.map_or_else(|| "n/a".to_owned(), |r| format!("{:.1}%", r * 100.0))
+}
+
+impl InsightsPage {
+    pub fn new(csrf: String, workflow: String, stats: &WorkflowStats) -> Self {
+        let t = &stats.tasks;
+        let figures = vec![
+            Figure {
+                label: "Builds",
+                value: t.total.to_string(),
+            },
+            Figure {
+                label: "Success rate",
+                value: percent(t.success_rate),
+            },
+            Figure {
+                label: "Duration p50",
+                value: span(t.duration_p50_s),
+            },
+            Figure {
+                label: "Duration p90",
+                value: span(t.duration_p90_s),
+            },
+            Figure {
+                label: "Queued p50",
+                value: span(t.queued_p50_s),
+            },
+        ];
+        let environments: Vec<EnvFigures> = stats
+            .environments
+            .iter()
+            .enumerate()
+            .map(|(i, e)| EnvFigures {
+                environment: e.environment.clone(),
+                colour: charts::colour(i),
+                deploys: e.deploys,
+                per_day: format!("{:.2}", e.deploys_per_day),
+                change_failure: percent(e.change_failure_rate),
+                lead_time: span(e.lead_time_p50_s),
+                mttr: span(e.mttr_s),
+                rollbacks: e.rollbacks,
+            })
+            .collect();
+        let names: Vec<String> = stats
+            .environments
+            .iter()
+            .map(|e| e.environment.clone())
+            .collect();
+        let days = Days::new(Utc::now().date_naive(), stats.days, &stats.daily);
+        InsightsPage {
+            csrf,
+            workflow_id: stats.workflow_id,
+            workflow,
+            days: stats.days,
+            periods: PERIODS.to_vec(),
+            figures,
+            environments,
+            durations_svg: charts::durations(&days),
+            success_svg: charts::success(&days),
+            deploys_svg: charts::deploys(&days, &names),
+            change_failure_svg: charts::per_environment(
+                &stats.environments,
+                |e| e.change_failure_rate,
+                |v| format!("{:.0}%", v * 100.0),
+            ),
+            lead_time_svg: charts::per_environment(
+                &stats.environments,
+                |e| e.lead_time_p50_s,
+                |v| span(Some(v)),
+            ),
+            mttr_svg: charts::per_environment(
+                &stats.environments,
+                |e| e.mttr_s,
+                |v| span(Some(v)),
+            ),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct InsightsQuery {
+    days: Option<i32>,
+}
+
+pub async fn insights_page(
+    state: Data<State>,
+    session: Session,
+    path: Path<String>,
+    query: Query<InsightsQuery>,
+) -> Result<HttpResponse, PageError> {
+    let workflow_id = id(&path.into_inner(), "workflow")?;
+    let mut client = state.client();
+    let workflow = client
+        .get_workflow(proto::GetWorkflowRequest { id: workflow_id })
+        .await?
+        .into_inner()
+        .name;
+    let stats = WorkflowStats::from(
+        client
+            .get_workflow_stats(proto::GetWorkflowStatsRequest {
+                workflow_id,
+                days: query.into_inner().days,
+            })
+            .await?
+            .into_inner(),
+    );
+    page(&InsightsPage::new(session.csrf(), workflow, &stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span;
+
+    #[test]
+    fn spans_read_in_units_that_fit() {
+        assert_eq!(span(None), "n/a");
+        assert_eq!(span(Some(42.0)), "42.0s");
+        assert_eq!(span(Some(610.0)), "10.2 min");
+        assert_eq!(span(Some(5400.0)), "1.5 h");
+        assert_eq!(span(Some(172_800.0)), "2.0 d");
+    }
+}
