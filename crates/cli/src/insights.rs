@@ -1,7 +1,7 @@
 //! `slipway overview` and `slipway stats`: what runs where, and how
 //! delivery goes.
 
-use proto::json;
+use proto::json::{self, percent, span as seconds};
 
 use crate::output::{or_dash, short, table, time};
 
@@ -102,35 +102,4 @@ pub fn stats_text(s: &json::WorkflowStats) -> String {
         &rows,
     ));
     out
-}
-
-fn percent(rate: Option<f64>) -> String {
-    rate.map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0))
-}
-
-/// A duration in seconds, minutes, hours or days, as fits.
-fn seconds(s: Option<f64>) -> String {
-    match s {
-        None => "-".to_owned(),
-        Some(s) if s < 60.0 => format!("{s:.1}s"),
-        Some(s) if s < 3600.0 => format!("{:.1}m", s / 60.0),
-        Some(s) if s < 86_400.0 => format!("{:.1}h", s / 3600.0),
-        Some(s) => format!("{:.1}d", s / 86_400.0),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{percent, seconds};
-
-    #[test]
-    fn figures_read_in_units_that_fit() {
-        assert_eq!(seconds(None), "-");
-        assert_eq!(seconds(Some(42.0)), "42.0s");
-        assert_eq!(seconds(Some(610.0)), "10.2m");
-        assert_eq!(seconds(Some(5400.0)), "1.5h");
-        assert_eq!(seconds(Some(172_800.0)), "2.0d");
-        assert_eq!(percent(Some(0.0833)), "8.3%");
-        assert_eq!(percent(None), "-");
-    }
 }

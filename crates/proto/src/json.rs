@@ -9,7 +9,7 @@ use serde::Serialize;
 
 pub use insights::{
     DayDeploys, DayStats, EnvironmentOverview, EnvironmentStats, LastTask, PendingApproval,
-    TaskStats, WorkflowOverview, WorkflowStats,
+    TaskStats, WorkflowOverview, WorkflowStats, percent, span,
 };
 
 fn time(ts: Option<crate::Timestamp>) -> Option<String> {

@@ -9,6 +9,7 @@ pub mod browser;
 pub mod db;
 pub mod forge;
 pub mod git;
+pub mod history;
 pub mod hooks;
 pub mod images;
 pub mod netns;

@@ -82,7 +82,9 @@ impl Suite for Insights {
         if listed != ids.len() {
             bail!("the overview lists {listed} workflows, not {}", ids.len());
         }
-        let stats = stack.api.get(&format!("/api/workflows/{big}/stats?days=365"))?;
+        let stats = stack
+            .api
+            .get(&format!("/api/workflows/{big}/stats?days=365"))?;
         let total = stats["tasks"]["total"].as_u64().unwrap_or(0);
         if total != u64::from(TASKS) {
             bail!("the year's stats count {total} tasks, not {TASKS}");
@@ -132,10 +134,7 @@ fn time(stack: &Stack, path: &str) -> Result<Timed> {
     let mut took = Vec::with_capacity(SAMPLES);
     for i in 0..WARM_UP + SAMPLES {
         let started = Instant::now();
-        stack
-            .api
-            .get(path)
-            .with_context(|| format!("GET {path}"))?;
+        stack.api.get(path).with_context(|| format!("GET {path}"))?;
         if i >= WARM_UP {
             took.push(started.elapsed());
         }

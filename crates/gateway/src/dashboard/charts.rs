@@ -136,7 +136,9 @@ fn lines(days: &Days<'_>, series: &[(&str, Vec<Option<f64>>)], unit: &str) -> St
 /// Build duration p50 and p90 per day, in seconds.
 pub fn durations(days: &Days<'_>) -> String {
     let of = |f: fn(&DayStats) -> Option<f64>| -> Vec<Option<f64>> {
-        (0..days.len()).map(|i| days.get(i).and_then(|d| f(d))).collect()
+        (0..days.len())
+            .map(|i| days.get(i).and_then(|d| f(d)))
+            .collect()
     };
     lines(
         days,
@@ -209,9 +211,12 @@ pub fn deploys(days: &Days<'_>, environments: &[String]) -> String {
                     ))
                 })
                 .collect();
-            chart.draw_series(bars)?.label(env.as_str()).legend(move |(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled())
-            });
+            chart
+                .draw_series(bars)?
+                .label(env.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled())
+                });
         }
         if !environments.is_empty() {
             chart

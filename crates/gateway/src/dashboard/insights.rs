@@ -13,7 +13,7 @@ use super::view::when;
 use super::{PageError, Session, page};
 use crate::State;
 use crate::api::id;
-use crate::json::{EnvironmentOverview, WorkflowOverview, WorkflowStats};
+use crate::json::{EnvironmentOverview, WorkflowOverview, WorkflowStats, percent, span};
 
 /// The periods the insights page offers, in days.
 const PERIODS: [i32; 4] = [7, 30, 90, 365];
@@ -36,7 +36,9 @@ impl Time {
 }
 
 fn short(commit: Option<&String>) -> String {
-    commit.map(|c| c.chars().take(12).collect()).unwrap_or_default()
+    commit
+        .map(|c| c.chars().take(12).collect())
+        .unwrap_or_default()
 }
 
 fn subject(message: Option<&String>) -> String {
@@ -168,7 +170,10 @@ impl OverviewPage {
     }
 }
 
-pub async fn overview_page(state: Data<State>, session: Session) -> Result<HttpResponse, PageError> {
+pub async fn overview_page(
+    state: Data<State>,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
     let workflows: Vec<WorkflowOverview> = state
         .client()
         .get_overview(proto::Empty {})
@@ -215,21 +220,6 @@ pub struct InsightsPage {
     pub change_failure_svg: String,
     pub lead_time_svg: String,
     pub mttr_svg: String,
-}
-
-/// Seconds as `42s`, `10.2 min`, `1.5 h`, `2.0 d`.
-pub fn span(s: Option<f64>) -> String {
-    match s {
-        None => "n/a".to_owned(),
-        Some(s) if s < 60.0 => format!("{s:.1}s"),
-        Some(s) if s < 3600.0 => format!("{:.1} min", s / 60.0),
-        Some(s) if s < 86_400.0 => format!("{:.1} h", s / 3600.0),
-        Some(s) => format!("{:.1} d", s / 86_400.0),
-    }
-}
-
-fn percent(r: Option<f64>) -> String {
-    r.map_or_else(|| "n/a".to_owned(), |r| format!("{:.1}%", r * 100.0))
 }
 
 impl InsightsPage {
@@ -299,11 +289,7 @@ impl InsightsPage {
                 |e| e.lead_time_p50_s,
                 |v| span(Some(v)),
             ),
-            mttr_svg: charts::per_environment(
-                &stats.environments,
-                |e| e.mttr_s,
-                |v| span(Some(v)),
-            ),
+            mttr_svg: charts::per_environment(&stats.environments, |e| e.mttr_s, |v| span(Some(v))),
         }
     }
 }
@@ -336,18 +322,4 @@ pub async fn insights_page(
             .into_inner(),
     );
     page(&InsightsPage::new(session.csrf(), workflow, &stats))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::span;
-
-    #[test]
-    fn spans_read_in_units_that_fit() {
-        assert_eq!(span(None), "n/a");
-        assert_eq!(span(Some(42.0)), "42.0s");
-        assert_eq!(span(Some(610.0)), "10.2 min");
-        assert_eq!(span(Some(5400.0)), "1.5 h");
-        assert_eq!(span(Some(172_800.0)), "2.0 d");
-    }
 }

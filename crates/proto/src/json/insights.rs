@@ -5,6 +5,23 @@ use serde::Serialize;
 
 use super::time;
 
+/// Seconds as people read them: `42.0s`, `10.2 min`, `1.5 h`, `2.0 d`;
+/// `n/a` for a figure with nothing to compute from.
+pub fn span(seconds: Option<f64>) -> String {
+    match seconds {
+        None => "n/a".to_owned(),
+        Some(s) if s < 60.0 => format!("{s:.1}s"),
+        Some(s) if s < 3600.0 => format!("{:.1} min", s / 60.0),
+        Some(s) if s < 86_400.0 => format!("{:.1} h", s / 3600.0),
+        Some(s) => format!("{:.1} d", s / 86_400.0),
+    }
+}
+
+/// A rate as a percentage with one decimal; `n/a` without one.
+pub fn percent(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "n/a".to_owned(), |r| format!("{:.1}%", r * 100.0))
+}
+
 #[derive(Debug, Serialize)]
 pub struct WorkflowOverview {
     pub workflow: String,
@@ -199,5 +216,21 @@ impl From<crate::WorkflowStats> for WorkflowStats {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{percent, span};
+
+    #[test]
+    fn figures_read_in_units_that_fit() {
+        assert_eq!(span(None), "n/a");
+        assert_eq!(span(Some(42.0)), "42.0s");
+        assert_eq!(span(Some(610.0)), "10.2 min");
+        assert_eq!(span(Some(5400.0)), "1.5 h");
+        assert_eq!(span(Some(172_800.0)), "2.0 d");
+        assert_eq!(percent(Some(0.0833)), "8.3%");
+        assert_eq!(percent(None), "n/a");
     }
 }
