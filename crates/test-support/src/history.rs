@@ -109,7 +109,7 @@ pub async fn seed(stack: &Stack) -> History {
     // 20 and 5 s), a cancelled one that never started, a running one
     // (queued 2 s). Outside them: an old build and a deploy-only task.
     task(
-        &stack,
+        stack,
         shop,
         (1001, "success", "push"),
         at(3, 0),
@@ -117,7 +117,7 @@ pub async fn seed(stack: &Stack) -> History {
         Some(60),
     );
     task(
-        &stack,
+        stack,
         shop,
         (1002, "success", "push"),
         at(2, 0),
@@ -125,7 +125,7 @@ pub async fn seed(stack: &Stack) -> History {
         Some(120),
     );
     task(
-        &stack,
+        stack,
         shop,
         (1003, "failed", "push"),
         at(2, 3600),
@@ -133,7 +133,7 @@ pub async fn seed(stack: &Stack) -> History {
         Some(30),
     );
     task(
-        &stack,
+        stack,
         shop,
         (1004, "cancelled", "manual"),
         at(1, 0),
@@ -141,7 +141,7 @@ pub async fn seed(stack: &Stack) -> History {
         Some(1),
     );
     task(
-        &stack,
+        stack,
         shop,
         (1000, "success", "push"),
         at(10, 0),
@@ -149,7 +149,7 @@ pub async fn seed(stack: &Stack) -> History {
         Some(500),
     );
     task(
-        &stack,
+        stack,
         shop,
         (1006, "success", "deploy"),
         at(1, 60),
@@ -157,7 +157,7 @@ pub async fn seed(stack: &Stack) -> History {
         Some(5),
     );
     task(
-        &stack,
+        stack,
         shop,
         (1007, "running", "push"),
         at(0, 3600),
@@ -177,56 +177,56 @@ pub async fn seed(stack: &Stack) -> History {
     // count. test: a timed-out deploy, never recovered. prod: 1002 waits
     // for approval.
     deployment(
-        &stack,
+        stack,
         shop,
         (2000, "dev", 1000, "succeeded", "auto"),
         at(10, 600),
         Some(60),
     );
     deployment(
-        &stack,
+        stack,
         shop,
         (2001, "dev", 1001, "succeeded", "auto"),
         at(3, 120),
         Some(180),
     );
     deployment(
-        &stack,
+        stack,
         shop,
         (2002, "dev", 1002, "failed", "auto"),
         at(2, 180),
         Some(60),
     );
     deployment(
-        &stack,
+        stack,
         shop,
         (2003, "dev", 1001, "succeeded", "rollback"),
         at(2, 250),
         Some(30),
     );
     deployment(
-        &stack,
+        stack,
         shop,
         (2004, "dev", 1002, "succeeded", "manual"),
         at(2, 600),
         Some(240),
     );
     deployment(
-        &stack,
+        stack,
         shop,
         (2005, "dev", 1003, "skipped", "auto"),
         at(2, 3700),
         Some(0),
     );
     deployment(
-        &stack,
+        stack,
         shop,
         (2006, "test", 1001, "timed_out", "auto"),
         at(3, 600),
         Some(1800),
     );
     deployment(
-        &stack,
+        stack,
         shop,
         (2007, "prod", 1002, "awaiting_approval", "auto"),
         at(2, 900),
