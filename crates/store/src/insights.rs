@@ -7,6 +7,8 @@
 //! deployment that is not a rollback's and was not skipped; a *failed*
 //! deploy failed, timed out or was rolled back.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Date, Double, Nullable, Text, Timestamptz};
@@ -147,24 +149,38 @@ pub fn environments_now(
 }
 
 /// A workflow's builds over a period.
-#[derive(Debug, Clone, Default, PartialEq, QueryableByName)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskFigures {
-    #[diesel(sql_type = BigInt)]
     pub total: i64,
-    #[diesel(sql_type = BigInt)]
     pub succeeded: i64,
-    #[diesel(sql_type = BigInt)]
     pub failed: i64,
-    #[diesel(sql_type = BigInt)]
     pub cancelled: i64,
     /// Of the builds that succeeded or failed, start to end.
-    #[diesel(sql_type = Nullable<Double>)]
     pub duration_p50_s: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
     pub duration_p90_s: Option<f64>,
     /// Of the builds that started, queued to started.
-    #[diesel(sql_type = Nullable<Double>)]
     pub queued_p50_s: Option<f64>,
+}
+
+/// The builds of the whole period (`date` `None`) or of one day.
+#[derive(QueryableByName)]
+struct BuildRow {
+    #[diesel(sql_type = Nullable<Date>)]
+    date: Option<NaiveDate>,
+    #[diesel(sql_type = BigInt)]
+    tasks: i64,
+    #[diesel(sql_type = BigInt)]
+    succeeded: i64,
+    #[diesel(sql_type = BigInt)]
+    failed: i64,
+    #[diesel(sql_type = BigInt)]
+    cancelled: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    duration_p50_s: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    duration_p90_s: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    queued_p50_s: Option<f64>,
 }
 
 /// One environment's deploys over a period.
@@ -200,25 +216,6 @@ pub struct DayFigures {
     pub environments: Vec<DayDeploys>,
 }
 
-/// A day's builds and deploys as the query gives them.
-#[derive(QueryableByName)]
-struct DayRow {
-    #[diesel(sql_type = Date)]
-    pub date: NaiveDate,
-    #[diesel(sql_type = BigInt)]
-    pub tasks: i64,
-    #[diesel(sql_type = BigInt)]
-    pub succeeded: i64,
-    #[diesel(sql_type = BigInt)]
-    pub failed: i64,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub duration_p50_s: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub duration_p90_s: Option<f64>,
-    #[diesel(sql_type = BigInt)]
-    pub deploys: i64,
-}
-
 /// One environment's deploys on one day.
 #[derive(Debug, Clone, Default, PartialEq, QueryableByName)]
 pub struct DayDeploys {
@@ -241,28 +238,35 @@ pub struct Figures {
     pub daily: Vec<DayFigures>,
 }
 
-/// The figures of `workflow_id` since `since`, in one read-only snapshot.
+/// A workflow's figures since `since`, in one read-only snapshot.
 pub fn figures(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) -> Result<Figures> {
     conn.build_transaction().read_only().repeatable_read().run(|conn| {
-        let tasks: TaskFigures = diesel::sql_query(format!(
-            "SELECT count(*) AS total, \
+        // A year of builds sorts in memory rather than on disk.
+        diesel::sql_query("SET LOCAL work_mem = '32MB'").execute(conn)?;
+        // The period and each of its days in one scan.
+        let builds: Vec<BuildRow> = diesel::sql_query(format!(
+            "SELECT CASE WHEN GROUPING(day) = 0 THEN day END AS date, count(*) AS tasks, \
                     count(*) FILTER (WHERE status = 'success') AS succeeded, \
                     count(*) FILTER (WHERE status = 'failed') AS failed, \
                     count(*) FILTER (WHERE status = 'cancelled') AS cancelled, \
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY {run}) \
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY run) \
                         FILTER (WHERE status IN ('success', 'failed')) AS duration_p50_s, \
-                    percentile_cont(0.9) WITHIN GROUP (ORDER BY {run}) \
+                    percentile_cont(0.9) WITHIN GROUP (ORDER BY run) \
                         FILTER (WHERE status IN ('success', 'failed')) AS duration_p90_s, \
-                    percentile_cont(0.5) WITHIN GROUP \
-                        (ORDER BY extract(epoch FROM started_at - queued_at)::float8) \
-                        AS queued_p50_s \
-             FROM tasks \
-             WHERE workflow_id = $1 AND created_at >= $2 AND trigger NOT IN {DEPLOY_ONLY}",
-            run = "extract(epoch FROM finished_at - started_at)::float8",
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY queued) AS queued_p50_s \
+             FROM ( \
+                 SELECT (created_at AT TIME ZONE 'UTC')::date AS day, status, \
+                        date_part('epoch', finished_at - started_at) AS run, \
+                        date_part('epoch', started_at - queued_at) AS queued \
+                 FROM tasks \
+                 WHERE workflow_id = $1 AND created_at >= $2 AND trigger NOT IN {DEPLOY_ONLY} \
+             ) b \
+             GROUP BY GROUPING SETS ((), (day)) \
+             ORDER BY date NULLS FIRST",
         ))
         .bind::<BigInt, _>(workflow_id)
         .bind::<Timestamptz, _>(since)
-        .get_result(conn)?;
+        .load(conn)?;
 
         let environments: Vec<EnvironmentFigures> = diesel::sql_query(format!(
             "WITH d AS ( \
@@ -276,14 +280,14 @@ pub fn figures(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) 
                  FROM d GROUP BY environment \
              ), lead AS ( \
                  SELECT d.environment, percentile_cont(0.5) WITHIN GROUP (ORDER BY \
-                        extract(epoch FROM d.finished_at - coalesce(c.committed_at, t.created_at))::float8) \
+                        date_part('epoch', d.finished_at - coalesce(c.committed_at, t.created_at))) \
                         AS lead_time_p50_s \
                  FROM d JOIN tasks t ON t.id = d.task_id \
                  LEFT JOIN task_commits c ON c.task_id = t.id \
                  WHERE d.status = 'succeeded' GROUP BY d.environment \
              ), recovery AS ( \
                  SELECT d.environment, \
-                        avg(extract(epoch FROM r.finished_at - d.finished_at)::float8) AS mttr_s \
+                        avg(date_part('epoch', r.finished_at - d.finished_at)) AS mttr_s \
                  FROM d CROSS JOIN LATERAL ( \
                      SELECT s.finished_at FROM deployments s \
                      WHERE s.workflow_id = $1 AND s.environment = d.environment \
@@ -309,36 +313,7 @@ pub fn figures(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) 
         .bind::<Timestamptz, _>(since)
         .load(conn)?;
 
-        let days: Vec<DayRow> = diesel::sql_query(format!(
-            "WITH t AS ( \
-                 SELECT (created_at AT TIME ZONE 'UTC')::date AS date, count(*) AS tasks, \
-                        count(*) FILTER (WHERE status = 'success') AS succeeded, \
-                        count(*) FILTER (WHERE status = 'failed') AS failed, \
-                        percentile_cont(0.5) WITHIN GROUP (ORDER BY {run}) \
-                            FILTER (WHERE status IN ('success', 'failed')) AS duration_p50_s, \
-                        percentile_cont(0.9) WITHIN GROUP (ORDER BY {run}) \
-                            FILTER (WHERE status IN ('success', 'failed')) AS duration_p90_s \
-                 FROM tasks \
-                 WHERE workflow_id = $1 AND created_at >= $2 AND trigger NOT IN {DEPLOY_ONLY} \
-                 GROUP BY 1 \
-             ), d AS ( \
-                 SELECT (finished_at AT TIME ZONE 'UTC')::date AS date, count(*) AS deploys \
-                 FROM deployments \
-                 WHERE workflow_id = $1 AND created_at >= $2 \
-                   AND trigger <> 'rollback' AND status IN {FINISHED} \
-                 GROUP BY 1 \
-             ) \
-             SELECT date, coalesce(t.tasks, 0) AS tasks, coalesce(t.succeeded, 0) AS succeeded, \
-                    coalesce(t.failed, 0) AS failed, t.duration_p50_s, t.duration_p90_s, \
-                    coalesce(d.deploys, 0) AS deploys \
-             FROM t FULL JOIN d USING (date) ORDER BY date",
-            run = "extract(epoch FROM finished_at - started_at)::float8",
-        ))
-        .bind::<BigInt, _>(workflow_id)
-        .bind::<Timestamptz, _>(since)
-        .load(conn)?;
-
-        let by_environment: Vec<DayDeploys> = diesel::sql_query(format!(
+        let deploys: Vec<DayDeploys> = diesel::sql_query(format!(
             "SELECT (finished_at AT TIME ZONE 'UTC')::date AS date, environment, \
                     count(*) AS deploys, count(*) FILTER (WHERE status IN {FAILED}) AS failed \
              FROM deployments \
@@ -349,28 +324,60 @@ pub fn figures(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) 
         .bind::<BigInt, _>(workflow_id)
         .bind::<Timestamptz, _>(since)
         .load(conn)?;
-        let daily = days
-            .into_iter()
-            .map(|d| DayFigures {
-                environments: by_environment
-                    .iter()
-                    .filter(|e| e.date == d.date)
-                    .cloned()
-                    .collect(),
-                date: d.date,
-                tasks: d.tasks,
-                succeeded: d.succeeded,
-                failed: d.failed,
-                duration_p50_s: d.duration_p50_s,
-                duration_p90_s: d.duration_p90_s,
-                deploys: d.deploys,
-            })
-            .collect();
 
-        Ok(Figures {
-            tasks,
-            environments,
-            daily,
-        })
+        Ok(assemble(builds, environments, deploys))
     })
+}
+
+/// The period's figures and its days (those with a build or a deploy)
+/// from the rows of the queries.
+fn assemble(
+    builds: Vec<BuildRow>,
+    environments: Vec<EnvironmentFigures>,
+    deploys: Vec<DayDeploys>,
+) -> Figures {
+    let mut tasks = TaskFigures::default();
+    let mut days: BTreeMap<NaiveDate, DayFigures> = BTreeMap::new();
+    for b in builds {
+        match b.date {
+            None => {
+                tasks = TaskFigures {
+                    total: b.tasks,
+                    succeeded: b.succeeded,
+                    failed: b.failed,
+                    cancelled: b.cancelled,
+                    duration_p50_s: b.duration_p50_s,
+                    duration_p90_s: b.duration_p90_s,
+                    queued_p50_s: b.queued_p50_s,
+                };
+            }
+            Some(date) => {
+                days.insert(
+                    date,
+                    DayFigures {
+                        date,
+                        tasks: b.tasks,
+                        succeeded: b.succeeded,
+                        failed: b.failed,
+                        duration_p50_s: b.duration_p50_s,
+                        duration_p90_s: b.duration_p90_s,
+                        ..DayFigures::default()
+                    },
+                );
+            }
+        }
+    }
+    for d in deploys {
+        let day = days.entry(d.date).or_insert_with(|| DayFigures {
+            date: d.date,
+            ..DayFigures::default()
+        });
+        day.deploys += d.deploys;
+        day.environments.push(d);
+    }
+    Figures {
+        tasks,
+        environments,
+        daily: days.into_values().collect(),
+    }
 }

@@ -1,7 +1,7 @@
 //! The `insights` suite: how fast `GET /api/overview` and `GET
 //! /api/workflows/{id}/stats` answer over a large history. One workflow
 //! gets 100,000 finished tasks and 10,000 deployments (with rollbacks and
-//! commit times) spread over the last year, seeded by SQL; nine more get a
+//! commit times) spread over the last 364 days, seeded by SQL; nine more get a
 //! hundred tasks each, so the overview has workflows to lay out. The floor
 //! is `GET /api/workflows/{id}` in the same run: the same way through the
 //! gateway, gRPC and the database, for one row.
@@ -146,7 +146,7 @@ fn time(stack: &Stack, path: &str) -> Result<Timed> {
     })
 }
 
-/// `tasks` finished tasks of `workflow` over the last year (a tenth failed,
+/// `tasks` finished tasks of `workflow` over the last 364 days (a tenth failed,
 /// a fiftieth cancelled, each with its commit time), and `deployments`
 /// deployments of them over dev, test and prod (a tenth failed, a
 /// twentieth rolled back with their rollback), newest current.
@@ -163,7 +163,7 @@ fn seed(stack: &Stack, workflow: u64, tasks: u32, deployments: u32) -> Result<()
                     'change ' || g, 'octocat', at, at, at + interval '2 seconds',
                     at + make_interval(secs => 30 + g % 90), '{NO_RUNNER}'
              FROM generate_series(1, {tasks}) g,
-                  LATERAL (SELECT now() - make_interval(secs => (g::float8 / {tasks}) * 365 * 86400) AS at) a
+                  LATERAL (SELECT now() - make_interval(secs => (g::float8 / {tasks}) * 364 * 86400) AS at) a
              RETURNING id, created_at)
          INSERT INTO task_commits (task_id, committed_at)
          SELECT id, created_at - interval '1 hour' FROM t"
