@@ -185,6 +185,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
                     workflow_id,
                     environment: q.environment,
                     limit: q.limit,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner()
@@ -225,6 +226,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
                     limit,
                     workflow_id,
                     task_id: task,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner()

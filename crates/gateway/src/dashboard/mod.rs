@@ -680,7 +680,10 @@ async fn task_log(
     let task_id = id(&path.into_inner(), "task")?;
     let pieces = state
         .client()
-        .stream_logs(proto::StreamLogsRequest { task_id })
+        .stream_logs(proto::StreamLogsRequest {
+            task_id,
+            chunks: false,
+        })
         .await?
         .into_inner();
     let mut renderer = ansi::Renderer::new();

@@ -399,6 +399,7 @@ mod tests {
             host: None,
             switched_at: None,
             retired_at: None,
+            commit: None,
         };
         let row = DeployRow::from(&d);
         assert_eq!(row.version, "4f1c2a9b3d5e");
