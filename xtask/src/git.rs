@@ -11,6 +11,22 @@ use anyhow::{Context, Result};
 
 use crate::sys;
 
+/// An example's workflow with `url` as its repository: only the `repo:`
+/// key's `{{repo}}` is replaced, not the mentions of the placeholder in
+/// comments that explain it.
+pub fn with_repo(template: &str, url: &str) -> String {
+    template
+        .split_inclusive('\n')
+        .map(|line| {
+            if line.trim_start().starts_with("repo:") {
+                line.replace("{{repo}}", url)
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
+}
+
 pub struct LocalRepo {
     /// The bare repository, which workflows name as `file://<bare>`.
     pub bare: PathBuf,
@@ -101,5 +117,19 @@ impl LocalRepo {
             git(&self.work, &["push", "-q", "origin", "main"])?;
         }
         Ok(git(&self.work, &["rev-parse", "HEAD"])?.trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_repo;
+
+    #[test]
+    fn only_the_repo_key_takes_the_path() {
+        let template = "# `cargo xtask up` replaces {{repo}} with a local repository.\nname: hello\nrepo: {{repo}}\nsteps: []\n";
+        assert_eq!(
+            with_repo(template, "file:///tmp/r.git"),
+            "# `cargo xtask up` replaces {{repo}} with a local repository.\nname: hello\nrepo: file:///tmp/r.git\nsteps: []\n"
+        );
     }
 }

@@ -199,7 +199,7 @@ fn register_example(base: &Path, api: &Api) -> Result<Example> {
     repo.commit("hello-go example")?;
 
     let template = fs::read_to_string(source.join("slipway.yml"))?;
-    let definition = template.replace("{{repo}}", &repo.url());
+    let definition = crate::git::with_repo(&template, &repo.url());
     let workflow_id = api.register("hello-go", &definition)?;
     let task_id = api.run(workflow_id, None)?;
     let listen = template

@@ -64,7 +64,10 @@ pub async fn workflow_id(client: &mut Client, filter: Option<&str>) -> Result<Op
 /// when `echo`; returns the task's final status.
 pub async fn follow(client: &mut Client, task_id: i64, echo: bool) -> Result<String, Error> {
     let mut pieces = client
-        .stream_logs(proto::StreamLogsRequest { task_id })
+        .stream_logs(proto::StreamLogsRequest {
+            task_id,
+            chunks: false,
+        })
         .await?
         .into_inner();
     let mut stdout = std::io::stdout();

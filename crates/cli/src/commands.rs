@@ -211,6 +211,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
                     workflow_id,
                     environment: q.environment,
                     limit: q.limit,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner()
@@ -251,6 +252,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
                     limit,
                     workflow_id,
                     task_id: task,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner()

@@ -218,9 +218,88 @@ pub fn url_origin(url: &str) -> Option<String> {
     Some(format!("{scheme}://{}", url_host(url)?))
 }
 
+/// The forge a repository URL's host names: GitHub for `github.com`,
+/// GitLab for `gitlab.com` and for a self-hosted GitLab named so (a host
+/// whose first label is `gitlab`, e.g. `gitlab.example.com`).
+pub fn forge_of(repo: &str) -> Option<Forge> {
+    let (host, _) = repo_location(repo)?;
+    let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+    if name == "github.com" {
+        Some(Forge::GitHub)
+    } else if name == "gitlab.com" || name.starts_with("gitlab.") {
+        Some(Forge::GitLab)
+    } else {
+        None
+    }
+}
+
+/// The web page of a commit of `repo` on its forge, when [`forge_of`]
+/// knows it: `https://github.com/o/r/commit/<sha>`,
+/// `https://gitlab.com/g/p/-/commit/<sha>`. The page is on the repository's
+/// own origin for an `http(s)://` URL, else on `https://` at its host (an
+/// SSH port is not the web's). Only a hex commit makes a link.
+pub fn commit_url(repo: &str, sha: &str) -> Option<String> {
+    if sha.is_empty() || sha.len() > 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let forge = forge_of(repo)?;
+    let (host, path) = repo_location(repo)?;
+    let origin = match repo.split_once("://") {
+        Some((scheme @ ("https" | "http"), _)) => format!("{scheme}://{host}"),
+        _ => format!(
+            "https://{}",
+            host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h)
+        ),
+    };
+    Some(match forge {
+        Forge::GitHub => format!("{origin}/{path}/commit/{sha}"),
+        Forge::GitLab => format!("{origin}/{path}/-/commit/{sha}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commits_link_to_their_forge() {
+        let sha = "4f1c2a9b3d5e4f1c2a9b3d5e4f1c2a9b3d5e4f1c";
+        let cases = [
+            (
+                "https://github.com/acme/hello.git",
+                Some(format!("https://github.com/acme/hello/commit/{sha}")),
+            ),
+            (
+                "git@github.com:acme/hello.git",
+                Some(format!("https://github.com/acme/hello/commit/{sha}")),
+            ),
+            (
+                "https://gitlab.com/group/sub/project",
+                Some(format!(
+                    "https://gitlab.com/group/sub/project/-/commit/{sha}"
+                )),
+            ),
+            (
+                "ssh://git@gitlab.example.com:2222/g/p.git",
+                Some(format!("https://gitlab.example.com/g/p/-/commit/{sha}")),
+            ),
+            (
+                "http://gitlab.internal:8929/g/p.git",
+                Some(format!("http://gitlab.internal:8929/g/p/-/commit/{sha}")),
+            ),
+            ("https://git.example.com/acme/hello.git", None),
+            ("file:///srv/git/hello.git", None),
+            ("/srv/git/hello.git", None),
+        ];
+        for (repo, want) in cases {
+            assert_eq!(commit_url(repo, sha), want, "{repo}");
+        }
+        assert_eq!(
+            commit_url("https://github.com/acme/hello", "not-a-sha"),
+            None
+        );
+        assert_eq!(commit_url("https://github.com/acme/hello", ""), None);
+    }
 
     fn facts(kind: AlertEvent) -> EventFacts<'static> {
         EventFacts {

@@ -35,7 +35,7 @@ use tonic::transport::Channel;
 
 pub use settings::Settings;
 
-use crate::error::{HttpError, not_found, unauthorized};
+use crate::error::{not_found, unauthorized};
 
 /// Why the gateway could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +135,7 @@ impl Gateway {
                 .app_data(web::QueryConfig::default().error_handler(api::tasks::query_error))
                 .configure(|cfg| body::extractor_limits(cfg, form_limit))
                 .wrap(from_fn(body::deadline))
+                .wrap(from_fn(dashboard::errors::in_layout))
                 .configure(routes)
         })
         .workers(2)
@@ -241,12 +242,13 @@ async fn require_token(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
-async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, HttpError> {
-    Err(not_found(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+/// A browser asking for a page that is not there gets the dashboard's
+/// not-found page; anything else the API's JSON.
+async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    if dashboard::errors::wants_page(&req) {
+        return Err(dashboard::errors::not_found(&req).into());
+    }
+    Err(not_found(format!("no route for {} {}", req.method(), req.path())).into())
 }
 
 async fn healthz() -> HttpResponse {

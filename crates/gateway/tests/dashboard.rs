@@ -1,8 +1,10 @@
 //! The dashboard in a real headless Chromium against a real stack: a user
 //! logs in with the API token, watches a running task's log grow (colours
-//! rendered, secrets masked), cancels and retries it, approves a waiting
-//! environment and rolls one back. Screenshots of each step are kept in
-//! `target/screenshots/`.
+//! rendered, secrets masked), cancels (after a confirmation) and retries
+//! it, approves a waiting environment and rolls one back, each action said
+//! by a flash on the page it leads to. Screenshots of each step are kept in
+//! `target/screenshots/`. `dashboard_pages.rs` reads a seeded history in
+//! every layout.
 
 use serde_json::{Value, json};
 use test_support::browser::{Browser, until};
@@ -69,7 +71,7 @@ async fn a_user_follows_a_log_then_cancels_and_retries_the_task() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
-    log_in(&browser, &stack, "/").await;
+    log_in(&browser, &stack, "/tasks").await;
 
     // The list picks up a new task without a reload.
     let task = stack.run_workflow(workflow).await;
@@ -101,8 +103,15 @@ async fn a_user_follows_a_log_then_cancels_and_retries_the_task() {
     assert!(!browser.visible("#retry").await, "no retry while running");
     browser.screenshot("03-log-following").await;
 
-    // Cancel, from the page.
-    browser.click("#cancel").await;
+    // Cancel, from the page: asked first, then said.
+    let question = browser.click_confirm("#cancel", true).await;
+    assert!(
+        question.contains(&format!("Cancel task #{task}")),
+        "{question}"
+    );
+    browser
+        .wait_text("#flash", |t| t.contains("cancel requested"))
+        .await;
     browser
         .wait_text("#task-status", |t| t == "cancelled")
         .await;
@@ -126,6 +135,9 @@ async fn a_user_follows_a_log_then_cancels_and_retries_the_task() {
         (id != task).then_some(id)
     })
     .await;
+    browser
+        .wait_text("#flash", |t| t.contains(&format!("retries task #{task}")))
+        .await;
     let body = stack.task(retried).await;
     assert_eq!(body["retry_of"], task, "{body:#}");
     assert_eq!(body["attempt"], 2);
@@ -216,8 +228,17 @@ async fn a_user_approves_a_waiting_environment_and_rolls_one_back() {
     browser.wait_text("#task-status", |t| t == "success").await;
     browser.screenshot("10-awaiting-approval").await;
 
-    // Approve prod from the task page.
-    browser.click("#approve-prod").await;
+    // Approve prod from the task page, once asked.
+    let question = browser.click_confirm("#approve-prod", true).await;
+    assert!(
+        question.contains(&format!("Deploy task #{v1}")) && question.contains("to prod"),
+        "{question}"
+    );
+    browser
+        .wait_text("#flash", |t| {
+            t.contains("Deploying task") && t.contains("to prod")
+        })
+        .await;
     until("prod to be deployed", || async {
         let d = deployment(&stack, waiting).await;
         (d["status"] == "succeeded").then_some(())
@@ -236,7 +257,8 @@ async fn a_user_approves_a_waiting_environment_and_rolls_one_back() {
         .wait_text("tr[data-environment=\"prod\"]", |t| t.contains("succeeded"))
         .await;
     browser.screenshot("11-workflow").await;
-    browser.click("#rollback-dev").await;
+    let question = browser.click_confirm("#rollback-dev", true).await;
+    assert!(question.starts_with("Roll dev back from #"), "{question}");
     until("the rollback of dev to succeed", || async {
         let (_, rollbacks) = stack
             .get(&format!(

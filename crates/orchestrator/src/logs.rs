@@ -61,17 +61,26 @@ pub async fn read(app: &App, task_id: i64, step: Option<String>) -> Result<Vec<u
     Ok(out)
 }
 
-/// One piece of a live log: text, or the end with the task's final status.
+/// One piece of a live log: text, a chunk as stored, or the end with the
+/// task's final status.
 #[derive(Debug)]
 pub enum Piece {
     Text(Vec<u8>),
+    /// One step's output as the runner shipped it, without headers: for
+    /// clients that lay the log out per step, with times.
+    Chunk {
+        position: i32,
+        data: Vec<u8>,
+        at: chrono::DateTime<chrono::Utc>,
+    },
     Finished(String),
 }
 
 pub type PieceStream = Pin<Box<dyn Stream<Item = Result<Piece, ApiError>> + Send>>;
 
-/// The log from the start, then live until the task ends.
-pub async fn follow(app: Arc<App>, task_id: i64) -> Result<PieceStream, ApiError> {
+/// The log from the start, then live until the task ends: composed text,
+/// or with `chunks` each chunk as stored.
+pub async fn follow(app: Arc<App>, task_id: i64, chunks: bool) -> Result<PieceStream, ApiError> {
     let detail = app.get_task(task_id).await?;
     let names: Vec<String> = detail.steps.iter().map(|s| s.name.clone()).collect();
     // Subscribe before the first read, so no change falls between the two.
@@ -92,7 +101,7 @@ pub async fn follow(app: Arc<App>, task_id: i64) -> Result<PieceStream, ApiError
                     return;
                 }
             };
-            let chunks = match app
+            let read = match app
                 .db("task", move |conn| {
                     store::logs::after(conn, task_id, after, PAGE)
                 })
@@ -104,10 +113,23 @@ pub async fn follow(app: Arc<App>, task_id: i64) -> Result<PieceStream, ApiError
                     return;
                 }
             };
-            if let Some(last) = chunks.last() {
+            if let Some(last) = read.last() {
                 after = last.id;
+                if chunks {
+                    for chunk in read {
+                        let piece = Piece::Chunk {
+                            position: chunk.position,
+                            data: chunk.data,
+                            at: chunk.created_at,
+                        };
+                        if tx.send(Ok(piece)).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 let mut out = Vec::new();
-                for chunk in &chunks {
+                for chunk in &read {
                     composer.push(chunk.position, &chunk.data, &mut out);
                 }
                 if tx.send(Ok(Piece::Text(out))).await.is_err() {

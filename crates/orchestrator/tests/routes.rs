@@ -184,6 +184,24 @@ async fn a_routed_deploy_records_its_host_its_switch_and_the_retired_version() {
     let mut runner = runner(&stack);
     let workflow_id = stack.create_workflow(SHOP).await;
 
+    // Before any deploy every environment of the definition is listed, in
+    // its order, with nothing current and no deploy yet.
+    let (status, envs) = stack
+        .get(&format!("/api/workflows/{workflow_id}/environments"))
+        .await;
+    assert_eq!(status, 200, "{envs}");
+    let names: Vec<&str> = envs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["prod", "dev", "qa"], "{envs:#}");
+    for e in envs.as_array().expect("a list") {
+        assert!(e["current"].is_null() && e["latest"].is_null(), "{e:#}");
+    }
+    assert_eq!(envs[0]["route"]["url"], "http://127.0.0.1:18090/");
+
     // v1 on prod, made on box-1: it gets the traffic, then is healthy.
     let (first, v1) = v1_serving(&stack, &mut runner, workflow_id).await;
     advance(&mut runner, &first, v1, "verify").await;
@@ -219,6 +237,9 @@ async fn a_routed_deploy_records_its_host_its_switch_and_the_retired_version() {
     let prod = &envs["prod"];
     assert_eq!(prod["serving_deployment_id"], v2, "{prod:#}");
     assert_eq!(prod["current"]["id"], v1, "{prod:#}");
+    // The deploy under way is the latest, beside what is current.
+    assert_eq!(prod["latest"]["id"], v2, "{prod:#}");
+    assert_eq!(prod["latest"]["status"], "deploying", "{prod:#}");
     assert_eq!(
         prod["route"],
         serde_json::json!({"domains": [], "listen": 18090, "url": "http://box-1:18090/"})

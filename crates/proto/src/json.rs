@@ -201,6 +201,8 @@ pub struct Deployment {
     pub switched_at: Option<String>,
     /// When its container stopped after a newer version took over.
     pub retired_at: Option<String>,
+    /// The commit of the task whose image it deploys.
+    pub commit: Option<String>,
 }
 
 impl From<crate::Deployment> for Deployment {
@@ -222,6 +224,7 @@ impl From<crate::Deployment> for Deployment {
             host: d.host,
             switched_at: time(d.switched_at),
             retired_at: time(d.retired_at),
+            commit: d.commit,
         }
     }
 }
@@ -231,6 +234,8 @@ pub struct Environment {
     pub name: String,
     pub current: Option<Deployment>,
     pub previous: Option<Deployment>,
+    /// Its newest deployment not skipped, whatever came of it.
+    pub latest: Option<Deployment>,
     /// Where it is served; `null` for an environment without `route`.
     pub route: Option<EnvironmentRoute>,
     /// The deployment the edge proxy sends its traffic to now.
@@ -251,6 +256,7 @@ impl From<crate::Environment> for Environment {
             name: e.name,
             current: e.current.map(Deployment::from),
             previous: e.previous.map(Deployment::from),
+            latest: e.latest.map(Deployment::from),
             route: e.route.map(|r| EnvironmentRoute {
                 domains: r.domains,
                 listen: r.listen,

@@ -255,6 +255,8 @@ pub struct AlertFilter {
     pub limit: i64,
     pub workflow_id: Option<i64>,
     pub task_id: Option<i64>,
+    /// The event's type.
+    pub kind: Option<String>,
 }
 
 /// An alert with its event and deliveries.
@@ -278,6 +280,9 @@ pub fn list(conn: &mut PgConnection, filter: &AlertFilter) -> Result<Vec<AlertVi
     }
     if let Some(t) = filter.task_id {
         query = query.filter(event_rows::task_id.eq(t));
+    }
+    if let Some(k) = &filter.kind {
+        query = query.filter(event_rows::kind.eq(k.clone()));
     }
     let rows: Vec<AlertRow> = query.load(conn)?;
     let event_ids: Vec<String> = rows.iter().map(|a| a.event_id.clone()).collect();

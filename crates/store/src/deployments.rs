@@ -495,69 +495,96 @@ pub(crate) fn switch_traffic(
     )
 }
 
-pub fn get(conn: &mut PgConnection, id: i64) -> Result<(DeploymentRow, Option<RollbackRow>)> {
-    let d = get_row(conn, id)?;
-    let rollback = rollbacks::table
-        .filter(rollbacks::deployment_id.eq(id))
-        .order(rollbacks::id.desc())
-        .select(RollbackRow::as_select())
-        .first(conn)
-        .optional()?;
-    Ok((d, rollback))
+/// A deployment as users read it.
+#[derive(Debug, Clone)]
+pub struct DeploymentRecord {
+    pub row: DeploymentRow,
+    /// The rollback that followed it, if any.
+    pub rollback: Option<RollbackRow>,
+    /// The commit of the task whose image it deploys: the version a user
+    /// recognises, which the image's digest does not tell.
+    pub commit: Option<String>,
 }
 
-fn with_rollbacks(
-    conn: &mut PgConnection,
-    rows: Vec<DeploymentRow>,
-) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>> {
+pub fn get(conn: &mut PgConnection, id: i64) -> Result<DeploymentRecord> {
+    let row = get_row(conn, id)?;
+    let mut records = records(conn, vec![row])?;
+    records.pop().ok_or(Error::NotFound)
+}
+
+/// The rows with their rollbacks and their tasks' commits, in their order.
+fn records(conn: &mut PgConnection, rows: Vec<DeploymentRow>) -> Result<Vec<DeploymentRecord>> {
     let ids: Vec<i64> = rows.iter().map(|d| d.id).collect();
     let all: Vec<RollbackRow> = rollbacks::table
         .filter(rollbacks::deployment_id.eq_any(&ids))
         .order(rollbacks::id.desc())
         .select(RollbackRow::as_select())
         .load(conn)?;
+    let task_ids: Vec<i64> = rows.iter().filter_map(|d| d.task_id).collect();
+    let commits: Vec<(i64, Option<String>)> = tasks::table
+        .filter(tasks::id.eq_any(&task_ids))
+        .select((tasks::id, tasks::commit_sha))
+        .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|d| {
-            let r = all.iter().find(|r| r.deployment_id == Some(d.id)).cloned();
-            (d, r)
+        .map(|row| {
+            let rollback = all
+                .iter()
+                .find(|r| r.deployment_id == Some(row.id))
+                .cloned();
+            let commit = commits
+                .iter()
+                .find(|(id, _)| Some(*id) == row.task_id)
+                .and_then(|(_, c)| c.clone());
+            DeploymentRecord {
+                row,
+                rollback,
+                commit,
+            }
         })
         .collect())
 }
 
 /// A task's deployments, in the order they were made.
-pub fn for_task(
-    conn: &mut PgConnection,
-    task_id: i64,
-) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>> {
+pub fn for_task(conn: &mut PgConnection, task_id: i64) -> Result<Vec<DeploymentRecord>> {
     let rows = deployments::table
         .filter(deployments::task_id.eq(task_id))
         .order(deployments::id.asc())
         .select(DeploymentRow::as_select())
         .load(conn)?;
-    with_rollbacks(conn, rows)
+    records(conn, rows)
+}
+
+/// Which deployments [`list`] answers; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentFilter {
+    pub workflow_id: Option<i64>,
+    pub environment: Option<String>,
+    pub status: Option<DeploymentStatus>,
 }
 
 /// Deployments, newest first.
 pub fn list(
     conn: &mut PgConnection,
-    workflow_id: Option<i64>,
-    environment: Option<&str>,
+    filter: &DeploymentFilter,
     limit: i64,
-) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>> {
+) -> Result<Vec<DeploymentRecord>> {
     let mut query = deployments::table
         .select(DeploymentRow::as_select())
         .order(deployments::id.desc())
         .limit(limit)
         .into_boxed();
-    if let Some(w) = workflow_id {
+    if let Some(w) = filter.workflow_id {
         query = query.filter(deployments::workflow_id.eq(w));
     }
-    if let Some(e) = environment {
-        query = query.filter(deployments::environment.eq(e.to_owned()));
+    if let Some(e) = &filter.environment {
+        query = query.filter(deployments::environment.eq(e.clone()));
+    }
+    if let Some(s) = filter.status {
+        query = query.filter(deployments::status.eq(s.as_str()));
     }
     let rows = query.load(conn)?;
-    with_rollbacks(conn, rows)
+    records(conn, rows)
 }
 
 /// Rollbacks, newest first.
@@ -583,31 +610,84 @@ pub fn rollbacks(
 /// An environment with the deployments its row points at.
 #[derive(Debug, Clone)]
 pub struct EnvironmentView {
-    pub environment: EnvironmentRow,
+    pub name: String,
+    /// Its row; `None` for an environment of the definition that no
+    /// deployment has started on yet.
+    pub environment: Option<EnvironmentRow>,
     /// What runs there now.
-    pub current: Option<DeploymentRow>,
+    pub current: Option<DeploymentRecord>,
     /// The one before: where a rollback goes by default.
-    pub previous: Option<DeploymentRow>,
+    pub previous: Option<DeploymentRecord>,
     /// What the edge proxy sends the traffic to (routed environments).
     pub serving: Option<DeploymentRow>,
+    /// Its newest deployment that was not skipped, whatever came of it: a
+    /// failed deploy (and its rollback) while `current` stays as it was.
+    pub latest: Option<DeploymentRecord>,
 }
 
-/// A workflow's environments with their current, previous and serving
-/// deployments.
-pub fn environments(conn: &mut PgConnection, workflow_id: i64) -> Result<Vec<EnvironmentView>> {
-    let envs: Vec<EnvironmentRow> = environments::table
+/// A workflow's environments with their current, previous, serving and
+/// latest deployments: every one of `defined` (the names in the workflow's
+/// current definition), in that order, deployed to or not, then those that
+/// were deployed to and are no longer defined, by name.
+pub fn environments(
+    conn: &mut PgConnection,
+    workflow_id: i64,
+    defined: &[String],
+) -> Result<Vec<EnvironmentView>> {
+    let mut rows: Vec<EnvironmentRow> = environments::table
         .filter(environments::workflow_id.eq(workflow_id))
         .order(environments::name.asc())
         .select(EnvironmentRow::as_select())
         .load(conn)?;
-    let mut out = Vec::with_capacity(envs.len());
-    for environment in envs {
-        let mut row = |id: Option<i64>| id.map(|id| get_row(conn, id)).transpose();
+    let mut named: Vec<(String, Option<EnvironmentRow>)> = defined
+        .iter()
+        .map(|name| {
+            let row = rows
+                .iter()
+                .position(|r| &r.name == name)
+                .map(|i| rows.remove(i));
+            (name.clone(), row)
+        })
+        .collect();
+    named.extend(rows.into_iter().map(|r| (r.name.clone(), Some(r))));
+    let mut out = Vec::with_capacity(named.len());
+    for (name, environment) in named {
+        let ids = environment.as_ref().map_or([None; 3], |e| {
+            [
+                e.current_deployment_id,
+                e.previous_deployment_id,
+                e.serving_deployment_id,
+            ]
+        });
+        let [current, previous, serving] = ids.map(|id| id.map(|id| get_row(conn, id)));
+        let mut record = |row: Option<Result<DeploymentRow>>| -> Result<Option<DeploymentRecord>> {
+            match row.transpose()? {
+                Some(row) => Ok(records(conn, vec![row])?.pop()),
+                None => Ok(None),
+            }
+        };
+        let current = record(current)?;
+        let previous = record(previous)?;
+        let serving = serving.transpose()?;
+        let latest = deployments::table
+            .filter(deployments::workflow_id.eq(workflow_id))
+            .filter(deployments::environment.eq(&name))
+            .filter(deployments::status.ne(DeploymentStatus::Skipped.as_str()))
+            .order(deployments::id.desc())
+            .select(DeploymentRow::as_select())
+            .first(conn)
+            .optional()?;
+        let latest = match latest {
+            Some(row) => records(conn, vec![row])?.pop(),
+            None => None,
+        };
         out.push(EnvironmentView {
-            current: row(environment.current_deployment_id)?,
-            previous: row(environment.previous_deployment_id)?,
-            serving: row(environment.serving_deployment_id)?,
+            name,
             environment,
+            current,
+            previous,
+            serving,
+            latest,
         });
     }
     Ok(out)

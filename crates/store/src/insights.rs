@@ -238,13 +238,21 @@ pub struct Figures {
     pub daily: Vec<DayFigures>,
 }
 
-/// A workflow's figures since `since`, in one read-only snapshot.
-pub fn figures(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) -> Result<Figures> {
-    conn.build_transaction().read_only().repeatable_read().run(|conn| {
-        // A year of builds sorts in memory rather than on disk.
-        diesel::sql_query("SET LOCAL work_mem = '32MB'").execute(conn)?;
-        // The period and each of its days in one scan.
-        let builds: Vec<BuildRow> = diesel::sql_query(format!(
+/// A workflow's builds since `since`, of the whole period and of each day.
+///
+/// The one scan of the period's tasks is most of the figures' time: it may
+/// use both cores, and sorts in memory.
+pub fn builds(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) -> Result<Builds> {
+    conn.build_transaction().read_only().run(|conn| {
+        for setting in [
+            "SET LOCAL work_mem = '32MB'",
+            "SET LOCAL parallel_setup_cost = 0",
+            "SET LOCAL parallel_tuple_cost = 0.001",
+            "SET LOCAL min_parallel_table_scan_size = 0",
+        ] {
+            diesel::sql_query(setting).execute(conn)?;
+        }
+        let rows: Vec<BuildRow> = diesel::sql_query(format!(
             "SELECT CASE WHEN GROUPING(day) = 0 THEN day END AS date, count(*) AS tasks, \
                     count(*) FILTER (WHERE status = 'success') AS succeeded, \
                     count(*) FILTER (WHERE status = 'failed') AS failed, \
@@ -267,7 +275,17 @@ pub fn figures(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) 
         .bind::<BigInt, _>(workflow_id)
         .bind::<Timestamptz, _>(since)
         .load(conn)?;
+        Ok(Builds(rows))
+    })
+}
 
+/// A workflow's builds over a period, as [`builds`] read them.
+pub struct Builds(Vec<BuildRow>);
+
+/// A workflow's deploys since `since`: per environment, and per day and
+/// environment.
+pub fn deploys(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) -> Result<Deploys> {
+    conn.build_transaction().read_only().repeatable_read().run(|conn| {
         let environments: Vec<EnvironmentFigures> = diesel::sql_query(format!(
             "WITH d AS ( \
                  SELECT d.id, d.environment, d.status, d.finished_at, d.task_id \
@@ -325,17 +343,26 @@ pub fn figures(conn: &mut PgConnection, workflow_id: i64, since: DateTime<Utc>) 
         .bind::<Timestamptz, _>(since)
         .load(conn)?;
 
-        Ok(assemble(builds, environments, deploys))
+        Ok(Deploys {
+            environments,
+            days: deploys,
+        })
     })
 }
 
-/// The period's figures and its days (those with a build or a deploy)
-/// from the rows of the queries.
-fn assemble(
-    builds: Vec<BuildRow>,
+/// A workflow's deploys over a period, as [`deploys`] read them.
+pub struct Deploys {
     environments: Vec<EnvironmentFigures>,
-    deploys: Vec<DayDeploys>,
-) -> Figures {
+    days: Vec<DayDeploys>,
+}
+
+/// The period's figures and its days (those with a build or a deploy).
+pub fn assemble(builds: Builds, deploys: Deploys) -> Figures {
+    let Builds(builds) = builds;
+    let Deploys {
+        environments,
+        days: deploys,
+    } = deploys;
     let mut tasks = TaskFigures::default();
     let mut days: BTreeMap<NaiveDate, DayFigures> = BTreeMap::new();
     for b in builds {

@@ -1,5 +1,6 @@
 //! Task logs, stored as the chunks runners sent (already masked), in order.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
 use crate::Result;
@@ -11,6 +12,8 @@ pub struct LogChunk {
     pub id: i64,
     pub position: i32,
     pub data: Vec<u8>,
+    /// When the orchestrator stored it: the time its lines are shown with.
+    pub created_at: DateTime<Utc>,
 }
 
 /// Appends a chunk to a step's log.

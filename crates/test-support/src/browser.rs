@@ -46,6 +46,16 @@ impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session
     /// with a window of `width` x `height`.
     pub async fn start(width: u32, height: u32) -> Self {
+        Self::launch(width, height, &[]).await
+    }
+
+    /// As [`Browser::start`], with the system's dark theme: pages see
+    /// `prefers-color-scheme: dark`.
+    pub async fn start_dark(width: u32, height: u32) -> Self {
+        Self::launch(width, height, &["--force-dark-mode"]).await
+    }
+
+    async fn launch(width: u32, height: u32, extra: &[&str]) -> Self {
         let port = crate::images::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -55,20 +65,24 @@ impl Browser {
             .spawn()
             .expect("chromedriver runs (Debian package chromium-driver)");
         let profile = tempfile::tempdir().expect("tempdir");
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            // Tests run as root, where Chromium's sandbox cannot.
+            "--no-sandbox".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--no-first-run".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+            format!("--window-size={width},{height}"),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         let caps = json!({
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
-                "args": [
-                    "--headless=new",
-                    // Tests run as root, where Chromium's sandbox cannot.
-                    "--no-sandbox",
-                    "--disable-dev-shm-usage",
-                    "--disable-gpu",
-                    "--no-first-run",
-                    format!("--user-data-dir={}", profile.path().display()),
-                    format!("--window-size={width},{height}"),
-                ],
-            }
+                "args": args,
+            },
+            // A page's confirm() waits for the test to answer it.
+            "unhandledPromptBehavior": "ignore",
         });
         let caps = match caps {
             serde_json::Value::Object(map) => map,
@@ -150,6 +164,55 @@ impl Browser {
                 return None;
             }
             el.click().await.ok()
+        })
+        .await;
+    }
+
+    /// Clicks the element matching `css`, then answers the confirmation it
+    /// asks (`accept` or not); returns the question.
+    pub async fn click_confirm(&self, css: &str, accept: bool) -> String {
+        let el = until(&format!("{css} to be shown"), || async {
+            let el = self.client.find(Locator::Css(css)).await.ok()?;
+            el.is_displayed().await.unwrap_or(false).then_some(el)
+        })
+        .await;
+        // The click opens the question; whether the driver reports that as
+        // an error or not, the question is what is awaited.
+        let _ = el.click().await;
+        let question = until(&format!("{css} to ask for a confirmation"), || async {
+            self.client.get_alert_text().await.ok()
+        })
+        .await;
+        if accept {
+            self.client.accept_alert().await.expect("confirmed");
+        } else {
+            self.client.dismiss_alert().await.expect("dismissed");
+        }
+        question
+    }
+
+    /// The value of a script's `return`.
+    pub async fn eval(&self, script: &str) -> serde_json::Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("{script}: {e}"))
+    }
+
+    /// Logs in to the dashboard at `http` with `token` through the form,
+    /// starting from `path` (which sends the browser to the login first);
+    /// returns once the browser is back on `path`.
+    pub async fn log_in(&self, http: &str, token: &str, path: &str) {
+        self.goto(&format!("{http}{path}")).await;
+        until("the login page", || async {
+            (self.path().await == "/login").then_some(())
+        })
+        .await;
+        self.fill("#token", token).await;
+        self.click("#login").await;
+        let want = path.split('?').next().unwrap_or(path).to_owned();
+        until(&format!("{path} after the login"), || async {
+            (self.path().await == want).then_some(())
         })
         .await;
     }

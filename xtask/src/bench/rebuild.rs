@@ -56,12 +56,12 @@ impl Suite for Rebuild {
             .split("\ndeploy:")
             .next()
             .unwrap_or(&template)
-            .replace("{{repo}}", &repo.url())
-            .replacen(
-                "\nenv:\n",
-                &format!("\nenv:\n  CARGO_HOME: {}\n", cargo_home.display()),
-                1,
-            );
+            .to_owned();
+        let definition = crate::git::with_repo(&definition, &repo.url()).replacen(
+            "\nenv:\n",
+            &format!("\nenv:\n  CARGO_HOME: {}\n", cargo_home.display()),
+            1,
+        );
         if !definition.contains("CARGO_HOME") {
             bail!("{EXAMPLE}/slipway.yml has no env block to set CARGO_HOME in");
         }

@@ -15,6 +15,8 @@ pub struct ListQuery {
     limit: Option<i64>,
     workflow_id: Option<i64>,
     task_id: Option<i64>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 pub async fn list(state: Data<State>, query: Query<ListQuery>) -> Result<HttpResponse, HttpError> {
@@ -25,6 +27,7 @@ pub async fn list(state: Data<State>, query: Query<ListQuery>) -> Result<HttpRes
             limit: q.limit,
             workflow_id: q.workflow_id,
             task_id: q.task_id,
+            r#type: q.kind,
         })
         .await?
         .into_inner()

@@ -15,6 +15,7 @@ pub struct ListQuery {
     workflow_id: Option<i64>,
     environment: Option<String>,
     limit: Option<i64>,
+    status: Option<String>,
 }
 
 pub async fn list(state: Data<State>, query: Query<ListQuery>) -> Result<HttpResponse, HttpError> {
@@ -25,6 +26,7 @@ pub async fn list(state: Data<State>, query: Query<ListQuery>) -> Result<HttpRes
             workflow_id: q.workflow_id,
             environment: q.environment,
             limit: q.limit,
+            status: q.status,
         })
         .await?
         .into_inner()

@@ -92,7 +92,10 @@ pub async fn stream(state: Data<State>, path: Path<String>) -> Result<HttpRespon
     let task_id = path_id(path, "task")?;
     let pieces = state
         .client()
-        .stream_logs(proto::StreamLogsRequest { task_id })
+        .stream_logs(proto::StreamLogsRequest {
+            task_id,
+            chunks: false,
+        })
         .await?
         .into_inner();
     // A chunk may end inside a UTF-8 character: its first bytes wait for

@@ -236,44 +236,37 @@ pub fn deploys(days: &Days<'_>, environments: &[String]) -> String {
     }
 }
 
-/// One horizontal bar per environment (`None`: no bar, "n/a").
+/// One horizontal bar per environment (`None`: no bar, "n/a"), each
+/// named on its left.
 pub fn per_environment(
     environments: &[EnvironmentStats],
     value: fn(&EnvironmentStats) -> Option<f64>,
     label: fn(f64) -> String,
 ) -> String {
     let rows = environments.len().max(1);
-    let height = 24 * rows as u32 + 40;
+    let height = 28 * rows as u32 + 16;
     let max = environments
         .iter()
         .filter_map(value)
         .fold(0.0_f64, f64::max);
-    let right = if max > 0.0 { max * 1.25 } else { 1.0 };
+    let right = if max > 0.0 { max * 1.4 } else { 1.0 };
+    // The names take the left third of the width.
+    let left = right / 2.0;
+    let font = ("sans-serif", 12).into_font().color(&INK);
     let mut svg = String::new();
     let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
         let root = SVGBackend::with_string(&mut svg, (WIDTH / 2, height)).into_drawing_area();
         let mut chart = ChartBuilder::on(&root)
             .margin(8)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..right, 0.0..rows as f64)?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .disable_x_axis()
-            .axis_style(INK)
-            .label_style(("sans-serif", 12).into_font().color(&INK))
-            .y_labels(rows)
-            .y_label_formatter(&|y| {
-                let i = y.floor() as usize;
-                environments
-                    .get(rows.saturating_sub(i + 1))
-                    .map(|e| e.environment.clone())
-                    .unwrap_or_default()
-            })
-            .draw()?;
+            .build_cartesian_2d(-left..right, 0.0..rows as f64)?;
         for (i, env) in environments.iter().enumerate() {
             let y = (rows - i - 1) as f64;
             let colour = PALETTE[i % PALETTE.len()];
+            chart.draw_series(std::iter::once(Text::new(
+                env.environment.clone(),
+                (-left, y + 0.65),
+                font.clone(),
+            )))?;
             let text = match value(env) {
                 Some(v) => {
                     chart.draw_series(std::iter::once(Rectangle::new(
@@ -287,8 +280,8 @@ pub fn per_environment(
             let at = value(env).unwrap_or(0.0) + right * 0.02;
             chart.draw_series(std::iter::once(Text::new(
                 text,
-                (at, y + 0.7),
-                ("sans-serif", 12).into_font().color(&INK),
+                (at, y + 0.65),
+                font.clone(),
             )))?;
         }
         root.present()?;

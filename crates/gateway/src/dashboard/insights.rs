@@ -9,8 +9,9 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::charts::{self, Days};
-use super::view::when;
-use super::{PageError, Session, page};
+use super::image::ImageView;
+use super::time::Stamp;
+use super::{Layout, PageError, Session, render};
 use crate::State;
 use crate::api::id;
 use crate::json::{EnvironmentOverview, WorkflowOverview, WorkflowStats, percent, span};
@@ -18,21 +19,9 @@ use crate::json::{EnvironmentOverview, WorkflowOverview, WorkflowStats, percent,
 /// The periods the insights page offers, in days.
 const PERIODS: [i32; 4] = [7, 30, 90, 365];
 
-/// A time as the pages show it: absolute, in UTC, with its ISO form for
-/// the script that rewrites it in the viewer's time zone.
-pub struct Time {
-    pub iso: String,
-    pub text: String,
-}
-
-impl Time {
-    fn of(ts: &Option<String>) -> Option<Time> {
-        let text = when(ts);
-        (!text.is_empty()).then(|| Time {
-            iso: ts.clone().unwrap_or_default(),
-            text: format!("{text} UTC"),
-        })
-    }
+/// A time for a `<time>` element; `None` when unknown.
+fn stamp(ts: &Option<String>) -> Option<Stamp> {
+    Some(Stamp::of(ts)).filter(|s| !s.is_empty())
 }
 
 fn short(commit: Option<&String>) -> String {
@@ -54,9 +43,14 @@ pub struct EnvCell {
     /// Nothing deployed yet.
     pub never: bool,
     pub commit: String,
+    /// The image's tag, else the commit; and its short digest.
+    pub version: String,
+    pub digest: String,
+    /// The whole image reference, for the title.
+    pub image: String,
     pub subject: String,
     pub author: String,
-    pub deployed: Option<Time>,
+    pub deployed: Option<Stamp>,
     /// up | down | unknown.
     pub health: String,
     /// The newest deploy's state, when it is not what runs (a deploy
@@ -71,13 +65,17 @@ pub struct EnvCell {
 impl From<&EnvironmentOverview> for EnvCell {
     fn from(e: &EnvironmentOverview) -> Self {
         let latest = e.status.clone().unwrap_or_default();
+        let image = e.image.as_deref().map(ImageView::parse).unwrap_or_default();
         EnvCell {
             environment: e.environment.clone(),
             never: e.deployment_id.is_none(),
             commit: short(e.commit.as_ref()),
+            version: image.version(e.commit.as_deref()),
+            digest: image.digest.clone(),
+            image: image.full.clone(),
             subject: subject(e.message.as_ref()),
             author: e.author.clone().unwrap_or_default(),
-            deployed: Time::of(&e.deployed_at),
+            deployed: stamp(&e.deployed_at),
             health: e.health.clone(),
             latest: if latest == "succeeded" {
                 String::new()
@@ -100,7 +98,7 @@ pub struct LastCell {
     pub trigger: String,
     pub branch: String,
     pub subject: String,
-    pub created: Option<Time>,
+    pub created: Option<Stamp>,
 }
 
 pub struct OverviewRow {
@@ -115,7 +113,7 @@ pub struct OverviewRow {
 #[derive(Template)]
 #[template(path = "overview.html")]
 pub struct OverviewPage {
-    pub csrf: String,
+    pub layout: Layout,
     /// Every environment name, in the order the workflows define them.
     pub columns: Vec<String>,
     pub rows: Vec<OverviewRow>,
@@ -123,7 +121,7 @@ pub struct OverviewPage {
 }
 
 impl OverviewPage {
-    pub fn new(csrf: String, workflows: &[WorkflowOverview]) -> Self {
+    pub fn new(layout: Layout, workflows: &[WorkflowOverview]) -> Self {
         let mut columns: Vec<String> = Vec::new();
         for w in workflows {
             for e in &w.environments {
@@ -143,7 +141,7 @@ impl OverviewPage {
                     trigger: t.trigger.clone(),
                     branch: t.branch.clone().unwrap_or_default(),
                     subject: subject(t.message.as_ref()),
-                    created: Time::of(&t.created_at),
+                    created: stamp(&t.created_at),
                 }),
                 cells: columns
                     .iter()
@@ -162,7 +160,7 @@ impl OverviewPage {
             .filter(|c| c.awaiting.is_some())
             .count();
         OverviewPage {
-            csrf,
+            layout,
             columns,
             rows,
             awaiting,
@@ -183,7 +181,9 @@ pub async fn overview_page(
         .into_iter()
         .map(WorkflowOverview::from)
         .collect();
-    page(&OverviewPage::new(session.csrf(), &workflows))
+    let layout = Layout::load(&state, &session).await;
+    let flash = !layout.flash.is_empty();
+    render(&OverviewPage::new(layout, &workflows), flash)
 }
 
 /// A figure as the page shows it.
@@ -207,7 +207,7 @@ pub struct EnvFigures {
 #[derive(Template)]
 #[template(path = "insights.html")]
 pub struct InsightsPage {
-    pub csrf: String,
+    pub layout: Layout,
     pub workflow_id: i64,
     pub workflow: String,
     pub days: i32,
@@ -223,7 +223,7 @@ pub struct InsightsPage {
 }
 
 impl InsightsPage {
-    pub fn new(csrf: String, workflow: String, stats: &WorkflowStats) -> Self {
+    pub fn new(layout: Layout, workflow: String, stats: &WorkflowStats) -> Self {
         let t = &stats.tasks;
         let figures = vec![
             Figure {
@@ -269,7 +269,7 @@ impl InsightsPage {
             .collect();
         let days = Days::new(Utc::now().date_naive(), stats.days, &stats.daily);
         InsightsPage {
-            csrf,
+            layout,
             workflow_id: stats.workflow_id,
             workflow,
             days: stats.days,
@@ -321,5 +321,7 @@ pub async fn insights_page(
             .await?
             .into_inner(),
     );
-    page(&InsightsPage::new(session.csrf(), workflow, &stats))
+    let layout = Layout::load(&state, &session).await;
+    let flash = !layout.flash.is_empty();
+    render(&InsightsPage::new(layout, workflow, &stats), flash)
 }

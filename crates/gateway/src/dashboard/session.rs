@@ -63,6 +63,17 @@ pub fn csrf(token: &str, cookie: &str) -> String {
     mac(token, "csrf", cookie)
 }
 
+/// `value` signed with the API token for `purpose` (a flash message).
+pub fn sign(token: &str, purpose: &str, value: &str) -> String {
+    mac(token, purpose, value)
+}
+
+/// Whether `sig` is [`sign`]'s signature of `value`; nothing is signed
+/// without a token.
+pub fn signed(token: &str, purpose: &str, value: &str, sig: &str) -> bool {
+    !token.is_empty() && same(&mac(token, purpose, value), sig)
+}
+
 /// Whether a form's CSRF field belongs to this session.
 pub fn csrf_matches(token: &str, cookie: &str, presented: &str) -> bool {
     same(&csrf(token, cookie), presented)
@@ -98,6 +109,15 @@ mod tests {
         assert!(csrf_matches("tok", &a, &csrf("tok", &a)));
         assert!(!csrf_matches("tok", &b, &csrf("tok", &a)));
         assert!(!csrf_matches("tok", &a, ""));
+    }
+
+    #[test]
+    fn signatures_hold_for_their_purpose_and_value_only() {
+        let sig = sign("tok", "flash", "a.b");
+        assert!(signed("tok", "flash", "a.b", &sig));
+        assert!(!signed("tok", "flash", "a.c", &sig));
+        assert!(!signed("tok", "csrf", "a.b", &sig));
+        assert!(!signed("", "flash", "a.b", &mac("", "flash", "a.b")));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 use domain::state::DeploymentEvent;
 use proto::{ApiError, ErrorCode};
 use store::deployments::{
-    DeploymentRow, EnvironmentView, NewDeployment, RollbackRow, ServedRoute, Start, Traffic,
+    DeploymentFilter, DeploymentRecord, DeploymentRow, EnvironmentView, NewDeployment, RollbackRow,
+    ServedRoute, Start, Traffic,
 };
 
 use super::{App, bad_request};
@@ -35,10 +36,7 @@ pub struct ServedAt {
 }
 
 impl App {
-    pub async fn task_deployments(
-        &self,
-        task_id: i64,
-    ) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>, ApiError> {
+    pub async fn task_deployments(&self, task_id: i64) -> Result<Vec<DeploymentRecord>, ApiError> {
         self.db("task", move |conn| {
             store::deployments::for_task(conn, task_id)
         })
@@ -47,20 +45,16 @@ impl App {
 
     pub async fn list_deployments(
         &self,
-        workflow_id: Option<i64>,
-        environment: Option<String>,
+        filter: DeploymentFilter,
         limit: i64,
-    ) -> Result<Vec<(DeploymentRow, Option<RollbackRow>)>, ApiError> {
+    ) -> Result<Vec<DeploymentRecord>, ApiError> {
         self.db("deployments", move |conn| {
-            store::deployments::list(conn, workflow_id, environment.as_deref(), limit)
+            store::deployments::list(conn, &filter, limit)
         })
         .await
     }
 
-    pub async fn get_deployment(
-        &self,
-        id: i64,
-    ) -> Result<(DeploymentRow, Option<RollbackRow>), ApiError> {
+    pub async fn get_deployment(&self, id: i64) -> Result<DeploymentRecord, ApiError> {
         self.db(&format!("deployment {id}"), move |conn| {
             store::deployments::get(conn, id)
         })
@@ -78,30 +72,41 @@ impl App {
         .await
     }
 
-    /// A workflow's environments, each with where it is served when its
-    /// current definition routes it.
+    /// A workflow's environments: every one of its current definition,
+    /// deployed to or not, then those deployed to before and no longer
+    /// defined; each with where it is served when the definition routes it.
     pub async fn list_environments(&self, workflow_id: i64) -> Result<Vec<Environment>, ApiError> {
-        let (workflow, definition, views) = self
+        let (workflow, definition) = self
             .db(&format!("workflow {workflow_id}"), move |conn| {
                 let workflow = store::workflows::live(conn, workflow_id)?;
                 let definition = store::workflows::definition(conn, workflow_id, workflow.version)?;
-                let views = store::deployments::environments(conn, workflow_id)?;
-                Ok((workflow, definition, views))
+                Ok((workflow, definition))
             })
             .await?;
         let spec = self.spec(workflow_id, workflow.version, &definition)?;
+        let defined: Vec<String> = spec
+            .deploy
+            .iter()
+            .map(|d| d.environment.as_str().to_owned())
+            .collect();
+        let views = self
+            .db(&format!("workflow {workflow_id}"), move |conn| {
+                store::deployments::environments(conn, workflow_id, &defined)
+            })
+            .await?;
         Ok(views
             .into_iter()
             .map(|records| {
                 let route = spec
                     .deploy
                     .iter()
-                    .find(|d| d.environment.as_str() == records.environment.name)
+                    .find(|d| d.environment.as_str() == records.name)
                     .and_then(|d| d.route.as_ref())
                     .map(|route| {
-                        let host = [&records.serving, &records.current]
+                        let current = records.current.as_ref().map(|c| &c.row);
+                        let host = [records.serving.as_ref(), current]
                             .into_iter()
-                            .find_map(|d| d.as_ref().and_then(|d| d.host.as_deref()))
+                            .find_map(|d| d.and_then(|d| d.host.as_deref()))
                             .unwrap_or(LOCAL_HOST);
                         ServedAt {
                             domains: route.domains.clone(),

@@ -117,14 +117,28 @@ impl App {
             ));
         }
         let since = Utc::now() - Duration::days(i64::from(days));
-        let (workflow, definition, mut figures) = self
-            .db(&format!("workflow {workflow_id}"), move |conn| {
+        let what = format!("workflow {workflow_id}");
+        let (workflow, definition) = self
+            .db(&what, move |conn| {
                 let workflow = store::workflows::live(conn, workflow_id)?;
                 let definition = store::workflows::definition(conn, workflow_id, workflow.version)?;
-                let figures = store::insights::figures(conn, workflow_id, since)?;
-                Ok((workflow, definition, figures))
+                Ok((workflow, definition))
             })
             .await?;
+        // The builds' scan is most of the time: the deploys are read beside it.
+        let (builds, deploys) = tokio::try_join!(
+            self.db(&what, move |conn| store::insights::builds(
+                conn,
+                workflow_id,
+                since
+            )),
+            self.db(&what, move |conn| store::insights::deploys(
+                conn,
+                workflow_id,
+                since
+            )),
+        )?;
+        let mut figures = store::insights::assemble(builds, deploys);
         if let Ok(spec) = self.spec(workflow_id, workflow.version, &definition) {
             figures.environments = in_definition_order(&spec, figures.environments);
         }

@@ -138,7 +138,7 @@ impl App {
         self.changed(task_id);
         let repo = spec.repo.to_string();
         let deployment = match detail.task.deployment_id {
-            Some(id) => Some(self.get_deployment(id).await?.0),
+            Some(id) => Some(self.get_deployment(id).await?.row),
             None => None,
         };
         let clone_credentials = self.clone_credentials(&detail.task, &repo).await;

@@ -4,7 +4,7 @@ use domain::push::{CommitSha, GitRef, PushEvent};
 use domain::state::{DeploymentEvent, StepEvent, TaskEvent};
 use proto::{ApiError, ErrorCode};
 use store::alerts::{AlertView, Claimed, DeliveryRow};
-use store::deployments::{DeploymentRow, RollbackRow, ServedRoute};
+use store::deployments::{DeploymentRecord, DeploymentRow, RollbackRow, ServedRoute};
 use store::events::EventRecord;
 use store::tasks::TaskDetail;
 use store::workflows::WorkflowRow;
@@ -77,7 +77,17 @@ pub fn rollback(r: RollbackRow) -> proto::Rollback {
     }
 }
 
-pub fn deployment(d: DeploymentRow, rollback_row: Option<RollbackRow>) -> proto::Deployment {
+/// A deployment as users read it, with its rollback and commit.
+pub fn deployment(record: DeploymentRecord) -> proto::Deployment {
+    proto::Deployment {
+        rollback: record.rollback.map(rollback),
+        commit: record.commit,
+        ..deployment_row(record.row)
+    }
+}
+
+/// A deployment's row alone: what the runner API answers.
+pub fn deployment_row(d: DeploymentRow) -> proto::Deployment {
     proto::Deployment {
         id: d.id,
         workflow_id: d.workflow_id,
@@ -91,25 +101,27 @@ pub fn deployment(d: DeploymentRow, rollback_row: Option<RollbackRow>) -> proto:
         created_at: Some(proto::timestamp(d.created_at)),
         started_at: d.started_at.map(proto::timestamp),
         finished_at: d.finished_at.map(proto::timestamp),
-        rollback: rollback_row.map(rollback),
+        rollback: None,
         host: d.host,
         switched_at: d.switched_at.map(proto::timestamp),
         retired_at: d.retired_at.map(proto::timestamp),
+        commit: None,
     }
 }
 
 pub fn environment(e: Environment) -> proto::Environment {
     let records = e.records;
     proto::Environment {
-        name: records.environment.name,
-        current: records.current.map(|d| deployment(d, None)),
-        previous: records.previous.map(|d| deployment(d, None)),
+        name: records.name,
+        current: records.current.map(deployment),
+        previous: records.previous.map(deployment),
+        latest: records.latest.map(deployment),
         route: e.route.map(|r| proto::EnvironmentRoute {
             domains: r.domains,
             listen: r.listen.map(u32::from),
             url: r.url,
         }),
-        serving_deployment_id: records.environment.serving_deployment_id,
+        serving_deployment_id: records.environment.and_then(|e| e.serving_deployment_id),
     }
 }
 
@@ -126,7 +138,7 @@ pub fn served_route(r: ServedRoute) -> proto::ServedRoute {
 
 pub fn task(
     detail: TaskDetail,
-    deployments: Vec<(DeploymentRow, Option<RollbackRow>)>,
+    deployments: Vec<DeploymentRecord>,
     statuses: Vec<store::forges::StatusRow>,
 ) -> proto::Task {
     let t = detail.task;
@@ -152,10 +164,7 @@ pub fn task(
         error: t.error,
         image_reference: t.image_reference,
         image_digest: t.image_digest,
-        deployments: deployments
-            .into_iter()
-            .map(|(d, r)| deployment(d, r))
-            .collect(),
+        deployments: deployments.into_iter().map(deployment).collect(),
         steps: detail
             .steps
             .into_iter()

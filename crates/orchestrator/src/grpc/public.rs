@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use domain::state::TaskStatus;
+use domain::state::{DeploymentStatus, TaskStatus};
 use futures_util::StreamExt;
 use proto::slipway_server::Slipway;
 use proto::{ApiError, ErrorCode};
+use store::deployments::DeploymentFilter;
 use store::tasks::TaskFilter;
 use tonic::{Request, Response, Status};
 
@@ -228,15 +229,22 @@ impl Slipway for PublicApi {
         &self,
         req: Request<proto::StreamLogsRequest>,
     ) -> Answer<Self::StreamLogsStream> {
-        let pieces = logs::follow(self.app.clone(), req.into_inner().task_id).await?;
+        let req = req.into_inner();
+        let pieces = logs::follow(self.app.clone(), req.task_id, req.chunks).await?;
         let stream = pieces.map(|piece| match piece {
             Ok(Piece::Text(text)) => Ok(proto::LogPiece {
                 text,
-                finished: None,
+                ..Default::default()
+            }),
+            Ok(Piece::Chunk { position, data, at }) => Ok(proto::LogPiece {
+                text: data,
+                position: Some(position),
+                at: Some(proto::timestamp(at)),
+                ..Default::default()
             }),
             Ok(Piece::Finished(status)) => Ok(proto::LogPiece {
-                text: Vec::new(),
                 finished: Some(status),
+                ..Default::default()
             }),
             Err(e) => Err(Status::from(e)),
         });
@@ -262,15 +270,21 @@ impl Slipway for PublicApi {
     ) -> Answer<proto::ListDeploymentsResponse> {
         let req = req.into_inner();
         let limit = page_limit(req.limit)?;
-        let rows = self
-            .app
-            .list_deployments(req.workflow_id, req.environment, limit)
-            .await?;
+        let status = match req.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(
+                s.parse::<DeploymentStatus>()
+                    .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?,
+            ),
+        };
+        let filter = DeploymentFilter {
+            workflow_id: req.workflow_id,
+            environment: req.environment,
+            status,
+        };
+        let rows = self.app.list_deployments(filter, limit).await?;
         ok(proto::ListDeploymentsResponse {
-            deployments: rows
-                .into_iter()
-                .map(|(d, r)| convert::deployment(d, r))
-                .collect(),
+            deployments: rows.into_iter().map(convert::deployment).collect(),
         })
     }
 
@@ -278,8 +292,8 @@ impl Slipway for PublicApi {
         &self,
         req: Request<proto::GetDeploymentRequest>,
     ) -> Answer<proto::Deployment> {
-        let (d, r) = self.app.get_deployment(req.into_inner().id).await?;
-        ok(convert::deployment(d, r))
+        let record = self.app.get_deployment(req.into_inner().id).await?;
+        ok(convert::deployment(record))
     }
 
     async fn list_rollbacks(
@@ -305,6 +319,7 @@ impl Slipway for PublicApi {
             limit: page_limit(req.limit)?,
             workflow_id: req.workflow_id,
             task_id: req.task_id,
+            kind: req.r#type.filter(|t| !t.is_empty()),
         };
         let alerts = self.app.list_alerts(filter).await?;
         ok(proto::ListAlertsResponse {

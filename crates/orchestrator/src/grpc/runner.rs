@@ -198,7 +198,7 @@ impl RunnerApi for RunnerService {
             .app
             .create_deployment(task_id, token, req.environment, req.image, req.auto)
             .await?;
-        Ok(Response::new(convert::deployment(row, None)))
+        Ok(Response::new(convert::deployment_row(row)))
     }
 
     async fn start_deployment(
@@ -217,8 +217,8 @@ impl RunnerApi for RunnerService {
                 previous,
             } => proto::StartDeploymentResponse {
                 outcome: "started".to_owned(),
-                deployment: Some(convert::deployment(*deployment, None)),
-                previous: previous.map(|d| convert::deployment(*d, None)),
+                deployment: Some(convert::deployment_row(*deployment)),
+                previous: previous.map(|d| convert::deployment_row(*d)),
             },
             Start::Busy => proto::StartDeploymentResponse {
                 outcome: "busy".to_owned(),
@@ -227,7 +227,7 @@ impl RunnerApi for RunnerService {
             },
             Start::Skipped(d) => proto::StartDeploymentResponse {
                 outcome: "skipped".to_owned(),
-                deployment: Some(convert::deployment(*d, None)),
+                deployment: Some(convert::deployment_row(*d)),
                 previous: None,
             },
         };
@@ -252,7 +252,7 @@ impl RunnerApi for RunnerService {
                 req.alert,
             )
             .await?;
-        Ok(Response::new(convert::deployment(row, None)))
+        Ok(Response::new(convert::deployment_row(row)))
     }
 
     async fn record_rollback(
