@@ -47,14 +47,6 @@ async fn overhang(browser: &Browser, css: &str) -> i64 {
         .unwrap_or(-1)
 }
 
-async fn page_overflow(browser: &Browser) -> i64 {
-    browser
-        .eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
-        .await
-        .as_i64()
-        .unwrap_or(1)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_history_reads_right_at_every_width_and_theme() {
     let docker = images::docker();
@@ -392,7 +384,7 @@ async fn a_seeded_history_reads_right_at_every_width_and_theme() {
     browser
         .wait_text(&row(v3), |t| t.contains("awaiting"))
         .await;
-    assert!(page_overflow(&browser).await <= 0, "the list fits");
+    assert!(browser.page_overflow().await <= 0, "the list fits");
     for cell in ["td.state", "td.trigger", "td.id"] {
         let css = format!("{} {cell}", row(v3));
         assert_eq!(overhang(&browser, &css).await, 0, "{css} on screen");
@@ -400,7 +392,7 @@ async fn a_seeded_history_reads_right_at_every_width_and_theme() {
     browser.screenshot("26-tasks-420").await;
     browser.goto(&format!("{}/tasks/{v2}", stack.http)).await;
     browser.wait_text("#task-status", |t| t == "success").await;
-    assert!(page_overflow(&browser).await <= 0, "the task page fits");
+    assert!(browser.page_overflow().await <= 0, "the task page fits");
     for css in [
         "#task-status",
         "#task-trigger",

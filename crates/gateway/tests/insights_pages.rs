@@ -8,15 +8,6 @@ use serde_json::json;
 use test_support::browser::{Browser, until};
 use test_support::{Options, Stack, history};
 
-/// How far the page is wider than the window (0 when it fits).
-async fn page_overflow(browser: &Browser) -> i64 {
-    browser
-        .eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
-        .await
-        .as_i64()
-        .unwrap_or(1)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overview_and_the_insights_show_the_history() {
     let stack = Stack::with(Options {
@@ -140,7 +131,7 @@ async fn the_overview_and_the_insights_show_the_history() {
     narrow
         .wait_text(&cell("dev"), |t| t.to_lowercase().contains("up"))
         .await;
-    assert!(page_overflow(&narrow).await <= 0, "the overview fits");
+    assert!(narrow.page_overflow().await <= 0, "the overview fits");
     narrow.screenshot("32-overview-420").await;
     narrow
         .goto(&format!("{}/workflows/{shop}/insights?days=7", stack.http))
@@ -148,7 +139,7 @@ async fn the_overview_and_the_insights_show_the_history() {
     narrow
         .wait_text(".figures", |t| t.contains("Success rate"))
         .await;
-    assert!(page_overflow(&narrow).await <= 0, "the insights fit");
+    assert!(narrow.page_overflow().await <= 0, "the insights fit");
     narrow.screenshot("33-insights-420").await;
     narrow.close().await;
 

@@ -191,6 +191,16 @@ impl Browser {
         question
     }
 
+    /// How much wider than the window the page is (0 when it fits).
+    pub async fn page_overflow(&self) -> i64 {
+        self.eval(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        )
+        .await
+        .as_i64()
+        .unwrap_or(1)
+    }
+
     /// The value of a script's `return`.
     pub async fn eval(&self, script: &str) -> serde_json::Value {
         self.client

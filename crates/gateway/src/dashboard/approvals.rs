@@ -51,19 +51,7 @@ pub async fn page(state: Data<State>, session: Session) -> Result<HttpResponse, 
         if envs.contains_key(&d.workflow_id) {
             continue;
         }
-        let list = client
-            .list_environments(proto::ListEnvironmentsRequest {
-                workflow_id: d.workflow_id,
-            })
-            .await
-            .map(|r| {
-                r.into_inner()
-                    .environments
-                    .into_iter()
-                    .map(Environment::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let list = super::environments_or_none(&mut client, d.workflow_id).await;
         envs.insert(d.workflow_id, list);
     }
     let rows = waiting

@@ -38,6 +38,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 use askama::Template;
 
 use crate::State;
+use crate::json::Environment;
 pub use auth::Session;
 pub use errors::PageError;
 
@@ -118,6 +119,25 @@ impl Layout {
             approvals,
         }
     }
+}
+
+/// A workflow's environments, for a page that shows them beside something
+/// else: none when they cannot be read (the page shows less, not an error).
+pub async fn environments_or_none(
+    client: &mut crate::Client,
+    workflow_id: i64,
+) -> Vec<Environment> {
+    client
+        .list_environments(proto::ListEnvironmentsRequest { workflow_id })
+        .await
+        .map(|r| {
+            r.into_inner()
+                .environments
+                .into_iter()
+                .map(Environment::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A rendered page with the headers every dashboard page carries: no

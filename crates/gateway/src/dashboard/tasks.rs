@@ -400,19 +400,7 @@ async fn summary_of(
         .await
         .map(|w| w.into_inner().repo)
         .unwrap_or_default();
-    let envs: Vec<Environment> = client
-        .list_environments(proto::ListEnvironmentsRequest {
-            workflow_id: task.workflow_id,
-        })
-        .await
-        .map(|r| {
-            r.into_inner()
-                .environments
-                .into_iter()
-                .map(Environment::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let envs = super::environments_or_none(&mut client, task.workflow_id).await;
     Ok(TaskSummary::new(&task, &repo, &envs, csrf))
 }
 
