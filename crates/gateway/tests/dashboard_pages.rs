@@ -35,18 +35,6 @@ async fn deployed(stack: &Stack, task: i64, environment: &str) -> i64 {
     id
 }
 
-/// How far the element reaches right of the viewport (0 when inside).
-async fn overhang(browser: &Browser, css: &str) -> i64 {
-    browser
-        .eval(&format!(
-            "var e = document.querySelector('{css}'); if (!e) return -1; \
-             return Math.max(0, Math.ceil(e.getBoundingClientRect().right - document.documentElement.clientWidth));"
-        ))
-        .await
-        .as_i64()
-        .unwrap_or(-1)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_history_reads_right_at_every_width_and_theme() {
     let docker = images::docker();
@@ -269,7 +257,7 @@ async fn a_seeded_history_reads_right_at_every_width_and_theme() {
     );
     assert!(browser.attr("#rollback-dev", "disabled").await.is_some());
     assert!(browser.attr("#rollback-prod", "disabled").await.is_some());
-    assert_eq!(overhang(&browser, "#rollback-dev").await, 0, "on screen");
+    assert_eq!(browser.overhang("#rollback-dev").await, 0, "on screen");
     let history = browser.text("table.history").await.unwrap_or_default();
     assert!(history.contains("sha256:"), "{history}");
     assert_eq!(
@@ -355,7 +343,7 @@ async fn a_seeded_history_reads_right_at_every_width_and_theme() {
     assert!(summary.len() < 120, "references are short: {summary}");
     for cell in ["td:nth-child(5)", "td:nth-child(6)"] {
         let css = format!("{alert} {cell}");
-        assert_eq!(overhang(&browser, &css).await, 0, "{css} on screen");
+        assert_eq!(browser.overhang(&css).await, 0, "{css} on screen");
     }
     assert_eq!(
         browser
@@ -387,7 +375,7 @@ async fn a_seeded_history_reads_right_at_every_width_and_theme() {
     assert!(browser.page_overflow().await <= 0, "the list fits");
     for cell in ["td.state", "td.trigger", "td.id"] {
         let css = format!("{} {cell}", row(v3));
-        assert_eq!(overhang(&browser, &css).await, 0, "{css} on screen");
+        assert_eq!(browser.overhang(&css).await, 0, "{css} on screen");
     }
     browser.screenshot("26-tasks-420").await;
     browser.goto(&format!("{}/tasks/{v2}", stack.http)).await;
@@ -399,7 +387,7 @@ async fn a_seeded_history_reads_right_at_every_width_and_theme() {
         "#approve-prod",
         "#deploy-dev",
     ] {
-        assert_eq!(overhang(&browser, css).await, 0, "{css} on screen");
+        assert_eq!(browser.overhang(css).await, 0, "{css} on screen");
     }
     browser.screenshot("27-task-420").await;
     browser.close().await;

@@ -132,6 +132,11 @@ async fn the_overview_and_the_insights_show_the_history() {
         .wait_text(&cell("dev"), |t| t.to_lowercase().contains("up"))
         .await;
     assert!(narrow.page_overflow().await <= 0, "the overview fits");
+    // A card per workflow: every environment, its health and Approve on
+    // screen, without a sideways scroll.
+    for css in [cell("prod"), approve.clone(), format!("{row} td.last")] {
+        assert_eq!(narrow.overhang(&css).await, 0, "{css} on screen");
+    }
     narrow.screenshot("32-overview-420").await;
     narrow
         .goto(&format!("{}/workflows/{shop}/insights?days=7", stack.http))

@@ -191,6 +191,18 @@ impl Browser {
         question
     }
 
+    /// How far the element matching `css` reaches right of the window (0
+    /// when inside, -1 when there is none).
+    pub async fn overhang(&self, css: &str) -> i64 {
+        self.eval(&format!(
+            "var e = document.querySelector('{css}'); if (!e) return -1; \
+             return Math.max(0, Math.ceil(e.getBoundingClientRect().right - document.documentElement.clientWidth));"
+        ))
+        .await
+        .as_i64()
+        .unwrap_or(-1)
+    }
+
     /// How much wider than the window the page is (0 when it fits).
     pub async fn page_overflow(&self) -> i64 {
         self.eval(
