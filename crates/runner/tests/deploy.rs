@@ -371,6 +371,14 @@ async fn a_manual_rollback_puts_the_previous_version_back() {
 
     let v1 = push_app(&stack, &repo, "v1\n", "r1").await;
     assert_eq!(v1["status"], "success", "{v1:#}");
+    // The deploy's own health check is the environment's first probe.
+    let (_, overview) = stack.get("/api/overview").await;
+    let dev = &overview[0]["environments"][0];
+    assert_eq!(
+        (dev["health"].as_str(), &dev["deployment_id"]),
+        (Some("up"), &v1["deployments"][0]["id"]),
+        "{overview}"
+    );
     let v2 = push_app(&stack, &repo, "v2\n", "r2").await;
     assert_eq!(v2["status"], "success", "{v2:#}");
     let v3 = push_app(&stack, &repo, "v3\n", "r3").await;

@@ -272,15 +272,20 @@ impl App {
         {
             return Err(bad_request(format!("unknown deploy alert {a:?}")));
         }
-        self.db(&format!("deployment {id}"), move |conn| {
-            store::tasks::check_lease(conn, task_id, &token)?;
-            store::deployments::advance(conn, id, event, error.as_deref(), alert.as_deref())
-        })
-        .await
-        .inspect(|d| {
-            self.metrics.deployment_changed(d);
-            self.queued();
-        })
+        let row = self
+            .db(&format!("deployment {id}"), move |conn| {
+                store::tasks::check_lease(conn, task_id, &token)?;
+                store::deployments::advance(conn, id, event, error.as_deref(), alert.as_deref())
+            })
+            .await
+            .inspect(|d| {
+                self.metrics.deployment_changed(d);
+                self.queued();
+            })?;
+        if row.status == "succeeded" {
+            self.healthy_after_deploy(&row).await;
+        }
+        Ok(row)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use proto::ApiError;
+use store::deployments::DeploymentRow;
 use store::health::{Change, Due};
 
 use super::{App, bad_request};
@@ -42,6 +43,38 @@ impl App {
                     })
             })
             .collect())
+    }
+
+    /// A deploy that became current passed its environment's health check
+    /// just now: that is its first probe, when the environment has one.
+    /// A failure here only leaves the health `unknown` until the next probe.
+    pub(super) async fn healthy_after_deploy(&self, d: &DeploymentRow) {
+        let Some(task_id) = d.task_id else { return };
+        let workflow_id = d.workflow_id;
+        let read = self
+            .db("deployment", move |conn| {
+                let task = store::tasks::get(conn, task_id)?.task;
+                let definition =
+                    store::workflows::definition(conn, workflow_id, task.workflow_version)?;
+                Ok((task.workflow_version, definition))
+            })
+            .await;
+        let checked = read.ok().is_some_and(|(version, definition)| {
+            self.spec(workflow_id, version, &definition)
+                .is_ok_and(|spec| {
+                    spec.deploy
+                        .iter()
+                        .any(|e| e.environment.as_str() == d.environment && e.health.is_some())
+                })
+        });
+        if checked {
+            let recorded = self
+                .report_health(workflow_id, d.environment.clone(), d.id, true, None)
+                .await;
+            if let Err(e) = recorded {
+                tracing::warn!(deployment = d.id, error = %e.message, "cannot record a deploy's health");
+            }
+        }
     }
 
     /// Records a probe of `deployment_id`; raises `health_down` or
