@@ -439,6 +439,26 @@ async fn the_api_lists_its_services_through_reflection() {
             "slipway.v1.Slipway",
         ]
     );
+    // Messages of the files slipway.proto imports are described too.
+    for symbol in ["slipway.v1.Overview", "slipway.v1.IngestWebhookRequest"] {
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_owned())),
+        };
+        let answer = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection answers")
+            .into_inner()
+            .message()
+            .await
+            .expect("an answer")
+            .and_then(|a| a.message_response);
+        let Some(MessageResponse::FileDescriptorResponse(files)) = answer else {
+            panic!("{symbol} is not described: {answer:?}");
+        };
+        assert!(!files.file_descriptor_proto.is_empty(), "{symbol}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

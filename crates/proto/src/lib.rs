@@ -1,8 +1,9 @@
 //! The wire format between Slipway's services: the code generated from
-//! `proto/slipway.proto`, its file descriptor set (for gRPC server
-//! reflection), time conversions, and [`ErrorCode`], the one table that maps
-//! an error to both a gRPC and an HTTP status. With the `json` feature, the
-//! REST API's JSON shapes too, shared by the gateway and the CLI.
+//! `proto/slipway.proto` and the files it imports, their file descriptor
+//! set (for gRPC server reflection), time conversions, and [`ErrorCode`],
+//! the one table that maps an error to both a gRPC and an HTTP status. With
+//! the `json` feature, the REST API's JSON shapes too, shared by the
+//! gateway and the CLI.
 
 pub mod auth;
 pub mod error;
@@ -28,8 +29,8 @@ pub const RETRY_CALLS: backon::ExponentialBuilder = backon::ExponentialBuilder::
 pub use generated::*;
 pub use prost_types::Timestamp;
 
-/// The encoded `FileDescriptorSet` of `proto/slipway.proto`, for gRPC server
-/// reflection.
+/// The encoded `FileDescriptorSet` of `proto/slipway.proto` and its
+/// imports, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("slipway_descriptor");
 
 use chrono::{DateTime, Utc};
