@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::charts::{self, Days};
 use super::image::ImageView;
 use super::time::Stamp;
+use super::view::{short, subject};
 use super::{Layout, PageError, Session, render};
 use crate::State;
 use crate::api::id;
@@ -22,19 +23,6 @@ const PERIODS: [i32; 4] = [7, 30, 90, 365];
 /// A time for a `<time>` element; `None` when unknown.
 fn stamp(ts: &Option<String>) -> Option<Stamp> {
     Some(Stamp::of(ts)).filter(|s| !s.is_empty())
-}
-
-fn short(commit: Option<&String>) -> String {
-    commit
-        .map(|c| c.chars().take(12).collect())
-        .unwrap_or_default()
-}
-
-fn subject(message: Option<&String>) -> String {
-    message
-        .and_then(|m| m.lines().next())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// What an environment of a workflow shows on the front page.
@@ -69,11 +57,11 @@ impl From<&EnvironmentOverview> for EnvCell {
         EnvCell {
             environment: e.environment.clone(),
             never: e.deployment_id.is_none(),
-            commit: short(e.commit.as_ref()),
+            commit: short(&e.commit),
             version: image.version(e.commit.as_deref()),
             digest: image.digest.clone(),
             image: image.full.clone(),
-            subject: subject(e.message.as_ref()),
+            subject: subject(&e.message),
             author: e.author.clone().unwrap_or_default(),
             deployed: stamp(&e.deployed_at),
             health: e.health.clone(),
@@ -87,7 +75,7 @@ impl From<&EnvironmentOverview> for EnvCell {
             awaiting: e
                 .awaiting_approval
                 .as_ref()
-                .and_then(|a| Some((a.task_id?, short(a.commit.as_ref())))),
+                .and_then(|a| Some((a.task_id?, short(&a.commit)))),
         }
     }
 }
@@ -140,7 +128,7 @@ impl OverviewPage {
                     status: t.status.clone(),
                     trigger: t.trigger.clone(),
                     branch: t.branch.clone().unwrap_or_default(),
-                    subject: subject(t.message.as_ref()),
+                    subject: subject(&t.message),
                     created: stamp(&t.created_at),
                 }),
                 cells: columns

@@ -30,7 +30,8 @@ pub fn duration(start: &Option<String>, end: &Option<String>) -> String {
     }
 }
 
-fn short(commit: &Option<String>) -> String {
+/// A commit's first 12 hex digits, as in image tags.
+pub fn short(commit: &Option<String>) -> String {
     commit
         .as_deref()
         .map(|c| c.chars().take(12).collect())
@@ -38,7 +39,7 @@ fn short(commit: &Option<String>) -> String {
 }
 
 /// The first line of a commit message.
-fn subject(message: &Option<String>) -> String {
+pub fn subject(message: &Option<String>) -> String {
     message
         .as_deref()
         .and_then(|m| m.lines().next())

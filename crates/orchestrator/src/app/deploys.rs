@@ -14,7 +14,7 @@ use super::{App, bad_request};
 
 /// The host in a routed environment's `listen` URL while no deployment of
 /// it recorded where it runs.
-const LOCAL_HOST: &str = "127.0.0.1";
+pub(super) const LOCAL_HOST: &str = "127.0.0.1";
 
 /// An environment as users see it.
 #[derive(Debug, Clone)]

@@ -12,13 +12,12 @@ use store::insights::{EnvironmentFigures, EnvironmentNow, Figures, LastTask};
 use store::workflows::WorkflowRow;
 
 use super::App;
+use super::deploys::LOCAL_HOST;
 
 /// The period `GET /api/workflows/{id}/stats` covers when it names none.
 pub const DEFAULT_DAYS: i32 = 30;
 /// The longest period it covers.
 pub const MAX_DAYS: i32 = 365;
-/// Where a routed environment is served when its deployment names no host.
-const LOCAL_HOST: &str = "127.0.0.1";
 
 /// A workflow in the overview.
 #[derive(Debug)]
