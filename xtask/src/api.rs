@@ -21,6 +21,16 @@ impl Api {
         }
     }
 
+    /// `host:port` of the gateway.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The `Authorization` header's value.
+    pub fn auth(&self) -> &str {
+        &self.auth
+    }
+
     fn call(
         &self,
         method: &str,

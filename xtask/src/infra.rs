@@ -62,7 +62,8 @@ pub const TEST: Profile = Profile {
     reuse: true,
 };
 
-fn pg_bin() -> Option<PathBuf> {
+/// The directory of the newest Postgres's programs (`initdb`, `pgbench`).
+pub fn pg_bin() -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))

@@ -281,6 +281,15 @@ impl Services {
         Ok(())
     }
 
+    /// The process id of the service `name`, while it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.list
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.child.as_ref())
+            .map(Child::id)
+    }
+
     /// How many times each service was started again, by name.
     pub fn restarts(&self) -> Vec<(String, u32)> {
         self.list

@@ -12,13 +12,17 @@
 
 mod deploy;
 mod forges;
+mod ingest;
 mod insights;
 mod load;
+mod logs;
 mod prune;
 pub mod pushes;
 mod rebuild;
+mod rss;
 mod spool;
 mod stack;
+mod tasks;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -43,12 +47,19 @@ pub trait Suite {
     fn run(&self, stack: &mut Stack) -> Result<Report>;
 }
 
-/// Every suite, in the order a bench without names runs them. `prune`,
-/// `forges` and `spool` leave thousands of pending tasks behind, and
-/// `insights` a year of history: they come last.
+/// Every suite, in the order a bench without names runs them. `rss`
+/// comes first, on the fresh stack; `ingest`, `prune`, `forges` and
+/// `spool` leave thousands of pending tasks behind, and `insights` a year
+/// of history: they come last.
 const SUITES: &[&dyn Suite] = &[
+    &rss::Rss,
+    &tasks::Dispatch,
+    &tasks::Steps,
+    &tasks::Throughput,
+    &logs::Logs,
     &deploy::Deploy,
     &rebuild::Rebuild,
+    &ingest::Ingest,
     &prune::Prune,
     &forges::Forges,
     &spool::Spool,
@@ -72,6 +83,32 @@ pub struct Figure {
     /// The largest value that is not a failure (for figures that must stay
     /// at zero, say).
     pub max: Option<f64>,
+    /// What the project aims for: printed beside the figure, met or not,
+    /// never a failure.
+    pub target: Option<Target>,
+}
+
+/// A figure's target.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Target {
+    fn met(self, value: f64) -> bool {
+        match self {
+            Self::AtMost(t) => value <= t,
+            Self::AtLeast(t) => value >= t,
+        }
+    }
+
+    fn bound(self) -> (&'static str, f64) {
+        match self {
+            Self::AtMost(t) => ("<=", t),
+            Self::AtLeast(t) => (">=", t),
+        }
+    }
 }
 
 pub struct Floor {
@@ -88,6 +125,7 @@ impl Figure {
             value,
             floor: None,
             max: None,
+            target: None,
         }
     }
 
@@ -102,6 +140,23 @@ impl Figure {
     pub fn at_most(mut self, max: f64) -> Self {
         self.max = Some(max);
         self
+    }
+
+    pub fn target(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    /// `<= 25 ms: met`.
+    fn target_text(&self) -> String {
+        self.target.map_or_else(
+            || "-".to_owned(),
+            |t| {
+                let (op, bound) = t.bound();
+                let verdict = if t.met(self.value) { "met" } else { "missed" };
+                format!("{op} {} {}: {verdict}", number(bound), self.unit)
+            },
+        )
     }
 
     /// The figure over its floor, when the floor is above zero.
@@ -193,6 +248,15 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The `q` quantile of `values` (ms), 0 when there are none.
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut durations: Vec<std::time::Duration> = values
+        .iter()
+        .map(|ms| std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+        .collect();
+    load::quantile(&mut durations, q).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
 fn number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.0}")
@@ -203,7 +267,7 @@ fn number(v: f64) -> String {
     }
 }
 
-/// One table of every figure: suite, figure, value, floor, ratio.
+/// One table of every figure: suite, figure, value, floor, ratio, target.
 fn table(reports: &[(&str, Report)]) -> String {
     let mut rows = vec![[
         "suite".to_owned(),
@@ -211,6 +275,7 @@ fn table(reports: &[(&str, Report)]) -> String {
         "value".to_owned(),
         "floor (same run)".to_owned(),
         "ratio".to_owned(),
+        "target".to_owned(),
     ]];
     for (suite, report) in reports {
         for f in &report.figures {
@@ -224,10 +289,11 @@ fn table(reports: &[(&str, Report)]) -> String {
                 ),
                 f.ratio()
                     .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x")),
+                f.target_text(),
             ]);
         }
     }
-    let mut widths = [0usize; 5];
+    let mut widths = [0usize; 6];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -247,7 +313,7 @@ fn table(reports: &[(&str, Report)]) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
         if i == 0 {
-            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 8));
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 10));
             out.push('\n');
         }
     }
@@ -275,6 +341,10 @@ fn results(reports: &[(&str, Report)]) -> Value {
                 "floor": f.floor.as_ref().map(|fl| json!({ "what": fl.what, "value": fl.value })),
                 "ratio": f.ratio(),
                 "max": f.max,
+                "target": f.target.map(|t| {
+                    let (op, bound) = t.bound();
+                    json!({ "op": op, "value": bound, "met": t.met(f.value) })
+                }),
             })).collect::<Vec<_>>(),
             "details": r.details,
         })).collect::<Vec<_>>(),
@@ -312,10 +382,33 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[2].contains("1.50 ms") && lines[2].contains("0.50 ms (app directly)"));
-        assert!(lines[2].ends_with("3.00x"), "{text}");
+        assert!(
+            lines[2].contains("3.00x") && lines[2].ends_with('-'),
+            "{text}"
+        );
         assert!(
             lines[3].contains("0 requests") && lines[3].ends_with('-'),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn targets_are_printed_met_or_missed() {
+        let report = Report {
+            figures: vec![
+                Figure::new("rate", "/s", 900.0).target(Target::AtLeast(3000.0)),
+                Figure::new("p99", "ms", 20.0).target(Target::AtMost(25.0)),
+            ],
+            details: Value::Null,
+        };
+        let text = table(&[("ingest", report)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[2].ends_with(">= 3000 /s: missed"), "{text}");
+        assert!(lines[3].ends_with("<= 25 ms: met"), "{text}");
+        assert!(
+            !Figure::new("p99", "ms", 99.0)
+                .target(Target::AtMost(1.0))
+                .broken()
         );
     }
 

@@ -9,6 +9,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,10 +18,10 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper::client::conn::http1::handshake;
+use hyper::client::conn::http1::{SendRequest, handshake};
 use hyper::header::{CONNECTION, HOST};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
@@ -253,43 +255,155 @@ async fn send_all(
     sent
 }
 
+/// Pushes sent in a closed loop for `over`: `senders` clients, each on a
+/// keep-alive connection of its own, each sending its next push as soon as
+/// the last is answered (or has failed); `make(n)` makes the n-th push.
+/// Every push as it went, in the order they were made.
+pub fn closed_loop(
+    addr: SocketAddr,
+    senders: usize,
+    over: Duration,
+    make: impl Fn(usize) -> Result<Push> + Send + Sync + 'static,
+) -> Result<Vec<Sent>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the pushes' runtime")?;
+    let make = Arc::new(make);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let until = start + over;
+    let mut sent = runtime.block_on(async move {
+        let mut clients = JoinSet::new();
+        for _ in 0..senders.max(1) {
+            let (make, next) = (Arc::clone(&make), Arc::clone(&next));
+            clients.spawn(async move {
+                let mut conn = None;
+                let mut sent = Vec::new();
+                while Instant::now() < until {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let push = make(index)?;
+                    let left = start.elapsed();
+                    let answer = send_kept(&mut conn, addr, &push.delivery).await;
+                    sent.push(Sent {
+                        index,
+                        sent: left,
+                        done: start.elapsed(),
+                        answer,
+                    });
+                }
+                Ok::<_, anyhow::Error>(sent)
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(joined) = clients.join_next().await {
+            all.extend(joined.context("a push sender panicked")??);
+        }
+        Ok::<_, anyhow::Error>(all)
+    })?;
+    sent.sort_by_key(|s| s.index);
+    Ok(sent)
+}
+
+/// Answer times in ms counted into buckets, each with its upper bound
+/// (`le_ms`, inclusive; `null` for the last, unbounded one).
+pub fn histogram(ms: &[f64]) -> Value {
+    const BOUNDS: [f64; 12] = [
+        0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 10_000.0,
+    ];
+    let mut counts = [0usize; BOUNDS.len() + 1];
+    for v in ms {
+        let bucket = BOUNDS.iter().position(|b| v <= b).unwrap_or(BOUNDS.len());
+        counts[bucket] += 1;
+    }
+    Value::Array(
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| json!({ "le_ms": BOUNDS.get(i), "count": n }))
+            .collect(),
+    )
+}
+
 /// One delivery on a fresh connection.
 async fn send(addr: SocketAddr, delivery: &Delivery) -> Answer {
     let exchange = async {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| io_answer(&e, "connect"))?;
-        let _ = stream.set_nodelay(true);
-        let (mut conn, driver) = handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| hyper_answer(&e))?;
-        tokio::spawn(driver);
-        let mut request = Request::post("/api/webhooks/github")
-            .header(HOST, addr.to_string())
-            .header(CONNECTION, "close");
-        for (name, value) in delivery.headers() {
-            request = request.header(name, value);
-        }
-        let request = request
-            .body(Full::new(delivery.body.clone()))
-            .map_err(|e| none(NoAnswer::Other, e.to_string()))?;
-        let answer = conn
-            .send_request(request)
-            .await
-            .map_err(|e| hyper_answer(&e))?;
-        let code = answer.status().as_u16();
-        let body: Bytes = answer
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| hyper_answer(&e))?
-            .to_bytes();
-        Ok::<_, Answer>(status(code, &body))
+        let mut conn = connect(addr).await?;
+        exchange(&mut conn, addr, delivery, true).await
     };
     match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
         Ok(Ok(answer) | Err(answer)) => answer,
-        Err(_) => none(NoAnswer::TimedOut, "no answer in 10s".to_owned()),
+        Err(_) => timed_out(),
     }
+}
+
+/// One delivery on `conn`, kept open for the next (a new connection when
+/// there is none or the gateway closed it; none after a failure).
+async fn send_kept(conn: &mut Option<Connection>, addr: SocketAddr, delivery: &Delivery) -> Answer {
+    let exchange = async {
+        let mut open = match conn.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => connect(addr).await?,
+        };
+        let answer = exchange(&mut open, addr, delivery, false).await?;
+        *conn = Some(open);
+        Ok::<_, Answer>(answer)
+    };
+    match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
+        Ok(Ok(answer) | Err(answer)) => answer,
+        Err(_) => timed_out(),
+    }
+}
+
+type Connection = SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Result<Connection, Answer> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| io_answer(&e, "connect"))?;
+    let _ = stream.set_nodelay(true);
+    let (conn, driver) = handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| hyper_answer(&e))?;
+    tokio::spawn(driver);
+    Ok(conn)
+}
+
+/// Sends `delivery` on `conn` and reads the answer; `close` asks the
+/// gateway to close the connection after it.
+async fn exchange(
+    conn: &mut Connection,
+    addr: SocketAddr,
+    delivery: &Delivery,
+    close: bool,
+) -> Result<Answer, Answer> {
+    conn.ready().await.map_err(|e| hyper_answer(&e))?;
+    let mut request = Request::post("/api/webhooks/github").header(HOST, addr.to_string());
+    if close {
+        request = request.header(CONNECTION, "close");
+    }
+    for (name, value) in delivery.headers() {
+        request = request.header(name, value);
+    }
+    let request = request
+        .body(Full::new(delivery.body.clone()))
+        .map_err(|e| none(NoAnswer::Other, e.to_string()))?;
+    let answer = conn
+        .send_request(request)
+        .await
+        .map_err(|e| hyper_answer(&e))?;
+    let code = answer.status().as_u16();
+    let body: Bytes = answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| hyper_answer(&e))?
+        .to_bytes();
+    Ok(status(code, &body))
+}
+
+fn timed_out() -> Answer {
+    none(NoAnswer::TimedOut, "no answer in 10s".to_owned())
 }
 
 fn none(kind: NoAnswer, why: String) -> Answer {

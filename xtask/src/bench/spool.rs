@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::load::quantile;
 use super::pushes::{self, Answer, Push, Sender, Sent};
-use super::{Figure, Report, Stack, Suite};
+use super::{Figure, Report, Stack, Suite, percentile};
 use crate::git::LocalRepo;
 
 pub struct Spool;
@@ -173,7 +172,7 @@ fn latencies(sent: &[Sent], queued: bool) -> Vec<f64> {
 }
 
 /// What the spool holds, from the gateway's metrics.
-fn spool_depth(stack: &Stack) -> Result<u64> {
+pub(super) fn spool_depth(stack: &Stack) -> Result<u64> {
     let text = stack.api.text("/metrics")?;
     text.lines()
         .find_map(|l| l.strip_prefix("slipway_webhook_spool_deliveries "))
@@ -203,12 +202,4 @@ fn synced_writes(dir: &Path, n: usize) -> Result<Vec<f64>> {
     }
     fs::remove_dir_all(dir)?;
     Ok(took)
-}
-
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut durations: Vec<Duration> = values
-        .iter()
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .collect();
-    quantile(&mut durations, q).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }

@@ -163,6 +163,8 @@ impl Stack {
             // The `prune` suite's pruner starts within a second of the
             // rows it seeded getting old; other suites leave nothing old.
             ("SLIPWAY_PRUNE_INTERVAL", "1s".to_owned()),
+            // The `throughput` suite's one runner at concurrency 4.
+            ("SLIPWAY_RUNNER_CONCURRENCY", "4".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -235,6 +237,24 @@ impl Stack {
         .map(|out| out.trim().to_owned())
     }
 
+    /// The stack's database, as a connection URL.
+    pub fn database_url(&self) -> &str {
+        &self.infra.database_url
+    }
+
+    /// The resident memory of the service `name` now, in MB (`VmRSS`, 10^6 bytes).
+    pub fn rss(&self, name: &str) -> Result<f64> {
+        rss_mb(self.pid(name)?)
+    }
+
+    /// The process id of the service `name`.
+    pub fn pid(&self, name: &str) -> Result<u32> {
+        self.services
+            .borrow()
+            .pid(name)
+            .with_context(|| format!("{name} is not running"))
+    }
+
     /// Kills the service `name` with SIGKILL (see [`Services::kill`]).
     pub fn kill(&self, name: &str) -> Result<()> {
         self.services.borrow_mut().kill(name)
@@ -259,6 +279,18 @@ impl Stack {
     pub fn keep(&mut self) {
         self.keep = true;
     }
+}
+
+/// The resident memory of process `pid`, in MB (10^6 bytes; `VmRSS` of its status).
+pub fn rss_mb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read the status of process {pid}"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("process {pid} has no VmRSS"))?;
+    Ok(kib * 1024.0 / 1e6)
 }
 
 impl Drop for Stack {
