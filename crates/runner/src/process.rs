@@ -52,13 +52,32 @@ pub struct Script<'a> {
     pub grace: Duration,
 }
 
-const READ_BUF: usize = 16 * 1024;
+const READ_BUF: usize = 64 * 1024;
+
+/// Where a step's output goes.
+pub trait Output {
+    /// Takes a chunk of output.
+    fn write(&mut self, chunk: &[u8]);
+
+    /// Resolves when more output may be read: readers wait here, so that a
+    /// step printing faster than its output is shipped blocks on its full
+    /// pipe rather than filling the runner's memory.
+    fn room(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+}
+
+impl<F: FnMut(&[u8])> Output for F {
+    fn write(&mut self, chunk: &[u8]) {
+        self(chunk);
+    }
+}
 
 /// Runs the script; `output` gets every chunk of combined stdout/stderr.
 pub async fn run(
     s: Script<'_>,
     mut stop: watch::Receiver<Stop>,
-    mut output: impl FnMut(&[u8]),
+    mut output: impl Output,
 ) -> Ending {
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
@@ -110,9 +129,9 @@ pub async fn run(
     // Read output until the script exits or must be stopped.
     let status = loop {
         tokio::select! {
-            read = reader.read(&mut buf), if reading => match read {
+            read = read(&mut reader, &mut buf, &output), if reading => match read {
                 Ok(0) | Err(_) => reading = false,
-                Ok(n) => output(&buf[..n]),
+                Ok(n) => output.write(&buf[..n]),
             },
             status = child.wait() => break status,
             () = &mut deadline, if ending.is_none() => {
@@ -162,15 +181,15 @@ async fn terminate(
     grace: Duration,
     reader: &mut pipe::Receiver,
     buf: &mut [u8],
-    output: &mut impl FnMut(&[u8]),
+    output: &mut impl Output,
 ) -> std::io::Result<std::process::ExitStatus> {
     signal_group(pgid, Signal::SIGTERM);
     let waited = tokio::time::timeout(grace, async {
         loop {
             tokio::select! {
-                read = reader.read(buf) => match read {
+                read = read(reader, buf, output) => match read {
                     Ok(0) | Err(_) => return child.wait().await,
-                    Ok(n) => output(&buf[..n]),
+                    Ok(n) => output.write(&buf[..n]),
                 },
                 status = child.wait() => return status,
             }
@@ -188,16 +207,26 @@ async fn terminate(
 
 /// Reads what is left in the pipe; bounded, in case a process outside the
 /// group still holds the write end.
-async fn drain(reader: &mut pipe::Receiver, buf: &mut [u8], output: &mut impl FnMut(&[u8])) {
+async fn drain(reader: &mut pipe::Receiver, buf: &mut [u8], output: &mut impl Output) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
-            match reader.read(buf).await {
+            match read(reader, buf, output).await {
                 Ok(0) | Err(_) => return,
-                Ok(n) => output(&buf[..n]),
+                Ok(n) => output.write(&buf[..n]),
             }
         }
     })
     .await;
+}
+
+/// Reads the pipe once `output` has room.
+async fn read(
+    reader: &mut pipe::Receiver,
+    buf: &mut [u8],
+    output: &impl Output,
+) -> std::io::Result<usize> {
+    output.room().await;
+    reader.read(buf).await
 }
 
 #[cfg(test)]
@@ -223,10 +252,78 @@ mod tests {
                 grace: Duration::from_millis(500),
             },
             rx,
-            |b| out.extend_from_slice(b),
+            |b: &[u8]| out.extend_from_slice(b),
         )
         .await;
         (ending, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Counts what it is given; has no room past `limit` until `open`.
+    struct Held {
+        got: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        limit: usize,
+        open: watch::Receiver<bool>,
+    }
+
+    impl Output for Held {
+        fn write(&mut self, chunk: &[u8]) {
+            self.got
+                .fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn room(&self) -> impl Future<Output = ()> + Send {
+            let full = self.got.load(std::sync::atomic::Ordering::SeqCst) >= self.limit;
+            let mut open = self.open.clone();
+            async move {
+                if full {
+                    let _ = open.wait_for(|o| *o).await;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn output_is_read_only_while_there_is_room() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let (_stop, rx) = watch::channel(Stop::No);
+        let (open, opened) = watch::channel(false);
+        let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let limit = 1024 * 1024;
+        let env = env();
+        let output = Held {
+            got: got.clone(),
+            limit,
+            open: opened,
+        };
+        let step = tokio::spawn({
+            let (cwd, env) = (dir.path().to_owned(), env.clone());
+            async move {
+                run(
+                    Script {
+                        script: "head -c 20000000 /dev/zero",
+                        cwd: &cwd,
+                        env: &env,
+                        timeout: Duration::from_secs(60),
+                        grace: Duration::from_millis(500),
+                    },
+                    rx,
+                    output,
+                )
+                .await
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.load(SeqCst) < limit {
+            assert!(Instant::now() < deadline, "the output never reached the limit");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Held at the limit: at most one more read got through.
+        assert!(got.load(SeqCst) <= limit + READ_BUF, "{}", got.load(SeqCst));
+        assert!(!step.is_finished());
+        open.send(true).unwrap();
+        assert!(matches!(step.await.unwrap(), Ending::Exited(0)));
+        assert_eq!(got.load(SeqCst), 20_000_000);
     }
 
     #[tokio::test]
@@ -276,7 +373,7 @@ mod tests {
                     grace: Duration::from_secs(5),
                 },
                 rx,
-                |_| {},
+                |_: &[u8]| {},
             )
             .await
         };

@@ -5,15 +5,42 @@
 //! a marker; a line is never held whole, only its length counted.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use backon::Retryable as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::client::{CallError, Lease, RunnerClient};
 
 /// Largest batch sent in one call (the orchestrator takes at least this
 /// much per chunk).
 const BATCH_BYTES: usize = 64 * 1024;
+
+/// Most output queued and not yet stored, in bytes: readers of a step's
+/// output wait for room past it ([`LogSink::room`]), so that the runner's
+/// memory stays bounded whatever a step prints.
+const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The bytes queued, and a signal when some were stored.
+#[derive(Default)]
+struct Queued {
+    bytes: AtomicUsize,
+    freed: Notify,
+}
+
+impl Queued {
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn release(&self, n: usize) {
+        if n > 0 {
+            self.bytes.fetch_sub(n, Ordering::AcqRel);
+            self.freed.notify_waiters();
+        }
+    }
+}
 
 enum Item {
     Chunk(i32, Vec<u8>),
@@ -24,6 +51,7 @@ enum Item {
 #[derive(Clone)]
 pub struct LogSink {
     tx: mpsc::UnboundedSender<Item>,
+    queued: Arc<Queued>,
 }
 
 impl LogSink {
@@ -31,22 +59,42 @@ impl LogSink {
     /// are cut.
     pub fn start(client: RunnerClient, lease: Lease, line_max: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(Queued::default());
         // In the task's span: the log calls join the task's trace.
         tokio::spawn(tracing::Instrument::in_current_span(ship(
             client,
             lease,
             rx,
             LineCut::new(line_max),
+            Arc::clone(&queued),
         )));
-        Self { tx }
+        Self { tx, queued }
     }
 
-    /// Queues output; never blocks, so a step's reader is never held up by
-    /// the network.
+    /// Queues output; never blocks. Readers of a step's output wait for
+    /// [`room`](Self::room) before they read more.
     pub fn write(&self, position: i32, data: Vec<u8>) {
         if !data.is_empty() {
+            let len = data.len();
+            self.queued.add(len);
             // A closed shipper means the lease is gone; the output is moot.
-            let _ = self.tx.send(Item::Chunk(position, data));
+            if self.tx.send(Item::Chunk(position, data)).is_err() {
+                self.queued.release(len);
+            }
+        }
+    }
+
+    /// Resolves once less than [`QUEUE_BYTES`] wait to be stored (at once
+    /// when the shipper is gone: what is written then is dropped).
+    pub async fn room(&self) {
+        loop {
+            let freed = self.queued.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.queued.bytes.load(Ordering::Acquire) < QUEUE_BYTES || self.tx.is_closed() {
+                return;
+            }
+            freed.await;
         }
     }
 
@@ -69,6 +117,7 @@ async fn ship(
     lease: Lease,
     mut rx: mpsc::UnboundedReceiver<Item>,
     mut cut: LineCut,
+    queued: Arc<Queued>,
 ) {
     let mut pending: Option<Item> = None;
     loop {
@@ -84,11 +133,13 @@ async fn ship(
                 let _ = done.send(());
             }
             Item::Chunk(position, data) => {
+                let mut taken = data.len();
                 let mut data = cut.apply(position, &data);
                 // Take whatever else of the same step is already queued.
                 while data.len() < BATCH_BYTES {
                     match rx.try_recv() {
                         Ok(Item::Chunk(p, more)) if p == position => {
+                            taken += more.len();
                             data.extend_from_slice(&cut.apply(p, &more));
                         }
                         Ok(other) => {
@@ -105,11 +156,17 @@ async fn ship(
                         break;
                     }
                 }
+                queued.release(taken);
                 if !sent {
-                    // The lease is lost: drain and drop everything, answer flushes.
+                    // The lease is lost: drain and drop everything, answer
+                    // flushes; readers find the shipper closed.
+                    rx.close();
                     while let Some(item) = rx.recv().await {
-                        if let Item::Flush(done) = item {
-                            let _ = done.send(());
+                        match item {
+                            Item::Flush(done) => {
+                                let _ = done.send(());
+                            }
+                            Item::Chunk(_, data) => queued.release(data.len()),
                         }
                     }
                     return;

@@ -67,7 +67,7 @@ async fn run(
                 grace: Duration::from_secs(1),
             },
             rx,
-            |b| out.extend_from_slice(b),
+            |b: &[u8]| out.extend_from_slice(b),
         )
         .await;
     (ending, String::from_utf8_lossy(&out).into_owned())
@@ -137,7 +137,7 @@ async fn a_step_sees_env_and_workspace_and_its_exit_code() {
                 grace: Duration::from_secs(1),
             },
             rx,
-            |b| out.extend_from_slice(b),
+            |b: &[u8]| out.extend_from_slice(b),
         )
         .await;
     let out = String::from_utf8_lossy(&out);
@@ -197,7 +197,7 @@ async fn stop_mid_step(script: &str, grace: Duration) -> Duration {
                 grace,
             },
             rx,
-            |b| {
+            |b: &[u8]| {
                 if String::from_utf8_lossy(b).contains("sleeping") && stopped_at.get().is_none() {
                     stopped_at.set(Some(Instant::now()));
                     tx.send(Stop::Cancel).expect("the step listens");
@@ -280,7 +280,7 @@ async fn a_dropped_step_leaves_no_container() {
             grace: Duration::from_secs(1),
         },
         rx,
-        |_| {},
+        |_: &[u8]| {},
     );
     // Dropped while running: the removal is spawned on the runtime.
     assert!(
@@ -460,7 +460,7 @@ async fn a_stop_sent_before_the_step_starts_counts() {
                 grace: Duration::from_secs(1),
             },
             rx,
-            |_| {},
+            |_: &[u8]| {},
         )
         .await;
     assert_eq!(ending, Ending::Stopped(Stop::Abort));

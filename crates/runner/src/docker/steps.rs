@@ -20,6 +20,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
 
 use super::images::ensure_image;
+use crate::process::Output;
 use super::{DRAIN_LIMIT, Docker, Ending, REQUEST_TIMEOUT_SECS, Stop, engine_message, grace_secs};
 
 /// What a step runs with.
@@ -51,7 +52,7 @@ impl Docker {
         &self,
         spec: StepSpec<'_>,
         mut stop: watch::Receiver<Stop>,
-        mut output: impl FnMut(&[u8]),
+        mut output: impl Output,
     ) -> Ending {
         // A stop that came before the step did: `changed` would not see it.
         let already = *stop.borrow_and_update();
@@ -111,8 +112,8 @@ impl Docker {
         let mut ending: Option<Ending> = None;
         let status = loop {
             tokio::select! {
-                chunk = logs.next(), if reading => match chunk {
-                    Some(Ok(chunk)) => output(&chunk.into_bytes()),
+                chunk = next(&mut logs, &output), if reading => match chunk {
+                    Some(Ok(chunk)) => output.write(&chunk.into_bytes()),
                     Some(Err(_)) | None => reading = false,
                 },
                 waited = wait.next() => break exit_status(waited),
@@ -266,7 +267,7 @@ async fn terminate(
     name: &str,
     grace: Duration,
     logs: &mut LogStream,
-    output: &mut impl FnMut(&[u8]),
+    output: &mut impl Output,
 ) {
     let api_for_stop = api
         .clone()
@@ -284,8 +285,8 @@ async fn terminate(
     let stopped = loop {
         tokio::select! {
             stopped = &mut stopping => break stopped,
-            chunk = logs.next(), if reading => match chunk {
-                Some(Ok(chunk)) => output(&chunk.into_bytes()),
+            chunk = next(logs, output), if reading => match chunk {
+                Some(Ok(chunk)) => output.write(&chunk.into_bytes()),
                 Some(Err(_)) | None => reading = false,
             },
         }
@@ -305,13 +306,22 @@ async fn terminate(
 }
 
 /// Reads what is left of the output; bounded, in case the stream lingers.
-async fn drain(logs: &mut LogStream, output: &mut impl FnMut(&[u8])) {
+async fn drain(logs: &mut LogStream, output: &mut impl Output) {
     let _ = tokio::time::timeout(DRAIN_LIMIT, async {
-        while let Some(Ok(chunk)) = logs.next().await {
-            output(&chunk.into_bytes());
+        while let Some(Ok(chunk)) = next(logs, output).await {
+            output.write(&chunk.into_bytes());
         }
     })
     .await;
+}
+
+/// The next piece of output, once `output` has room.
+async fn next(
+    logs: &mut LogStream,
+    output: &impl Output,
+) -> Option<Result<bollard::container::LogOutput, BollardError>> {
+    output.room().await;
+    logs.next().await
 }
 
 /// Removes the container (forced, with its anonymous volumes) when dropped

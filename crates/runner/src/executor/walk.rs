@@ -449,7 +449,11 @@ impl Walk<'_> {
         let step_env: Vec<(String, String)> = step_env.into_iter().collect();
         let mut masking = MaskingStream::new(self.masker.clone());
         let sink = self.sink;
-        let output = |chunk: &[u8]| sink.write(position, masking.push(chunk));
+        let output = StepOutput {
+            sink,
+            position,
+            masking: &mut masking,
+        };
         let ending = match (&s.image, &self.ctx.docker) {
             (None, _) => {
                 let script = Script {
@@ -684,6 +688,24 @@ impl Walk<'_> {
         self.report_image(&reference, digest.as_str()).await?;
         self.image = Some(repository.pinned(&digest).to_string());
         Ok(())
+    }
+}
+
+/// A step's output on its way to the log: masked, then queued; read only
+/// while the queue has room.
+struct StepOutput<'a> {
+    sink: &'a LogSink,
+    position: i32,
+    masking: &'a mut MaskingStream,
+}
+
+impl process::Output for StepOutput<'_> {
+    fn write(&mut self, chunk: &[u8]) {
+        self.sink.write(self.position, self.masking.push(chunk));
+    }
+
+    fn room(&self) -> impl Future<Output = ()> + Send {
+        self.sink.room()
     }
 }
 
