@@ -13,9 +13,13 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::client::{CallError, Lease, RunnerClient};
 
-/// Largest batch sent in one call (the orchestrator takes at least this
-/// much per chunk).
-const BATCH_BYTES: usize = 64 * 1024;
+/// Largest batch sent in one call: the orchestrator's default limit of a
+/// chunk (`SLIPWAY_LOG_CHUNK_MAX_BYTES`). One refused as too large makes
+/// the batches of the rest of the task [`SMALL_BATCH_BYTES`].
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// The least any orchestrator takes per chunk.
+const SMALL_BATCH_BYTES: usize = 64 * 1024;
 
 /// Most output queued and not yet stored, in bytes: readers of a step's
 /// output wait for room past it ([`LogSink::room`]), so that the runner's
@@ -120,6 +124,7 @@ async fn ship(
     queued: Arc<Queued>,
 ) {
     let mut pending: Option<Item> = None;
+    let mut batch = BATCH_BYTES;
     loop {
         let item = match pending.take() {
             Some(item) => item,
@@ -136,7 +141,7 @@ async fn ship(
                 let mut taken = data.len();
                 let mut data = cut.apply(position, &data);
                 // Take whatever else of the same step is already queued.
-                while data.len() < BATCH_BYTES {
+                while data.len() < batch {
                     match rx.try_recv() {
                         Ok(Item::Chunk(p, more)) if p == position => {
                             taken += more.len();
@@ -150,10 +155,23 @@ async fn ship(
                     }
                 }
                 let mut sent = true;
-                for piece in data.chunks(BATCH_BYTES) {
-                    sent = send(&mut client, &lease, position, piece.to_vec()).await;
-                    if !sent {
-                        break;
+                let mut rest = data.as_slice();
+                while !rest.is_empty() {
+                    let piece = &rest[..rest.len().min(batch)];
+                    match send(&mut client, &lease, position, piece.to_vec()).await {
+                        Shipped::Stored => rest = &rest[piece.len()..],
+                        Shipped::TooLarge if batch > SMALL_BATCH_BYTES => {
+                            tracing::info!(
+                                task_id = lease.task_id,
+                                bytes = piece.len(),
+                                "the orchestrator takes smaller log chunks; sending 64 KiB ones"
+                            );
+                            batch = SMALL_BATCH_BYTES;
+                        }
+                        Shipped::TooLarge | Shipped::Refused => {
+                            sent = false;
+                            break;
+                        }
                     }
                 }
                 queued.release(taken);
@@ -176,9 +194,17 @@ async fn ship(
     }
 }
 
-/// Sends one batch, retrying while the orchestrator is unreachable; false
-/// when the lease is gone.
-async fn send(client: &mut RunnerClient, lease: &Lease, position: i32, data: Vec<u8>) -> bool {
+/// What became of a batch.
+enum Shipped {
+    Stored,
+    /// Larger than the orchestrator takes.
+    TooLarge,
+    /// Refused for good: the lease is gone.
+    Refused,
+}
+
+/// Sends one batch, retrying while the orchestrator is unreachable.
+async fn send(client: &mut RunnerClient, lease: &Lease, position: i32, data: Vec<u8>) -> Shipped {
     let sent = (|| {
         let (mut client, data) = (client.clone(), data.clone());
         async move { client.append_log(lease, position, data).await }
@@ -190,10 +216,11 @@ async fn send(client: &mut RunnerClient, lease: &Lease, position: i32, data: Vec
     )
     .await;
     match sent {
-        Ok(()) => true,
+        Ok(()) => Shipped::Stored,
+        Err(e) if e.0.code == proto::ErrorCode::PayloadTooLarge => Shipped::TooLarge,
         Err(e) => {
             tracing::warn!(task_id = lease.task_id, error = %e, "log refused");
-            false
+            Shipped::Refused
         }
     }
 }

@@ -2,8 +2,9 @@
 //! resolved inside its workspace (workflow.md, Rules), so an
 //! `image.context`, an `image.dockerfile` or a compose target's `file` that
 //! is a symlink out of the checkout fails its step with an error naming
-//! the path; and a log line past `SLIPWAY_LOG_LINE_MAX_BYTES` is cut with a
-//! marker.
+//! the path; a log line past `SLIPWAY_LOG_LINE_MAX_BYTES` is cut with a
+//! marker; and an orchestrator that takes only 64 KiB log chunks still
+//! gets the whole log.
 
 use test_support::hooks::github_push;
 use test_support::images::{self, app, free_port};
@@ -44,6 +45,31 @@ async fn a_log_line_past_its_limit_is_cut_with_a_marker() {
         "only the cut line is stored: {} bytes",
         log.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_reaches_an_orchestrator_that_takes_small_chunks_whole() {
+    let stack = Stack::with(Options {
+        orchestrator_settings: |s| s.log_chunk_max_bytes = 64 * 1024,
+        ..Options::default()
+    })
+    .await;
+    let repo = GitRepo::new();
+    repo.commit("main", &[("README", "x\n")], "first");
+    // 3 MB of 100-byte lines, far more than one chunk.
+    let id = stack
+        .create_workflow(&format!(
+            "name: verbose\nrepo: {}\nsteps:\n  - name: print\n    run: yes {} | head -c 3000000\n",
+            repo.url,
+            "y".repeat(99)
+        ))
+        .await;
+    let task_id = stack.run_workflow(id).await;
+    let task = stack.wait_finished(task_id).await;
+    assert_eq!(task["status"], "success", "{task:#}");
+    let log = stack.logs(task_id).await;
+    let line = "y".repeat(99);
+    assert_eq!(log.lines().filter(|l| *l == line).count(), 30_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

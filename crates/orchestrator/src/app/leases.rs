@@ -310,7 +310,7 @@ impl App {
             store::tasks::append_log(conn, task_id, &token, position, &data)
         })
         .await?;
-        self.changed(task_id);
+        self.logged(task_id);
         Ok(())
     }
 

@@ -205,6 +205,12 @@ impl App {
         self.queued();
     }
 
+    /// A task's log grew: its followers look again. A log writes no event,
+    /// so the relay sleeps on.
+    fn logged(&self, task_id: i64) {
+        let _ = self.changes.send(task_id);
+    }
+
     /// Wakes the relay: a task was queued, or an event written.
     fn queued(&self) {
         self.outbox.notify_one();
