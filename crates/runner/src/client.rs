@@ -493,6 +493,22 @@ impl RunnerClient {
                 status: status.to_owned(),
                 exit_code,
                 error,
+                at: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Step changes in the order they happened, in one call.
+    pub async fn update_steps(
+        &mut self,
+        lease: &Lease,
+        steps: Vec<proto::UpdateStepRequest>,
+    ) -> Result<(), CallError> {
+        self.inner
+            .update_steps(proto::UpdateStepsRequest {
+                lease: Some(lease.proto()),
+                steps,
             })
             .await?;
         Ok(())

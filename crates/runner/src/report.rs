@@ -39,7 +39,8 @@ pub(crate) struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    /// Reports a step's status; false when the lease is gone.
+    /// Reports a step's status, behind everything queued before it; false
+    /// when the lease is gone.
     pub async fn report(
         &self,
         position: i32,
@@ -47,6 +48,9 @@ impl Steps<'_> {
         exit_code: Option<i32>,
         error: Option<String>,
     ) -> bool {
+        if !self.sink.flush().await {
+            return false;
+        }
         let result = persist(&self.ctx.client, |mut c| {
             let (lease, error) = (self.lease.clone(), error.clone());
             async move {

@@ -1,17 +1,20 @@
-//! Ships a task's log to the orchestrator: chunks are queued in order,
-//! batched per step, and sent by one task so they arrive in the order they
-//! were written. A flush waits until everything queued so far is stored.
+//! Ships a task's log and the changes of its steps to the orchestrator:
+//! both are queued in order, chunks batched per step and consecutive step
+//! changes in one call, and sent by one task so they arrive in the order
+//! they happened. A flush waits until everything queued so far is stored.
 //! Lines longer than `SLIPWAY_LOG_LINE_MAX_BYTES` are cut on the way, with
 //! a marker; a line is never held whole, only its length counted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
 
 use backon::Retryable as _;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::client::{CallError, Lease, RunnerClient};
+use crate::report::persist;
 
 /// Largest batch sent in one call: the orchestrator's default limit of a
 /// chunk (`SLIPWAY_LOG_CHUNK_MAX_BYTES`). One refused as too large makes
@@ -48,7 +51,21 @@ impl Queued {
 
 enum Item {
     Chunk(i32, Vec<u8>),
-    Flush(oneshot::Sender<()>),
+    Step(StepReport),
+    Flush(oneshot::Sender<bool>),
+}
+
+/// Most step changes sent in one call.
+const STEPS_PER_CALL: usize = 64;
+
+/// A step's change, stamped when the runner saw it.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub position: i32,
+    pub status: &'static str,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub at: SystemTime,
 }
 
 /// The sending side, held by the step executor.
@@ -106,13 +123,20 @@ impl LogSink {
         self.write(position, format!("{text}\n").into_bytes());
     }
 
-    /// Waits until everything written so far reached the orchestrator (or
-    /// could not, for good).
-    pub async fn flush(&self) {
+    /// Queues a step's change behind the output written before it; false
+    /// when the lease is gone.
+    pub fn step(&self, report: StepReport) -> bool {
+        self.tx.send(Item::Step(report)).is_ok()
+    }
+
+    /// Waits until everything queued so far reached the orchestrator; false
+    /// when some of it was refused for good (the lease is gone).
+    pub async fn flush(&self) -> bool {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Item::Flush(done)).is_ok() {
-            let _ = wait.await;
+        if self.tx.send(Item::Flush(done)).is_err() {
+            return false;
         }
+        wait.await.unwrap_or(false)
     }
 }
 
@@ -133,9 +157,25 @@ async fn ship(
                 None => return,
             },
         };
-        match item {
+        let stored = match item {
             Item::Flush(done) => {
-                let _ = done.send(());
+                let _ = done.send(true);
+                true
+            }
+            Item::Step(first) => {
+                let mut steps = vec![first];
+                // Take the changes queued right behind it.
+                while steps.len() < STEPS_PER_CALL {
+                    match rx.try_recv() {
+                        Ok(Item::Step(next)) => steps.push(next),
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                send_steps(&client, &lease, steps).await
             }
             Item::Chunk(position, data) => {
                 let mut taken = data.len();
@@ -175,23 +215,57 @@ async fn ship(
                     }
                 }
                 queued.release(taken);
-                if !sent {
-                    // The lease is lost: drain and drop everything, answer
-                    // flushes; readers find the shipper closed.
-                    rx.close();
-                    while let Some(item) = rx.recv().await {
-                        match item {
-                            Item::Flush(done) => {
-                                let _ = done.send(());
-                            }
-                            Item::Chunk(_, data) => queued.release(data.len()),
-                        }
+                sent
+            }
+        };
+        if !stored {
+            // The lease is lost: drop everything, answer flushes with the
+            // loss; writers find the shipper closed.
+            rx.close();
+            let mut left = pending.take();
+            loop {
+                let item = match left.take() {
+                    Some(item) => item,
+                    None => match rx.recv().await {
+                        Some(item) => item,
+                        None => return,
+                    },
+                };
+                match item {
+                    Item::Flush(done) => {
+                        let _ = done.send(false);
                     }
-                    return;
+                    Item::Chunk(_, data) => queued.release(data.len()),
+                    Item::Step(_) => {}
                 }
             }
         }
     }
+}
+
+/// Sends step changes in one call, retrying while the orchestrator is
+/// unreachable; false when they were refused (the lease is gone).
+async fn send_steps(client: &RunnerClient, lease: &Lease, steps: Vec<StepReport>) -> bool {
+    let steps: Vec<proto::UpdateStepRequest> = steps
+        .into_iter()
+        .map(|s| proto::UpdateStepRequest {
+            lease: None,
+            position: s.position,
+            status: s.status.to_owned(),
+            exit_code: s.exit_code,
+            error: s.error,
+            at: Some(proto::timestamp(chrono::DateTime::<chrono::Utc>::from(s.at))),
+        })
+        .collect();
+    let sent = persist(client, |mut c| {
+        let steps = steps.clone();
+        async move { c.update_steps(lease, steps).await }
+    })
+    .await;
+    if let Err(e) = &sent {
+        tracing::warn!(task_id = lease.task_id, error = %e, "step changes refused");
+    }
+    sent.is_ok()
 }
 
 /// What became of a batch.

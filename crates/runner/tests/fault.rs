@@ -1,6 +1,9 @@
 //! A runner killed with SIGKILL mid-step: its lease runs out, the task goes
 //! back to the queue once and another runner finishes it; lost a second
-//! time, it fails with "runner lost". Nothing stays `running`.
+//! time, it fails with "runner lost". Nothing stays `running`. An
+//! orchestrator away for a moment loses no task, and the steps go on
+//! meanwhile, their changes stored once it is back, with the times they
+//! happened.
 
 use std::time::Duration;
 
@@ -130,6 +133,58 @@ async fn a_restarted_orchestrator_loses_no_running_task() {
     let log = stack.logs(task_id).await;
     assert!(!log.contains("runner lost"), "{log}");
     assert!(log.contains("finished"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_go_on_while_the_orchestrator_is_away_and_keep_their_times() {
+    let mut stack = Stack::with(Options {
+        runners: 1,
+        ..options()
+    })
+    .await;
+    let repo = GitRepo::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, marker) = (dir.path().join("gate"), dir.path().join("second"));
+    let id = stack
+        .create_workflow(&format!(
+            "name: onward\nrepo: {}\nsteps:\n  - name: first\n    run: |\n      while [ ! -e {} ]; do sleep 0.05; done\n  - name: second\n    run: touch {}\n",
+            repo.url,
+            gate.display(),
+            marker.display()
+        ))
+        .await;
+    repo.commit("main", &[("a.txt", "a")], "m");
+    let task_id = stack.run_workflow(id).await;
+    stack
+        .wait_task(task_id, WITHIN, |t| step(t, "first")["status"] == "running")
+        .await;
+
+    stack.stop_orchestrator().await;
+    std::fs::write(&gate, "").unwrap();
+    // The second step starts without a word from the orchestrator.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second step waited for the orchestrator"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let back = chrono::Utc::now();
+    stack.start_orchestrator(None).await;
+
+    let task = stack.wait_finished(task_id).await;
+    assert_eq!(task["status"], "success", "{task:#}");
+    let at = |name: &str, field: &str| {
+        let text = step(&task, name)[field].as_str().unwrap_or_default().to_owned();
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .unwrap_or_else(|e| panic!("{name}.{field} {text:?}: {e}"))
+    };
+    // Stamped when they happened on the runner, in order, while the
+    // orchestrator was away, not when it heard of them.
+    assert!(at("second", "started_at") >= at("first", "finished_at"), "{task:#}");
+    assert!(at("second", "started_at") <= back, "{task:#}");
+    assert!(at("second", "finished_at") <= back, "{task:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -639,6 +639,9 @@ pub struct StepChange {
     pub event: StepEvent,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
+    /// When the runner saw it; the orchestrator's time of the report
+    /// without it.
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// Where a step event leads.
@@ -653,46 +656,64 @@ fn target(event: StepEvent) -> StepStatus {
     }
 }
 
-/// Applies a runner's step change under its lease; returns the step as it
-/// is now, or `None` when the report repeated one already applied.
-pub fn update_step(
+/// Applies a runner's step changes, in order, under its lease and in one
+/// transaction; returns each step changed, as it is now.
+pub fn update_steps(
     conn: &mut PgConnection,
     id: i64,
     token: &str,
-    change: &StepChange,
-) -> Result<Option<StepRow>> {
+    changes: &[StepChange],
+) -> Result<Vec<StepRow>> {
     conn.transaction(|conn| {
         lock_leased(conn, id, token)?;
-        let step: StepRow = steps::table
-            .find((id, change.position))
-            .select(StepRow::as_select())
-            .first(conn)
-            .optional()?
-            .ok_or(Error::NotFound)?;
-        let current = step.status()?;
-        // A report repeated after a lost answer changes nothing.
-        if current == target(change.event) && current != StepStatus::Pending {
-            return Ok(None);
+        let mut changed = Vec::with_capacity(changes.len());
+        for change in changes {
+            changed.extend(apply_step_change(conn, id, change)?);
         }
-        let next = current.apply(change.event)?;
-        let now = Utc::now();
-        let started_at = match change.event {
-            StepEvent::Started => Some(now),
-            _ => step.started_at,
-        };
-        let finished_at = next.is_finished().then_some(now);
-        let row = diesel::update(steps::table.find((id, change.position)))
-            .set((
-                steps::status.eq(next.as_str()),
-                steps::exit_code.eq(change.exit_code),
-                steps::error.eq(&change.error),
-                steps::started_at.eq(started_at),
-                steps::finished_at.eq(finished_at),
-            ))
-            .returning(StepRow::as_returning())
-            .get_result(conn)?;
-        Ok(Some(row))
+        Ok(changed)
     })
+}
+
+/// One step change, under a lease already locked.
+fn apply_step_change(
+    conn: &mut PgConnection,
+    id: i64,
+    change: &StepChange,
+) -> Result<Option<StepRow>> {
+    let step: StepRow = steps::table
+        .find((id, change.position))
+        .select(StepRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound)?;
+    let current = step.status()?;
+    // A report repeated after a lost answer changes nothing.
+    if current == target(change.event) && current != StepStatus::Pending {
+        return Ok(None);
+    }
+    let next = current.apply(change.event)?;
+    // The runner's clock when it saw the change, never past ours, and a
+    // step never ends before it started.
+    let now = Utc::now();
+    let at = change.at.map_or(now, |at| at.min(now));
+    let started_at = match change.event {
+        StepEvent::Started => Some(at),
+        _ => step.started_at,
+    };
+    let finished_at = next
+        .is_finished()
+        .then(|| started_at.map_or(at, |started| at.max(started)));
+    let row = diesel::update(steps::table.find((id, change.position)))
+        .set((
+            steps::status.eq(next.as_str()),
+            steps::exit_code.eq(change.exit_code),
+            steps::error.eq(&change.error),
+            steps::started_at.eq(started_at),
+            steps::finished_at.eq(finished_at),
+        ))
+        .returning(StepRow::as_returning())
+        .get_result(conn)?;
+    Ok(Some(row))
 }
 
 /// Appends to a step's log under the task's lease.

@@ -271,21 +271,22 @@ impl App {
         Ok(())
     }
 
-    pub async fn update_step(
+    /// Applies a runner's step changes, in order, in one transaction.
+    pub async fn update_steps(
         &self,
         task_id: i64,
         token: String,
-        change: StepChange,
+        changes: Vec<StepChange>,
     ) -> Result<(), ApiError> {
-        let step = self
+        let changed = self
             .db("step", move |conn| {
-                store::tasks::update_step(conn, task_id, &token, &change)
+                store::tasks::update_steps(conn, task_id, &token, &changes)
             })
             .await?;
-        if let Some(step) = step {
-            self.metrics.step_changed(&step);
+        for step in &changed {
+            self.metrics.step_changed(step);
         }
-        self.changed(task_id);
+        self.progressed(task_id);
         Ok(())
     }
 
@@ -310,7 +311,7 @@ impl App {
             store::tasks::append_log(conn, task_id, &token, position, &data)
         })
         .await?;
-        self.logged(task_id);
+        self.progressed(task_id);
         Ok(())
     }
 

@@ -205,9 +205,9 @@ impl App {
         self.queued();
     }
 
-    /// A task's log grew: its followers look again. A log writes no event,
-    /// so the relay sleeps on.
-    fn logged(&self, task_id: i64) {
+    /// A task's log grew or its steps moved: its followers look again.
+    /// Neither writes an event, so the relay sleeps on.
+    fn progressed(&self, task_id: i64) {
         let _ = self.changes.send(task_id);
     }
 

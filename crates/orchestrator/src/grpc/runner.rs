@@ -167,15 +167,26 @@ impl RunnerApi for RunnerService {
     }
 
     async fn update_step(&self, req: Request<proto::UpdateStepRequest>) -> Answer<proto::Empty> {
+        let mut req = req.into_inner();
+        let (task_id, token) = lease(req.lease.take())?;
+        self.app
+            .update_steps(task_id, token, vec![step_change(req)?])
+            .await?;
+        Ok(Response::new(proto::Empty {}))
+    }
+
+    async fn update_steps(
+        &self,
+        req: Request<proto::UpdateStepsRequest>,
+    ) -> Answer<proto::Empty> {
         let req = req.into_inner();
         let (task_id, token) = lease(req.lease)?;
-        let change = StepChange {
-            position: req.position,
-            event: convert::step_event(&req.status)?,
-            exit_code: req.exit_code,
-            error: req.error,
-        };
-        self.app.update_step(task_id, token, change).await?;
+        let changes = req
+            .steps
+            .into_iter()
+            .map(step_change)
+            .collect::<Result<Vec<_>, Status>>()?;
+        self.app.update_steps(task_id, token, changes).await?;
         Ok(Response::new(proto::Empty {}))
     }
 
@@ -355,4 +366,15 @@ impl RunnerApi for RunnerService {
             .await?;
         Ok(Response::new(proto::Empty {}))
     }
+}
+
+/// A step change as the runner reported it.
+fn step_change(req: proto::UpdateStepRequest) -> Result<StepChange, Status> {
+    Ok(StepChange {
+        position: req.position,
+        event: convert::step_event(&req.status)?,
+        exit_code: req.exit_code,
+        error: req.error,
+        at: req.at.as_ref().and_then(proto::datetime),
+    })
 }

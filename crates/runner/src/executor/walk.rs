@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use domain::image::Digest;
 use domain::mask::{Masker, MaskingStream, redact_url};
@@ -33,7 +33,7 @@ use crate::docker::StepSpec;
 use crate::git;
 use crate::process::{self, Ending, Script, Stop};
 use crate::report::{Steps, persist};
-use crate::ship::LogSink;
+use crate::ship::{LogSink, StepReport};
 
 /// Runs the task's plan to its end.
 pub(super) async fn run(
@@ -95,8 +95,12 @@ pub(super) async fn run(
     if end == End::Success {
         walk.save_caches().await;
     }
-    sink.flush().await;
-    end
+    // Every step's result is stored before the task's end is reported.
+    if sink.flush().await {
+        end
+    } else {
+        End::Abandoned
+    }
 }
 
 /// The end a step brought to the walk before the plan ran out.
@@ -174,6 +178,30 @@ impl Walk<'_> {
     /// Reports a step's status; the task is abandoned when the lease is gone.
     async fn reported(&self, position: i32, status: &'static str, code: Option<i32>) -> Next {
         if self.steps().report(position, status, code, None).await {
+            Ok(())
+        } else {
+            Err(End::Abandoned)
+        }
+    }
+
+    /// Queues a step's change behind its output, with the time it
+    /// happened, and goes on at once; the task is abandoned when the lease
+    /// is gone. What is queued is stored before any other report.
+    fn queue(
+        &self,
+        position: i32,
+        status: &'static str,
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> Next {
+        let report = StepReport {
+            position,
+            status,
+            exit_code,
+            error,
+            at: SystemTime::now(),
+        };
+        if self.sink.step(report) {
             Ok(())
         } else {
             Err(End::Abandoned)
@@ -431,7 +459,7 @@ impl Walk<'_> {
             ),
             _ => (remaining, task_timeout()),
         };
-        self.reported(position, "running", None).await?;
+        self.queue(position, "running", None, None)?;
         let place = match s.image {
             Some(_) => Place::Container,
             None => Place::Host,
@@ -510,14 +538,7 @@ impl Walk<'_> {
         if let Some(e) = &error {
             sink.line(position, e);
         }
-        sink.flush().await;
-        if !self
-            .steps()
-            .report(position, status, exit_code, error.clone())
-            .await
-        {
-            return Err(End::Abandoned);
-        }
+        self.queue(position, status, exit_code, error.clone())?;
         match error {
             Some(_) if s.continue_on_error => {
                 sink.line(position, "continuing: continue_on_error is set");
