@@ -92,6 +92,48 @@ async fn a_duplicate_delivery_gets_the_first_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_each_get_their_task_and_a_redelivery_the_first_answer() {
+    let stack = stack().await;
+    let repo = GitRepo::new();
+    stack.create_workflow(&workflow("w", &repo.url, "")).await;
+    // Stored together in groups: each delivery twice, all at once.
+    let sends = (0..40).flat_map(|i| {
+        let sha = format!("{:040x}", i + 1);
+        let payload = github_push(&repo.url, "refs/heads/main", &sha, "m", &["a"]);
+        let stack = &stack;
+        [0, 1].map(move |_| {
+            let payload = payload.clone();
+            async move {
+                (
+                    i,
+                    stack.github("push", &format!("group-{i}"), &payload).await,
+                )
+            }
+        })
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let mut tasks = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let both: Vec<&(StatusCode, Value)> = answers
+            .iter()
+            .filter(|(n, _)| *n == i)
+            .map(|(_, answer)| answer)
+            .collect();
+        let mut codes: Vec<StatusCode> = both.iter().map(|(code, _)| *code).collect();
+        codes.sort();
+        assert_eq!(codes, [StatusCode::OK, StatusCode::ACCEPTED], "{both:?}");
+        assert_eq!(both[0].1["task_ids"], both[1].1["task_ids"], "{both:?}");
+        let ids = both[0].1["task_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(ids.len(), 1, "{both:?}");
+        assert!(tasks.insert(ids[0].as_i64()), "{both:?}");
+    }
+    assert_eq!(task_count(&stack).await, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_deletions_filters_and_other_events() {
     let stack = stack().await;
     let repo = GitRepo::new();

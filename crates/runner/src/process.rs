@@ -315,7 +315,10 @@ mod tests {
         });
         let deadline = Instant::now() + Duration::from_secs(20);
         while got.load(SeqCst) < limit {
-            assert!(Instant::now() < deadline, "the output never reached the limit");
+            assert!(
+                Instant::now() < deadline,
+                "the output never reached the limit"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Held at the limit: at most one more read got through.

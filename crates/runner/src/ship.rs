@@ -254,7 +254,9 @@ async fn send_steps(client: &RunnerClient, lease: &Lease, steps: Vec<StepReport>
             status: s.status.to_owned(),
             exit_code: s.exit_code,
             error: s.error,
-            at: Some(proto::timestamp(chrono::DateTime::<chrono::Utc>::from(s.at))),
+            at: Some(proto::timestamp(chrono::DateTime::<chrono::Utc>::from(
+                s.at,
+            ))),
         })
         .collect();
     let sent = persist(client, |mut c| {

@@ -176,13 +176,19 @@ async fn steps_go_on_while_the_orchestrator_is_away_and_keep_their_times() {
     let task = stack.wait_finished(task_id).await;
     assert_eq!(task["status"], "success", "{task:#}");
     let at = |name: &str, field: &str| {
-        let text = step(&task, name)[field].as_str().unwrap_or_default().to_owned();
+        let text = step(&task, name)[field]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         chrono::DateTime::parse_from_rfc3339(&text)
             .unwrap_or_else(|e| panic!("{name}.{field} {text:?}: {e}"))
     };
     // Stamped when they happened on the runner, in order, while the
     // orchestrator was away, not when it heard of them.
-    assert!(at("second", "started_at") >= at("first", "finished_at"), "{task:#}");
+    assert!(
+        at("second", "started_at") >= at("first", "finished_at"),
+        "{task:#}"
+    );
     assert!(at("second", "started_at") <= back, "{task:#}");
     assert!(at("second", "finished_at") <= back, "{task:#}");
 }

@@ -10,6 +10,7 @@
 mod alerts;
 mod deploys;
 mod health;
+mod ingest;
 mod insights;
 mod leases;
 mod retention;
@@ -18,7 +19,6 @@ mod tasks;
 mod triggers;
 mod workflows;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,7 +51,9 @@ pub struct App {
     changes: broadcast::Sender<i64>,
     /// Parsed definitions by (workflow id, version): versions never change,
     /// so a webhook need not parse every workflow again.
-    specs: Mutex<HashMap<(i64, i32), Arc<Workflow>>>,
+    specs: Arc<ingest::Specs>,
+    /// Stores webhooks in groups, one transaction each.
+    ingest: ingest::Ingest,
     /// How long a claim or heartbeat keeps a task's lease.
     pub(crate) lease: Duration,
     /// How often a task whose runner vanished is queued again before it fails.
@@ -151,7 +153,8 @@ impl App {
             secrets,
             outbox: Arc::new(Notify::new()),
             changes,
-            specs: Mutex::new(HashMap::new()),
+            specs: Arc::default(),
+            ingest: ingest::Ingest::default(),
             lease,
             max_requeues,
             broker_up: AtomicBool::new(false),
@@ -230,16 +233,7 @@ impl App {
         version: i32,
         definition: &str,
     ) -> Result<Arc<Workflow>, ApiError> {
-        let key = (workflow_id, version);
-        if let Some(spec) = self.specs.lock().map_err(internal)?.get(&key) {
-            return Ok(spec.clone());
-        }
-        let spec = Arc::new(workflow::parse_stored(definition).map_err(|e| invalid_workflow(&e))?);
-        self.specs
-            .lock()
-            .map_err(internal)?
-            .insert(key, spec.clone());
-        Ok(spec)
+        ingest::spec(&self.specs, (workflow_id, version), definition)
     }
 
     /// The metrics in the text format, with the gauges read now from the

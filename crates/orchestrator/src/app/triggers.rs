@@ -2,6 +2,8 @@
 //! or merge request, or a successful run of an external CI workflow)
 //! recorded once with the tasks it triggers.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use domain::plan::{Plan, Trigger};
 use domain::pull::PullRequestEvent;
@@ -163,236 +165,22 @@ impl App {
     }
 
     /// Records a verified webhook and creates the tasks it triggers, in one
-    /// transaction; a delivery seen before gets its first outcome back.
+    /// transaction shared with the deliveries that arrive meanwhile (see
+    /// [`super::ingest`]); a delivery seen before gets its first outcome
+    /// back. The answer waits for the commit.
     pub async fn ingest_webhook(&self, hook: Webhook) -> Result<Outcome, ApiError> {
         let (provider, delivery_id) = (hook.provider.clone(), hook.delivery_id.clone());
-        let (p, d) = (provider.clone(), delivery_id.clone());
-        if let Some(seen) = self
-            .db("delivery", move |conn| store::webhooks::find(conn, &p, &d))
-            .await?
-        {
-            return Ok(Self::outcome(seen, true));
-        }
-
-        let forge = hook.forge.clone().and_then(|f| self.forges.for_event(f));
-        let mut planned: Vec<Planned> = Vec::new();
-        let mut ignored = hook.ignored.clone();
-        let needs_workflows =
-            hook.push.is_some() || hook.workflow_run.is_some() || hook.pull_request.is_some();
-        let workflows = if needs_workflows {
-            self.db("workflows", store::workflows::live_with_definitions)
-                .await?
-        } else {
-            Vec::new()
+        let delivery = Delivery {
+            forge: hook.forge.clone().and_then(|f| self.forges.for_event(f)),
+            late: delayed(hook.received_at, Utc::now()),
+            hook,
         };
-        let specs: Vec<(WorkflowRow, std::sync::Arc<Workflow>)> = workflows
-            .into_iter()
-            .filter_map(|(row, definition)| match self.spec(row.id, row.version, &definition) {
-                Ok(spec) => Some((row, spec)),
-                Err(e) => {
-                    tracing::warn!(workflow = %row.name, error = %e, "stored definition no longer parses");
-                    None
-                }
-            })
-            .collect();
-
-        if let Some(push) = &hook.push {
-            if push.message.as_deref().is_some_and(domain::pull::skips_ci) {
-                ignored.get_or_insert_with(|| "skip ci".to_owned());
-            } else {
-                let mut reasons = Vec::new();
-                for (row, spec) in &specs {
-                    match spec.match_push(push) {
-                        Ok(()) => {
-                            let source = Source {
-                                commit_sha: Some(push.after.as_str().to_owned()),
-                                message: push.message.clone(),
-                                author: push.author.clone(),
-                                committed_at: push.committed_at.map(DateTime::<Utc>::from),
-                                delivery_id: Some(delivery_id.clone()),
-                                forge: forge.clone(),
-                                ..Source::new(Trigger::Push, Some(push.git_ref.clone()))
-                            };
-                            planned.push(Self::planned(row, spec, source));
-                        }
-                        Err(domain::push::Ignored::RepositoryMismatch) => {}
-                        Err(reason) => reasons.push(format!("{}: {reason}", row.name)),
-                    }
-                }
-                if planned.is_empty() && ignored.is_none() {
-                    ignored = Some(if reasons.is_empty() {
-                        let repo = push.repo_urls.first().map(String::as_str).unwrap_or("?");
-                        format!("no workflow for repository {repo}")
-                    } else {
-                        reasons.join("; ")
-                    });
-                }
-            }
-        }
-
-        if let Some(pr) = &hook.pull_request {
-            let pull_forge = match hook.provider.as_str() {
-                "gitlab" => domain::forge::Forge::GitLab,
-                _ => domain::forge::Forge::GitHub,
-            };
-            let mut reasons = Vec::new();
-            for (row, spec) in &specs {
-                match spec.match_pull_request(pr) {
-                    Ok(()) => {
-                        let source = Source {
-                            commit_sha: Some(pr.head_sha.as_str().to_owned()),
-                            committed_at: pr.committed_at.map(DateTime::<Utc>::from),
-                            delivery_id: Some(delivery_id.clone()),
-                            pull_request: Some(PullRequestInfo {
-                                number: pr.number,
-                                title: pr.title.clone(),
-                                url: pr.url.clone(),
-                                source_branch: pr.source_branch.clone(),
-                                target_branch: pr.target_branch.clone(),
-                                fork: pr.fork,
-                                fetch_ref: pull_forge.pull_request_ref(pr.number),
-                            }),
-                            forge: forge.clone(),
-                            ..Source::new(
-                                Trigger::PullRequest,
-                                Some(GitRef::Branch(pr.source_branch.clone())),
-                            )
-                        };
-                        planned.push(Self::planned(row, spec, source));
-                    }
-                    Err(domain::pull::Ignored::RepositoryMismatch) => {}
-                    Err(reason) => reasons.push((row.name.clone(), reason)),
-                }
-            }
-            if planned.is_empty() && ignored.is_none() {
-                ignored = Some(if reasons.is_empty() {
-                    let repo = pr.repo_urls.first().map(String::as_str).unwrap_or("?");
-                    format!("no workflow for repository {repo}")
-                } else if reasons
-                    .iter()
-                    .all(|(_, r)| *r == domain::pull::Ignored::Fork)
-                {
-                    domain::pull::Ignored::Fork.to_string()
-                } else {
-                    reasons
-                        .iter()
-                        .map(|(name, reason)| format!("{name}: {reason}"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                });
-            }
-        }
-
-        if let Some(run) = &hook.workflow_run {
-            for (row, spec) in &specs {
-                let listed = spec
-                    .on
-                    .workflow_run
-                    .as_ref()
-                    .is_some_and(|t| t.workflows.contains(&run.workflow));
-                let same_repo = run.repo_urls.iter().any(|u| spec.repo.matches(u));
-                if !listed || !same_repo || spec.image.is_none() || spec.deploy.is_empty() {
-                    continue;
-                }
-                // Deploy-only: the deploys of the image CI pushed for this commit.
-                let source = Source {
-                    commit_sha: Some(run.head_sha.as_str().to_owned()),
-                    message: Some(format!("{} succeeded", run.workflow)),
-                    delivery_id: Some(delivery_id.clone()),
-                    forge: forge.clone(),
-                    ..Source::new(
-                        Trigger::WorkflowRun,
-                        run.head_branch.clone().map(GitRef::Branch),
-                    )
-                };
-                planned.push(Self::planned(row, spec, source));
-            }
-            if planned.is_empty() && ignored.is_none() {
-                ignored = Some(format!("no workflow deploys after {}", run.workflow));
-            }
-        }
-        // Manual runs of these workflows use the installation of their last
-        // GitHub webhook.
-        let installation = hook
-            .forge
-            .as_ref()
-            .filter(|f| f.forge == "github")
-            .and_then(|f| f.installation_id)
-            .map(|installation| {
-                let ids: Vec<i64> = specs
-                    .iter()
-                    .filter(|(_, spec)| {
-                        let urls = [
-                            hook.push.as_ref().map(|p| &p.repo_urls),
-                            hook.pull_request.as_ref().map(|p| &p.repo_urls),
-                            hook.workflow_run.as_ref().map(|r| &r.repo_urls),
-                        ];
-                        urls.into_iter()
-                            .flatten()
-                            .flatten()
-                            .any(|u| spec.repo.matches(u))
-                    })
-                    .map(|(row, _)| row.id)
-                    .collect();
-                (ids, installation)
-            });
-
-        let (p, d) = (provider.clone(), delivery_id.clone());
-        let late = delayed(hook.received_at, Utc::now());
-        let stored = self
-            .db("delivery", move |conn| {
-                store::transaction(conn, |conn| {
-                    let mut task_ids = Vec::with_capacity(planned.len());
-                    for p in &planned {
-                        let id = store::tasks::create(conn, &p.new, &p.steps)?;
-                        if p.cancels_older {
-                            let cancelled = store::tasks::supersede_older(conn, id)?;
-                            if !cancelled.is_empty() {
-                                tracing::info!(task = id, ?cancelled, "superseded older tasks");
-                            }
-                        }
-                        if let Some(waited) = late {
-                            store::events::emit(
-                                conn,
-                                &store::events::Event {
-                                    kind: AlertEvent::WebhookDelayed.as_str(),
-                                    workflow_id: p.workflow_id,
-                                    task_id: Some(id),
-                                    summary: format!(
-                                        "task {id} created {} minutes late: its webhook waited in the gateway's spool while the orchestrator could not take it",
-                                        waited.num_minutes()
-                                    ),
-                                    ..store::events::Event::default()
-                                },
-                            )?;
-                        }
-                        task_ids.push(id);
-                    }
-                    if let Some((ids, installation)) = &installation
-                        && !ids.is_empty()
-                    {
-                        store::workflows::set_installation(conn, ids, *installation)?;
-                    }
-                    store::webhooks::insert(
-                        conn,
-                        &NewDelivery {
-                            provider: &p,
-                            delivery_id: &d,
-                            event: &hook.event,
-                            body_sha256: &hook.body_sha256,
-                            task_ids,
-                            ignored: ignored.as_deref(),
-                        },
-                    )
-                })
-            })
-            .await;
-        match stored {
-            Ok(row) => {
-                if !row.task_ids.is_empty() {
+        match self.ingest.store(&self.pool, &self.specs, delivery).await {
+            Ok((row, seen)) => {
+                if !seen && !row.task_ids.is_empty() {
                     self.queued();
                 }
-                Ok(Self::outcome(row, false))
+                Ok(Self::outcome(row, seen))
             }
             // The same delivery was recorded concurrently: answer as a duplicate.
             Err(e) if e.code == ErrorCode::Conflict => {
@@ -407,4 +195,271 @@ impl App {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A verified webhook on its way to the database.
+pub(super) struct Delivery {
+    pub hook: Webhook,
+    /// Where its tasks' commit statuses go, when Slipway has credentials.
+    pub forge: Option<ForgeTarget>,
+    /// How long it waited in the gateway's spool, when that was too long.
+    pub late: Option<chrono::TimeDelta>,
+}
+
+/// What a webhook brings about: the tasks to create, why none, and the
+/// GitHub App installation its workflows came through.
+struct Outcomes {
+    planned: Vec<Planned>,
+    ignored: Option<String>,
+    installation: Option<(Vec<i64>, i64)>,
+}
+
+/// Records `delivery` (inside the caller's transaction): its outcome as
+/// stored and whether it was seen before. `workflows` are the live
+/// workflows, loaded at the first delivery that needs them.
+pub(super) fn record(
+    conn: &mut diesel::PgConnection,
+    delivery: &Delivery,
+    workflows: &mut Option<Vec<(WorkflowRow, Arc<Workflow>)>>,
+    spec: &dyn Fn(&WorkflowRow, &str) -> Option<Arc<Workflow>>,
+) -> store::Result<(DeliveryRow, bool)> {
+    let hook = &delivery.hook;
+    if let Some(seen) = store::webhooks::find(conn, &hook.provider, &hook.delivery_id)? {
+        return Ok((seen, true));
+    }
+    let needs_workflows =
+        hook.push.is_some() || hook.workflow_run.is_some() || hook.pull_request.is_some();
+    if needs_workflows && workflows.is_none() {
+        let live = store::workflows::live_with_definitions(conn)?;
+        *workflows = Some(
+            live.into_iter()
+                .filter_map(|(row, definition)| {
+                    let spec = spec(&row, &definition)?;
+                    Some((row, spec))
+                })
+                .collect(),
+        );
+    }
+    let specs: &[(WorkflowRow, Arc<Workflow>)] = match workflows {
+        Some(list) if needs_workflows => list,
+        _ => &[],
+    };
+    let outcomes = plan(hook, delivery.forge.as_ref(), specs);
+    let row = store_outcomes(conn, hook, outcomes, delivery.late)?;
+    Ok((row, false))
+}
+
+/// The tasks `hook` triggers among `specs`, or why none.
+fn plan(
+    hook: &Webhook,
+    forge: Option<&ForgeTarget>,
+    specs: &[(WorkflowRow, Arc<Workflow>)],
+) -> Outcomes {
+    let delivery_id = hook.delivery_id.clone();
+    let forge = forge.cloned();
+    let mut planned: Vec<Planned> = Vec::new();
+    let mut ignored = hook.ignored.clone();
+    if let Some(push) = &hook.push {
+        if push.message.as_deref().is_some_and(domain::pull::skips_ci) {
+            ignored.get_or_insert_with(|| "skip ci".to_owned());
+        } else {
+            let mut reasons = Vec::new();
+            for (row, spec) in specs {
+                match spec.match_push(push) {
+                    Ok(()) => {
+                        let source = Source {
+                            commit_sha: Some(push.after.as_str().to_owned()),
+                            message: push.message.clone(),
+                            author: push.author.clone(),
+                            committed_at: push.committed_at.map(DateTime::<Utc>::from),
+                            delivery_id: Some(delivery_id.clone()),
+                            forge: forge.clone(),
+                            ..Source::new(Trigger::Push, Some(push.git_ref.clone()))
+                        };
+                        planned.push(App::planned(row, spec, source));
+                    }
+                    Err(domain::push::Ignored::RepositoryMismatch) => {}
+                    Err(reason) => reasons.push(format!("{}: {reason}", row.name)),
+                }
+            }
+            if planned.is_empty() && ignored.is_none() {
+                ignored = Some(if reasons.is_empty() {
+                    let repo = push.repo_urls.first().map(String::as_str).unwrap_or("?");
+                    format!("no workflow for repository {repo}")
+                } else {
+                    reasons.join("; ")
+                });
+            }
+        }
+    }
+
+    if let Some(pr) = &hook.pull_request {
+        let pull_forge = match hook.provider.as_str() {
+            "gitlab" => domain::forge::Forge::GitLab,
+            _ => domain::forge::Forge::GitHub,
+        };
+        let mut reasons = Vec::new();
+        for (row, spec) in specs {
+            match spec.match_pull_request(pr) {
+                Ok(()) => {
+                    let source = Source {
+                        commit_sha: Some(pr.head_sha.as_str().to_owned()),
+                        committed_at: pr.committed_at.map(DateTime::<Utc>::from),
+                        delivery_id: Some(delivery_id.clone()),
+                        pull_request: Some(PullRequestInfo {
+                            number: pr.number,
+                            title: pr.title.clone(),
+                            url: pr.url.clone(),
+                            source_branch: pr.source_branch.clone(),
+                            target_branch: pr.target_branch.clone(),
+                            fork: pr.fork,
+                            fetch_ref: pull_forge.pull_request_ref(pr.number),
+                        }),
+                        forge: forge.clone(),
+                        ..Source::new(
+                            Trigger::PullRequest,
+                            Some(GitRef::Branch(pr.source_branch.clone())),
+                        )
+                    };
+                    planned.push(App::planned(row, spec, source));
+                }
+                Err(domain::pull::Ignored::RepositoryMismatch) => {}
+                Err(reason) => reasons.push((row.name.clone(), reason)),
+            }
+        }
+        if planned.is_empty() && ignored.is_none() {
+            ignored = Some(if reasons.is_empty() {
+                let repo = pr.repo_urls.first().map(String::as_str).unwrap_or("?");
+                format!("no workflow for repository {repo}")
+            } else if reasons
+                .iter()
+                .all(|(_, r)| *r == domain::pull::Ignored::Fork)
+            {
+                domain::pull::Ignored::Fork.to_string()
+            } else {
+                reasons
+                    .iter()
+                    .map(|(name, reason)| format!("{name}: {reason}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+        }
+    }
+
+    if let Some(run) = &hook.workflow_run {
+        for (row, spec) in specs {
+            let listed = spec
+                .on
+                .workflow_run
+                .as_ref()
+                .is_some_and(|t| t.workflows.contains(&run.workflow));
+            let same_repo = run.repo_urls.iter().any(|u| spec.repo.matches(u));
+            if !listed || !same_repo || spec.image.is_none() || spec.deploy.is_empty() {
+                continue;
+            }
+            // Deploy-only: the deploys of the image CI pushed for this commit.
+            let source = Source {
+                commit_sha: Some(run.head_sha.as_str().to_owned()),
+                message: Some(format!("{} succeeded", run.workflow)),
+                delivery_id: Some(delivery_id.clone()),
+                forge: forge.clone(),
+                ..Source::new(
+                    Trigger::WorkflowRun,
+                    run.head_branch.clone().map(GitRef::Branch),
+                )
+            };
+            planned.push(App::planned(row, spec, source));
+        }
+        if planned.is_empty() && ignored.is_none() {
+            ignored = Some(format!("no workflow deploys after {}", run.workflow));
+        }
+    }
+    // Manual runs of these workflows use the installation of their last
+    // GitHub webhook.
+    let installation = hook
+        .forge
+        .as_ref()
+        .filter(|f| f.forge == "github")
+        .and_then(|f| f.installation_id)
+        .map(|installation| {
+            let ids: Vec<i64> = specs
+                .iter()
+                .filter(|(_, spec)| {
+                    let urls = [
+                        hook.push.as_ref().map(|p| &p.repo_urls),
+                        hook.pull_request.as_ref().map(|p| &p.repo_urls),
+                        hook.workflow_run.as_ref().map(|r| &r.repo_urls),
+                    ];
+                    urls.into_iter()
+                        .flatten()
+                        .flatten()
+                        .any(|u| spec.repo.matches(u))
+                })
+                .map(|(row, _)| row.id)
+                .collect();
+            (ids, installation)
+        });
+
+    Outcomes {
+        planned,
+        ignored,
+        installation,
+    }
+}
+
+/// Creates the planned tasks and records the delivery with its outcome.
+fn store_outcomes(
+    conn: &mut diesel::PgConnection,
+    hook: &Webhook,
+    outcomes: Outcomes,
+    late: Option<chrono::TimeDelta>,
+) -> store::Result<DeliveryRow> {
+    let Outcomes {
+        planned,
+        ignored,
+        installation,
+    } = outcomes;
+    let (p, d) = (&hook.provider, &hook.delivery_id);
+    let mut task_ids = Vec::with_capacity(planned.len());
+    for p in &planned {
+        let id = store::tasks::create(conn, &p.new, &p.steps)?;
+        if p.cancels_older {
+            let cancelled = store::tasks::supersede_older(conn, id)?;
+            if !cancelled.is_empty() {
+                tracing::info!(task = id, ?cancelled, "superseded older tasks");
+            }
+        }
+        if let Some(waited) = late {
+            store::events::emit(
+                conn,
+                &store::events::Event {
+                    kind: AlertEvent::WebhookDelayed.as_str(),
+                    workflow_id: p.workflow_id,
+                    task_id: Some(id),
+                    summary: format!(
+                        "task {id} created {} minutes late: its webhook waited in the gateway's spool while the orchestrator could not take it",
+                        waited.num_minutes()
+                    ),
+                    ..store::events::Event::default()
+                },
+            )?;
+        }
+        task_ids.push(id);
+    }
+    if let Some((ids, installation)) = &installation
+        && !ids.is_empty()
+    {
+        store::workflows::set_installation(conn, ids, *installation)?;
+    }
+    store::webhooks::insert(
+        conn,
+        &NewDelivery {
+            provider: p,
+            delivery_id: d,
+            event: &hook.event,
+            body_sha256: &hook.body_sha256,
+            task_ids,
+            ignored: ignored.as_deref(),
+        },
+    )
 }

@@ -175,10 +175,7 @@ impl RunnerApi for RunnerService {
         Ok(Response::new(proto::Empty {}))
     }
 
-    async fn update_steps(
-        &self,
-        req: Request<proto::UpdateStepsRequest>,
-    ) -> Answer<proto::Empty> {
+    async fn update_steps(&self, req: Request<proto::UpdateStepsRequest>) -> Answer<proto::Empty> {
         let req = req.into_inner();
         let (task_id, token) = lease(req.lease)?;
         let changes = req

@@ -20,8 +20,8 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
 
 use super::images::ensure_image;
-use crate::process::Output;
 use super::{DRAIN_LIMIT, Docker, Ending, REQUEST_TIMEOUT_SECS, Stop, engine_message, grace_secs};
+use crate::process::Output;
 
 /// What a step runs with.
 #[derive(Debug, Clone)]
