@@ -13,7 +13,7 @@
 //!   the foreground, for running single tests with `cargo nextest`.
 //! - `cargo xtask bench [suite...]`: the release stack on a durable
 //!   database in a temporary directory, then the named suites (all without
-//!   a name); docs/bench.md.
+//!   a name); docs/benchmarks.md.
 //! - `cargo xtask chaos [--pushes N] [--seconds S] [--debug]`: signed pushes
 //!   while every part of the system is killed and started again, then the
 //!   drain and what became of each push, task and alert; docs/chaos.md.

@@ -166,12 +166,31 @@ impl TaskMessage {
 /// Opens a connection to the broker. An `amqps://` URL uses TLS, trusting
 /// the system roots and, when given, `ca` (`SLIPWAY_AMQP_CA`, a PEM file).
 pub async fn connect(url: &str, ca: Option<&Path>) -> Result<Connection> {
-    Ok(DefaultConnectionBuilder::new()?
-        .with_uri_str(url.to_owned())
+    let builder = DefaultConnectionBuilder::new()?;
+    let builder = match uri(url) {
+        Some(uri) => builder.with_uri(uri),
+        // lapin says what is wrong with it.
+        None => builder.with_uri_str(url.to_owned()),
+    };
+    Ok(builder
         .with_tls_config(tls_config(url, ca)?)
         .connect()
         .await?)
 }
+
+/// `url` parsed, with [`FRAME_MAX`] unless it sets `frame_max`.
+fn uri(url: &str) -> Option<lapin::uri::AMQPUri> {
+    let mut uri: lapin::uri::AMQPUri = url.parse().ok()?;
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    Some(uri)
+}
+
+/// The largest AMQP frame, in bytes, unless the URL's `frame_max` says
+/// otherwise: lapin keeps a send and a receive buffer of 32 frames per
+/// connection, fully written, which at the broker's default of 128 KiB
+/// is 8 MiB of memory per service. Slipway's messages are a few hundred
+/// bytes; a larger one just takes more frames.
+const FRAME_MAX: u32 = 8192;
 
 /// The TLS settings [`connect`] uses; a service calls it at start so a
 /// `SLIPWAY_AMQP_CA` it cannot use stops it there.
@@ -488,4 +507,18 @@ async fn depth(channel: &Channel, name: &str) -> Result<Depth> {
         ready: queue.message_count(),
         consumers: queue.consumer_count(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FRAME_MAX, uri};
+
+    #[test]
+    fn frames_are_small_unless_the_url_says_otherwise() {
+        let small = uri("amqp://guest:guest@127.0.0.1:5672/%2f").map(|u| u.query.frame_max);
+        assert_eq!(small, Some(Some(FRAME_MAX)));
+        let asked = uri("amqp://127.0.0.1:5672/%2f?frame_max=131072").map(|u| u.query.frame_max);
+        assert_eq!(asked, Some(Some(131_072)));
+        assert!(uri("not a url").is_none());
+    }
 }

@@ -281,34 +281,37 @@ impl NewTask {
 /// the host of its environment, any other task the host of the workflow's
 /// routed environments when they are all served from one.
 pub fn create(conn: &mut PgConnection, new: &NewTask, step_names: &[String]) -> Result<i64> {
-    conn.transaction(|conn| {
-        let mut new = new.clone();
-        if let Some(host) = serving_host(conn, &new)? {
-            let labels =
-                Labels::from_key(&new.runs_on).map_err(|e| Error::Corrupt(e.to_string()))?;
-            new.runs_on = labels.with_host(&host).key();
-        }
-        let id: i64 = diesel::insert_into(tasks::table)
-            .values(&new)
-            .returning(tasks::id)
-            .get_result(conn)?;
-        if let Some(at) = new.committed_at {
-            record_commit_time(conn, id, at)?;
-        }
-        insert_steps(conn, id, step_names)?;
-        outbox::push(conn, id)?;
-        events::emit(
-            conn,
-            &Event {
-                kind: "task_created",
-                workflow_id: new.workflow_id,
-                task_id: Some(id),
-                summary: format!("task {id} queued"),
-                ..Event::default()
-            },
-        )?;
-        Ok(id)
-    })
+    conn.transaction(|conn| create_within(conn, new, step_names))
+}
+
+/// [`create`] for a caller that holds a transaction already and undoes it
+/// on an error (no savepoint of its own).
+pub fn create_within(conn: &mut PgConnection, new: &NewTask, step_names: &[String]) -> Result<i64> {
+    let mut new = new.clone();
+    if let Some(host) = serving_host(conn, &new)? {
+        let labels = Labels::from_key(&new.runs_on).map_err(|e| Error::Corrupt(e.to_string()))?;
+        new.runs_on = labels.with_host(&host).key();
+    }
+    let id: i64 = diesel::insert_into(tasks::table)
+        .values(&new)
+        .returning(tasks::id)
+        .get_result(conn)?;
+    if let Some(at) = new.committed_at {
+        record_commit_time(conn, id, at)?;
+    }
+    insert_steps(conn, id, step_names)?;
+    outbox::push(conn, id)?;
+    events::emit(
+        conn,
+        &Event {
+            kind: "task_created",
+            workflow_id: new.workflow_id,
+            task_id: Some(id),
+            summary: format!("task {id} queued"),
+            ..Event::default()
+        },
+    )?;
+    Ok(id)
 }
 
 /// The one host serving the routed environments `new` deploys to, if any.

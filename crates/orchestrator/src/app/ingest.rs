@@ -1,9 +1,10 @@
-//! Webhooks stored in groups. One task stores them: the deliveries that
-//! arrive while it stores a group wait, then go into the database together
-//! in one transaction, each in a savepoint of its own (one that fails
-//! leaves the others be). Every delivery is answered after the commit, so
-//! "accepted" still means stored; one commit, one flush of the
-//! write-ahead log, serves the whole group.
+//! Webhooks stored in groups. A few tasks store them, each on a connection
+//! of its own: the deliveries that arrive while they are busy wait, then
+//! the next free one takes them all into the database together in one
+//! transaction, each in a savepoint of its own (one that fails leaves the
+//! others be). Every delivery is answered after the commit, so "accepted"
+//! still means stored; one commit, one flush of the write-ahead log,
+//! serves the whole group.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,6 +21,10 @@ use super::{db_error, internal, invalid_workflow};
 
 /// Most deliveries stored in one transaction.
 const GROUP: usize = 64;
+
+/// Tasks storing groups at once: while one waits for its commit, the
+/// others work.
+const STORERS: usize = 3;
 
 /// Parsed definitions by (workflow id, version): versions never change.
 pub(crate) type Specs = Mutex<HashMap<(i64, i32), Arc<Workflow>>>;
@@ -62,7 +67,10 @@ impl Ingest {
     ) -> Result<(DeliveryRow, bool), ApiError> {
         let jobs = self.jobs.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run(pool.clone(), Arc::clone(specs), rx));
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            for _ in 0..STORERS {
+                tokio::spawn(run(pool.clone(), Arc::clone(specs), Arc::clone(&rx)));
+            }
             tx
         });
         let (answer, outcome) = oneshot::channel();
@@ -76,15 +84,26 @@ impl Ingest {
 
 /// Takes the deliveries waiting, up to [`GROUP`], and stores them together;
 /// again and again.
-async fn run(pool: store::Pool, specs: Arc<Specs>, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    while let Some(first) = jobs.recv().await {
-        let mut group = vec![first];
-        while group.len() < GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+async fn run(
+    pool: store::Pool,
+    specs: Arc<Specs>,
+    jobs: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>>,
+) {
+    loop {
+        let group = {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else {
+                return;
+            };
+            let mut group = vec![first];
+            while group.len() < GROUP {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
             }
-        }
+            group
+        };
         let (pool, specs) = (pool.clone(), Arc::clone(&specs));
         // A panic drops the group's answers: their callers hear of it.
         let _ = tokio::task::spawn_blocking(move || store_group(&pool, &specs, group)).await;

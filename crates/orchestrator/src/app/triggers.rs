@@ -422,7 +422,7 @@ fn store_outcomes(
     let (p, d) = (&hook.provider, &hook.delivery_id);
     let mut task_ids = Vec::with_capacity(planned.len());
     for p in &planned {
-        let id = store::tasks::create(conn, &p.new, &p.steps)?;
+        let id = store::tasks::create_within(conn, &p.new, &p.steps)?;
         if p.cancels_older {
             let cancelled = store::tasks::supersede_older(conn, id)?;
             if !cancelled.is_empty() {
