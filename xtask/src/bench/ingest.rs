@@ -34,6 +34,11 @@ const SENDERS: [usize; 2] = [8, 32];
 const WINDOW: Duration = Duration::from_secs(10);
 /// How long the floors are measured.
 const FLOOR_WINDOW: Duration = Duration::from_secs(5);
+/// Pushes made for a window, before it: more than its 10 s take at the
+/// target rate (the window ends early should they run out).
+const PUSHES: usize = 40_000;
+/// Wrongly signed pushes made for a floor window, sent over and over.
+const FLOOR_PUSHES: usize = 1_000;
 const WORKFLOW: &str = "ingest";
 const REPO: &str = "https://github.com/bench/ingest.git";
 /// The services whose memory is reported.
@@ -69,14 +74,9 @@ impl Suite for Ingest {
                 "xtask: ingest: {senders} senders, the gateway alone for {}s",
                 FLOOR_WINDOW.as_secs()
             );
-            let refused = send(
-                addr,
-                senders,
-                FLOOR_WINDOW,
-                b"not the secret",
-                &run,
-                "floor",
-            )?;
+            // Refused at the signature whatever they are: a few, over and over.
+            let wrong = made(FLOOR_PUSHES, b"not the secret", &run, senders, "floor")?;
+            let refused = pushes::closed_loop(addr, senders, FLOOR_WINDOW, wrong, true)?;
             let gateway = Window::of(&refused, |a| matches!(a, Answer::Status { code: 401, .. }));
             if gateway.other > 0 {
                 bail!(
@@ -86,17 +86,17 @@ impl Suite for Ingest {
                 );
             }
             eprintln!(
-                "xtask: ingest: {senders} senders, signed pushes for {}s",
+                "xtask: ingest: {senders} senders, signed pushes for {}s (made first)",
                 WINDOW.as_secs()
             );
-            let sent = send(
-                addr,
-                senders,
-                WINDOW,
+            let signed = made(
+                PUSHES,
                 stack.github_secret.as_bytes(),
                 &run,
+                senders,
                 "push",
             )?;
+            let sent = pushes::closed_loop(addr, senders, WINDOW, signed, false)?;
             let stored = Window::of(&sent, stored_at_once);
             let spooled = sent
                 .iter()
@@ -146,6 +146,7 @@ impl Suite for Ingest {
             details.push(json!({
                 "senders": senders,
                 "pushes": sent.len(),
+                "ran_out_of_pushes": sent.len() >= PUSHES,
                 "stored_at_once": stored.count,
                 "spooled": spooled,
                 "pushes_per_second": stored.per_second,
@@ -207,29 +208,22 @@ fn stored_at_once(answer: &Answer) -> bool {
     matches!(answer, Answer::Status { code: 202, queued: false, task_ids } if !task_ids.is_empty())
 }
 
-/// Pushes of made-up commits (nothing runs them) from `senders` for
-/// `over`, signed with `secret`.
-fn send(
-    addr: SocketAddr,
-    senders: usize,
-    over: Duration,
-    secret: &[u8],
-    run: &str,
-    kind: &str,
-) -> Result<Vec<Sent>> {
-    let secret = secret.to_vec();
-    let prefix = format!("ingest-{kind}-{run}-{senders}");
+/// `n` pushes of made-up commits (nothing runs them), signed with
+/// `secret`, each its own delivery.
+fn made(n: usize, secret: &[u8], run: &str, senders: usize, kind: &str) -> Result<Vec<Push>> {
     // 40 hex digits: the run's 8, the senders' 4, the push's 28.
     let commit = format!("{run}{senders:04x}");
-    pushes::closed_loop(addr, senders, over, move |i| {
-        Push::new(
-            &secret,
-            REPO,
-            format!("{prefix}-{i}"),
-            "main",
-            &format!("{commit}{i:028x}"),
-        )
-    })
+    (0..n)
+        .map(|i| {
+            Push::new(
+                secret,
+                REPO,
+                format!("ingest-{kind}-{run}-{senders}-{i}"),
+                "main",
+                &format!("{commit}{i:028x}"),
+            )
+        })
+        .collect()
 }
 
 /// What a window of answers or transactions measured.

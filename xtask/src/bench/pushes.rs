@@ -257,32 +257,39 @@ async fn send_all(
 
 /// Pushes sent in a closed loop for `over`: `senders` clients, each on a
 /// keep-alive connection of its own, each sending its next push as soon as
-/// the last is answered (or has failed); `make(n)` makes the n-th push.
-/// Every push as it went, in the order they were made.
+/// the last is answered (or has failed). The pushes are made beforehand,
+/// so that the senders' time goes to sending; they are sent in order, once
+/// each (the window ends early when they run out) or, with `repeat`, over
+/// and over. Every push as it went, in the order sent.
 pub fn closed_loop(
     addr: SocketAddr,
     senders: usize,
     over: Duration,
-    make: impl Fn(usize) -> Result<Push> + Send + Sync + 'static,
+    pushes: Vec<Push>,
+    repeat: bool,
 ) -> Result<Vec<Sent>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the pushes' runtime")?;
-    let make = Arc::new(make);
+    let pushes: Arc<[Push]> = pushes.into();
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let until = start + over;
     let mut sent = runtime.block_on(async move {
         let mut clients = JoinSet::new();
         for _ in 0..senders.max(1) {
-            let (make, next) = (Arc::clone(&make), Arc::clone(&next));
+            let (pushes, next) = (Arc::clone(&pushes), Arc::clone(&next));
             clients.spawn(async move {
                 let mut conn = None;
                 let mut sent = Vec::new();
                 while Instant::now() < until {
                     let index = next.fetch_add(1, Ordering::Relaxed);
-                    let push = make(index)?;
+                    let push = match pushes.get(index) {
+                        Some(push) => push,
+                        None if repeat && !pushes.is_empty() => &pushes[index % pushes.len()],
+                        None => break,
+                    };
                     let left = start.elapsed();
                     let answer = send_kept(&mut conn, addr, &push.delivery).await;
                     sent.push(Sent {
@@ -292,12 +299,12 @@ pub fn closed_loop(
                         answer,
                     });
                 }
-                Ok::<_, anyhow::Error>(sent)
+                sent
             });
         }
         let mut all = Vec::new();
         while let Some(joined) = clients.join_next().await {
-            all.extend(joined.context("a push sender panicked")??);
+            all.extend(joined.context("a push sender panicked")?);
         }
         Ok::<_, anyhow::Error>(all)
     })?;
