@@ -35,6 +35,31 @@ pub struct Event<'a> {
     pub recovery: bool,
 }
 
+/// Records the `task_created` events of new tasks (id, workflow, branch)
+/// in one statement.
+pub fn tasks_created(conn: &mut PgConnection, created: &[(i64, i64, Option<&str>)]) -> Result<()> {
+    if created.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = created
+        .iter()
+        .map(|(task_id, workflow_id, branch)| {
+            (
+                events::id.eq(uuid::Uuid::new_v4().to_string()),
+                events::kind.eq("task_created"),
+                events::workflow_id.eq(*workflow_id),
+                events::task_id.eq(Some(*task_id)),
+                events::summary.eq(format!("task {task_id} queued")),
+                events::branch.eq(*branch),
+            )
+        })
+        .collect();
+    diesel::insert_into(events::table)
+        .values(rows)
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Records an event; its branch is the task's, fixed now, since repeats
 /// are counted per branch.
 pub fn emit(conn: &mut PgConnection, event: &Event<'_>) -> Result<String> {

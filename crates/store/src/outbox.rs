@@ -17,6 +17,17 @@ pub fn push(conn: &mut PgConnection, task_id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Queues the tasks `ids` for publishing, in one statement.
+pub fn push_many(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
+    let rows: Vec<_> = ids.iter().map(|id| outbox::task_id.eq(*id)).collect();
+    if !rows.is_empty() {
+        diesel::insert_into(outbox::table)
+            .values(rows)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
 /// An entry waiting to be published.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable)]
 pub struct Entry {

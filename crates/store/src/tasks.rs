@@ -2,6 +2,8 @@
 //! lease (claim, heartbeat, expiry), step updates, cancel and retry. Every
 //! status change goes through `domain::state`.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use domain::labels::Labels;
@@ -312,6 +314,92 @@ pub fn create_within(conn: &mut PgConnection, new: &NewTask, step_names: &[Strin
         },
     )?;
     Ok(id)
+}
+
+/// Creates pending tasks as [`create_within`] does, each with its steps,
+/// commit time, outbox entry and `task_created` event, in a few statements
+/// for them all (the caller holds the transaction); their ids, in order.
+pub fn create_many(conn: &mut PgConnection, tasks: &[(NewTask, Vec<String>)]) -> Result<Vec<i64>> {
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut hosts: HashMap<(i64, Option<i64>), Option<String>> = HashMap::new();
+    let mut rows = Vec::with_capacity(tasks.len());
+    for (new, _) in tasks {
+        let mut new = new.clone();
+        let key = (new.workflow_id, new.deployment_id);
+        let host = match hosts.get(&key) {
+            Some(host) => host.clone(),
+            None => {
+                let host = serving_host(conn, &new)?;
+                hosts.insert(key, host.clone());
+                host
+            }
+        };
+        if let Some(host) = host {
+            let labels =
+                Labels::from_key(&new.runs_on).map_err(|e| Error::Corrupt(e.to_string()))?;
+            new.runs_on = labels.with_host(&host).key();
+        }
+        rows.push(new);
+    }
+    // Rows come back in the order of their values.
+    let ids: Vec<i64> = diesel::insert_into(tasks::table)
+        .values(&rows)
+        .returning(tasks::id)
+        .get_results(conn)?;
+    if ids.len() != rows.len() {
+        return Err(Error::Corrupt(format!(
+            "{} tasks inserted, {} ids returned",
+            rows.len(),
+            ids.len()
+        )));
+    }
+    let commits: Vec<_> = rows
+        .iter()
+        .zip(&ids)
+        .filter_map(|(new, id)| {
+            new.committed_at.map(|at| {
+                (
+                    task_commits::task_id.eq(*id),
+                    task_commits::committed_at.eq(at),
+                )
+            })
+        })
+        .collect();
+    if !commits.is_empty() {
+        diesel::insert_into(task_commits::table)
+            .values(commits)
+            .on_conflict_do_nothing()
+            .execute(conn)?;
+    }
+    let steps: Vec<_> = tasks
+        .iter()
+        .zip(&ids)
+        .flat_map(|((_, names), id)| {
+            names.iter().enumerate().map(move |(position, name)| {
+                (
+                    steps::task_id.eq(*id),
+                    steps::position.eq(i32::try_from(position).unwrap_or(i32::MAX)),
+                    steps::name.eq(name),
+                    steps::status.eq(StepStatus::Pending.as_str()),
+                )
+            })
+        })
+        .collect();
+    if !steps.is_empty() {
+        diesel::insert_into(steps::table)
+            .values(steps)
+            .execute(conn)?;
+    }
+    outbox::push_many(conn, &ids)?;
+    let created: Vec<(i64, i64, Option<&str>)> = rows
+        .iter()
+        .zip(&ids)
+        .map(|(new, id)| (*id, new.workflow_id, new.branch.as_deref()))
+        .collect();
+    events::tasks_created(conn, &created)?;
+    Ok(ids)
 }
 
 /// The one host serving the routed environments `new` deploys to, if any.

@@ -45,6 +45,42 @@ pub fn find(
         .optional()?)
 }
 
+/// The recorded deliveries among `keys` (provider, delivery id), in one
+/// query.
+pub fn find_many(conn: &mut PgConnection, keys: &[(&str, &str)]) -> Result<Vec<DeliveryRow>> {
+    let ids: Vec<&str> = keys.iter().map(|(_, id)| *id).collect();
+    let rows: Vec<DeliveryRow> = webhook_deliveries::table
+        .filter(webhook_deliveries::delivery_id.eq_any(&ids))
+        .select(DeliveryRow::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| {
+            keys.iter()
+                .any(|(p, id)| r.provider == *p && r.delivery_id == *id)
+        })
+        .collect())
+}
+
+/// Records deliveries in one statement, in order; `Conflict` when one of
+/// them was recorded meanwhile (then none is).
+pub fn insert_many(conn: &mut PgConnection, new: &[NewDelivery<'_>]) -> Result<Vec<DeliveryRow>> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::insert_into(webhook_deliveries::table)
+        .values(new)
+        .returning(DeliveryRow::as_returning())
+        .get_results(conn)
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::Conflict("duplicate delivery".to_owned())
+            } else {
+                Error::Database(e)
+            }
+        })
+}
+
 /// Records a delivery; `Conflict` when the same id was recorded meanwhile.
 pub fn insert(conn: &mut PgConnection, new: &NewDelivery<'_>) -> Result<DeliveryRow> {
     diesel::insert_into(webhook_deliveries::table)

@@ -305,7 +305,14 @@ impl TaskTimes {
 /// of `ids`.
 fn finished(stack: &Stack, ids: &[u64]) -> Result<Vec<TaskTimes>> {
     let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    // Looked at twice a second: each look starts psql, whose time the
+    // machine would take from the tasks.
+    let mut polls = 0usize;
     stack.wait("the tasks to finish", Duration::from_secs(600), || {
+        polls += 1;
+        if ids.len() > 1 && !polls.is_multiple_of(5) {
+            return Ok(None);
+        }
         let left: usize = stack
             .sql(&format!(
                 "SELECT count(*) FROM tasks WHERE id IN ({list}) AND finished_at IS NULL"

@@ -43,11 +43,13 @@ pub(crate) fn spec(
     Ok(spec)
 }
 
-/// A delivery, and who waits for its outcome (as stored, and whether it
-/// was seen before).
+/// A delivery's outcome as stored, and whether it was seen before.
+type Outcome = Result<(DeliveryRow, bool), ApiError>;
+
+/// A delivery, and who waits for its outcome.
 struct Job {
     delivery: Delivery,
-    answer: oneshot::Sender<Result<(DeliveryRow, bool), ApiError>>,
+    answer: oneshot::Sender<Outcome>,
 }
 
 /// The way to the task storing groups, started with the first delivery.
@@ -64,7 +66,7 @@ impl Ingest {
         pool: &store::Pool,
         specs: &Arc<Specs>,
         delivery: Delivery,
-    ) -> Result<(DeliveryRow, bool), ApiError> {
+    ) -> Outcome {
         let jobs = self.jobs.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -110,9 +112,11 @@ async fn run(
     }
 }
 
-/// One transaction for the group; each delivery answered after it.
+/// One transaction for the group, its rows written together; should that
+/// fail, one transaction again with each delivery in a savepoint of its
+/// own, so that one bad delivery leaves the others be. Each delivery is
+/// answered after the commit.
 fn store_group(pool: &store::Pool, specs: &Specs, group: Vec<Job>) {
-    let mut outcomes: Vec<Result<(DeliveryRow, bool), ApiError>> = Vec::with_capacity(group.len());
     let spec_of = |row: &WorkflowRow, definition: &str| match spec(
         specs,
         (row.id, row.version),
@@ -124,29 +128,44 @@ fn store_group(pool: &store::Pool, specs: &Specs, group: Vec<Job>) {
             None
         }
     };
-    let committed = pool.get().map_err(store::Error::from).and_then(|mut conn| {
-        conn.transaction(|conn| {
-            let mut workflows = None;
-            for job in &group {
-                let recorded = store::transaction(conn, |conn| {
-                    triggers::record(conn, &job.delivery, &mut workflows, &spec_of)
-                });
-                outcomes.push(recorded.map_err(|e| db_error(e, "delivery")));
-            }
-            Ok::<_, store::Error>(())
-        })
-    });
-    match committed {
-        Ok(()) => {
-            for (job, outcome) in group.into_iter().zip(outcomes) {
-                let _ = job.answer.send(outcome);
+    let deliveries: Vec<&Delivery> = group.iter().map(|job| &job.delivery).collect();
+    let outcomes = pool.get().map_err(store::Error::from).and_then(|mut conn| {
+        let together = conn.transaction(|conn| triggers::record_group(conn, &deliveries, &spec_of));
+        match together {
+            Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
+            Err(e) => {
+                tracing::debug!(error = %e, "storing a group of deliveries one by one");
+                one_by_one(&mut conn, &deliveries, &spec_of)
             }
         }
+    });
+    let outcomes: Vec<Outcome> = match outcomes {
+        Ok(outcomes) => outcomes,
         Err(e) => {
             let e = db_error(e, "delivery");
-            for job in group {
-                let _ = job.answer.send(Err(e.clone()));
-            }
+            group.iter().map(|_| Err(e.clone())).collect()
         }
+    };
+    for (job, outcome) in group.into_iter().zip(outcomes) {
+        let _ = job.answer.send(outcome);
     }
+}
+
+/// The deliveries in one transaction, each in a savepoint of its own.
+fn one_by_one(
+    conn: &mut diesel::PgConnection,
+    deliveries: &[&Delivery],
+    spec_of: triggers::SpecOf<'_>,
+) -> Result<Vec<Outcome>, store::Error> {
+    conn.transaction(|conn| {
+        let mut workflows = None;
+        let mut outcomes = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let recorded = store::transaction(conn, |conn| {
+                triggers::record(conn, delivery, &mut workflows, spec_of)
+            });
+            outcomes.push(recorded.map_err(|e| db_error(e, "delivery")));
+        }
+        Ok::<_, store::Error>(outcomes)
+    })
 }

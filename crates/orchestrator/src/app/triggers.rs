@@ -214,19 +214,134 @@ struct Outcomes {
     installation: Option<(Vec<i64>, i64)>,
 }
 
-/// Records `delivery` (inside the caller's transaction): its outcome as
-/// stored and whether it was seen before. `workflows` are the live
-/// workflows, loaded at the first delivery that needs them.
+/// The live workflows with their parsed definitions, as a group of
+/// deliveries loads them once, at the first that needs them.
+pub(super) type Live = Option<Vec<(WorkflowRow, Arc<Workflow>)>>;
+
+/// Parses a stored definition (`None`, said in the log, when it no longer
+/// parses).
+pub(super) type SpecOf<'a> = &'a dyn Fn(&WorkflowRow, &str) -> Option<Arc<Workflow>>;
+
+/// Records `delivery` (inside the caller's transaction), statement by
+/// statement: its outcome as stored and whether it was seen before.
 pub(super) fn record(
     conn: &mut diesel::PgConnection,
     delivery: &Delivery,
-    workflows: &mut Option<Vec<(WorkflowRow, Arc<Workflow>)>>,
-    spec: &dyn Fn(&WorkflowRow, &str) -> Option<Arc<Workflow>>,
+    workflows: &mut Live,
+    spec: SpecOf<'_>,
 ) -> store::Result<(DeliveryRow, bool)> {
     let hook = &delivery.hook;
     if let Some(seen) = store::webhooks::find(conn, &hook.provider, &hook.delivery_id)? {
         return Ok((seen, true));
     }
+    let outcomes = outcomes_of(conn, delivery, workflows, spec)?;
+    let row = store_outcomes(conn, hook, outcomes, delivery.late)?;
+    Ok((row, false))
+}
+
+/// Records a group of deliveries (inside the caller's transaction) in a
+/// few statements for them all: one to find those seen before, one per
+/// table for the tasks, their steps, outbox entries and events, one for the
+/// deliveries, one per GitHub App installation they carry. Those whose
+/// tasks cancel older ones or that waited too long are stored on their
+/// own, in the same transaction. A delivery twice in the group is the same as its first.
+/// Each one's outcome and whether it was seen before, in order; an error
+/// fails the group.
+pub(super) fn record_group(
+    conn: &mut diesel::PgConnection,
+    group: &[&Delivery],
+    spec: SpecOf<'_>,
+) -> store::Result<Vec<(DeliveryRow, bool)>> {
+    enum Slot {
+        Seen(DeliveryRow),
+        SameAs(usize),
+        Stored(DeliveryRow),
+        /// The place of its row among those inserted together.
+        Together(usize),
+    }
+    let keys: Vec<(&str, &str)> = group
+        .iter()
+        .map(|d| (d.hook.provider.as_str(), d.hook.delivery_id.as_str()))
+        .collect();
+    let seen = store::webhooks::find_many(conn, &keys)?;
+    let mut workflows: Live = None;
+    let mut slots = Vec::with_capacity(group.len());
+    let mut together: Vec<(&Webhook, Outcomes)> = Vec::new();
+    for (i, delivery) in group.iter().enumerate() {
+        let (provider, id) = keys[i];
+        if let Some(row) = seen
+            .iter()
+            .find(|r| r.provider == provider && r.delivery_id == id)
+        {
+            slots.push(Slot::Seen(row.clone()));
+        } else if let Some(first) = keys[..i].iter().position(|k| *k == keys[i]) {
+            slots.push(Slot::SameAs(first));
+        } else {
+            let outcomes = outcomes_of(conn, delivery, &mut workflows, spec)?;
+            let alone = delivery.late.is_some() || outcomes.planned.iter().any(|p| p.cancels_older);
+            if alone {
+                let row = store_outcomes(conn, &delivery.hook, outcomes, delivery.late)?;
+                slots.push(Slot::Stored(row));
+            } else {
+                slots.push(Slot::Together(together.len()));
+                together.push((&delivery.hook, outcomes));
+            }
+        }
+    }
+    let tasks: Vec<(NewTask, Vec<String>)> = together
+        .iter()
+        .flat_map(|(_, o)| o.planned.iter().map(|p| (p.new.clone(), p.steps.clone())))
+        .collect();
+    let mut ids = store::tasks::create_many(conn, &tasks)?.into_iter();
+    let news: Vec<NewDelivery<'_>> = together
+        .iter()
+        .map(|(hook, o)| NewDelivery {
+            provider: &hook.provider,
+            delivery_id: &hook.delivery_id,
+            event: &hook.event,
+            body_sha256: &hook.body_sha256,
+            task_ids: ids.by_ref().take(o.planned.len()).collect(),
+            ignored: o.ignored.as_deref(),
+        })
+        .collect();
+    let rows = store::webhooks::insert_many(conn, &news)?;
+    let mut installations: Vec<(i64, Vec<i64>)> = Vec::new();
+    for (ids, installation) in together.iter().filter_map(|(_, o)| o.installation.as_ref()) {
+        match installations.iter_mut().find(|(i, _)| i == installation) {
+            Some((_, all)) => all.extend(ids),
+            None => installations.push((*installation, ids.clone())),
+        }
+    }
+    for (installation, ids) in installations.iter().filter(|(_, ids)| !ids.is_empty()) {
+        store::workflows::set_installation(conn, ids, *installation)?;
+    }
+    let mut outcomes: Vec<(DeliveryRow, bool)> = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let outcome = match slot {
+            Slot::Seen(row) => (row, true),
+            Slot::SameAs(first) => (outcomes[first].0.clone(), true),
+            Slot::Stored(row) => (row, false),
+            Slot::Together(n) => {
+                let row = rows.get(n).cloned().ok_or_else(|| {
+                    store::Error::Corrupt("a delivery inserted without its row".to_owned())
+                })?;
+                (row, false)
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// What `delivery` brings about among the live workflows (loaded into
+/// `workflows` at the first delivery that needs them).
+fn outcomes_of(
+    conn: &mut diesel::PgConnection,
+    delivery: &Delivery,
+    workflows: &mut Live,
+    spec: SpecOf<'_>,
+) -> store::Result<Outcomes> {
+    let hook = &delivery.hook;
     let needs_workflows =
         hook.push.is_some() || hook.workflow_run.is_some() || hook.pull_request.is_some();
     if needs_workflows && workflows.is_none() {
@@ -244,9 +359,7 @@ pub(super) fn record(
         Some(list) if needs_workflows => list,
         _ => &[],
     };
-    let outcomes = plan(hook, delivery.forge.as_ref(), specs);
-    let row = store_outcomes(conn, hook, outcomes, delivery.late)?;
-    Ok((row, false))
+    Ok(plan(hook, delivery.forge.as_ref(), specs))
 }
 
 /// The tasks `hook` triggers among `specs`, or why none.
