@@ -49,7 +49,12 @@ pub fn find(
 /// query.
 pub fn find_many(conn: &mut PgConnection, keys: &[(&str, &str)]) -> Result<Vec<DeliveryRow>> {
     let ids: Vec<&str> = keys.iter().map(|(_, id)| *id).collect();
+    let mut providers: Vec<&str> = keys.iter().map(|(p, _)| *p).collect();
+    providers.sort_unstable();
+    providers.dedup();
+    // Both columns, so that the unique index on them is used.
     let rows: Vec<DeliveryRow> = webhook_deliveries::table
+        .filter(webhook_deliveries::provider.eq_any(&providers))
         .filter(webhook_deliveries::delivery_id.eq_any(&ids))
         .select(DeliveryRow::as_select())
         .load(conn)?;
