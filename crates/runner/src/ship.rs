@@ -149,14 +149,7 @@ async fn ship(
 ) {
     let mut pending: Option<Item> = None;
     let mut batch = BATCH_BYTES;
-    loop {
-        let item = match pending.take() {
-            Some(item) => item,
-            None => match rx.recv().await {
-                Some(item) => item,
-                None => return,
-            },
-        };
+    while let Some(item) = next(&mut pending, &mut rx).await {
         let stored = match item {
             Item::Flush(done) => {
                 let _ = done.send(true);
@@ -222,15 +215,7 @@ async fn ship(
             // The lease is lost: drop everything, answer flushes with the
             // loss; writers find the shipper closed.
             rx.close();
-            let mut left = pending.take();
-            loop {
-                let item = match left.take() {
-                    Some(item) => item,
-                    None => match rx.recv().await {
-                        Some(item) => item,
-                        None => return,
-                    },
-                };
+            while let Some(item) = next(&mut pending, &mut rx).await {
                 match item {
                     Item::Flush(done) => {
                         let _ = done.send(false);
@@ -240,6 +225,15 @@ async fn ship(
                 }
             }
         }
+    }
+}
+
+/// The item put aside, else the next queued; `None` once every sender is
+/// gone.
+async fn next(pending: &mut Option<Item>, rx: &mut mpsc::UnboundedReceiver<Item>) -> Option<Item> {
+    match pending.take() {
+        Some(item) => Some(item),
+        None => rx.recv().await,
     }
 }
 

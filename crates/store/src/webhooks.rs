@@ -77,13 +77,7 @@ pub fn insert_many(conn: &mut PgConnection, new: &[NewDelivery<'_>]) -> Result<V
         .values(new)
         .returning(DeliveryRow::as_returning())
         .get_results(conn)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::Conflict("duplicate delivery".to_owned())
-            } else {
-                Error::Database(e)
-            }
-        })
+        .map_err(duplicate)
 }
 
 /// Records a delivery; `Conflict` when the same id was recorded meanwhile.
@@ -92,11 +86,14 @@ pub fn insert(conn: &mut PgConnection, new: &NewDelivery<'_>) -> Result<Delivery
         .values(new)
         .returning(DeliveryRow::as_returning())
         .get_result(conn)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::Conflict("duplicate delivery".to_owned())
-            } else {
-                Error::Database(e)
-            }
-        })
+        .map_err(duplicate)
+}
+
+/// A unique violation as `Conflict`: the delivery was recorded meanwhile.
+fn duplicate(e: diesel::result::Error) -> Error {
+    if is_unique_violation(&e) {
+        Error::Conflict("duplicate delivery".to_owned())
+    } else {
+        Error::Database(e)
+    }
 }

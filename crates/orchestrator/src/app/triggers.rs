@@ -90,21 +90,25 @@ struct Planned {
 impl App {
     /// A task of `row` from `source`, with the steps of its plan; it joins
     /// the trace of the call creating it.
-    fn new_task(row: &WorkflowRow, spec: &Workflow, source: Source) -> (NewTask, Vec<String>) {
+    fn new_task(
+        row: &WorkflowRow,
+        spec: &Workflow,
+        source: Source,
+        trace: Option<String>,
+    ) -> (NewTask, Vec<String>) {
         let steps = Plan::for_task(spec, source.trigger, None).names();
-        let new = NewTask::new(
-            row.id,
-            row.version,
-            spec.runs_on.key(),
-            source,
-            telemetry::propagation::current_traceparent(),
-        );
+        let new = NewTask::new(row.id, row.version, spec.runs_on.key(), source, trace);
         (new, steps)
     }
 
     /// A webhook's task, which cancels older ones when its workflow says so.
-    fn planned(row: &WorkflowRow, spec: &Workflow, source: Source) -> Planned {
-        let (new, steps) = Self::new_task(row, spec, source);
+    fn planned(
+        row: &WorkflowRow,
+        spec: &Workflow,
+        source: Source,
+        trace: &Option<String>,
+    ) -> Planned {
+        let (new, steps) = Self::new_task(row, spec, source, trace.clone());
         Planned {
             workflow_id: row.id,
             new,
@@ -145,7 +149,8 @@ impl App {
             forge: self.forges.for_repo(spec.repo.as_str(), installation),
             ..Source::new(Trigger::Manual, Some(GitRef::Branch(branch)))
         };
-        let (new, steps) = Self::new_task(&row, &spec, source);
+        let trace = telemetry::propagation::current_traceparent();
+        let (new, steps) = Self::new_task(&row, &spec, source, trace);
         let id = self
             .db("workflow", move |conn| {
                 store::tasks::create(conn, &new, &steps)
@@ -173,6 +178,7 @@ impl App {
         let delivery = Delivery {
             forge: hook.forge.clone().and_then(|f| self.forges.for_event(f)),
             late: delayed(hook.received_at, Utc::now()),
+            trace: telemetry::propagation::current_traceparent(),
             hook,
         };
         match self.ingest.store(&self.pool, &self.specs, delivery).await {
@@ -204,6 +210,9 @@ pub(super) struct Delivery {
     pub forge: Option<ForgeTarget>,
     /// How long it waited in the gateway's spool, when that was too long.
     pub late: Option<chrono::TimeDelta>,
+    /// The trace of the call that brought it: its tasks join it, though a
+    /// group stores them elsewhere.
+    pub trace: Option<String>,
 }
 
 /// What a webhook brings about: the tasks to create, why none, and the
@@ -359,17 +368,14 @@ fn outcomes_of(
         Some(list) if needs_workflows => list,
         _ => &[],
     };
-    Ok(plan(hook, delivery.forge.as_ref(), specs))
+    Ok(plan(delivery, specs))
 }
 
 /// The tasks `hook` triggers among `specs`, or why none.
-fn plan(
-    hook: &Webhook,
-    forge: Option<&ForgeTarget>,
-    specs: &[(WorkflowRow, Arc<Workflow>)],
-) -> Outcomes {
+fn plan(delivery: &Delivery, specs: &[(WorkflowRow, Arc<Workflow>)]) -> Outcomes {
+    let hook = &delivery.hook;
     let delivery_id = hook.delivery_id.clone();
-    let forge = forge.cloned();
+    let forge = delivery.forge.clone();
     let mut planned: Vec<Planned> = Vec::new();
     let mut ignored = hook.ignored.clone();
     if let Some(push) = &hook.push {
@@ -389,7 +395,7 @@ fn plan(
                             forge: forge.clone(),
                             ..Source::new(Trigger::Push, Some(push.git_ref.clone()))
                         };
-                        planned.push(App::planned(row, spec, source));
+                        planned.push(App::planned(row, spec, source, &delivery.trace));
                     }
                     Err(domain::push::Ignored::RepositoryMismatch) => {}
                     Err(reason) => reasons.push(format!("{}: {reason}", row.name)),
@@ -434,7 +440,7 @@ fn plan(
                             Some(GitRef::Branch(pr.source_branch.clone())),
                         )
                     };
-                    planned.push(App::planned(row, spec, source));
+                    planned.push(App::planned(row, spec, source, &delivery.trace));
                 }
                 Err(domain::pull::Ignored::RepositoryMismatch) => {}
                 Err(reason) => reasons.push((row.name.clone(), reason)),
@@ -481,7 +487,7 @@ fn plan(
                     run.head_branch.clone().map(GitRef::Branch),
                 )
             };
-            planned.push(App::planned(row, spec, source));
+            planned.push(App::planned(row, spec, source, &delivery.trace));
         }
         if planned.is_empty() && ignored.is_none() {
             ignored = Some(format!("no workflow deploys after {}", run.workflow));
