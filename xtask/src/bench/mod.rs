@@ -206,6 +206,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let bin = services::build_release()?;
     let mut stack = Stack::start(&bin, cancel, services::Options::default(), &[])?;
     let mut reports = Vec::new();
+    let mut failed = None;
     for suite in &suites {
         eprintln!("xtask: bench suite {}: {}", suite.name(), suite.about());
         match suite.run(&mut stack) {
@@ -213,11 +214,13 @@ pub fn run(args: &[String]) -> Result<()> {
             Err(e) => {
                 // Its logs tell why.
                 stack.keep();
-                return Err(e.context(format!("bench suite {}", suite.name())));
+                failed = Some(e.context(format!("bench suite {}", suite.name())));
+                break;
             }
         }
     }
-    // Everything stops before the results are printed.
+    // Everything stops before the results are printed: those of the suites
+    // that ran, even when one failed.
     drop(stack);
 
     print!("{}", table(&reports));
@@ -227,6 +230,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     fs::write(&file, serde_json::to_vec_pretty(&results(&reports))?)?;
     eprintln!("xtask: wrote {}", file.display());
+    if let Some(e) = failed {
+        return Err(e);
+    }
 
     let broken: Vec<String> = reports
         .iter()
