@@ -206,11 +206,13 @@ async fn terminate(
 }
 
 /// Reads what is left in the pipe; bounded, in case a process outside the
-/// group still holds the write end.
+/// group still holds the write end. Without waiting for room: the step is
+/// over, so this is what its pipe held, and none of it may be lost to a
+/// slow orchestrator.
 async fn drain(reader: &mut pipe::Receiver, buf: &mut [u8], output: &mut impl Output) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
-            match read(reader, buf, output).await {
+            match reader.read(buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => output.write(&buf[..n]),
             }

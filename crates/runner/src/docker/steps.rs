@@ -306,9 +306,11 @@ async fn terminate(
 }
 
 /// Reads what is left of the output; bounded, in case the stream lingers.
+/// Without waiting for room: the container is gone, and none of what it
+/// printed may be lost to a slow orchestrator.
 async fn drain(logs: &mut LogStream, output: &mut impl Output) {
     let _ = tokio::time::timeout(DRAIN_LIMIT, async {
-        while let Some(Ok(chunk)) = next(logs, output).await {
+        while let Some(Ok(chunk)) = logs.next().await {
             output.write(&chunk.into_bytes());
         }
     })
