@@ -36,7 +36,7 @@ use futures_util::StreamExt;
 use proto::ErrorCode;
 use queue::lapin::options::{BasicAckOptions, BasicNackOptions};
 use queue::{TaskMessage, Topology};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
@@ -275,6 +275,16 @@ impl Runner {
             };
             tokio::spawn(sweeper.run(self.sweep_every, stop_rx.clone()))
         };
+        let (refused_tx, mut refused_rx) = mpsc::unbounded_channel();
+        let claimer = Claimer {
+            context: self.context.clone(),
+            metrics: self.metrics.clone(),
+            measure: self.measure.clone(),
+            runner_id: self.runner_id.clone(),
+            labels: self.labels.clone(),
+            stop: stop_rx.clone(),
+            refused: refused_tx,
+        };
         tokio::pin!(shutdown);
         let mut delays = queue::RECONNECT.build();
         let mut outcome = Ok(());
@@ -313,6 +323,11 @@ impl Runner {
                         let _ = conn.close(200, "shutting down".into()).await;
                         break 'connect;
                     }
+                    Some(e) = refused_rx.recv() => {
+                        outcome = Err(e);
+                        let _ = conn.close(200, "refused".into()).await;
+                        break 'connect;
+                    }
                     p = slots.clone().acquire_owned() => match p {
                         Ok(p) => p,
                         Err(_) => break 'connect,
@@ -334,6 +349,11 @@ impl Runner {
                         let _ = conn.close(200, "shutting down".into()).await;
                         break 'connect;
                     }
+                    Some(e) = refused_rx.recv() => {
+                        outcome = Err(e);
+                        let _ = conn.close(200, "refused".into()).await;
+                        break 'connect;
+                    }
                     d = active.stream.next() => d,
                 };
                 consumer = Some(active);
@@ -348,18 +368,9 @@ impl Runner {
                         continue 'connect;
                     }
                 };
-                match self.take(&delivery, permit, &mut running, &stop_rx).await {
-                    Taken::Yes | Taken::Dropped => {}
-                    Taken::Later => {
-                        // Back off so an unreachable orchestrator is not hammered.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    Taken::Refused(e) => {
-                        outcome = Err(e);
-                        let _ = conn.close(200, "refused".into()).await;
-                        break 'connect;
-                    }
-                }
+                // Claimed on the side: the next delivery need not wait for
+                // this claim's answer.
+                running.spawn(claimer.clone().take(delivery, permit));
                 if slots.available_permits() == 0
                     && let Some(c) = consumer.take()
                 {
@@ -381,21 +392,37 @@ impl Runner {
         tracing::info!("runner stopped");
         outcome
     }
+}
 
-    /// Claims the task of one delivery and starts it; acknowledges or hands
-    /// the message back as the claim's answer says. The claim and the run
-    /// happen in one span, a child of the trace context the message carries.
+/// What claiming a delivery's task needs, shared by the claims in flight.
+#[derive(Clone)]
+struct Claimer {
+    context: Arc<Context>,
+    metrics: Arc<metrics::Metrics>,
+    /// Asks for the data directory's sizes to be measured again.
+    measure: Arc<tokio::sync::Notify>,
+    runner_id: String,
+    labels: Labels,
+    /// The runner stops.
+    stop: watch::Receiver<bool>,
+    /// Where a refused token goes, which stops the runner.
+    refused: mpsc::UnboundedSender<Error>,
+}
+
+impl Claimer {
+    /// Claims the task of one delivery and runs it, holding the slot
+    /// `permit`; acknowledges or hands the message back as the claim's
+    /// answer says. The claim and the run happen in one span, a child of
+    /// the trace context the message carries.
     async fn take(
-        &self,
-        delivery: &queue::lapin::message::Delivery,
+        self,
+        delivery: queue::lapin::message::Delivery,
         permit: tokio::sync::OwnedSemaphorePermit,
-        running: &mut JoinSet<()>,
-        stop: &watch::Receiver<bool>,
-    ) -> Taken {
+    ) {
         let Ok(message) = TaskMessage::decode(&delivery.data) else {
             tracing::warn!("dropping a malformed task message");
             let _ = delivery.ack(BasicAckOptions::default()).await;
-            return Taken::Dropped;
+            return;
         };
         let requeue = || async {
             let _ = delivery
@@ -421,36 +448,32 @@ impl Runner {
             Ok(claim) => {
                 self.metrics.claim(metrics::Claim::Claimed);
                 let _ = delivery.ack(BasicAckOptions::default()).await;
-                let (ctx, stop) = (self.context.clone(), stop.clone());
                 let counted = self.metrics.running();
-                let measure = self.measure.clone();
-                running.spawn(
-                    async move {
-                        executor::execute(ctx, claim, stop).await;
-                        drop(counted);
-                        drop(permit);
-                        measure.notify_one();
-                    }
-                    .instrument(span),
-                );
-                Taken::Yes
+                executor::execute(self.context.clone(), claim, self.stop.clone())
+                    .instrument(span)
+                    .await;
+                drop(counted);
+                drop(permit);
+                self.measure.notify_one();
             }
             // Already claimed, finished, cancelled or deleted: the message is moot.
             Err(e) if matches!(e.0.code, ErrorCode::Conflict | ErrorCode::NotFound) => {
                 tracing::info!(task_id = message.task_id, reason = %e, "task not claimable; dropping the message");
                 self.metrics.claim(metrics::Claim::Moot);
                 let _ = delivery.ack(BasicAckOptions::default()).await;
-                Taken::Dropped
             }
             Err(e) if e.0.code == ErrorCode::Unauthenticated => {
                 requeue().await;
-                Taken::Refused(token_refused(&e))
+                let _ = self.refused.send(token_refused(&e));
             }
             Err(e) => {
                 tracing::warn!(task_id = message.task_id, error = %e, "cannot claim; the task goes back to the queue");
                 self.metrics.claim(metrics::Claim::Error);
                 requeue().await;
-                Taken::Later
+                // The slot stays taken a while, so that an unreachable
+                // orchestrator is not hammered.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                drop(permit);
             }
         }
     }
@@ -461,16 +484,6 @@ fn token_refused(e: &client::CallError) -> Error {
     Error::Settings(format!(
         "the orchestrator refuses this runner's token ({e}): set SLIPWAY_RUNNER_TOKEN to the orchestrator's SLIPWAY_RUNNER_TOKEN, or to its SLIPWAY_API_TOKEN when it has none"
     ))
-}
-
-/// What became of one delivery.
-enum Taken {
-    Yes,
-    Dropped,
-    /// Handed back to the queue; try again later.
-    Later,
-    /// The orchestrator refuses this runner: stop.
-    Refused(Error),
 }
 
 /// How often the runner tells the orchestrator it is alive, busy or not

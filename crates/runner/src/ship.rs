@@ -1,5 +1,5 @@
-//! Ships a task's log and the changes of its steps to the orchestrator:
-//! both are queued in order, chunks batched per step and consecutive step
+//! Ships a task's log, the changes of its steps and the commit its clone
+//! checked out to the orchestrator: all are queued in order, chunks batched per step and consecutive step
 //! changes in one call, and sent by one task so they arrive in the order
 //! they happened. A flush waits until everything queued so far is stored.
 //! Lines longer than `SLIPWAY_LOG_LINE_MAX_BYTES` are cut on the way, with
@@ -14,6 +14,7 @@ use backon::Retryable as _;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::client::{CallError, Lease, RunnerClient};
+use crate::git::Checkout;
 use crate::report::persist;
 
 /// Largest batch sent in one call: the orchestrator's default limit of a
@@ -52,6 +53,7 @@ impl Queued {
 enum Item {
     Chunk(i32, Vec<u8>),
     Step(StepReport),
+    Commit(Box<Checkout>),
     Flush(oneshot::Sender<bool>),
 }
 
@@ -129,6 +131,12 @@ impl LogSink {
         self.tx.send(Item::Step(report)).is_ok()
     }
 
+    /// Queues the commit a clone checked out, behind what came before it;
+    /// false when the lease is gone.
+    pub fn commit(&self, checkout: Checkout) -> bool {
+        self.tx.send(Item::Commit(Box::new(checkout))).is_ok()
+    }
+
     /// Waits until everything queued so far reached the orchestrator; false
     /// when some of it was refused for good (the lease is gone).
     pub async fn flush(&self) -> bool {
@@ -170,6 +178,7 @@ async fn ship(
                 }
                 send_steps(&client, &lease, steps).await
             }
+            Item::Commit(checkout) => send_commit(&client, &lease, &checkout).await,
             Item::Chunk(position, data) => {
                 let mut taken = data.len();
                 let mut data = cut.apply(position, &data);
@@ -221,7 +230,7 @@ async fn ship(
                         let _ = done.send(false);
                     }
                     Item::Chunk(_, data) => queued.release(data.len()),
-                    Item::Step(_) => {}
+                    Item::Step(_) | Item::Commit(_) => {}
                 }
             }
         }
@@ -260,6 +269,19 @@ async fn send_steps(client: &RunnerClient, lease: &Lease, steps: Vec<StepReport>
     .await;
     if let Err(e) = &sent {
         tracing::warn!(task_id = lease.task_id, error = %e, "step changes refused");
+    }
+    sent.is_ok()
+}
+
+/// Reports the commit checked out, retrying while the orchestrator is
+/// unreachable; false when it was refused (the lease is gone).
+async fn send_commit(client: &RunnerClient, lease: &Lease, checkout: &Checkout) -> bool {
+    let sent = persist(client, |mut c| async move {
+        c.report_commit(lease, checkout).await
+    })
+    .await;
+    if let Err(e) = &sent {
+        tracing::warn!(task_id = lease.task_id, error = %e, "commit refused");
     }
     sent.is_ok()
 }

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -333,6 +333,32 @@ pub fn histogram(ms: &[f64]) -> Value {
 }
 
 /// One delivery on a fresh connection.
+/// Sends pushes one at a time, each on a connection of its own as a forge
+/// does, and tells when each left: a push's times start there, not at the
+/// bench's own set-up.
+pub struct OneByOne {
+    runtime: tokio::runtime::Runtime,
+    addr: SocketAddr,
+}
+
+impl OneByOne {
+    pub fn new(addr: SocketAddr) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the pushes' runtime")?;
+        Ok(Self { runtime, addr })
+    }
+
+    /// The push's answer, and when it was sent.
+    pub fn send(&self, push: &Push) -> (SystemTime, Answer) {
+        self.runtime.block_on(async {
+            let at = SystemTime::now();
+            (at, send(self.addr, &push.delivery).await)
+        })
+    }
+}
+
 async fn send(addr: SocketAddr, delivery: &Delivery) -> Answer {
     let exchange = async {
         let mut conn = connect(addr).await?;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::pushes::{self, Answer, Push, Sender};
+use super::pushes::{self, Answer, OneByOne, Push, Sender};
 use super::{Figure, Report, Stack, Suite, Target, percentile};
 use crate::git::LocalRepo;
 
@@ -53,10 +53,11 @@ impl Suite for Dispatch {
         let mut started = Vec::new();
         let mut cloned = Vec::new();
         let mut first_step = Vec::new();
+        let sender = OneByOne::new(addr)?;
         for push in trivial.pushes(stack)? {
-            let pushed = micros(SystemTime::now());
-            let sent = Sender::start(addr, vec![push], Duration::ZERO)?.join()?;
-            let id = created(sent.first().map(|s| &s.answer))?;
+            let (at, answer) = sender.send(&push);
+            let pushed = micros(at);
+            let id = created(Some(&answer))?;
             let task = finished(stack, &[id])?.pop().context("no task")?;
             task.succeeded()?;
             let clone = task.step("clone")?;
@@ -186,12 +187,56 @@ impl Suite for Throughput {
         let elapsed_s = (last - pushed) / 1e6;
         let rate = TASKS as f64 / elapsed_s.max(1e-9);
         let pool_rate = pool(TASKS, POOL)?;
-        let figures = vec![
+        let mut figures = vec![
             Figure::new("tasks finished per second", "/s", rate)
                 .floor("pool of 4 running their scripts", pool_rate)
                 .target(Target::AtLeast(60.0)),
             Figure::new("tasks not succeeded", "tasks", failed as f64).at_most(0.0),
         ];
+        // Where a task's time in its slot goes, from its claim to its end.
+        let part = |f: &dyn Fn(&TaskTimes) -> Option<f64>| -> Vec<f64> {
+            tasks.iter().filter_map(|t| f(t).map(ms)).collect()
+        };
+        for (name, values) in [
+            (
+                "claimed to task finished",
+                part(&|t| Some(t.finished - t.started)),
+            ),
+            (
+                "claimed to clone started",
+                part(&|t| t.steps.first().map(|c| c.started - t.started)),
+            ),
+            (
+                "clone",
+                part(&|t| t.steps.first().map(|c| c.finished - c.started)),
+            ),
+            (
+                "last step finished to task finished",
+                part(&|t| t.steps.last().map(|l| t.finished - l.finished)),
+            ),
+        ] {
+            figures.push(Figure::new(
+                format!("{name}, p50"),
+                "ms",
+                percentile(&values, 0.5),
+            ));
+        }
+        // Once every slot is busy, each claim follows an end that freed a
+        // slot: the time from the last end before it.
+        let mut ends: Vec<f64> = tasks.iter().map(|t| t.finished).collect();
+        ends.sort_by(f64::total_cmp);
+        let handoffs: Vec<f64> = tasks
+            .iter()
+            .filter_map(|t| {
+                let before = ends.partition_point(|e| *e <= t.started);
+                before.checked_sub(1).map(|i| ms(t.started - ends[i]))
+            })
+            .collect();
+        figures.push(Figure::new(
+            "task finished to the next claimed, p50",
+            "ms",
+            percentile(&handoffs, 0.5),
+        ));
         Ok(Report {
             figures,
             details: json!({

@@ -255,7 +255,7 @@ impl Walk<'_> {
     /// the host's mirror of the repository, then the caches restored. The
     /// task's budget starts here.
     async fn clone_repo(&mut self, position: i32) -> Next {
-        self.reported(position, "running", None).await?;
+        self.queue(position, "running", None, None)?;
         let c = self.claim;
         if !c.withheld_secrets.is_empty() {
             self.sink.line(
@@ -342,16 +342,12 @@ impl Walk<'_> {
         };
         self.commit = checkout.sha.clone();
         // Always: the commit's time (and a manual run's message and author)
-        // comes from the clone.
-        let reported = persist(&self.ctx.client, |mut cl| {
-            let (lease, checkout) = (self.lease.clone(), checkout.clone());
-            async move { cl.report_commit(&lease, &checkout).await }
-        })
-        .await;
-        if reported.is_err() {
+        // comes from the clone. Queued, as the step's changes are: stored
+        // before any later report, and before the task's end.
+        let default_branch = checkout.default_branch.clone();
+        if !self.sink.commit(checkout) {
             return Err(End::Abandoned);
         }
-        let default_branch = checkout.default_branch;
         self.sink
             .line(position, &format!("checked out {}", self.commit));
         self.clone_position = Some(position);
@@ -366,8 +362,7 @@ impl Walk<'_> {
             default_branch,
         });
         self.restore_caches(position).await?;
-        self.sink.flush().await;
-        self.reported(position, "success", Some(0)).await
+        self.queue(position, "success", Some(0), None)
     }
 
     /// Restores the workflow's caches into the fresh checkout, saying in

@@ -7,7 +7,7 @@
 //! The caller holds the mirror's lock: exclusive around [`Mirror::fetch`]
 //! and [`Mirror::discard`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -191,22 +191,29 @@ impl Mirror {
             .filter(|name| MIRRORED.iter().any(|p| name.starts_with(p.as_bytes())))
             .collect();
 
-        let outcome = prepared
-            .with_write_packed_refs_only(true)
-            .receive(gix::progress::Discard, cancel)
-            .map_err(|e| match fetch_error(e) {
-                Error::Fetch { url, message } => Error::Receive { url, message },
-                other => other,
-            })?;
-        match outcome.status {
-            gix::remote::fetch::Status::Change {
-                write_pack_bundle, ..
-            } => note(&format!(
-                "fetched {} new objects into the mirror",
-                write_pack_bundle.index.num_objects
-            )),
-            gix::remote::fetch::Status::NoPackReceived { .. } => {
-                note("the mirror has every object already");
+        if self.is_current(&repo, prepared.ref_map(), f.wanted)? {
+            // Nothing to ask for and no ref to move: the connection ends
+            // here, and the mirror is left as it is.
+            drop(prepared);
+            note("the mirror has every object already");
+        } else {
+            let outcome = prepared
+                .with_write_packed_refs_only(true)
+                .receive(gix::progress::Discard, cancel)
+                .map_err(|e| match fetch_error(e) {
+                    Error::Fetch { url, message } => Error::Receive { url, message },
+                    other => other,
+                })?;
+            match outcome.status {
+                gix::remote::fetch::Status::Change {
+                    write_pack_bundle, ..
+                } => note(&format!(
+                    "fetched {} new objects into the mirror",
+                    write_pack_bundle.index.num_objects
+                )),
+                gix::remote::fetch::Status::NoPackReceived { .. } => {
+                    note("the mirror has every object already");
+                }
             }
         }
         if cancel.load(Ordering::Relaxed) {
@@ -259,6 +266,35 @@ impl Mirror {
             default_branch: default_branch(&repo),
             head_run: f.wanted.is_none(),
         })
+    }
+
+    /// Whether every ref the fetch would write already points where the
+    /// remote says, and the wanted commit is there: then there is nothing
+    /// to receive, and no ref to rewrite.
+    fn is_current(
+        &self,
+        repo: &gix::Repository,
+        ref_map: &gix::remote::fetch::RefMap,
+        wanted: Option<gix::ObjectId>,
+    ) -> Result<bool, Error> {
+        if wanted.is_some_and(|id| !repo.has_object(id)) {
+            return Ok(false);
+        }
+        let mut local = HashMap::new();
+        let platform = repo.references().map_err(|e| self.error(chain(&e)))?;
+        for r in platform.all().map_err(|e| self.error(chain(&e)))? {
+            let r = r.map_err(|e| self.error(e.to_string()))?;
+            if let Target::Object(id) = r.target().into_owned() {
+                local.insert(r.name().as_bstr().to_owned(), id);
+            }
+        }
+        Ok(ref_map.mappings.iter().all(|m| match &m.local {
+            None => true,
+            Some(name) => m
+                .remote
+                .as_id()
+                .is_some_and(|id| local.get(name).is_some_and(|have| have.as_ref() == id)),
+        }))
     }
 
     /// Deletes the mirror's branches and tags the remote no longer has.

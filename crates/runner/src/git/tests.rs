@@ -430,6 +430,17 @@ fn the_mirror_fetches_only_what_is_new_and_the_workspace_is_a_clone() {
         "v1"
     );
     assert_eq!(git(&dir, &["log", "--format=%s"]), "six\ntwo\none");
+    assert_eq!(
+        git(&dir, &["rev-parse", "v1^{}"]),
+        f.c1,
+        "an annotated tag peels"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join(".git/packed-refs"))
+            .unwrap()
+            .contains(&format!("refs/tags/v1\n^{}\n", f.c1)),
+        "packed with its peeled commit"
+    );
     git(&dir, &["fsck", "--no-dangling"]);
     // Copies, not links: nothing a step does in .git reaches the mirror.
     for pack in std::fs::read_dir(dir.join(".git/objects/pack")).unwrap() {
@@ -437,6 +448,36 @@ fn the_mirror_fetches_only_what_is_new_and_the_workspace_is_a_clone() {
         let meta = pack.unwrap().metadata().unwrap();
         assert_eq!(meta.nlink(), 1);
     }
+}
+
+#[test]
+fn a_ref_moved_to_objects_the_mirror_has_moves_in_the_mirror_too() {
+    let f = fixture();
+    let mirrors = Mirrors::new(f.root.join("mirrors"));
+    let (got, _) = noted(&mirrors, &f.url, &f.root.join("a"), "refs/heads/main");
+    assert_eq!(got.unwrap().sha, f.c2);
+    // No new object: a new branch at c1, `other` moved back to c1.
+    let work = f.root.join("work");
+    git(
+        &work,
+        &["push", "-q", "origin", &format!("{}:refs/heads/old", f.c1)],
+    );
+    git(
+        &work,
+        &[
+            "push",
+            "-q",
+            "-f",
+            "origin",
+            &format!("{}:refs/heads/other", f.c1),
+        ],
+    );
+    let dir = f.root.join("b");
+    let (got, notes) = noted(&mirrors, &f.url, &dir, "refs/heads/main");
+    assert_eq!(got.unwrap().sha, f.c2);
+    assert_eq!(notes, ["the mirror has every object already"]);
+    assert_eq!(git(&dir, &["rev-parse", "origin/old"]), f.c1);
+    assert_eq!(git(&dir, &["rev-parse", "origin/other"]), f.c1);
 }
 
 #[test]

@@ -3,6 +3,9 @@
 //! writes into `.git` cannot reach the mirror other tasks read), the
 //! remote's branches as `origin/<branch>`, its tags, `origin` pointing at
 //! the repository's URL, and the work tree checked out at the commit.
+//! Its files are written straight to their places, with no templates,
+//! probes or lock files: nothing else uses the directory yet, and every
+//! file made costs the file system an inode, for every task.
 //!
 //! The caller holds the mirror's shared lock, so no fetch changes the
 //! mirror meanwhile.
@@ -10,9 +13,9 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::collections::BTreeMap;
+
 use gix::bstr::{BString, ByteSlice};
-use gix::refs::file::transaction::PackedRefs;
-use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::{FullName, Target};
 
 use super::mirror::Fetched;
@@ -82,17 +85,20 @@ fn make(
         dir: mirror_dir.display().to_string(),
         message,
     };
-    gix::ThreadSafeRepository::init_opts(
-        dir,
-        gix::create::Kind::WithWorktree,
-        gix::create::Options::default(),
-        open_options(),
-    )
-    .map_err(|e| Error::Prepare {
-        dir: dir.display().to_string(),
-        message: chain(&e),
-    })?;
+    // A branch run at its head is checked out as a local branch; a commit
+    // or any other ref leaves HEAD detached.
+    let local = match (
+        fetched.head_run,
+        git_ref.as_bstr().strip_prefix(b"refs/heads/"),
+    ) {
+        (true, Some(branch)) => Some(BString::from(branch)),
+        _ => None,
+    };
     let git_dir = dir.join(".git");
+    skeleton(&git_dir, url, local.as_ref()).map_err(|e| Error::Prepare {
+        dir: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
     copy_objects(
         &mirror_dir.join("objects"),
         &git_dir.join("objects"),
@@ -103,29 +109,62 @@ fn make(
         return Err(Error::Cancelled);
     }
     let mirror = gix::open_opts(mirror_dir, open_options()).map_err(|e| mirror_error(chain(&e)))?;
-    // Opened after the copy, so that it sees the objects.
-    let mut repo = gix::open_opts(dir, open_options()).map_err(|e| checkout_error(chain(&e)))?;
-    // As `git clone` writes its first refs: no reflogs.
-    repo.refs.write_reflog = gix::refs::store::WriteReflog::Disable;
-
-    // A branch run at its head is checked out as a local branch; a commit
-    // or any other ref leaves HEAD detached.
-    let local = match (
-        fetched.head_run,
-        git_ref.as_bstr().strip_prefix(b"refs/heads/"),
-    ) {
-        (true, Some(branch)) => Some(BString::from(branch)),
-        _ => None,
-    };
-    write_refs(&mirror, &repo, git_ref, fetched, local.as_ref())
+    write_refs(&mirror, &git_dir, git_ref, fetched, local.as_ref())
         .map_err(|e| checkout_error(chain(&e)))?;
-    write_config(&git_dir, url, local.as_ref())
-        .map_err(|e| checkout_error(format!("cannot write .git/config: {e}")))?;
-    // Read again: `origin` is configured now.
-    let repo = gix::open_opts(dir, open_options()).map_err(|e| checkout_error(chain(&e)))?;
-    check_out(&repo, fetched.commit, cancel).map_err(|e| checkout_error(chain(&e)))?;
     drop(mirror);
-    Ok(())
+    // Opened once everything is written, so that it sees it all.
+    let repo = gix::open_opts(dir, open_options()).map_err(|e| checkout_error(chain(&e)))?;
+    check_out(&repo, &git_dir, fetched.commit, cancel).map_err(|e| checkout_error(chain(&e)))
+}
+
+/// The repository's own files, as few as a working repository needs (no
+/// sample hooks, no probes of the file system, no lock files: nothing else
+/// uses the directory yet): `objects/pack`, `refs/heads`, `refs/tags`, and
+/// the configuration `git clone` writes, with `origin` and the local
+/// branch's upstream. Every file and directory made costs the file system
+/// an inode to find, and a workspace is made for every task.
+fn skeleton(git_dir: &Path, url: &str, local: Option<&BString>) -> std::io::Result<()> {
+    for sub in ["objects/pack", "refs/heads", "refs/tags"] {
+        std::fs::create_dir_all(git_dir.join(sub))?;
+    }
+    let mut config = gix::config::File::new(gix::config::file::Metadata::from(
+        gix::config::Source::Local,
+    ));
+    let io = std::io::Error::other;
+    {
+        let mut core = config.new_section("core", None).map_err(io)?;
+        for (key, value) in [
+            ("repositoryformatversion", "0"),
+            ("filemode", "true"),
+            ("bare", "false"),
+            ("logallrefupdates", "true"),
+        ] {
+            core.push(key, Some(value.into())).map_err(io)?;
+        }
+    }
+    {
+        let mut remote = config
+            .new_section("remote", Some(BString::from("origin")))
+            .map_err(io)?;
+        remote
+            .push("url", Some(url.as_bytes().as_bstr()))
+            .map_err(io)?;
+        remote
+            .push("fetch", Some("+refs/heads/*:refs/remotes/origin/*".into()))
+            .map_err(io)?;
+    }
+    if let Some(branch) = local {
+        let mut merge = BString::from("refs/heads/");
+        merge.extend_from_slice(branch);
+        let mut section = config
+            .new_section("branch", Some(branch.clone()))
+            .map_err(io)?;
+        section.push("remote", Some("origin".into())).map_err(io)?;
+        section.push("merge", Some(merge.as_bstr())).map_err(io)?;
+    }
+    let mut out = Vec::new();
+    config.write_to(&mut out)?;
+    std::fs::write(git_dir.join("config"), out)
 }
 
 /// Copies the mirror's packs and loose objects into the workspace. Only
@@ -166,156 +205,84 @@ fn copy_objects(from: &Path, to: &Path, cancel: &AtomicBool) -> std::io::Result<
     Ok(())
 }
 
-/// The workspace's refs: the mirror's branches as `origin/<branch>` (and
-/// `origin/HEAD`), its tags, the task's own ref when it is neither, and
-/// `HEAD`, on the local branch `local` or detached at the commit.
+/// The workspace's refs, as `git clone` leaves them: the mirror's branches
+/// as `origin/<branch>` (and `origin/HEAD`), its tags, the task's own ref
+/// when it is neither, and `HEAD`, on the local branch `local` or detached
+/// at the commit. All but the symbolic ones in one `packed-refs` file, with
+/// annotated tags peeled.
 fn write_refs(
     mirror: &gix::Repository,
-    repo: &gix::Repository,
+    git_dir: &Path,
     git_ref: &FullName,
     fetched: &Fetched,
     local: Option<&BString>,
 ) -> Result<(), gix::Error> {
-    let update = |name: FullName, new: Target| RefEdit {
-        change: Change::Update {
-            log: LogChange {
-                mode: RefLog::AndReference,
-                force_create_reflog: false,
-                message: "clone".into(),
-            },
-            expected: PreviousValue::Any,
-            new,
-        },
-        name,
-        deref: false,
-    };
-    let name =
-        |text: &[u8]| FullName::try_from(BString::from(text)).map_err(gix::Error::from_error);
-    let mut edits = Vec::new();
+    let mut refs: BTreeMap<BString, gix::ObjectId> = BTreeMap::new();
     let platform = mirror.references()?;
     for r in platform.prefixed("refs/heads/")? {
         let r = r.map_err(gix::Error::from_error)?;
-        let Target::Object(id) = r.target().into_owned() else {
+        let (Target::Object(id), Some(short)) = (
+            r.target().into_owned(),
+            r.name().as_bstr().strip_prefix(b"refs/heads/"),
+        ) else {
             continue;
         };
-        let Some(short) = r.name().as_bstr().strip_prefix(b"refs/heads/") else {
-            continue;
-        };
-        let mut remote = b"refs/remotes/origin/".to_vec();
-        remote.extend_from_slice(short);
-        edits.push(update(name(&remote)?, Target::Object(id)));
+        refs.insert(remote_name(short), id);
     }
     for r in platform.prefixed("refs/tags/")? {
         let r = r.map_err(gix::Error::from_error)?;
         if let Target::Object(id) = r.target().into_owned() {
-            edits.push(update(r.name().to_owned(), Target::Object(id)));
+            refs.insert(r.name().as_bstr().to_owned(), id);
         }
     }
     let own = git_ref.as_bstr();
-    if own.starts_with(b"refs/heads/") {
+    if let Some(short) = own.strip_prefix(b"refs/heads/") {
         // As fetched, even if the mirror's moved since.
-        let mut remote = b"refs/remotes/origin/".to_vec();
-        remote.extend_from_slice(&own[b"refs/heads/".len()..]);
-        let remote = name(&remote)?;
-        edits.retain(|e| e.name != remote);
-        edits.push(update(remote, Target::Object(fetched.ref_target)));
+        refs.insert(remote_name(short), fetched.ref_target);
     } else if own != "HEAD" {
-        edits.retain(|e| e.name != *git_ref);
-        edits.push(update(git_ref.clone(), Target::Object(fetched.ref_target)));
+        refs.insert(own.to_owned(), fetched.ref_target);
     }
     if let Some(branch) = local {
-        let mut full = b"refs/heads/".to_vec();
+        let mut full = BString::from("refs/heads/");
         full.extend_from_slice(branch);
-        edits.push(update(name(&full)?, Target::Object(fetched.commit)));
+        refs.insert(full, fetched.commit);
     }
-    repo.refs
-        .transaction()
-        .packed_refs(
-            PackedRefs::DeletionsAndNonSymbolicUpdatesRemoveLooseSourceReference(Box::new(
-                repo.objects.clone(),
-            )),
-        )
-        .prepare(
-            edits,
-            gix::lock::acquire::Fail::Immediately,
-            gix::lock::acquire::Fail::Immediately,
-        )
-        .map_err(gix::Error::from_error)?
-        .commit(None)
-        .map_err(gix::Error::from_error)?;
+    let mut packed = BString::from("# pack-refs with: peeled fully-peeled sorted \n");
+    for (name, id) in &refs {
+        packed.extend_from_slice(format!("{id} ").as_bytes());
+        packed.extend_from_slice(name);
+        packed.push(b'\n');
+        if mirror.find_header(*id)?.kind() == gix::object::Kind::Tag {
+            let peeled = mirror.find_object(*id)?.peel_tags_to_end()?.id;
+            packed.extend_from_slice(format!("^{peeled}\n").as_bytes());
+        }
+    }
+    std::fs::write(git_dir.join("packed-refs"), packed).map_err(gix::Error::from_error)?;
 
-    // Symbolic refs stay loose, apart from the packed ones.
-    let mut symbolic = Vec::new();
     if let Some(default) = &fetched.default_branch {
-        let mut target = b"refs/remotes/origin/".to_vec();
-        target.extend_from_slice(default.as_bytes());
-        symbolic.push(update(
-            name(b"refs/remotes/origin/HEAD")?,
-            Target::Symbolic(name(&target)?),
-        ));
+        let origin = git_dir.join("refs/remotes/origin");
+        std::fs::create_dir_all(&origin).map_err(gix::Error::from_error)?;
+        let head = format!("ref: refs/remotes/origin/{default}\n");
+        std::fs::write(origin.join("HEAD"), head).map_err(gix::Error::from_error)?;
     }
     let head = match local {
-        Some(branch) => {
-            let mut full = b"refs/heads/".to_vec();
-            full.extend_from_slice(branch);
-            Target::Symbolic(name(&full)?)
-        }
-        None => Target::Object(fetched.commit),
+        Some(branch) => format!("ref: refs/heads/{branch}\n"),
+        None => format!("{}\n", fetched.commit),
     };
-    symbolic.push(update(name(b"HEAD")?, head));
-    repo.refs
-        .transaction()
-        .prepare(
-            symbolic,
-            gix::lock::acquire::Fail::Immediately,
-            gix::lock::acquire::Fail::Immediately,
-        )
-        .map_err(gix::Error::from_error)?
-        .commit(None)
-        .map_err(gix::Error::from_error)?;
-    Ok(())
+    std::fs::write(git_dir.join("HEAD"), head).map_err(gix::Error::from_error)
 }
 
-/// `origin` as `git clone` configures it, and the local branch's upstream.
-fn write_config(git_dir: &Path, url: &str, local: Option<&BString>) -> std::io::Result<()> {
-    let path = git_dir.join("config");
-    let mut config =
-        gix::config::File::from_path_no_includes(path.clone(), gix::config::Source::Local)
-            .map_err(std::io::Error::other)?;
-    {
-        let mut remote = config
-            .new_section("remote", Some(BString::from("origin")))
-            .map_err(std::io::Error::other)?;
-        remote
-            .push("url", Some(url.as_bytes().as_bstr()))
-            .map_err(std::io::Error::other)?;
-        remote
-            .push("fetch", Some("+refs/heads/*:refs/remotes/origin/*".into()))
-            .map_err(std::io::Error::other)?;
-    }
-    if let Some(branch) = local {
-        let mut merge = BString::from("refs/heads/");
-        merge.extend_from_slice(branch);
-        let mut section = config
-            .new_section("branch", Some(branch.clone()))
-            .map_err(std::io::Error::other)?;
-        section
-            .push("remote", Some("origin".into()))
-            .map_err(std::io::Error::other)?;
-        section
-            .push("merge", Some(merge.as_bstr()))
-            .map_err(std::io::Error::other)?;
-    }
-    let mut out = Vec::new();
-    config.write_to(&mut out)?;
-    let temporary = git_dir.join("config.slipway");
-    std::fs::write(&temporary, out)?;
-    std::fs::rename(&temporary, &path)
+/// `refs/remotes/origin/<branch>`.
+fn remote_name(branch: &[u8]) -> BString {
+    let mut name = BString::from("refs/remotes/origin/");
+    name.extend_from_slice(branch);
+    name
 }
 
 /// The work tree and index at `commit`.
 fn check_out(
     repo: &gix::Repository,
+    git_dir: &Path,
     commit: gix::ObjectId,
     cancel: &AtomicBool,
 ) -> Result<(), gix::Error> {
@@ -347,8 +314,12 @@ fn check_out(
     if cancel.load(Ordering::Relaxed) {
         return Ok(());
     }
+    // Straight to its place: no lock, nothing else reads it yet.
+    let file = std::fs::File::create(git_dir.join("index")).map_err(gix::Error::from_error)?;
+    let mut out = std::io::BufWriter::new(file);
     index
-        .write(Default::default())
+        .write_to(&mut out, Default::default())
         .map_err(gix::Error::from_error)?;
+    std::io::Write::flush(&mut out).map_err(gix::Error::from_error)?;
     Ok(())
 }
