@@ -91,9 +91,10 @@ pub fn build_needs() -> Vec<Need> {
             package: "pkg-config",
             present: || sys::has("pkg-config"),
         },
+        // OpenSSL for the libpq the orchestrator builds in (pq-sys `bundled`).
         Need {
-            package: "libpq-dev",
-            present: || Path::new("/usr/include/postgresql/libpq-fe.h").is_file(),
+            package: "libssl-dev",
+            present: || Path::new("/usr/include/openssl/ssl.h").is_file(),
         },
         Need {
             package: "git",

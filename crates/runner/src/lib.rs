@@ -449,11 +449,12 @@ impl Claimer {
                 self.metrics.claim(metrics::Claim::Claimed);
                 let _ = delivery.ack(BasicAckOptions::default()).await;
                 let counted = self.metrics.running();
-                executor::execute(self.context.clone(), claim, self.stop.clone())
-                    .instrument(span)
+                let finished = executor::execute(self.context.clone(), claim, self.stop.clone())
+                    .instrument(span.clone())
                     .await;
                 drop(counted);
                 drop(permit);
+                finished.clean_up().instrument(span).await;
                 self.measure.notify_one();
             }
             // Already claimed, finished, cancelled or deleted: the message is moot.

@@ -7,6 +7,7 @@ mod env;
 mod image;
 mod walk;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,11 @@ pub(crate) enum End {
     Abandoned,
 }
 
-pub async fn execute(ctx: Arc<Context>, claim: Claim, mut shutdown: watch::Receiver<bool>) {
+pub async fn execute(
+    ctx: Arc<Context>,
+    claim: Claim,
+    mut shutdown: watch::Receiver<bool>,
+) -> Finished {
     let lease = claim.lease.clone();
     let task_id = lease.task_id;
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
@@ -84,10 +89,24 @@ pub async fn execute(ctx: Arc<Context>, claim: Claim, mut shutdown: watch::Recei
     } else {
         tracing::warn!(task_id, "task abandoned");
     }
-    if let Err(e) = tokio::fs::remove_dir_all(&workspace).await
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(task_id, error = %e, "cannot remove the workspace");
+    Finished { task_id, workspace }
+}
+
+/// A task that has ended, and the workspace it leaves behind.
+pub struct Finished {
+    task_id: i64,
+    workspace: PathBuf,
+}
+
+impl Finished {
+    /// Removes the task's workspace: once its slot is free, so that the
+    /// next task need not wait for the file system.
+    pub async fn clean_up(self) {
+        if let Err(e) = tokio::fs::remove_dir_all(&self.workspace).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(task_id = self.task_id, error = %e, "cannot remove the workspace");
+        }
     }
 }
 
