@@ -117,6 +117,7 @@ async fn finish(runner: &mut Runner, lease: &proto::LeaseRef, status: &str) {
             lease: Some(lease.clone()),
             status: status.to_owned(),
             error: None,
+            steps: Vec::new(),
         })
         .await
         .expect("finish task");

@@ -535,12 +535,14 @@ impl RunnerClient {
         lease: &Lease,
         status: &str,
         error: Option<String>,
+        steps: Vec<proto::UpdateStepRequest>,
     ) -> Result<(), CallError> {
         self.inner
             .finish_task(proto::FinishTaskRequest {
                 lease: Some(lease.proto()),
                 status: status.to_owned(),
                 error,
+                steps,
             })
             .await?;
         Ok(())

@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sha2::Digest as _;
+
 use crate::cache::Caches;
 use crate::client::RunnerClient;
 use crate::docker::Docker;
@@ -41,4 +43,18 @@ pub struct Context {
     pub host: String,
     /// `SLIPWAY_LOG_LINE_MAX_BYTES`: where long lines of a task's log are cut.
     pub log_line_max: usize,
+    /// Where the locks of the host's local images live.
+    pub locks: PathBuf,
+}
+
+impl Context {
+    /// The file whose lock guards a repository's local images on this host:
+    /// shared while one of its images is built (the build reuses the layers
+    /// of the earlier ones), exclusive while old ones are removed, which
+    /// would take those layers from under a build.
+    pub fn image_lock(&self, repository: &str) -> PathBuf {
+        let hash = sha2::Sha256::digest(repository.as_bytes());
+        let name = hex::encode(hash.get(..16).unwrap_or(&hash));
+        self.locks.join(format!("images-{name}.lock"))
+    }
 }

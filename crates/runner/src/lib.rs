@@ -118,7 +118,8 @@ impl Runner {
         let metrics = Arc::new(metrics::Metrics::new(settings.concurrency())?);
         let workspaces = settings.data_dir.join("workspaces");
         let mirrors = settings.data_dir.join("mirrors");
-        for dir in [&workspaces, &mirrors] {
+        let locks = settings.data_dir.join("locks");
+        for dir in [&workspaces, &mirrors, &locks] {
             tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(|source| Error::DataDir {
@@ -172,6 +173,7 @@ impl Runner {
             ),
             host: settings.host(),
             log_line_max: settings.log_line_max().map_err(Error::Settings)?,
+            locks,
         });
         let listener = match settings.metrics_addr().map_err(Error::Settings)? {
             Some(addr) => Some(telemetry::metrics::Listener::bind(addr).await?),
@@ -315,25 +317,20 @@ impl Runner {
             loop {
                 // Reap finished tasks so the set does not grow.
                 while running.try_join_next().is_some() {}
-                // A free slot first: no delivery waits unacknowledged here
-                // while every slot is busy (the broker closes a channel whose
-                // delivery stays unacknowledged past its consumer_timeout).
-                let permit = tokio::select! {
-                    () = &mut shutdown => {
-                        let _ = conn.close(200, "shutting down".into()).await;
-                        break 'connect;
+                // Not consuming since a message went back while every slot
+                // was busy: again once one is free.
+                if consumer.is_none() {
+                    tokio::select! {
+                        h = halted(shutdown.as_mut(), &mut refused_rx) => {
+                            halt(&conn, h, &mut outcome).await;
+                            break 'connect;
+                        }
+                        free = slots.acquire() => if free.is_err() {
+                            break 'connect;
+                        },
                     }
-                    Some(e) = refused_rx.recv() => {
-                        outcome = Err(e);
-                        let _ = conn.close(200, "refused".into()).await;
-                        break 'connect;
-                    }
-                    p = slots.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => break 'connect,
-                    },
-                };
-                let active = match consumer.take() {
+                }
+                let mut active = match consumer.take() {
                     Some(c) => c,
                     None => match consume(&channel, &queues, &self.runner_id).await {
                         Ok(c) => c,
@@ -343,15 +340,9 @@ impl Runner {
                         }
                     },
                 };
-                let mut active = active;
                 let delivery = tokio::select! {
-                    () = &mut shutdown => {
-                        let _ = conn.close(200, "shutting down".into()).await;
-                        break 'connect;
-                    }
-                    Some(e) = refused_rx.recv() => {
-                        outcome = Err(e);
-                        let _ = conn.close(200, "refused".into()).await;
+                    h = halted(shutdown.as_mut(), &mut refused_rx) => {
+                        halt(&conn, h, &mut outcome).await;
                         break 'connect;
                     }
                     d = active.stream.next() => d,
@@ -368,13 +359,44 @@ impl Runner {
                         continue 'connect;
                     }
                 };
-                // Claimed on the side: the next delivery need not wait for
-                // this claim's answer.
-                running.spawn(claimer.clone().take(delivery, permit));
-                if slots.available_permits() == 0
-                    && let Some(c) = consumer.take()
-                {
-                    pause(&channel, c).await;
+                // A free slot, or one that frees within HOLD: a busy runner
+                // hands the next task over as soon as one of its tasks
+                // ends, without asking the broker again.
+                let permit = match slots.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => tokio::select! {
+                        h = halted(shutdown.as_mut(), &mut refused_rx) => {
+                            halt(&conn, h, &mut outcome).await;
+                            break 'connect;
+                        }
+                        p = tokio::time::timeout(HOLD, slots.clone().acquire_owned()) => match p {
+                            Ok(Ok(p)) => Some(p),
+                            Ok(Err(_)) => break 'connect,
+                            Err(_) => None,
+                        },
+                    },
+                };
+                match permit {
+                    // Claimed on the side: the next delivery need not wait
+                    // for this claim's answer.
+                    Some(permit) => {
+                        running.spawn(claimer.clone().take(delivery, permit));
+                    }
+                    // Every slot still busy: the message goes back to the
+                    // queue for a free runner (the broker closes a channel
+                    // whose delivery stays unacknowledged past its
+                    // consumer_timeout), and this one stops consuming.
+                    None => {
+                        let _ = delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..BasicNackOptions::default()
+                            })
+                            .await;
+                        if let Some(c) = consumer.take() {
+                            pause(&channel, c).await;
+                        }
+                    }
                 }
             }
         }
@@ -392,6 +414,41 @@ impl Runner {
         tracing::info!("runner stopped");
         outcome
     }
+}
+
+/// How long a message waits in a runner whose slots are all busy for one
+/// of them to free before it goes back to the queue for another runner.
+const HOLD: Duration = Duration::from_millis(250);
+
+/// Why the runner stops taking tasks.
+enum Halt {
+    Shutdown,
+    /// The orchestrator refused the runner's token.
+    Refused(Error),
+}
+
+/// Resolves when the runner must stop taking tasks.
+async fn halted(
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    refused: &mut mpsc::UnboundedReceiver<Error>,
+) -> Halt {
+    tokio::select! {
+        () = shutdown => Halt::Shutdown,
+        Some(e) = refused.recv() => Halt::Refused(e),
+    }
+}
+
+/// Closes the broker connection for `why`, keeping a refusal as the
+/// runner's outcome.
+async fn halt(conn: &queue::lapin::Connection, why: Halt, outcome: &mut Result<(), Error>) {
+    let reason = match why {
+        Halt::Shutdown => "shutting down",
+        Halt::Refused(e) => {
+            *outcome = Err(e);
+            "refused"
+        }
+    };
+    let _ = conn.close(200, reason.into()).await;
 }
 
 /// What claiming a delivery's task needs, shared by the claims in flight.

@@ -75,6 +75,20 @@ impl FileLock {
         Ok(Self { file })
     }
 
+    /// The lock on `path` (created if missing) if it can be had now.
+    pub fn try_now(path: &Path, kind: Kind) -> io::Result<Option<Self>> {
+        let file = open(path)?;
+        let tried = match kind {
+            Kind::Exclusive => file.try_lock(),
+            Kind::Shared => file.try_lock_shared(),
+        };
+        match tried {
+            Ok(()) => Ok(Some(Self { file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+
     /// The exclusive lock on the existing file `path` if nobody holds any
     /// lock on it now.
     pub fn try_exclusive(path: &Path) -> io::Result<Option<Self>> {

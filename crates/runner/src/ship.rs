@@ -55,6 +55,15 @@ enum Item {
     Step(StepReport),
     Commit(Box<Checkout>),
     Flush(oneshot::Sender<bool>),
+    Finish(Finish),
+}
+
+/// The task's end, reported once everything queued before it is stored,
+/// with the step changes right before it in the same call.
+struct Finish {
+    status: &'static str,
+    error: Option<String>,
+    done: oneshot::Sender<bool>,
 }
 
 /// Most step changes sent in one call.
@@ -137,6 +146,23 @@ impl LogSink {
         self.tx.send(Item::Commit(Box::new(checkout))).is_ok()
     }
 
+    /// Reports the task's end (`success`, `failed`, `cancelled`) after
+    /// everything queued so far, the last step changes in the same call, so
+    /// that they are stored first, in one transaction with it; false when
+    /// something was refused for good (the lease is gone).
+    pub async fn finish(&self, status: &'static str, error: Option<String>) -> bool {
+        let (done, wait) = oneshot::channel();
+        let end = Finish {
+            status,
+            error,
+            done,
+        };
+        if self.tx.send(Item::Finish(end)).is_err() {
+            return false;
+        }
+        wait.await.unwrap_or(false)
+    }
+
     /// Waits until everything queued so far reached the orchestrator; false
     /// when some of it was refused for good (the lease is gone).
     pub async fn flush(&self) -> bool {
@@ -176,8 +202,15 @@ async fn ship(
                         Err(_) => break,
                     }
                 }
-                send_steps(&client, &lease, steps).await
+                match pending.take() {
+                    Some(Item::Finish(end)) => send_finish(&client, &lease, steps, end).await,
+                    other => {
+                        pending = other;
+                        send_steps(&client, &lease, steps).await
+                    }
+                }
             }
+            Item::Finish(end) => send_finish(&client, &lease, Vec::new(), end).await,
             Item::Commit(checkout) => send_commit(&client, &lease, &checkout).await,
             Item::Chunk(position, data) => {
                 let mut taken = data.len();
@@ -226,7 +259,7 @@ async fn ship(
             rx.close();
             while let Some(item) = next(&mut pending, &mut rx).await {
                 match item {
-                    Item::Flush(done) => {
+                    Item::Flush(done) | Item::Finish(Finish { done, .. }) => {
                         let _ = done.send(false);
                     }
                     Item::Chunk(_, data) => queued.release(data.len()),
@@ -249,7 +282,21 @@ async fn next(pending: &mut Option<Item>, rx: &mut mpsc::UnboundedReceiver<Item>
 /// Sends step changes in one call, retrying while the orchestrator is
 /// unreachable; false when they were refused (the lease is gone).
 async fn send_steps(client: &RunnerClient, lease: &Lease, steps: Vec<StepReport>) -> bool {
-    let steps: Vec<proto::UpdateStepRequest> = steps
+    let steps = wire(steps);
+    let sent = persist(client, |mut c| {
+        let steps = steps.clone();
+        async move { c.update_steps(lease, steps).await }
+    })
+    .await;
+    if let Err(e) = &sent {
+        tracing::warn!(task_id = lease.task_id, error = %e, "step changes refused");
+    }
+    sent.is_ok()
+}
+
+/// The step changes as the orchestrator takes them.
+fn wire(steps: Vec<StepReport>) -> Vec<proto::UpdateStepRequest> {
+    steps
         .into_iter()
         .map(|s| proto::UpdateStepRequest {
             lease: None,
@@ -261,15 +308,28 @@ async fn send_steps(client: &RunnerClient, lease: &Lease, steps: Vec<StepReport>
                 s.at,
             ))),
         })
-        .collect();
+        .collect()
+}
+
+/// Reports the task's end with the step changes before it, retrying while
+/// the orchestrator is unreachable; false when it was refused (the lease is
+/// gone). Whoever waits for the end hears the same.
+async fn send_finish(
+    client: &RunnerClient,
+    lease: &Lease,
+    steps: Vec<StepReport>,
+    end: Finish,
+) -> bool {
+    let steps = wire(steps);
     let sent = persist(client, |mut c| {
-        let steps = steps.clone();
-        async move { c.update_steps(lease, steps).await }
+        let (steps, error) = (steps.clone(), end.error.clone());
+        async move { c.finish(lease, end.status, error, steps).await }
     })
     .await;
     if let Err(e) = &sent {
-        tracing::warn!(task_id = lease.task_id, error = %e, "step changes refused");
+        tracing::warn!(task_id = lease.task_id, error = %e, "the end of the task was refused");
     }
+    let _ = end.done.send(sent.is_ok());
     sent.is_ok()
 }
 

@@ -14,7 +14,7 @@ use crate::deployments::{
     self, DeploymentRow, EnvironmentRow, NewDeployment, RollbackRow, Traffic,
 };
 use crate::schema::{deployments as deployment_rows, rollbacks, tasks as task_rows};
-use crate::tasks::{self, NewTask, RUNNER_LOST, Source, TaskRow};
+use crate::tasks::{self, NewTask, RUNNER_LOST, Source, StepChange, StepRow, TaskRow};
 use crate::{Error, Result};
 
 /// A task's end as committed: what metrics and callers look at.
@@ -24,18 +24,26 @@ pub struct Ended {
     pub task: TaskRow,
     /// The deployments it still had under way, failed by its end.
     pub deploys_failed: Vec<DeploymentRow>,
+    /// The steps the end's own step changes changed.
+    pub steps: Vec<StepRow>,
 }
 
-/// A runner's final word on a task it holds.
+/// A runner's final word on a task it holds, after the step changes it had
+/// not reported yet.
 pub fn finish(
     conn: &mut PgConnection,
     id: i64,
     token: &str,
+    steps: &[StepChange],
     event: TaskEvent,
     error: Option<&str>,
 ) -> Result<Ended> {
     conn.transaction(|conn| {
         let task = tasks::lock_leased(conn, id, token)?;
+        let mut changed = Vec::with_capacity(steps.len());
+        for change in steps {
+            changed.extend(tasks::apply_step_change(conn, id, change)?);
+        }
         let deploys_failed = deployments::fail_in_flight(
             conn,
             task.id,
@@ -47,6 +55,7 @@ pub fn finish(
         Ok(Ended {
             task,
             deploys_failed,
+            steps: changed,
         })
     })
 }
@@ -99,6 +108,7 @@ pub fn expire_leases(
                 Ended {
                     task,
                     deploys_failed,
+                    steps: Vec::new(),
                 },
                 outcome,
             ));

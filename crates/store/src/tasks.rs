@@ -587,7 +587,7 @@ pub fn update_steps(
 }
 
 /// One step change, under a lease already locked.
-fn apply_step_change(
+pub(crate) fn apply_step_change(
     conn: &mut PgConnection,
     id: i64,
     change: &StepChange,

@@ -315,18 +315,24 @@ impl App {
         Ok(())
     }
 
+    /// A task's end, after the step changes the runner had not reported
+    /// yet (`steps`), in one transaction.
     pub async fn finish(
         &self,
         task_id: i64,
         token: String,
+        steps: Vec<StepChange>,
         event: TaskEvent,
         error: Option<String>,
     ) -> Result<(), ApiError> {
         let ended = self
             .db("task", move |conn| {
-                store::task_deploys::finish(conn, task_id, &token, event, error.as_deref())
+                store::task_deploys::finish(conn, task_id, &token, &steps, event, error.as_deref())
             })
             .await?;
+        for step in &ended.steps {
+            self.metrics.step_changed(step);
+        }
         self.task_ended(&ended);
         self.changed(task_id);
         Ok(())

@@ -288,7 +288,14 @@ impl RunnerApi for RunnerService {
         let req = req.into_inner();
         let (task_id, token) = lease(req.lease)?;
         let event = convert::task_event(&req.status)?;
-        self.app.finish(task_id, token, event, req.error).await?;
+        let steps = req
+            .steps
+            .into_iter()
+            .map(step_change)
+            .collect::<Result<Vec<_>, Status>>()?;
+        self.app
+            .finish(task_id, token, steps, event, req.error)
+            .await?;
         Ok(Response::new(proto::Empty {}))
     }
 

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use crate::client::{Lease, Start, Version};
 use crate::context::Context;
 use crate::docker::{Docker, ImageRemoval};
+use crate::lock::{FileLock, Kind};
 use crate::process::Stop;
 use crate::report::Steps;
 use crate::ship::LogSink;
@@ -441,6 +442,13 @@ impl Deploys<'_> {
     /// or the parked version) stays.
     async fn prune(&self, docker: &Docker, image: &str, position: i32) {
         let Ok(repository) = ImageRef::parse(image).map(|i| i.repository()) else {
+            return;
+        };
+        // Never while one of its images builds, which may be reusing the
+        // layers of those that would go: they go after a later deploy.
+        let Ok(Some(_pruning)) =
+            FileLock::try_now(&self.ctx.image_lock(&repository), Kind::Exclusive)
+        else {
             return;
         };
         let Ok(images) = docker.images_of(&repository).await else {

@@ -2,6 +2,7 @@
 //! rendered tag, and pushed to the runner's registry.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use domain::image::{Digest, ImageRef};
@@ -14,6 +15,7 @@ use crate::client::Claim;
 use crate::confine;
 use crate::context::Context;
 use crate::docker::{BuildSpec, Docker, LayerSource};
+use crate::lock::{FileLock, Kind};
 use crate::ship::LogSink;
 
 /// A rendered tag as Docker accepts it: `[A-Za-z0-9_.-]`, at most 128
@@ -93,7 +95,10 @@ pub(super) async fn build_and_push(
         return Err("image failed: no tag left after rendering image.tags".to_owned());
     };
     let started = Instant::now();
+    // Old images of the repository are not removed while it builds.
+    let building = images_lock(ctx, &repository.repository()).await;
     build(docker, claim, image, workspace, &vars, &references, out).await?;
+    drop(building);
     out.sink.line(
         out.position,
         &format!("built in {}", seconds(started.elapsed())),
@@ -257,6 +262,25 @@ async fn layer_cache(docker: &Docker, claim: &Claim, out: Output<'_>) -> Vec<Str
             ));
             Vec::new()
         }
+    }
+}
+
+/// A shared lock on the repository's local images while one is built
+/// ([`Context::image_lock`]); `None` when the lock file cannot be used,
+/// which leaves the build as it was without one.
+async fn images_lock(ctx: &Context, repository: &str) -> Option<FileLock> {
+    let path = ctx.image_lock(repository);
+    let waited = tokio::task::spawn_blocking(move || {
+        FileLock::wait(&path, Kind::Shared, &AtomicBool::new(false), || {})
+    })
+    .await;
+    match waited {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, repository, "cannot lock the repository's images");
+            None
+        }
+        Err(_) => None,
     }
 }
 

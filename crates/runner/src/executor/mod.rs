@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 use crate::client::{Claim, Lease, RunnerClient};
 use crate::context::Context;
 use crate::process::Stop;
-use crate::report::persist;
+use crate::ship::LogSink;
 
 /// How a task ended, as far as the runner reports it.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,7 +66,8 @@ pub async fn execute(
         lease.token.get(..8).unwrap_or(&lease.token)
     ));
     tracing::info!(task_id, workflow = %claim.workflow, "running task");
-    let end = walk::run(&ctx, &claim, &workspace, stop_rx).await;
+    let sink = LogSink::start(ctx.client.clone(), lease.clone(), ctx.log_line_max);
+    let end = walk::run(&ctx, &claim, &sink, &workspace, stop_rx).await;
     drop(heartbeat);
     drop(stopper);
 
@@ -77,14 +78,12 @@ pub async fn execute(
         End::Abandoned => None,
     };
     if let Some((status, error)) = report {
-        let result = persist(&ctx.client, |mut c| {
-            let (lease, error) = (lease.clone(), error.clone());
-            async move { c.finish(&lease, status, error).await }
-        })
-        .await;
-        match result {
-            Ok(()) => tracing::info!(task_id, status, "task finished"),
-            Err(e) => tracing::warn!(task_id, error = %e, "could not report the end of the task"),
+        // After everything queued, with the last step changes: every
+        // step's result is stored before the task's end, in its transaction.
+        if sink.finish(status, error).await {
+            tracing::info!(task_id, status, "task finished");
+        } else {
+            tracing::warn!(task_id, "could not report the end of the task");
         }
     } else {
         tracing::warn!(task_id, "task abandoned");

@@ -39,6 +39,7 @@ use crate::ship::{LogSink, StepReport};
 pub(super) async fn run(
     ctx: &Context,
     claim: &Claim,
+    sink: &LogSink,
     workspace: &Path,
     stop: watch::Receiver<Stop>,
 ) -> End {
@@ -51,7 +52,6 @@ pub(super) async fn run(
     };
     let environment = claim.deployment.as_ref().map(|d| d.environment.as_str());
     let plan = Plan::for_task(&spec, trigger, environment);
-    let sink = LogSink::start(ctx.client.clone(), claim.lease.clone(), ctx.log_line_max);
     let masker = masker(claim);
     // Deploys alone (a rollback, an approval) build nothing: no caches.
     let builds = plan.steps().iter().any(|p| matches!(p.step, Step::Run(_)));
@@ -63,7 +63,7 @@ pub(super) async fn run(
         trigger,
         event: trigger.event(claim.tag.is_some()),
         workspace,
-        sink: &sink,
+        sink,
         masker: &masker,
         stop,
         deadline: Instant::now(),
@@ -95,12 +95,7 @@ pub(super) async fn run(
     if end == End::Success {
         walk.save_caches().await;
     }
-    // Every step's result is stored before the task's end is reported.
-    if sink.flush().await {
-        end
-    } else {
-        End::Abandoned
-    }
+    end
 }
 
 /// The end a step brought to the walk before the plan ran out.
