@@ -96,6 +96,7 @@ impl Suite for Ingest {
                 senders,
                 "push",
             )?;
+            eprintln!("xtask: ingest: {senders} senders, sending");
             let sent = pushes::closed_loop(addr, senders, WINDOW, signed, false)?;
             let stored = Window::of(&sent, stored_at_once);
             let spooled = sent

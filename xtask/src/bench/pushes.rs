@@ -350,11 +350,13 @@ impl OneByOne {
         Ok(Self { runtime, addr })
     }
 
-    /// The push's answer, and when it was sent.
-    pub fn send(&self, push: &Push) -> (SystemTime, Answer) {
+    /// The push's answer, when it was sent and how long the answer took.
+    pub fn send(&self, push: &Push) -> (SystemTime, Duration, Answer) {
         self.runtime.block_on(async {
             let at = SystemTime::now();
-            (at, send(self.addr, &push.delivery).await)
+            let start = Instant::now();
+            let answer = send(self.addr, &push.delivery).await;
+            (at, start.elapsed(), answer)
         })
     }
 }

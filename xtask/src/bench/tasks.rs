@@ -50,12 +50,14 @@ impl Suite for Dispatch {
     fn run(&self, stack: &mut Stack) -> Result<Report> {
         let trivial = Trivial::new(stack, "dispatch", 1, DISPATCHES)?;
         let addr: SocketAddr = stack.gateway.parse().context("the gateway's address")?;
+        let mut answered = Vec::new();
         let mut started = Vec::new();
         let mut cloned = Vec::new();
         let mut first_step = Vec::new();
         let sender = OneByOne::new(addr)?;
         for push in trivial.pushes(stack)? {
-            let (at, answer) = sender.send(&push);
+            let (at, took, answer) = sender.send(&push);
+            answered.push(took.as_secs_f64() * 1000.0);
             let pushed = micros(at);
             let id = created(Some(&answer))?;
             let task = finished(stack, &[id])?.pop().context("no task")?;
@@ -70,6 +72,7 @@ impl Suite for Dispatch {
         let floor = "fork and wait for sh -c true";
         let mut figures = Vec::new();
         for (name, values) in [
+            ("push answered (stored)", &answered),
             ("push to task started", &started),
             ("push to clone done", &cloned),
             ("push to first step started", &first_step),
