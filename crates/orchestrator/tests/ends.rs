@@ -3,11 +3,7 @@
 //! happened, in the end's transaction; an end that is refused stores none
 //! of them.
 
-use std::time::Duration;
-
-use proto::auth::Bearer;
-use proto::runner_api_client::RunnerApiClient;
-use test_support::{Options, Stack, step};
+use test_support::{Options, Stack, claim, step, step_time};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,27 +13,14 @@ async fn the_last_step_changes_are_stored_with_the_end_or_not_at_all() {
         ..Options::default()
     })
     .await;
-    let channel = proto::orchestrator_channel(&stack.grpc_url, None, Duration::from_secs(10))
-        .expect("channel");
-    let mut runner =
-        RunnerApiClient::with_interceptor(channel, Bearer::new(&stack.token).expect("token"));
+    let mut runner = stack.runner_api();
     let id = stack
         .create_workflow(
             "name: w\nrepo: file:///srv/git/w.git\nsteps:\n  - name: s\n    run: \"true\"\n",
         )
         .await;
     let task_id = stack.run_workflow(id).await;
-    let lease = runner
-        .claim_task(proto::ClaimTaskRequest {
-            task_id,
-            runner_id: "test-runner".to_owned(),
-            labels: Vec::new(),
-        })
-        .await
-        .expect("claim")
-        .into_inner()
-        .lease
-        .expect("a lease");
+    let lease = claim(&mut runner, task_id, &[]).await;
 
     // The clone and the step, each started and ended a few milliseconds
     // apart, a second ago.
@@ -81,15 +64,7 @@ async fn the_last_step_changes_are_stored_with_the_end_or_not_at_all() {
     runner.finish_task(end(lease)).await.expect("finish");
     let task = stack.task(task_id).await;
     assert_eq!(task["status"], "success", "{task:#}");
-    let time = |name: &str, field: &str| {
-        let text = step(&task, name)[field]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        chrono::DateTime::parse_from_rfc3339(&text)
-            .unwrap_or_else(|e| panic!("{name}.{field} {text:?}: {e}"))
-            .with_timezone(&chrono::Utc)
-    };
+    let time = |name: &str, field: &str| step_time(&task, name, field);
     for name in ["clone", "s"] {
         assert_eq!(step(&task, name)["status"], "success", "{task:#}");
     }

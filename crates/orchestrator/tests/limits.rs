@@ -4,11 +4,9 @@
 //! `422` and past their size `413`, and a log chunk past its size is
 //! refused with `RESOURCE_EXHAUSTED` while smaller ones are stored.
 
-use proto::auth::Bearer;
-use proto::runner_api_client::RunnerApiClient;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use test_support::{Options, Stack};
+use test_support::{Options, Stack, claim};
 use tonic::Code;
 
 const HEAD: &str = "name: w\nrepo: file:///srv/git/w.git\n";
@@ -157,22 +155,8 @@ async fn a_log_chunk_past_its_size_is_refused() {
     let stack = stack().await;
     let id = stack.create_workflow(&steps(1)).await;
     let task_id = stack.run_workflow(id).await;
-    let channel =
-        proto::orchestrator_channel(&stack.grpc_url, None, std::time::Duration::from_secs(10))
-            .expect("channel");
-    let mut runner =
-        RunnerApiClient::with_interceptor(channel, Bearer::new(&stack.token).expect("token"));
-    let lease = runner
-        .claim_task(proto::ClaimTaskRequest {
-            task_id,
-            runner_id: "test-runner".to_owned(),
-            labels: Vec::new(),
-        })
-        .await
-        .expect("claim")
-        .into_inner()
-        .lease
-        .expect("a lease");
+    let mut runner = stack.runner_api();
+    let lease = claim(&mut runner, task_id, &[]).await;
     let append = |data: Vec<u8>| proto::AppendLogRequest {
         lease: Some(lease.clone()),
         position: 0,

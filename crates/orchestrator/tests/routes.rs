@@ -5,16 +5,10 @@
 //! serving, and that a call without the lease or naming another
 //! environment's deployment is refused.
 
-use proto::auth::Bearer;
-use proto::runner_api_client::RunnerApiClient;
 use serde_json::Value;
 use tonic::Code;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
-use test_support::{Options, Stack};
-
-type Runner = RunnerApiClient<InterceptedService<Channel, Bearer>>;
+use test_support::{Options, RunnerApi, Stack, claim, try_claim};
 
 const IMAGE_V1: &str = "127.0.0.1:5001/shop:v1@sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const IMAGE_V2: &str = "127.0.0.1:5001/shop:v2@sha256:2222222222222222222222222222222222222222222222222222222222222222";
@@ -42,34 +36,17 @@ async fn stack() -> Stack {
     .await
 }
 
-fn runner(stack: &Stack) -> Runner {
-    let channel =
-        proto::orchestrator_channel(&stack.grpc_url, None, std::time::Duration::from_secs(10))
-            .expect("channel");
-    RunnerApiClient::with_interceptor(channel, Bearer::new(&stack.token).expect("token"))
-}
-
 /// Runs the workflow by hand and claims its task, as a runner of box-1
 /// would.
-async fn claimed(stack: &Stack, runner: &mut Runner, workflow_id: i64) -> proto::LeaseRef {
+async fn claimed(stack: &Stack, runner: &mut RunnerApi, workflow_id: i64) -> proto::LeaseRef {
     let task_id = stack.run_workflow(workflow_id).await;
-    runner
-        .claim_task(proto::ClaimTaskRequest {
-            task_id,
-            runner_id: "test-runner".to_owned(),
-            labels: vec!["host.box-1".to_owned()],
-        })
-        .await
-        .expect("claim")
-        .into_inner()
-        .lease
-        .expect("a lease")
+    claim(runner, task_id, &["host.box-1"]).await
 }
 
 /// Creates a deployment of `image` to `environment` under the lease and
 /// starts it on `host`; returns the start's answer.
 async fn started(
-    runner: &mut Runner,
+    runner: &mut RunnerApi,
     lease: &proto::LeaseRef,
     environment: &str,
     image: &str,
@@ -98,7 +75,7 @@ async fn started(
     answer
 }
 
-async fn advance(runner: &mut Runner, lease: &proto::LeaseRef, id: i64, event: &str) {
+async fn advance(runner: &mut RunnerApi, lease: &proto::LeaseRef, id: i64, event: &str) {
     runner
         .advance_deployment(proto::AdvanceDeploymentRequest {
             lease: Some(lease.clone()),
@@ -111,7 +88,7 @@ async fn advance(runner: &mut Runner, lease: &proto::LeaseRef, id: i64, event: &
         .unwrap_or_else(|e| panic!("{event} deployment {id}: {e}"));
 }
 
-async fn finish(runner: &mut Runner, lease: &proto::LeaseRef, status: &str) {
+async fn finish(runner: &mut RunnerApi, lease: &proto::LeaseRef, status: &str) {
     runner
         .finish_task(proto::FinishTaskRequest {
             lease: Some(lease.clone()),
@@ -124,7 +101,7 @@ async fn finish(runner: &mut Runner, lease: &proto::LeaseRef, status: &str) {
 }
 
 async fn traffic(
-    runner: &mut Runner,
+    runner: &mut RunnerApi,
     lease: &proto::LeaseRef,
     deployment_id: i64,
     serving: Option<i64>,
@@ -164,7 +141,7 @@ async fn environments(stack: &Stack, workflow_id: i64) -> serde_json::Map<String
 /// box-1 and got the traffic; returns its lease and v1's id.
 async fn v1_serving(
     stack: &Stack,
-    runner: &mut Runner,
+    runner: &mut RunnerApi,
     workflow_id: i64,
 ) -> (proto::LeaseRef, i64) {
     let lease = claimed(stack, runner, workflow_id).await;
@@ -182,7 +159,7 @@ async fn v1_serving(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_routed_deploy_records_its_host_its_switch_and_the_retired_version() {
     let stack = stack().await;
-    let mut runner = runner(&stack);
+    let mut runner = stack.runner_api();
     let workflow_id = stack.create_workflow(SHOP).await;
 
     // Before any deploy every environment of the definition is listed, in
@@ -335,7 +312,7 @@ async fn a_routed_deploy_records_its_host_its_switch_and_the_retired_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traffic_report_needs_the_lease_and_deployments_of_one_environment() {
     let stack = stack().await;
-    let mut runner = runner(&stack);
+    let mut runner = stack.runner_api();
     let workflow_id = stack.create_workflow(SHOP).await;
     let (first, v1) = v1_serving(&stack, &mut runner, workflow_id).await;
     let dev = started(&mut runner, &first, "dev", IMAGE_V1, "box-1")
@@ -450,13 +427,8 @@ async fn workflow_page(stack: &Stack, workflow_id: i64) -> String {
 }
 
 /// Claims `task_id` offering `labels`; the gRPC code of a refusal.
-async fn claim_with(runner: &mut Runner, task_id: i64, labels: &[&str]) -> Result<(), Code> {
-    runner
-        .claim_task(proto::ClaimTaskRequest {
-            task_id,
-            runner_id: "test-runner".to_owned(),
-            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
-        })
+async fn claim_with(runner: &mut RunnerApi, task_id: i64, labels: &[&str]) -> Result<(), Code> {
+    try_claim(runner, task_id, labels)
         .await
         .map(|_| ())
         .map_err(|s| s.code())
@@ -465,7 +437,7 @@ async fn claim_with(runner: &mut Runner, task_id: i64, labels: &[&str]) -> Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_of_a_routed_environment_go_to_runners_of_its_host() {
     let stack = stack().await;
-    let mut runner = runner(&stack);
+    let mut runner = stack.runner_api();
     let workflow_id = stack.create_workflow(SHOP).await;
     let (first, v1) = v1_serving(&stack, &mut runner, workflow_id).await;
     advance(&mut runner, &first, v1, "verify").await;

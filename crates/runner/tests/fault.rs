@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use test_support::{GitRepo, Options, Stack, step};
+use test_support::{GitRepo, Options, Stack, step, step_time};
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_slipway-runner");
 const WITHIN: Duration = Duration::from_secs(90);
@@ -175,14 +175,7 @@ async fn steps_go_on_while_the_orchestrator_is_away_and_keep_their_times() {
 
     let task = stack.wait_finished(task_id).await;
     assert_eq!(task["status"], "success", "{task:#}");
-    let at = |name: &str, field: &str| {
-        let text = step(&task, name)[field]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        chrono::DateTime::parse_from_rfc3339(&text)
-            .unwrap_or_else(|e| panic!("{name}.{field} {text:?}: {e}"))
-    };
+    let at = |name: &str, field: &str| step_time(&task, name, field);
     // Stamped when they happened on the runner, in order, while the
     // orchestrator was away, not when it heard of them.
     assert!(

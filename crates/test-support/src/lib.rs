@@ -617,6 +617,15 @@ impl Stack {
         body["task_ids"][0].as_i64().expect("task")
     }
 
+    /// A client of the orchestrator's runner API, for a test that plays
+    /// the runner.
+    pub fn runner_api(&self) -> RunnerApi {
+        let channel = proto::orchestrator_channel(&self.grpc_url, None, Duration::from_secs(10))
+            .expect("channel");
+        let bearer = proto::auth::Bearer::new(&self.token).expect("token");
+        proto::runner_api_client::RunnerApiClient::with_interceptor(channel, bearer)
+    }
+
     pub async fn task(&self, id: i64) -> Value {
         let (status, body) = self.get(&format!("/api/tasks/{id}")).await;
         assert_eq!(status, StatusCode::OK, "get task {id}: {body}");
@@ -736,4 +745,39 @@ pub fn step<'a>(task: &'a Value, name: &str) -> &'a Value {
         .as_array()
         .and_then(|steps| steps.iter().find(|s| s["name"] == name))
         .unwrap_or(&Value::Null)
+}
+
+/// A time of the named step of a task JSON (`started_at`, `finished_at`).
+pub fn step_time(task: &Value, name: &str, field: &str) -> chrono::DateTime<chrono::Utc> {
+    let text = step(task, name)[field].as_str().unwrap_or_default();
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{name}.{field} {text:?}: {e}\n{task:#}"))
+        .with_timezone(&chrono::Utc)
+}
+
+/// The orchestrator's runner API, with the stack's token.
+pub type RunnerApi = proto::runner_api_client::RunnerApiClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, proto::auth::Bearer>,
+>;
+
+/// Claims task `task_id` over `runner` as the runner `test-runner` with
+/// `labels`; its lease, or the refusal.
+pub async fn try_claim(
+    runner: &mut RunnerApi,
+    task_id: i64,
+    labels: &[&str],
+) -> Result<proto::LeaseRef, tonic::Status> {
+    let claimed = runner
+        .claim_task(proto::ClaimTaskRequest {
+            task_id,
+            runner_id: "test-runner".to_owned(),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+        })
+        .await?;
+    Ok(claimed.into_inner().lease.expect("a lease"))
+}
+
+/// [`try_claim`], which must succeed.
+pub async fn claim(runner: &mut RunnerApi, task_id: i64, labels: &[&str]) -> proto::LeaseRef {
+    try_claim(runner, task_id, labels).await.expect("claim")
 }
